@@ -1,0 +1,30 @@
+"""Shared fixtures: a tiny random Stable Diffusion pipeline saved to disk and loaded back like any model."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from workbench.models import build_architecture, load
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A tiny random pipeline, saved with save_pretrained (it then loads through from_pretrained)."""
+    folder = tmp_path_factory.mktemp("models") / "tiny-sd"
+    build_architecture("tiny", seed=0).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def tiny_pipe(tiny_model_dir):
+    return load(str(tiny_model_dir), device="cpu", cache=None)

@@ -1,0 +1,142 @@
+"""The ``workbench`` command: list models, generate, reproduce a saved image, run the demo, train the toy world."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from workbench.errors import WorkbenchError
+
+__all__ = ["main"]
+
+DEMO_MODEL = "arch/tiny"
+DEMO_PROMPTS = (
+    "a red circle in the centre, on a white background",
+    "a photo of a large blue square on the left, on a grey background",
+    "a sketch of a small green triangle at the top, on a black background",
+)
+
+
+def _models(args) -> int:
+    from workbench.models import ARCHITECTURES, available_models
+
+    for model_id in available_models():
+        arch = ARCHITECTURES.get(model_id.removeprefix("arch/")) if model_id.startswith("arch/") else None
+        print(f"{model_id:28s} {arch.description if arch else ''}".rstrip())
+    return 0
+
+
+def _config(args):
+    from workbench.config import GenerationConfig
+
+    return GenerationConfig(
+        steps=args.steps,
+        guidance=args.guidance,
+        width=args.width,
+        height=args.height,
+        negative_prompt=args.negative_prompt,
+        scheduler=args.scheduler,
+        batch_size=args.batch_size,
+    )
+
+
+def _generate(args) -> int:
+    from workbench.generation import generate, save_image
+    from workbench.models import load
+
+    pipe = load(args.model, device=args.device)
+    records = generate(pipe, args.prompts, _config(args), args.seeds)
+    for record in records:
+        path = save_image(record, args.out)
+        print(f"{path}  seed={record.seed} status={record.status} latency={record.latency_s:.3f}s")
+    return 0
+
+
+def _reproduce(args) -> int:
+    from workbench.generation import reproduce
+
+    result = reproduce(args.image, device=args.device, tolerance=args.tolerance)
+    print(json.dumps(result.record.settings(), indent=2, sort_keys=True))
+    verdict = "matches" if result.matches else "DIFFERS from"
+    print(
+        f"regenerated image {verdict} {result.path}: max pixel difference {result.max_abs_diff}/255 "
+        f"(tolerance {result.tolerance}), mean {result.mean_abs_diff:.3f}"
+    )
+    return 0 if result.matches else 1
+
+
+def _demo(args) -> int:
+    from workbench.config import GenerationConfig
+    from workbench.generation import generate, save_image
+    from workbench.models import load
+    from workbench.plots import image_grid
+
+    pipe = load(args.model)
+    seeds = list(range(args.seeds))
+    records = generate(pipe, list(DEMO_PROMPTS), GenerationConfig(batch_size=len(seeds)), seeds)
+    out = Path(args.out)
+    for record in records:
+        save_image(record, out / "images")
+    grid = image_grid([r.image for r in records], cols=len(seeds), scale=max(1, 128 // records[0].image.width))
+    grid.save(out / "grid.png")
+    per_image = sum(r.latency_s for r in records) / len(records)
+    print(
+        f"{len(records)} images from {args.model} ({len(DEMO_PROMPTS)} prompts x {len(seeds)} seeds), "
+        f"{per_image:.3f} s per image"
+    )
+    print(f"grid: {out / 'grid.png'}")
+    print(f"images with their settings: {out / 'images'}")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    from workbench.config import SCHEDULERS, GenerationConfig
+
+    defaults = GenerationConfig()
+    parser = argparse.ArgumentParser(prog="workbench", description="A research workbench for text-to-image models.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("models", help="list the models that load without a network").set_defaults(func=_models)
+
+    gen = sub.add_parser("generate", help="generate images and save them with their settings")
+    gen.add_argument("prompts", nargs="+")
+    gen.add_argument("--model", default=DEMO_MODEL)
+    gen.add_argument("--seeds", type=int, nargs="+", default=[0])
+    gen.add_argument("--steps", type=int, default=defaults.steps)
+    gen.add_argument("--guidance", type=float, default=defaults.guidance)
+    gen.add_argument("--width", type=int)
+    gen.add_argument("--height", type=int)
+    gen.add_argument("--negative-prompt")
+    gen.add_argument("--scheduler", choices=sorted(SCHEDULERS))
+    gen.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    gen.add_argument("--device")
+    gen.add_argument("--out", default="outputs/images")
+    gen.set_defaults(func=_generate)
+
+    rep = sub.add_parser("reproduce", help="regenerate a saved PNG from its metadata and compare")
+    rep.add_argument("image")
+    rep.add_argument("--device")
+    rep.add_argument("--tolerance", type=int, default=2, help="largest allowed pixel difference (0-255)")
+    rep.set_defaults(func=_reproduce)
+
+    demo = sub.add_parser("demo", help="generate a small image grid and say where it is")
+    demo.add_argument("--model", default=DEMO_MODEL)
+    demo.add_argument("--seeds", type=int, default=4, help="number of seeds per prompt")
+    demo.add_argument("--out", default="outputs/demo")
+    demo.set_defaults(func=_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except WorkbenchError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

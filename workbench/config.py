@@ -1,0 +1,109 @@
+"""Settings as frozen, validated dataclasses that round-trip to dict, JSON and YAML."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from workbench.errors import ConfigError
+
+__all__ = ["SCHEDULERS", "GenerationConfig"]
+
+# Scheduler names a config may use, and the diffusers class each stands for.
+SCHEDULERS = {
+    "ddim": "DDIMScheduler",
+    "ddpm": "DDPMScheduler",
+    "dpm++": "DPMSolverMultistepScheduler",
+    "euler": "EulerDiscreteScheduler",
+    "euler_a": "EulerAncestralDiscreteScheduler",
+    "heun": "HeunDiscreteScheduler",
+    "lms": "LMSDiscreteScheduler",
+    "pndm": "PNDMScheduler",
+    "unipc": "UniPCMultistepScheduler",
+}
+
+MAX_SIDE = 4096
+MAX_STEPS = 1000
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """How to sample one image; ``None`` means "the model's own default" (its native size, its scheduler)."""
+
+    steps: int = 20  # denoising steps
+    guidance: float = 5.0  # classifier-free guidance scale; <= 1 disables guidance
+    width: int | None = None  # pixels, a multiple of 8
+    height: int | None = None
+    negative_prompt: str | None = None
+    scheduler: str | None = None  # a key of SCHEDULERS
+    batch_size: int = 1  # images per pipeline call; results do not depend on it
+
+    def __post_init__(self) -> None:
+        if not _is_int(self.steps) or not 1 <= self.steps <= MAX_STEPS:
+            raise ConfigError(f"steps must be an integer from 1 to {MAX_STEPS}, got {self.steps!r}")
+        if (
+            isinstance(self.guidance, bool)
+            or not isinstance(self.guidance, (int, float))
+            or not 0 <= self.guidance <= 100
+        ):
+            raise ConfigError(f"guidance must be a number from 0 to 100, got {self.guidance!r}")
+        object.__setattr__(self, "guidance", float(self.guidance))
+        for name in ("width", "height"):
+            value = getattr(self, name)
+            if value is not None and (not _is_int(value) or value % 8 or not 8 <= value <= MAX_SIDE):
+                raise ConfigError(
+                    f"{name} must be a multiple of 8 from 8 to {MAX_SIDE} (or None for the "
+                    f"model's default), got {value!r}"
+                )
+        if self.negative_prompt is not None and not isinstance(self.negative_prompt, str):
+            raise ConfigError(f"negative_prompt must be a string or None, got {self.negative_prompt!r}")
+        if self.scheduler is not None and self.scheduler not in SCHEDULERS:
+            raise ConfigError(
+                f"scheduler must be one of {sorted(SCHEDULERS)} (or None for the model's own), got {self.scheduler!r}"
+            )
+        if not _is_int(self.batch_size) or self.batch_size < 1:
+            raise ConfigError(f"batch_size must be an integer >= 1, got {self.batch_size!r}")
+
+    def replace(self, **changes: Any) -> GenerationConfig:
+        """A copy with some fields changed (validated again)."""
+        _check_fields(type(self), changes)
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GenerationConfig:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{cls.__name__} needs a mapping, got {type(data).__name__}: {data!r}")
+        _check_fields(cls, data)
+        return cls(**data)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> GenerationConfig:
+        return cls.from_dict(json.loads(text))
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    @classmethod
+    def from_yaml(cls, text: str) -> GenerationConfig:
+        return cls.from_dict(yaml.safe_load(text) or {})
+
+
+def _check_fields(cls: type, data: dict[str, Any]) -> None:
+    allowed = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(data) - set(allowed))
+    if unknown:
+        raise ConfigError(f"unknown {cls.__name__} field(s) {unknown}; allowed: {allowed}")

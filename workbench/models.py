@@ -1,0 +1,445 @@
+"""Loading pipelines by id, choosing device and dtype, and caching what was loaded.
+
+Model ids::
+
+    toyworld/<name>     the packaged toy world (workbench/toyworld/weights/<name>)
+    arch/<sd15|sdxl|tiny>  the real architecture with random weights: speed and memory work without downloads
+    ./some/folder       a local diffusers pipeline folder (with model_index.json)
+    owner/name          a Hugging Face hub id; offline, only if it is already in the local cache
+
+Everything is loaded with diffusers' ``from_pretrained`` (``arch/`` ids are built from their configs).
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import socket
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import urlparse
+
+import torch
+
+from workbench.errors import ConfigError, UnknownModelError
+
+__all__ = [
+    "ARCHITECTURES",
+    "TOYWORLD_DIR",
+    "PipelineCache",
+    "available_models",
+    "build_architecture",
+    "default_cache",
+    "is_offline",
+    "load",
+    "model_id_of",
+    "pick_device",
+    "pick_dtype",
+    "pipeline_bytes",
+]
+
+TOYWORLD_DIR = Path(__file__).parent / "toyworld" / "weights"
+
+DTYPES = {
+    "fp32": torch.float32,
+    "float32": torch.float32,
+    "fp16": torch.float16,
+    "float16": torch.float16,
+    "bf16": torch.bfloat16,
+    "bfloat16": torch.bfloat16,
+}
+
+
+# --- device and dtype -----------------------------------------------------------------------------
+
+
+def _available_devices() -> list[str]:
+    devices = ["cpu"]
+    if torch.cuda.is_available():
+        devices += ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if torch.backends.mps.is_available():
+        devices.append("mps")
+    return devices
+
+
+def pick_device(device: str | torch.device | None = None) -> torch.device:
+    """The requested device, checked; or the best one present (cuda > mps > cpu)."""
+    if device is None:
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps" if torch.backends.mps.is_available() else "cpu")
+    if str(device) not in _available_devices():
+        raise ConfigError(f"device {str(device)!r} is not available here; available: {_available_devices()}")
+    return torch.device(device)
+
+
+def pick_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """The requested dtype, checked; or fp16 on a GPU and fp32 on the CPU (fp16 is very slow on CPUs)."""
+    if dtype is None:
+        return torch.float32 if device.type == "cpu" else torch.float16
+    if isinstance(dtype, torch.dtype) and dtype in DTYPES.values():
+        return dtype
+    if isinstance(dtype, str) and dtype in DTYPES:
+        return DTYPES[dtype]
+    raise ConfigError(f"dtype must be one of {sorted(DTYPES)} (or None for automatic), got {dtype!r}")
+
+
+# --- what exists ------------------------------------------------------------------------------------
+
+
+def _toyworld_pipelines() -> list[str]:
+    if not TOYWORLD_DIR.is_dir():
+        return []
+    return sorted(f"toyworld/{p.name}" for p in TOYWORLD_DIR.iterdir() if (p / "model_index.json").is_file())
+
+
+def _cached_hub_pipelines() -> list[str]:
+    from huggingface_hub import scan_cache_dir
+    from huggingface_hub.errors import CacheNotFound
+
+    try:
+        info = scan_cache_dir()
+    except CacheNotFound:
+        return []
+    return sorted(
+        repo.repo_id
+        for repo in info.repos
+        if repo.repo_type == "model"
+        and any(f.file_name == "model_index.json" for rev in repo.revisions for f in rev.files)
+    )
+
+
+def available_models() -> list[str]:
+    """Pipeline ids that load without a network: the toy world, architectures, and the hub cache."""
+    return _toyworld_pipelines() + [f"arch/{name}" for name in ARCHITECTURES] + _cached_hub_pipelines()
+
+
+@lru_cache(maxsize=1)
+def _hub_reachable() -> bool:
+    from huggingface_hub import constants
+
+    host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=2).close()
+    except OSError:
+        return False
+    return True
+
+
+def is_offline() -> bool:
+    """True when ``HF_HUB_OFFLINE`` is set or the hub cannot be reached (checked once, in seconds)."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}:
+        return True
+    return not _hub_reachable()
+
+
+# --- architectures with random weights ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Architecture:
+    description: str
+    unet: dict
+    vae: dict
+    text_encoders: tuple[dict, ...]
+
+
+_SD_VAE = dict(
+    block_out_channels=(128, 256, 512, 512),
+    layers_per_block=2,
+    latent_channels=4,
+    down_block_types=("DownEncoderBlock2D",) * 4,
+    up_block_types=("UpDecoderBlock2D",) * 4,
+)
+_CLIP_L = dict(
+    hidden_size=768,
+    intermediate_size=3072,
+    num_hidden_layers=12,
+    num_attention_heads=12,
+    hidden_act="quick_gelu",
+    projection_dim=768,
+)
+
+ARCHITECTURES = {
+    "sd15": _Architecture(
+        "Stable Diffusion 1.5 (860M-param UNet, 512x512), random weights",
+        unet=dict(
+            sample_size=64,
+            block_out_channels=(320, 640, 1280, 1280),
+            layers_per_block=2,
+            cross_attention_dim=768,
+            attention_head_dim=8,
+            down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+            up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+        ),
+        vae=dict(_SD_VAE, sample_size=512, scaling_factor=0.18215),
+        text_encoders=(_CLIP_L,),
+    ),
+    "sdxl": _Architecture(
+        "Stable Diffusion XL base (2.6B-param UNet, 1024x1024), random weights",
+        unet=dict(
+            sample_size=128,
+            block_out_channels=(320, 640, 1280),
+            layers_per_block=2,
+            cross_attention_dim=2048,
+            attention_head_dim=(5, 10, 20),
+            transformer_layers_per_block=(1, 2, 10),
+            use_linear_projection=True,
+            addition_embed_type="text_time",
+            addition_time_embed_dim=256,
+            projection_class_embeddings_input_dim=2816,
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        ),
+        vae=dict(_SD_VAE, sample_size=1024, scaling_factor=0.13025),
+        text_encoders=(
+            dict(_CLIP_L, hidden_act="quick_gelu"),
+            dict(
+                hidden_size=1280,
+                intermediate_size=5120,
+                num_hidden_layers=32,
+                num_attention_heads=20,
+                hidden_act="gelu",
+                projection_dim=1280,
+            ),
+        ),
+    ),
+    "tiny": _Architecture(
+        "a few-channel Stable Diffusion for tests (16x16 pixels), random weights",
+        unet=dict(
+            sample_size=8,
+            block_out_channels=(8, 16),
+            layers_per_block=1,
+            cross_attention_dim=16,
+            attention_head_dim=2,
+            norm_num_groups=4,
+            down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+            up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        ),
+        vae=dict(
+            block_out_channels=(8, 16),
+            layers_per_block=1,
+            latent_channels=4,
+            norm_num_groups=4,
+            sample_size=16,
+            down_block_types=("DownEncoderBlock2D",) * 2,
+            up_block_types=("UpDecoderBlock2D",) * 2,
+        ),
+        text_encoders=(
+            dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, projection_dim=16),
+        ),
+    ),
+}
+
+
+def build_architecture(name: str, seed: int = 0):
+    """A pipeline of architecture ``name`` (a key of ARCHITECTURES) with seeded random weights, on the CPU.
+
+    The tokenizer is the toy world's (every id it makes is valid for the real vocabulary size), so
+    prompts work; images are noise. SD 1.5 takes a few seconds to build, SDXL about a minute.
+    """
+    from diffusers import (
+        AutoencoderKL,
+        EulerDiscreteScheduler,
+        StableDiffusionPipeline,
+        StableDiffusionXLPipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    from workbench.toyworld.scenes import vocabulary
+    from workbench.toyworld.tokenizer import build_tokenizer
+
+    if name not in ARCHITECTURES:
+        raise UnknownModelError(f"arch/{name}", f"architectures are {sorted(ARCHITECTURES)}", available_models())
+    arch = ARCHITECTURES[name]
+    torch.manual_seed(seed)
+    tokenizer = build_tokenizer(vocabulary())
+    ids = dict(
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id
+    )
+    vocab_size = 49408 if name != "tiny" else len(tokenizer)
+    encoders = [
+        CLIPTextConfig(vocab_size=vocab_size, max_position_embeddings=77, **ids, **cfg) for cfg in arch.text_encoders
+    ]
+    scheduler = EulerDiscreteScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1
+    )
+    parts = dict(unet=UNet2DConditionModel(**arch.unet), vae=AutoencoderKL(**arch.vae), scheduler=scheduler)
+    if len(encoders) == 1:
+        return StableDiffusionPipeline(
+            text_encoder=CLIPTextModel(encoders[0]),
+            tokenizer=tokenizer,
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+            **parts,
+        )
+    return StableDiffusionXLPipeline(
+        text_encoder=CLIPTextModel(encoders[0]),
+        tokenizer=tokenizer,
+        text_encoder_2=CLIPTextModelWithProjection(encoders[1]),
+        tokenizer_2=tokenizer,
+        **parts,
+    )
+
+
+# --- loading ---------------------------------------------------------------------------------------
+
+
+def _load_uncached(model_id: str, device: torch.device, dtype: torch.dtype):
+    from diffusers import DiffusionPipeline
+
+    if model_id.startswith("arch/"):
+        pipe = build_architecture(model_id.removeprefix("arch/"))
+        if dtype != torch.float32:
+            pipe = pipe.to(dtype=dtype)
+    else:
+        source, local_only = _resolve(model_id)
+        pipe = DiffusionPipeline.from_pretrained(source, dtype=dtype, local_files_only=local_only)
+    pipe = pipe.to(device)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.workbench_model_id = model_id
+    return pipe
+
+
+def _resolve(model_id: str) -> tuple[str, bool]:
+    """Where ``model_id`` loads from, and whether only local files may be used."""
+    if model_id.startswith("toyworld/"):
+        folder = TOYWORLD_DIR / model_id.removeprefix("toyworld/")
+        if not (folder / "model_index.json").is_file():
+            raise UnknownModelError(model_id, "no toy world pipeline of that name", available_models())
+        return str(folder), True
+    path = Path(model_id).expanduser()
+    if path.is_dir():
+        if not (path / "model_index.json").is_file():
+            raise UnknownModelError(
+                model_id, "the folder has no model_index.json (not a diffusers pipeline)", available_models()
+            )
+        return str(path), True
+    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(model_id)
+    except HFValidationError:
+        raise UnknownModelError(
+            model_id, "neither a folder nor a valid hub id (owner/name)", available_models()
+        ) from None
+    if is_offline():
+        if not isinstance(try_to_load_from_cache(model_id, "model_index.json"), str):
+            raise UnknownModelError(model_id, "offline, and not in the local Hugging Face cache", available_models())
+        return model_id, True
+    return model_id, False
+
+
+def model_id_of(pipe) -> str:
+    """The id a pipeline was loaded under (its folder or hub name when not loaded by ``load``)."""
+    return getattr(pipe, "workbench_model_id", None) or pipe.name_or_path
+
+
+def pipeline_bytes(pipe) -> int:
+    """Approximate memory of a pipeline: the bytes of all parameters and buffers of its modules."""
+    total = 0
+    for component in pipe.components.values():
+        if isinstance(component, torch.nn.Module):
+            tensors = [*component.parameters(), *component.buffers()]
+            total += sum(t.numel() * t.element_size() for t in tensors)
+    return total
+
+
+# --- the cache ---------------------------------------------------------------------------------------
+
+
+def _default_memory_budget() -> int:
+    """Three quarters of the GPU's memory with CUDA, else half of this machine's RAM."""
+    if torch.cuda.is_available():
+        return int(0.75 * torch.cuda.get_device_properties(0).total_memory)
+    return int(0.5 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+
+
+def _free_memory() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+class PipelineCache:
+    """Loaded pipelines, least recently used first out; bounded by count and by approximate bytes.
+
+    A hit returns the very same pipeline object at no cost. An evicted pipeline's memory is freed
+    once no one else holds a reference to it.
+    """
+
+    def __init__(self, max_items: int = 3, max_bytes: int | None = None):
+        if max_items < 1:
+            raise ConfigError(f"max_items must be >= 1, got {max_items!r}")
+        self.max_items = max_items
+        self.max_bytes = max_bytes if max_bytes is not None else _default_memory_budget()
+        self._entries: OrderedDict[tuple, tuple[object, int]] = OrderedDict()
+        self._lock = threading.RLock()
+        self.hits = self.misses = self.evictions = 0
+
+    def get_or_load(self, key: tuple, loader: Callable[[], object]):
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                self.hits += 1
+                return self._entries[key][0]
+            self.misses += 1
+            pipe = loader()
+            self._entries[key] = (pipe, pipeline_bytes(pipe))
+            self._evict()
+            return pipe
+
+    def _evict(self) -> None:
+        evicted = False
+        while len(self._entries) > 1 and (len(self._entries) > self.max_items or self.nbytes > self.max_bytes):
+            self._entries.popitem(last=False)
+            self.evictions += 1
+            evicted = True
+        if evicted:
+            _free_memory()
+
+    @property
+    def nbytes(self) -> int:
+        return sum(size for _, size in self._entries.values())
+
+    def keys(self) -> list[tuple]:
+        return list(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            _free_memory()
+
+
+default_cache = PipelineCache()
+
+
+def load(
+    model_id: str,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+    *,
+    cache: PipelineCache | None = default_cache,
+):
+    """A ready-to-call diffusers pipeline for ``model_id`` (see the module docstring for ids).
+
+    ``device`` defaults to cuda > mps > cpu, ``dtype`` to fp16 on a GPU and fp32 on the CPU. Pipelines
+    are cached by (id, device, dtype); pass ``cache=None`` for a private, uncached copy.
+    """
+    if not isinstance(model_id, str) or not model_id.strip():
+        raise UnknownModelError(str(model_id), "a model id must be a non-empty string", available_models())
+    device = pick_device(device)
+    dtype = pick_dtype(dtype, device)
+    if cache is None:
+        return _load_uncached(model_id, device, dtype)
+    return cache.get_or_load((model_id, str(device), str(dtype)), lambda: _load_uncached(model_id, device, dtype))

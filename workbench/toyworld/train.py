@@ -1,0 +1,384 @@
+"""Train the toy world family from scratch: a CLIP, a shared VAE and two UNets, saved in standard formats.
+
+Order of work (CLIP and VAE are independent, the UNets need both)::
+
+    1. clip      CLIPModel, contrastive on scene/caption pairs (every copy of a caption is a positive)
+    2. vae       AutoencoderKL, MSE + L1 + a little KL
+    3. unets     UNet2DConditionModel x2, epsilon prediction on pre-encoded latents, conditioned on
+                 the frozen CLIP text tower, 10% captions dropped for classifier-free guidance, EMA
+    4. assemble  StableDiffusionPipeline folders (fp16 safetensors) plus the CLIP scorer folder
+
+Phases 1-2 and the two UNets of phase 3 each run in two processes side by side (one thread each).
+Everything is seeded; a JSON-lines log of losses and timings is written next to the weights.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from workbench.toyworld import scenes
+from workbench.toyworld.tokenizer import MAX_LENGTH, build_tokenizer
+
+__all__ = ["UNET_SPECS", "TrainSettings", "smoke_settings", "train_family"]
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+# The two generators: sd-small is fast and weaker, sd-base slower and better. Both attend at the
+# 16x16 latent level on the way down (where ToMe merges tokens), and once more on the way up.
+UNET_SPECS = {
+    "sd-small": {"block_out_channels": (32, 64), "layers_per_block": 1},
+    "sd-base": {"block_out_channels": (48, 96), "layers_per_block": 1},
+}
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Sizes and step counts; ``scale`` multiplies every step count (a tiny scale is a smoke test)."""
+
+    seed: int = 0
+    clip_steps: int = 1500
+    clip_batch: int = 128
+    vae_steps: int = 1500
+    vae_batch: int = 32
+    unet_steps: dict = field(default_factory=lambda: {"sd-small": 4000, "sd-base": 4000})
+    unet_batch: int = 32
+    images: int = 40_000
+    scale: float = 1.0
+    budget_minutes: float | None = None  # each phase also stops at its share of this wall-clock budget
+    workers: int = 2
+
+    def steps(self, n: int) -> int:
+        return max(1, round(n * self.scale))
+
+
+def _log(out: Path, event: str, **values) -> None:
+    with open(out / "train_log.jsonl", "a") as fh:
+        fh.write(json.dumps({"event": event, "time": round(time.time(), 1), **values}) + "\n")
+
+
+def _render(settings: TrainSettings, seed_offset: int, *, exclude_held_out: bool = False):
+    """Images (N,3,32,32 in [-1,1]), scenes and caption indices of a seeded draw."""
+    draw = scenes.sample_scenes(settings.images, settings.seed + seed_offset, exclude_held_out=exclude_held_out)
+    rng = np.random.default_rng(settings.seed + seed_offset + 1)
+    pixels = np.stack([np.asarray(scenes.render(s, rng)) for s in draw])
+    images = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    return images, draw
+
+
+def _scene_indices(draw: list[scenes.Scene]) -> torch.Tensor:
+    """Each scene's position in ``scenes.all_scenes()`` (its caption's index)."""
+    index = {scene: i for i, scene in enumerate(scenes.all_scenes())}
+    return torch.tensor([index[s] for s in draw])
+
+
+def _clip_pixels(images: torch.Tensor) -> torch.Tensor:
+    """[-1,1] images to the CLIP image processor's normalisation."""
+    mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
+    return ((images + 1) / 2 - mean) / std
+
+
+def _one_cycle(optimizer, steps: int, lr: float):
+    return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.1)
+
+
+class _Deadline:
+    def __init__(self, minutes: float | None):
+        self.end = time.time() + minutes * 60 if minutes else math.inf
+
+    def passed(self) -> bool:
+        return time.time() > self.end
+
+
+def train_clip(out: Path, settings: TrainSettings, minutes: float | None = None) -> dict:
+    """Phase 1: the toy CLIP, saved with its tokenizer and image processor under ``out/clip``."""
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+
+    torch.manual_seed(settings.seed)
+    tokenizer = build_tokenizer(scenes.vocabulary())
+    config = CLIPConfig(
+        text_config=dict(
+            vocab_size=len(tokenizer),
+            hidden_size=64,
+            intermediate_size=256,
+            num_hidden_layers=3,
+            num_attention_heads=4,
+            max_position_embeddings=MAX_LENGTH,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+        ),
+        vision_config=dict(
+            image_size=scenes.IMAGE_SIZE,
+            patch_size=4,
+            hidden_size=64,
+            intermediate_size=256,
+            num_hidden_layers=3,
+            num_attention_heads=4,
+        ),
+        projection_dim=64,
+    )
+    model = CLIPModel(config)
+    images, draw = _render(settings, 100)
+    keys = _scene_indices(draw)
+    captions = [[scenes.caption(s, k) for k in (0, 1)] for s in scenes.all_scenes()]
+    tokens = {
+        k: tokenizer(
+            [c[k] for c in captions], padding="max_length", max_length=MAX_LENGTH, return_tensors="pt"
+        ).input_ids
+        for k in (0, 1)
+    }
+    pixels = _clip_pixels(images)
+    steps = settings.steps(settings.clip_steps)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05)
+    schedule = _one_cycle(optimizer, steps, 1e-3)
+    deadline, start = _Deadline(minutes), time.time()
+    generator = torch.Generator().manual_seed(settings.seed)
+    model.train()
+    for step in (bar := tqdm(range(steps), desc="clip", mininterval=5)):
+        idx = torch.randint(0, len(pixels), (settings.clip_batch,), generator=generator)
+        synonym = torch.randint(0, 2, (settings.clip_batch,), generator=generator)
+        ids = torch.where(synonym[:, None] == 1, tokens[1][keys[idx]], tokens[0][keys[idx]])
+        output = model(input_ids=ids, pixel_values=pixels[idx])
+        # Several images in a batch can share a caption: all of them are positives.
+        same = (keys[idx][:, None] == keys[idx][None, :]).float()
+        target = same / same.sum(dim=1, keepdim=True)
+        loss = (F.cross_entropy(output.logits_per_image, target) + F.cross_entropy(output.logits_per_text, target)) / 2
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        if step % 100 == 0:
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+            _log(out, "clip", step=step, loss=loss.item())
+        if deadline.passed():
+            break
+    folder = out / "clip"
+    model.eval().to(torch.float16).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    CLIPImageProcessor(
+        size={"shortest_edge": scenes.IMAGE_SIZE},
+        crop_size={"height": scenes.IMAGE_SIZE, "width": scenes.IMAGE_SIZE},
+        image_mean=list(CLIP_MEAN),
+        image_std=list(CLIP_STD),
+    ).save_pretrained(folder)
+    result = {
+        "phase": "clip",
+        "steps": step + 1,
+        "seconds": round(time.time() - start, 1),
+        "params": sum(p.numel() for p in model.parameters()),
+    }
+    _log(out, "clip_done", **result)
+    return result
+
+
+def train_vae(out: Path, settings: TrainSettings, minutes: float | None = None) -> dict:
+    """Phase 2: the shared VAE (32x32 pixels <-> 16x16x4 latents), saved under ``out/vae``."""
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(settings.seed + 1)
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        block_out_channels=(16, 32),
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=8,
+        sample_size=scenes.IMAGE_SIZE,
+        mid_block_add_attention=False,
+    )
+    images, _ = _render(settings, 200)
+    steps = settings.steps(settings.vae_steps)
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=2e-3)
+    schedule = _one_cycle(optimizer, steps, 2e-3)
+    deadline, start = _Deadline(minutes), time.time()
+    generator = torch.Generator().manual_seed(settings.seed + 1)
+    for step in (bar := tqdm(range(steps), desc="vae", mininterval=5)):
+        batch = images[torch.randint(0, len(images), (settings.vae_batch,), generator=generator)]
+        posterior = vae.encode(batch).latent_dist
+        recon = vae.decode(posterior.sample(generator=generator)).sample
+        loss = F.mse_loss(recon, batch) + 0.5 * F.l1_loss(recon, batch) + 1e-6 * posterior.kl().mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        if step % 100 == 0:
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+            _log(out, "vae", step=step, loss=loss.item())
+        if deadline.passed():
+            break
+    vae.eval()
+    with torch.no_grad():
+        sample = images[:2000]
+        latents = vae.encode(sample).latent_dist.mean
+        recon = vae.decode(latents).sample.clamp(-1, 1)
+        mse = F.mse_loss((recon + 1) / 2, (sample + 1) / 2).item()
+        vae.register_to_config(scaling_factor=float(1.0 / latents.std()))
+    vae.to(torch.float16).save_pretrained(out / "vae")
+    result = {
+        "phase": "vae",
+        "steps": step + 1,
+        "seconds": round(time.time() - start, 1),
+        "psnr_db": round(10 * math.log10(1 / mse), 2),
+        "scaling_factor": vae.config.scaling_factor,
+        "params": sum(p.numel() for p in vae.parameters()),
+    }
+    _log(out, "vae_done", **result)
+    return result
+
+
+def _text_encoder(out: Path):
+    """The CLIP text tower as a stand-alone CLIPTextModel (what the pipelines condition on)."""
+    from transformers import CLIPModel, CLIPTextModel
+
+    clip = CLIPModel.from_pretrained(out / "clip", dtype=torch.float32)
+    encoder = CLIPTextModel(clip.config.text_config)
+    encoder.load_state_dict(clip.text_model.state_dict())
+    return encoder.eval()
+
+
+def train_unet(out: Path, settings: TrainSettings, name: str, minutes: float | None = None) -> dict:
+    """Phase 3: one UNet on pre-encoded latents, saved as ``out/unet-<name>`` (the EMA weights)."""
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTokenizer
+
+    torch.manual_seed(settings.seed + 2)
+    vae = AutoencoderKL.from_pretrained(out / "vae", dtype=torch.float32).eval()
+    tokenizer = CLIPTokenizer.from_pretrained(out / "clip")
+    encoder = _text_encoder(out)
+    images, draw = _render(settings, 300, exclude_held_out=True)
+    with torch.no_grad():
+        latents = torch.cat([vae.encode(chunk).latent_dist.mean for chunk in images.split(500)])
+        latents *= vae.config.scaling_factor
+        all_scenes = scenes.all_scenes()
+        texts = [scenes.caption(s, k) for k in (0, 1) for s in all_scenes] + [""]
+        ids = tokenizer(texts, padding="max_length", max_length=MAX_LENGTH, return_tensors="pt").input_ids
+        embeddings = torch.cat([encoder(chunk).last_hidden_state for chunk in ids.split(256)])
+    keys = _scene_indices(draw)
+    empty = len(texts) - 1
+
+    spec = UNET_SPECS[name]
+    unet = UNet2DConditionModel(
+        sample_size=latents.shape[-1],
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=spec["layers_per_block"],
+        block_out_channels=spec["block_out_channels"],
+        down_block_types=("CrossAttnDownBlock2D",) * 2,
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=encoder.config.hidden_size,
+        attention_head_dim=4,
+        norm_num_groups=8,
+    )
+    ema = {k: v.detach().clone() for k, v in unet.state_dict().items()}
+    noise_schedule = DDPMScheduler(
+        num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear"
+    )
+    steps = settings.steps(settings.unet_steps[name])
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=1e-3, weight_decay=0.01)
+    schedule = _one_cycle(optimizer, steps, 1e-3)
+    deadline, start = _Deadline(minutes), time.time()
+    generator = torch.Generator().manual_seed(settings.seed + 3)
+    for step in (bar := tqdm(range(steps), desc=name, mininterval=5)):
+        idx = torch.randint(0, len(latents), (settings.unet_batch,), generator=generator)
+        caption = keys[idx] + len(all_scenes) * torch.randint(0, 2, idx.shape, generator=generator)
+        caption[torch.rand(idx.shape, generator=generator) < 0.1] = empty  # for classifier-free guidance
+        noise = torch.randn(latents[idx].shape, generator=generator)
+        t = torch.randint(0, 1000, idx.shape, generator=generator)
+        noisy = noise_schedule.add_noise(latents[idx], noise, t)
+        loss = F.mse_loss(unet(noisy, t, encoder_hidden_states=embeddings[caption]).sample, noise)
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        decay = min(0.998, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for k, v in unet.state_dict().items():
+                ema[k].lerp_(v, 1 - decay) if v.is_floating_point() else ema[k].copy_(v)
+        if step % 100 == 0:
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+            _log(out, name, step=step, loss=loss.item())
+        if deadline.passed():
+            break
+    unet.load_state_dict(ema)
+    unet.eval().to(torch.float16).save_pretrained(out / f"unet-{name}")
+    result = {
+        "phase": name,
+        "steps": step + 1,
+        "seconds": round(time.time() - start, 1),
+        "params": sum(p.numel() for p in unet.parameters()),
+    }
+    _log(out, f"{name}_done", **result)
+    return result
+
+
+def assemble(out: Path) -> None:
+    """Phase 4: a StableDiffusionPipeline folder per UNet (shared VAE and text tower, fp16 safetensors)."""
+    from diffusers import AutoencoderKL, DPMSolverMultistepScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTokenizer
+
+    vae = AutoencoderKL.from_pretrained(out / "vae", dtype=torch.float16)
+    encoder = _text_encoder(out).to(torch.float16)
+    tokenizer = CLIPTokenizer.from_pretrained(out / "clip")
+    scheduler = DPMSolverMultistepScheduler(
+        num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1
+    )
+    for name in UNET_SPECS:
+        pipe = StableDiffusionPipeline(
+            vae=vae,
+            text_encoder=encoder,
+            tokenizer=tokenizer,
+            unet=UNet2DConditionModel.from_pretrained(out / f"unet-{name}", dtype=torch.float16),
+            scheduler=scheduler,
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+        )
+        pipe.save_pretrained(out / name)
+
+
+def _run_phase(args):
+    phase, out, settings, minutes = args
+    torch.set_num_threads(max(1, (os.cpu_count() or 2) // settings.workers))
+    if phase == "clip":
+        return train_clip(out, settings, minutes)
+    if phase == "vae":
+        return train_vae(out, settings, minutes)
+    return train_unet(out, settings, phase, minutes)
+
+
+def train_family(out: str | Path, settings: TrainSettings = TrainSettings()) -> list[dict]:
+    """Run all phases into ``out`` and return one summary per phase (also in ``out/train_log.jsonl``)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    _log(out, "start", settings=asdict(settings))
+    budget = settings.budget_minutes
+    shares = {"first": 0.25 * budget, "unets": 0.7 * budget} if budget else {"first": None, "unets": None}
+    results: list[dict] = []
+    with ProcessPoolExecutor(settings.workers) as pool:
+        for wave, phases in (("first", ("clip", "vae")), ("unets", tuple(UNET_SPECS))):
+            jobs = [(phase, out, settings, shares[wave]) for phase in phases]
+            results += list(pool.map(_run_phase, jobs))
+    assemble(out)
+    _log(out, "done", results=results)
+    return results
+
+
+def smoke_settings() -> TrainSettings:
+    """A few steps of everything: checks the whole path in well under a minute."""
+    return replace(TrainSettings(), scale=0.002, images=256, workers=1)
