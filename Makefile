@@ -24,8 +24,9 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# The main job: the model-evaluation study on the toy world, ending in a rendered report.
 demo: $(STAMP)
-	$(VENV)/bin/workbench demo
+	$(VENV)/bin/workbench run notebooks/01_model_evaluation.ipynb
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -45,7 +46,7 @@ test: lint check-notebooks
 
 lab: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[dev,lab]"
-	$(VENV)/bin/jupyter lab
+	$(VENV)/bin/jupyter lab notebooks
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache .ruff_cache

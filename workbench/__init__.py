@@ -7,6 +7,7 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0"
 
+from workbench import plots
 from workbench.config import SCHEDULERS, GenerationConfig
 from workbench.errors import (
     ConfigError,
@@ -15,27 +16,43 @@ from workbench.errors import (
     UnknownModelError,
     WorkbenchError,
 )
+from workbench.evaluation import ModelEvaluator, ResultStore, summarize, summary_table
 from workbench.generation import GenerationRecord, ReproduceResult, generate, read_settings, reproduce, save_image
+from workbench.metrics import CLIPScorer, fidelity
 from workbench.models import PipelineCache, available_models, load
 from workbench.plots import image_grid
+from workbench.prompts import load_prompts
+from workbench.studies import NotebookRunError, StudyRun, run_study, save_study_results
 
 __all__ = [
     "SCHEDULERS",
+    "CLIPScorer",
     "ConfigError",
     "GenerationCancelled",
     "GenerationConfig",
     "GenerationRecord",
     "ImageMetadataError",
+    "ModelEvaluator",
+    "NotebookRunError",
     "PipelineCache",
     "ReproduceResult",
+    "ResultStore",
+    "StudyRun",
     "UnknownModelError",
     "WorkbenchError",
     "__version__",
     "available_models",
+    "fidelity",
     "generate",
     "image_grid",
     "load",
+    "load_prompts",
+    "plots",
     "read_settings",
     "reproduce",
+    "run_study",
     "save_image",
+    "save_study_results",
+    "summarize",
+    "summary_table",
 ]

@@ -11,7 +11,7 @@ from workbench.errors import WorkbenchError
 
 __all__ = ["main"]
 
-DEMO_MODEL = "arch/tiny"
+DEMO_MODEL = "toyworld/sd-small"
 DEMO_PROMPTS = (
     "a red circle in the centre, on a white background",
     "a photo of a large blue square on the left, on a grey background",
@@ -20,11 +20,24 @@ DEMO_PROMPTS = (
 
 
 def _models(args) -> int:
-    from workbench.models import ARCHITECTURES, available_models
+    from workbench.models import describe_models
 
-    for model_id in available_models():
-        arch = ARCHITECTURES.get(model_id.removeprefix("arch/")) if model_id.startswith("arch/") else None
-        print(f"{model_id:28s} {arch.description if arch else ''}".rstrip())
+    for model_id, description in describe_models():
+        print(f"{model_id:28s} {description}".rstrip())
+    return 0
+
+
+def _toyworld_train(args) -> int:
+    from dataclasses import replace
+
+    from workbench.toyworld.train import TrainSettings, train_family
+
+    settings = replace(
+        TrainSettings(), seed=args.seed, budget_minutes=args.budget_minutes, scale=args.scale, images=args.images
+    )
+    for result in train_family(args.out, settings):
+        print(json.dumps(result))
+    print(f"pipelines and CLIP written to {args.out} (log: {Path(args.out) / 'train_log.jsonl'})")
     return 0
 
 
@@ -91,6 +104,21 @@ def _demo(args) -> int:
     return 0
 
 
+def _run(args) -> int:
+    import yaml
+
+    from workbench.studies import run_study
+
+    parameters = {}
+    if args.parameters_file:
+        parameters = yaml.safe_load(Path(args.parameters_file).read_text()) or {}
+    parameters |= {name: yaml.safe_load(value) for name, value in args.parameter}
+    run = run_study(args.notebook, parameters, output_root=args.output_root, resume=args.resume)
+    print(f"report: {run.report}")
+    print(f"index of all runs: {Path(args.output_root) / 'index.html'}")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     from workbench.config import SCHEDULERS, GenerationConfig
 
@@ -120,6 +148,33 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--device")
     rep.add_argument("--tolerance", type=int, default=2, help="largest allowed pixel difference (0-255)")
     rep.set_defaults(func=_reproduce)
+
+    run = sub.add_parser("run", help="execute a study notebook into outputs/<study>/<run_id>/ with a report")
+    run.add_argument("notebook")
+    run.add_argument(
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="a notebook parameter (VALUE is read as YAML: 3, 0.5, [0, 1], text)",
+    )
+    run.add_argument("-f", "--parameters-file", help="a YAML file of parameters (-p wins)")
+    run.add_argument("--output-root", default="outputs")
+    run.add_argument("--resume", metavar="RUN", help="finish an earlier, interrupted run (its folder or run id)")
+    run.set_defaults(func=_run)
+
+    toy = sub.add_parser("toyworld", help="the toy world model family").add_subparsers(dest="action", required=True)
+    train = toy.add_parser("train", help="train the family from scratch (seeded)")
+    train.add_argument("--out", default="outputs/toyworld")
+    train.add_argument(
+        "--budget-minutes", type=float, help="wall-clock cap: CLIP and VAE stop at 25%% of it, the rest at 95%%"
+    )
+    train.add_argument("--images", type=int, default=40_000, help="scenes drawn per model")
+    train.add_argument("--scale", type=float, default=1.0, help="multiply every step count (0.01 = a quick try)")
+    train.add_argument("--seed", type=int, default=0)
+    train.set_defaults(func=_toyworld_train)
 
     demo = sub.add_parser("demo", help="generate a small image grid and say where it is")
     demo.add_argument("--model", default=DEMO_MODEL)

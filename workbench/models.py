@@ -30,10 +30,12 @@ from workbench.errors import ConfigError, UnknownModelError
 __all__ = [
     "ARCHITECTURES",
     "TOYWORLD_DIR",
+    "TOYWORLD_MODELS",
     "PipelineCache",
     "available_models",
     "build_architecture",
     "default_cache",
+    "describe_models",
     "is_offline",
     "load",
     "model_id_of",
@@ -43,6 +45,11 @@ __all__ = [
 ]
 
 TOYWORLD_DIR = Path(__file__).parent / "toyworld" / "weights"
+TOYWORLD_MODELS = {
+    "toyworld/sd-small": "toy world generator, fast and weaker (32x32 pixels)",
+    "toyworld/sd-base": "toy world generator, slower and better (32x32 pixels)",
+    "toyworld/clip": "toy world CLIP: the offline CLIP scorer (not a generation pipeline)",
+}
 
 DTYPES = {
     "fp32": torch.float32,
@@ -116,6 +123,15 @@ def _cached_hub_pipelines() -> list[str]:
 def available_models() -> list[str]:
     """Pipeline ids that load without a network: the toy world, architectures, and the hub cache."""
     return _toyworld_pipelines() + [f"arch/{name}" for name in ARCHITECTURES] + _cached_hub_pipelines()
+
+
+def describe_models() -> list[tuple[str, str]]:
+    """(id, description) of every model that loads without a network, the toy CLIP included."""
+    rows = [(m, TOYWORLD_MODELS.get(m, "")) for m in _toyworld_pipelines()]
+    if (TOYWORLD_DIR / "clip" / "config.json").is_file():
+        rows.append(("toyworld/clip", TOYWORLD_MODELS["toyworld/clip"]))
+    rows += [(f"arch/{name}", arch.description) for name, arch in ARCHITECTURES.items()]
+    return rows + [(m, "Hugging Face cache") for m in _cached_hub_pipelines()]
 
 
 @lru_cache(maxsize=1)
@@ -312,7 +328,9 @@ def _resolve(model_id: str) -> tuple[str, bool]:
     if model_id.startswith("toyworld/"):
         folder = TOYWORLD_DIR / model_id.removeprefix("toyworld/")
         if not (folder / "model_index.json").is_file():
-            raise UnknownModelError(model_id, "no toy world pipeline of that name", available_models())
+            is_clip = model_id == "toyworld/clip"
+            reason = "a CLIP scorer, not a generation pipeline" if is_clip else "no toy world pipeline of that name"
+            raise UnknownModelError(model_id, reason, available_models())
         return str(folder), True
     path = Path(model_id).expanduser()
     if path.is_dir():

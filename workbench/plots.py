@@ -1,16 +1,23 @@
-"""Figures: image grids (more plots arrive with the evaluation studies)."""
+"""Figures for studies (seaborn) and image grids (PIL)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
+import pandas as pd
 from PIL import Image, ImageDraw
 
-__all__ = ["image_grid"]
+__all__ = ["clip_by_category", "image_grid", "latency_vs_clip", "results_grid"]
 
 
 def image_grid(
-    images: Sequence[Image.Image], cols: int, *, scale: int = 1, labels: Sequence[str] | None = None, pad: int = 2
+    images: Sequence[Image.Image],
+    cols: int,
+    *,
+    scale: int = 1,
+    labels: Sequence[str] | None = None,
+    pad: int = 2,
 ) -> Image.Image:
     """Images laid out row by row, ``cols`` per row, each enlarged ``scale`` times (nearest neighbour),
     with an optional small label under each."""
@@ -28,3 +35,55 @@ def image_grid(
         if labels:
             draw.text((x, y + height), labels[i][: max(1, width // 6)], fill="black")
     return grid
+
+
+def latency_vs_clip(summary: pd.DataFrame):
+    """Each model's mean latency against its mean CLIP score, with the score's 95% CI as error bars."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    sns.scatterplot(data=summary, x="latency_mean_s", y="clip_mean", hue="model_id", s=80, ax=ax)
+    ax.errorbar(
+        summary["latency_mean_s"],
+        summary["clip_mean"],
+        yerr=[summary["clip_mean"] - summary["clip_ci_low"], summary["clip_ci_high"] - summary["clip_mean"]],
+        fmt="none",
+        ecolor="grey",
+        capsize=4,
+    )
+    ax.set(xlabel="mean latency per image (s)", ylabel="CLIP score (95% CI over prompts)", title="Speed vs quality")
+    fig.tight_layout()
+    return fig
+
+
+def clip_by_category(results: pd.DataFrame):
+    """Mean CLIP score per prompt category and model (bars with 95% bootstrap CIs)."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    ok = results[results["status"] == "ok"]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    sns.barplot(data=ok, x="category", y="clip_score", hue="model_id", errorbar=("ci", 95), ax=ax)
+    ax.set(xlabel="prompt category", ylabel="CLIP score", title="CLIP score by category")
+    ax.tick_params(axis="x", rotation=30)
+    fig.tight_layout()
+    return fig
+
+
+def results_grid(results: pd.DataFrame, root: str | Path, seed: int | None = None, max_prompts: int = 8) -> Image.Image:
+    """Prompts (rows) x models (columns) for one seed, read from the saved images under ``root``."""
+    ok = results[results["status"] == "ok"]
+    seed = int(ok["seed"].min()) if seed is None else seed
+    chosen = ok[ok["seed"] == seed]
+    models = list(dict.fromkeys(chosen["model_id"]))
+    prompt_ids = list(dict.fromkeys(chosen["prompt_id"]))[:max_prompts]
+    images, labels = [], []
+    by_key = {(r.prompt_id, r.model_id): r.image_path for r in chosen.itertuples()}
+    for prompt_id in prompt_ids:
+        for model_id in models:
+            path = by_key.get((prompt_id, model_id))
+            images.append(Image.open(Path(root) / path).convert("RGB") if path else Image.new("RGB", (32, 32)))
+            labels.append(model_id.split("/")[-1])
+    scale = max(1, 96 // images[0].width)
+    return image_grid(images, cols=len(models), scale=scale, labels=labels)

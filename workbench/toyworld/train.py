@@ -2,24 +2,28 @@
 
 Order of work (CLIP and VAE are independent, the UNets need both)::
 
-    1. clip      CLIPModel, contrastive on scene/caption pairs (every copy of a caption is a positive)
-    2. vae       AutoencoderKL, MSE + L1 + a little KL
-    3. unets     UNet2DConditionModel x2, epsilon prediction on pre-encoded latents, conditioned on
-                 the frozen CLIP text tower, 10% captions dropped for classifier-free guidance, EMA
-    4. assemble  StableDiffusionPipeline folders (fp16 safetensors) plus the CLIP scorer folder
+    1. clip         CLIPModel, contrastive on hard-negative batches (scenes that differ in one attribute)
+    2. vae          AutoencoderKL, MSE + L1 + a little KL
+    3. unets        UNet2DConditionModel x2, epsilon prediction on pre-encoded latents, conditioned on
+                    the frozen CLIP text tower, min-SNR loss weights, 10% captions dropped for
+                    classifier-free guidance, EMA weights kept
+       clip-vision  more training of the CLIP's image side against its frozen text tower
+    4. assemble     StableDiffusionPipeline folders (fp16 safetensors) plus the CLIP scorer folder
 
-Phases 1-2 and the two UNets of phase 3 each run in two processes side by side (one thread each).
+Phases 1-2, then the three jobs of phase 3, run in two processes side by side.
 Everything is seeded; a JSON-lines log of losses and timings is written next to the weights.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import math
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +34,7 @@ from tqdm.auto import tqdm
 from workbench.toyworld import scenes
 from workbench.toyworld.tokenizer import MAX_LENGTH, build_tokenizer
 
-__all__ = ["UNET_SPECS", "TrainSettings", "smoke_settings", "train_family"]
+__all__ = ["UNET_SPECS", "TrainSettings", "train_family"]
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -48,15 +52,16 @@ class TrainSettings:
     """Sizes and step counts; ``scale`` multiplies every step count (a tiny scale is a smoke test)."""
 
     seed: int = 0
-    clip_steps: int = 1500
+    clip_steps: int = 2500
     clip_batch: int = 128
+    clip_vision_steps: int = 3000
     vae_steps: int = 1500
     vae_batch: int = 32
-    unet_steps: dict = field(default_factory=lambda: {"sd-small": 4000, "sd-base": 4000})
+    unet_steps: dict = field(default_factory=lambda: {"sd-small": 8000, "sd-base": 7000})
     unet_batch: int = 32
     images: int = 40_000
     scale: float = 1.0
-    budget_minutes: float | None = None  # each phase also stops at its share of this wall-clock budget
+    budget_minutes: float | None = None  # wall-clock cap: phases 1-2 stop at 25% of it, phase 3 at 95%
     workers: int = 2
 
     def steps(self, n: int) -> int:
@@ -68,9 +73,12 @@ def _log(out: Path, event: str, **values) -> None:
         fh.write(json.dumps({"event": event, "time": round(time.time(), 1), **values}) + "\n")
 
 
-def _render(settings: TrainSettings, seed_offset: int, *, exclude_held_out: bool = False):
-    """Images (N,3,32,32 in [-1,1]), scenes and caption indices of a seeded draw."""
+def _render(settings: TrainSettings, seed_offset: int, *, exclude_held_out: bool = False, every_scene: bool = False):
+    """Images (N,3,32,32 in [-1,1]) and their scenes from a seeded draw; ``every_scene`` puts one of each
+    scene first, so the pool covers the whole world."""
     draw = scenes.sample_scenes(settings.images, settings.seed + seed_offset, exclude_held_out=exclude_held_out)
+    if every_scene:
+        draw = scenes.all_scenes() + draw
     rng = np.random.default_rng(settings.seed + seed_offset + 1)
     pixels = np.stack([np.asarray(scenes.render(s, rng)) for s in draw])
     images = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 127.5 - 1.0
@@ -79,8 +87,69 @@ def _render(settings: TrainSettings, seed_offset: int, *, exclude_held_out: bool
 
 def _scene_indices(draw: list[scenes.Scene]) -> torch.Tensor:
     """Each scene's position in ``scenes.all_scenes()`` (its caption's index)."""
-    index = {scene: i for i, scene in enumerate(scenes.all_scenes())}
+    index = _world_tables()[1]
     return torch.tensor([index[s] for s in draw])
+
+
+def _images_by_scene(keys: torch.Tensor) -> dict[int, torch.Tensor]:
+    """For each scene index, the positions of its images in the drawn pool."""
+    order = torch.argsort(keys)
+    values, counts = torch.unique_consecutive(keys[order], return_counts=True)
+    return dict(zip(values.tolist(), order.split(counts.tolist()), strict=True))
+
+
+@functools.lru_cache(maxsize=1)
+def _world_tables():
+    """Every scene, each scene's index, and each attribute's values."""
+    all_scenes = scenes.all_scenes()
+    values = {a: sorted({getattr(s, a) for s in all_scenes}) for a in scenes.ATTRIBUTES}
+    return all_scenes, {scene: i for i, scene in enumerate(all_scenes)}, values
+
+
+def _hard_negative_batch(size: int, generator: torch.Generator) -> torch.Tensor:
+    """Scene indices in groups of four: a random scene and three scenes that differ from it in one
+    attribute each. Such near misses make the contrastive loss tell every attribute apart (with
+    uniform batches, two captions that differ only in the shape rarely meet)."""
+    all_scenes, index, values = _world_tables()
+    keys = []
+    for anchor in torch.randint(0, len(all_scenes), (size // 4,), generator=generator).tolist():
+        scene = all_scenes[anchor]
+        keys.append(anchor)
+        for _ in range(3):
+            attribute = scenes.ATTRIBUTES[int(torch.randint(0, len(scenes.ATTRIBUTES), (), generator=generator))]
+            others = [v for v in values[attribute] if v != getattr(scene, attribute)]
+            other = others[int(torch.randint(0, len(others), (), generator=generator))]
+            keys.append(index[dataclasses.replace(scene, **{attribute: other})])
+    return torch.tensor(keys)
+
+
+def _contrastive_batch(by_scene: dict[int, torch.Tensor], size: int, generator: torch.Generator) -> torch.Tensor:
+    """Pool positions of one image for each scene of a hard-negative batch."""
+    picks = []
+    for key in _hard_negative_batch(size, generator).tolist():
+        choices = by_scene[key]
+        picks.append(choices[torch.randint(0, len(choices), (), generator=generator)])
+    return torch.stack(picks)
+
+
+def _contrastive_loss(logits_per_image: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    """Symmetric InfoNCE where every image of the same scene (caption) in the batch is a positive."""
+    same = (keys[:, None] == keys[None, :]).float()
+    target = same / same.sum(dim=1, keepdim=True)
+    return (F.cross_entropy(logits_per_image, target) + F.cross_entropy(logits_per_image.T, target)) / 2
+
+
+def _caption_tokens(tokenizer) -> list[torch.Tensor]:
+    """Token ids of every scene's caption, padded to the window: [canonical, synonym] wording."""
+    return [
+        tokenizer(
+            [scenes.caption(s, k) for s in scenes.all_scenes()],
+            padding="max_length",
+            max_length=MAX_LENGTH,
+            return_tensors="pt",
+        ).input_ids
+        for k in (0, 1)
+    ]
 
 
 def _clip_pixels(images: torch.Tensor) -> torch.Tensor:
@@ -95,14 +164,16 @@ def _one_cycle(optimizer, steps: int, lr: float):
 
 
 class _Deadline:
-    def __init__(self, minutes: float | None):
-        self.end = time.time() + minutes * 60 if minutes else math.inf
+    """A wall-clock time (seconds since the epoch) after which a phase stops early; None = never."""
+
+    def __init__(self, end: float | None):
+        self.end = end if end is not None else math.inf
 
     def passed(self) -> bool:
         return time.time() > self.end
 
 
-def train_clip(out: Path, settings: TrainSettings, minutes: float | None = None) -> dict:
+def train_clip(out: Path, settings: TrainSettings, stop_at: float | None = None) -> dict:
     """Phase 1: the toy CLIP, saved with its tokenizer and image processor under ``out/clip``."""
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
 
@@ -131,31 +202,23 @@ def train_clip(out: Path, settings: TrainSettings, minutes: float | None = None)
         projection_dim=64,
     )
     model = CLIPModel(config)
-    images, draw = _render(settings, 100)
+    images, draw = _render(settings, 100, every_scene=True)
     keys = _scene_indices(draw)
-    captions = [[scenes.caption(s, k) for k in (0, 1)] for s in scenes.all_scenes()]
-    tokens = {
-        k: tokenizer(
-            [c[k] for c in captions], padding="max_length", max_length=MAX_LENGTH, return_tensors="pt"
-        ).input_ids
-        for k in (0, 1)
-    }
+    tokens = _caption_tokens(tokenizer)
     pixels = _clip_pixels(images)
+    by_scene = _images_by_scene(keys)
     steps = settings.steps(settings.clip_steps)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05)
     schedule = _one_cycle(optimizer, steps, 1e-3)
-    deadline, start = _Deadline(minutes), time.time()
+    deadline, start = _Deadline(stop_at), time.time()
     generator = torch.Generator().manual_seed(settings.seed)
     model.train()
     for step in (bar := tqdm(range(steps), desc="clip", mininterval=5)):
-        idx = torch.randint(0, len(pixels), (settings.clip_batch,), generator=generator)
-        synonym = torch.randint(0, 2, (settings.clip_batch,), generator=generator)
+        idx = _contrastive_batch(by_scene, settings.clip_batch, generator)
+        synonym = torch.randint(0, 2, (len(idx),), generator=generator)
         ids = torch.where(synonym[:, None] == 1, tokens[1][keys[idx]], tokens[0][keys[idx]])
         output = model(input_ids=ids, pixel_values=pixels[idx])
-        # Several images in a batch can share a caption: all of them are positives.
-        same = (keys[idx][:, None] == keys[idx][None, :]).float()
-        target = same / same.sum(dim=1, keepdim=True)
-        loss = (F.cross_entropy(output.logits_per_image, target) + F.cross_entropy(output.logits_per_text, target)) / 2
+        loss = _contrastive_loss(output.logits_per_image, keys[idx])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -184,7 +247,58 @@ def train_clip(out: Path, settings: TrainSettings, minutes: float | None = None)
     return result
 
 
-def train_vae(out: Path, settings: TrainSettings, minutes: float | None = None) -> dict:
+def refine_clip_vision(out: Path, settings: TrainSettings, stop_at: float | None = None) -> dict:
+    """Phase 3b: train the CLIP's image side further against its frozen text tower.
+
+    The text tower is what the UNets condition on, so it stays bit-identical; only the vision tower,
+    its projection and the temperature learn (the text embeddings of every caption are computed once).
+    """
+    from transformers import CLIPModel, CLIPTokenizer
+
+    torch.manual_seed(settings.seed + 4)
+    model = CLIPModel.from_pretrained(out / "clip", dtype=torch.float32)
+    tokenizer = CLIPTokenizer.from_pretrained(out / "clip")
+    for parameter in [*model.text_model.parameters(), *model.text_projection.parameters()]:
+        parameter.requires_grad_(False)
+    images, draw = _render(settings, 400, every_scene=True)
+    keys = _scene_indices(draw)
+    pixels = _clip_pixels(images)
+    by_scene = _images_by_scene(keys)
+    with torch.no_grad():
+        bank = torch.stack(
+            [
+                F.normalize(model.get_text_features(input_ids=ids).pooler_output, dim=-1)
+                for ids in _caption_tokens(tokenizer)
+            ]
+        )
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    steps = settings.steps(settings.clip_vision_steps)
+    optimizer = torch.optim.AdamW(trainable, lr=5e-4, weight_decay=0.05)
+    schedule = _one_cycle(optimizer, steps, 5e-4)
+    deadline, start = _Deadline(stop_at), time.time()
+    generator = torch.Generator().manual_seed(settings.seed + 4)
+    model.train()
+    for step in (bar := tqdm(range(steps), desc="clip-vision", mininterval=5)):
+        idx = _contrastive_batch(by_scene, settings.clip_batch, generator)
+        synonym = torch.randint(0, 2, (len(idx),), generator=generator)
+        image = F.normalize(model.get_image_features(pixel_values=pixels[idx]).pooler_output, dim=-1)
+        loss = _contrastive_loss(model.logit_scale.exp() * image @ bank[synonym, keys[idx]].T, keys[idx])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        if step % 100 == 0:
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+            _log(out, "clip-vision", step=step, loss=loss.item())
+        if deadline.passed():
+            break
+    model.eval().to(torch.float16).save_pretrained(out / "clip")
+    result = {"phase": "clip-vision", "steps": step + 1, "seconds": round(time.time() - start, 1)}
+    _log(out, "clip-vision_done", **result)
+    return result
+
+
+def train_vae(out: Path, settings: TrainSettings, stop_at: float | None = None) -> dict:
     """Phase 2: the shared VAE (32x32 pixels <-> 16x16x4 latents), saved under ``out/vae``."""
     from diffusers import AutoencoderKL
 
@@ -205,7 +319,7 @@ def train_vae(out: Path, settings: TrainSettings, minutes: float | None = None) 
     steps = settings.steps(settings.vae_steps)
     optimizer = torch.optim.AdamW(vae.parameters(), lr=2e-3)
     schedule = _one_cycle(optimizer, steps, 2e-3)
-    deadline, start = _Deadline(minutes), time.time()
+    deadline, start = _Deadline(stop_at), time.time()
     generator = torch.Generator().manual_seed(settings.seed + 1)
     for step in (bar := tqdm(range(steps), desc="vae", mininterval=5)):
         batch = images[torch.randint(0, len(images), (settings.vae_batch,), generator=generator)]
@@ -251,7 +365,7 @@ def _text_encoder(out: Path):
     return encoder.eval()
 
 
-def train_unet(out: Path, settings: TrainSettings, name: str, minutes: float | None = None) -> dict:
+def train_unet(out: Path, settings: TrainSettings, name: str, stop_at: float | None = None) -> dict:
     """Phase 3: one UNet on pre-encoded latents, saved as ``out/unet-<name>`` (the EMA weights)."""
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTokenizer
@@ -288,10 +402,13 @@ def train_unet(out: Path, settings: TrainSettings, name: str, minutes: float | N
     noise_schedule = DDPMScheduler(
         num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear"
     )
+    # Min-SNR-5 loss weighting (Hang et al., 2023): easy, low-noise steps stop dominating; trains faster.
+    snr = noise_schedule.alphas_cumprod / (1 - noise_schedule.alphas_cumprod)
+    snr_weight = snr.clamp(max=5.0) / snr
     steps = settings.steps(settings.unet_steps[name])
     optimizer = torch.optim.AdamW(unet.parameters(), lr=1e-3, weight_decay=0.01)
     schedule = _one_cycle(optimizer, steps, 1e-3)
-    deadline, start = _Deadline(minutes), time.time()
+    deadline, start = _Deadline(stop_at), time.time()
     generator = torch.Generator().manual_seed(settings.seed + 3)
     for step in (bar := tqdm(range(steps), desc=name, mininterval=5)):
         idx = torch.randint(0, len(latents), (settings.unet_batch,), generator=generator)
@@ -300,7 +417,8 @@ def train_unet(out: Path, settings: TrainSettings, name: str, minutes: float | N
         noise = torch.randn(latents[idx].shape, generator=generator)
         t = torch.randint(0, 1000, idx.shape, generator=generator)
         noisy = noise_schedule.add_noise(latents[idx], noise, t)
-        loss = F.mse_loss(unet(noisy, t, encoder_hidden_states=embeddings[caption]).sample, noise)
+        error = F.mse_loss(unet(noisy, t, encoder_hidden_states=embeddings[caption]).sample, noise, reduction="none")
+        loss = (error.mean(dim=(1, 2, 3)) * snr_weight[t]).mean()
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
@@ -353,13 +471,15 @@ def assemble(out: Path) -> None:
 
 
 def _run_phase(args):
-    phase, out, settings, minutes = args
+    phase, out, settings, stop_at = args
     torch.set_num_threads(max(1, (os.cpu_count() or 2) // settings.workers))
     if phase == "clip":
-        return train_clip(out, settings, minutes)
+        return train_clip(out, settings, stop_at)
     if phase == "vae":
-        return train_vae(out, settings, minutes)
-    return train_unet(out, settings, phase, minutes)
+        return train_vae(out, settings, stop_at)
+    if phase == "clip-vision":
+        return refine_clip_vision(out, settings, stop_at)
+    return train_unet(out, settings, phase, stop_at)
 
 
 def train_family(out: str | Path, settings: TrainSettings = TrainSettings()) -> list[dict]:
@@ -367,18 +487,15 @@ def train_family(out: str | Path, settings: TrainSettings = TrainSettings()) -> 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     _log(out, "start", settings=asdict(settings))
-    budget = settings.budget_minutes
-    shares = {"first": 0.25 * budget, "unets": 0.7 * budget} if budget else {"first": None, "unets": None}
+    budget = settings.budget_minutes * 60 if settings.budget_minutes else None
+    start = time.time()
+    waves = ((("clip", "vae"), 0.25), ((*UNET_SPECS, "clip-vision"), 0.95))
     results: list[dict] = []
     with ProcessPoolExecutor(settings.workers) as pool:
-        for wave, phases in (("first", ("clip", "vae")), ("unets", tuple(UNET_SPECS))):
-            jobs = [(phase, out, settings, shares[wave]) for phase in phases]
+        for phases, share in waves:
+            stop_at = start + share * budget if budget else None
+            jobs = [(phase, out, settings, stop_at) for phase in phases]
             results += list(pool.map(_run_phase, jobs))
     assemble(out)
     _log(out, "done", results=results)
     return results
-
-
-def smoke_settings() -> TrainSettings:
-    """A few steps of everything: checks the whole path in well under a minute."""
-    return replace(TrainSettings(), scale=0.002, images=256, workers=1)

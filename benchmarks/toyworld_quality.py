@@ -1,0 +1,112 @@
+"""Quality bars of the toy world: the toy CLIP on real scenes, and both generators judged two ways.
+
+    python benchmarks/toyworld_quality.py [--weights DIR] [--per-split N]
+
+Prints the tables and writes benchmarks/results/toyworld_quality.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from workbench import GenerationConfig, generate, load
+from workbench.models import TOYWORLD_DIR
+from workbench.toyworld import scenes
+from workbench.toyworld.judge import ToyJudge, accuracy
+
+RESULTS = Path(__file__).parent / "results" / "toyworld_quality.json"
+
+
+def clip_on_real_scenes(judge: ToyJudge, n: int) -> dict:
+    truth = scenes.sample_scenes(n, seed=12345)
+    rng = np.random.default_rng(12345)
+    images = [scenes.render(s, rng) for s in truth]
+    return accuracy(judge.judge(images, truth))
+
+
+def generated(judge: ToyJudge, model: str, truth: list[scenes.Scene], config: GenerationConfig) -> dict:
+    pipe = load(model, device="cpu")
+    records = generate(pipe, [scenes.caption(s) for s in truth], config.replace(batch_size=16), seeds=[0])
+    return accuracy(judge.judge([r.image for r in records], truth))
+
+
+def speed(model: str, repeats: int = 5) -> dict:
+    pipe = load(model, device="cpu")
+    prompt = scenes.caption(scenes.all_scenes()[0])
+    generate(pipe, prompt, GenerationConfig(), 0)  # warm-up
+    single = [generate(pipe, prompt, GenerationConfig(), s)[0].latency_s for s in range(repeats)]
+    batched = generate(pipe, prompt, GenerationConfig(batch_size=16), list(range(16)))
+    return {"single_s": float(np.median(single)), "batched_16_s_per_image": batched[0].latency_s}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weights", default=str(TOYWORLD_DIR))
+    parser.add_argument("--per-split", type=int, default=216, help="generated images per model and split")
+    args = parser.parse_args()
+    start = time.time()
+    judge = ToyJudge(Path(args.weights) / "clip")
+    rng = np.random.default_rng(7)
+    pool = scenes.all_scenes()
+    seen = [s for s in pool if not s.held_out]
+    held = [s for s in pool if s.held_out]
+    splits = {
+        "seen": [seen[i] for i in rng.choice(len(seen), args.per_split, replace=False)],
+        "held_out": [held[i] for i in rng.choice(len(held), min(args.per_split, len(held)), replace=False)],
+    }
+    results: dict = {"clip_real_scenes": clip_on_real_scenes(judge, 2000), "generated": {}, "speed": {}}
+    for name in ("sd-small", "sd-base"):
+        model = f"toyworld/{name}"
+        results["generated"][name] = {
+            split: generated(judge, model, truth, GenerationConfig()) for split, truth in splits.items()
+        }
+        results["generated"][name]["seen_guidance_1"] = generated(
+            judge, model, splits["seen"], GenerationConfig(guidance=1.0)
+        )
+        results["speed"][name] = speed(model)
+    results["settings"] = {
+        "steps": GenerationConfig().steps,
+        "guidance": GenerationConfig().guidance,
+        "per_split": args.per_split,
+        "torch_threads": torch.get_num_threads(),
+        "machine": platform.processor() or platform.machine(),
+        "seconds": round(time.time() - start, 1),
+    }
+
+    print("toy CLIP on 2,000 fresh real scenes:")
+    for key, value in results["clip_real_scenes"].items():
+        if key.startswith("clip_"):
+            print(f"  {key:20s} {value:.3f}")
+    keys = [
+        "clip_caption",
+        *(f"clip_{a}" for a in scenes.ATTRIBUTES),
+        "pixel_colour",
+        "pixel_background",
+        "pixel_size",
+        "pixel_position",
+    ]
+    header = "".join(f"{k.replace('clip_', 'c:').replace('pixel_', 'p:'):>13s}" for k in keys)
+    print(
+        f"\ngenerated (20 steps, default scheduler; guidance {GenerationConfig().guidance} unless noted)\n"
+        f"{'model / split':28s}{header}"
+    )
+    for name, splits_result in results["generated"].items():
+        for split, acc in splits_result.items():
+            print(f"{name + ' / ' + split:28s}" + "".join(f"{acc[k]:13.3f}" for k in keys))
+    print("\nspeed on this CPU (s per image):")
+    for name, s in results["speed"].items():
+        print(f"  {name:10s} single {s['single_s']:.3f}   batched x16 {s['batched_16_s_per_image']:.3f}")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2, default=str))
+    print(f"\nwritten: {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

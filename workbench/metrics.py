@@ -1,0 +1,136 @@
+"""Image metrics: CLIP score (batched, any CLIP checkpoint) and fidelity between two images.
+
+CLIP score, torchmetrics' definition, per image::
+
+    clip_score = 100 * max(cos(E_image(image), E_text(prompt)), 0)
+
+with E the CLIP model's projected embeddings. It is reported with the id of the CLIP that produced it
+(scores from different CLIPs are not comparable). Prompts longer than the CLIP's text window are
+scored on what fits and flagged (``truncated``), never cut silently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from workbench.errors import ConfigError, UnknownModelError
+
+__all__ = ["DEFAULT_CLIP", "CLIPScorer", "ClipScores", "fidelity"]
+
+DEFAULT_CLIP = "toyworld/clip"
+
+
+def _clip_source(model_id: str) -> tuple[str, bool]:
+    """Where a CLIP id loads from, and whether only local files may be used."""
+    from pathlib import Path
+
+    from workbench.models import TOYWORLD_DIR, available_models, is_offline
+
+    if model_id.startswith("toyworld/"):
+        folder = TOYWORLD_DIR / model_id.removeprefix("toyworld/")
+        if not (folder / "config.json").is_file():
+            raise UnknownModelError(model_id, "no toy world CLIP of that name", available_models())
+        return str(folder), True
+    if Path(model_id).expanduser().is_dir():
+        return str(Path(model_id).expanduser()), True
+    return model_id, is_offline()
+
+
+@dataclass(frozen=True)
+class ClipScores:
+    """Per-image CLIP scores, whether each prompt was longer than the CLIP's window, and the CLIP's id."""
+
+    scores: list[float]
+    truncated: list[bool]
+    clip_model: str
+
+
+class CLIPScorer:
+    """Scores images against prompts with a CLIP model, in batches, caching each prompt's embedding."""
+
+    def __init__(self, model_id: str = DEFAULT_CLIP, device: str | None = None, batch_size: int = 32):
+        from transformers import CLIPModel, CLIPProcessor
+
+        from workbench.models import pick_device
+
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size!r}")
+        source, local_only = _clip_source(model_id)
+        try:
+            self.model = CLIPModel.from_pretrained(source, dtype=torch.float32, local_files_only=local_only)
+            self.processor = CLIPProcessor.from_pretrained(source, local_files_only=local_only)
+        except OSError as error:
+            from workbench.models import available_models
+
+            raise UnknownModelError(model_id, f"cannot load a CLIP from it ({error})", available_models()) from None
+        self.device = pick_device(device)
+        self.model = self.model.eval().to(self.device)
+        self.model_id = model_id
+        self.batch_size = batch_size
+        self.max_tokens = self.processor.tokenizer.model_max_length
+        self._text_cache: dict[str, torch.Tensor] = {}
+
+    def is_truncated(self, prompt: str) -> bool:
+        """True when the prompt has more tokens than the CLIP's text window."""
+        return len(self.processor.tokenizer(prompt, truncation=False, verbose=False).input_ids) > self.max_tokens
+
+    @torch.no_grad()
+    def text_embeddings(self, prompts: Sequence[str]) -> torch.Tensor:
+        """Unit-length text embeddings, each distinct prompt computed once (and remembered)."""
+        missing = [p for p in dict.fromkeys(prompts) if p not in self._text_cache]
+        for start in range(0, len(missing), self.batch_size):
+            chunk = missing[start : start + self.batch_size]
+            tokens = self.processor.tokenizer(
+                chunk, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt"
+            ).to(self.device)
+            features = self.model.get_text_features(**tokens)
+            features = getattr(features, "pooler_output", features)
+            for prompt, feature in zip(chunk, torch.nn.functional.normalize(features, dim=-1), strict=True):
+                self._text_cache[prompt] = feature
+        return torch.stack([self._text_cache[p] for p in prompts])
+
+    @torch.no_grad()
+    def image_embeddings(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """Unit-length image embeddings, computed in batches."""
+        chunks = []
+        for start in range(0, len(images), self.batch_size):
+            batch = [image.convert("RGB") for image in images[start : start + self.batch_size]]
+            pixels = self.processor(images=batch, return_tensors="pt").pixel_values.to(self.device)
+            features = self.model.get_image_features(pixel_values=pixels)
+            features = getattr(features, "pooler_output", features)
+            chunks.append(torch.nn.functional.normalize(features, dim=-1))
+        return torch.cat(chunks)
+
+    def score(self, images: Sequence[Image.Image], prompts: Sequence[str]) -> ClipScores:
+        """The CLIP score of each image against its prompt (see the module docstring)."""
+        if len(images) != len(prompts):
+            raise ConfigError(f"need one prompt per image, got {len(images)} images and {len(prompts)} prompts")
+        if not images:
+            return ClipScores([], [], self.model_id)
+        cosine = (self.image_embeddings(images) * self.text_embeddings(prompts)).sum(dim=-1)
+        scores = (100 * cosine.clamp(min=0)).cpu().tolist()
+        return ClipScores(scores, [self.is_truncated(p) for p in prompts], self.model_id)
+
+
+def fidelity(reference: Image.Image, candidate: Image.Image, scorer: CLIPScorer | None = None) -> dict[str, float]:
+    """How close ``candidate`` is to ``reference`` (same seed, other settings): PSNR in dB, SSIM
+    (scikit-image), and, given a scorer, the cosine of their CLIP image embeddings."""
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    a = np.asarray(reference.convert("RGB"))
+    b = np.asarray(candidate.convert("RGB"))
+    if a.shape != b.shape:
+        raise ConfigError(f"images must have the same size, got {reference.size} and {candidate.size}")
+    result = {
+        "psnr": float("inf") if np.array_equal(a, b) else float(peak_signal_noise_ratio(a, b, data_range=255)),
+        "ssim": float(structural_similarity(a, b, channel_axis=2, data_range=255)),
+    }
+    if scorer is not None:
+        embeddings = scorer.image_embeddings([reference, candidate])
+        result["clip_cosine"] = float(embeddings[0] @ embeddings[1])
+    return result
