@@ -44,6 +44,7 @@ def latency_vs_clip(summary: pd.DataFrame):
 
     fig, ax = plt.subplots(figsize=(6, 4))
     sns.scatterplot(data=summary, x="latency_mean_s", y="clip_mean", hue="model_id", s=80, ax=ax)
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1, 1))
     ax.errorbar(
         summary["latency_mean_s"],
         summary["clip_mean"],
@@ -66,13 +67,15 @@ def clip_by_category(results: pd.DataFrame):
     fig, ax = plt.subplots(figsize=(7, 4))
     sns.barplot(data=ok, x="category", y="clip_score", hue="model_id", errorbar=("ci", 95), ax=ax)
     ax.set(xlabel="prompt category", ylabel="CLIP score", title="CLIP score by category")
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1, 1))
     ax.tick_params(axis="x", rotation=30)
     fig.tight_layout()
     return fig
 
 
 def results_grid(results: pd.DataFrame, root: str | Path, seed: int | None = None, max_prompts: int = 8) -> Image.Image:
-    """Prompts (rows) x models (columns) for one seed, read from the saved images under ``root``."""
+    """Prompts (rows) x models (columns) for one seed, read from the saved images under ``root``; each
+    image is labelled with its prompt id and model."""
     ok = results[results["status"] == "ok"]
     seed = int(ok["seed"].min()) if seed is None else seed
     chosen = ok[ok["seed"] == seed]
@@ -84,6 +87,6 @@ def results_grid(results: pd.DataFrame, root: str | Path, seed: int | None = Non
         for model_id in models:
             path = by_key.get((prompt_id, model_id))
             images.append(Image.open(Path(root) / path).convert("RGB") if path else Image.new("RGB", (32, 32)))
-            labels.append(model_id.split("/")[-1])
+            labels.append(f"{prompt_id} {model_id.split('/')[-1]}")
     scale = max(1, 96 // images[0].width)
     return image_grid(images, cols=len(models), scale=scale, labels=labels)
