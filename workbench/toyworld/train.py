@@ -20,6 +20,7 @@ import dataclasses
 import functools
 import json
 import math
+import multiprocessing
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -491,7 +492,8 @@ def train_family(out: str | Path, settings: TrainSettings = TrainSettings()) -> 
     start = time.time()
     waves = ((("clip", "vae"), 0.25), ((*UNET_SPECS, "clip-vision"), 0.95))
     results: list[dict] = []
-    with ProcessPoolExecutor(settings.workers) as pool:
+    # "spawn": forking a process whose torch/OpenMP threads are running can deadlock the child.
+    with ProcessPoolExecutor(settings.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         for phases, share in waves:
             stop_at = start + share * budget if budget else None
             jobs = [(phase, out, settings, stop_at) for phase in phases]
