@@ -164,6 +164,24 @@ def _one_cycle(optimizer, steps: int, lr: float):
     return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.1)
 
 
+def _train_step(loss: torch.Tensor, optimizer, schedule, clip_gradients_of=None) -> None:
+    """One optimiser step: gradients (clipped to norm 1 when parameters are given), update, next learning rate."""
+    optimizer.zero_grad()
+    loss.backward()
+    if clip_gradients_of is not None:
+        torch.nn.utils.clip_grad_norm_(clip_gradients_of, 1.0)
+    optimizer.step()
+    schedule.step()
+
+
+def _report(out: Path, event: str, bar, step: int, loss: torch.Tensor, deadline: _Deadline) -> bool:
+    """Log the loss every 100 steps; True when the phase's wall-clock deadline has passed."""
+    if step % 100 == 0:
+        bar.set_postfix(loss=f"{loss.item():.4f}")
+        _log(out, event, step=step, loss=loss.item())
+    return deadline.passed()
+
+
 class _Deadline:
     """A wall-clock time (seconds since the epoch) after which a phase stops early; None = never."""
 
@@ -220,14 +238,8 @@ def train_clip(out: Path, settings: TrainSettings, stop_at: float | None = None)
         ids = torch.where(synonym[:, None] == 1, tokens[1][keys[idx]], tokens[0][keys[idx]])
         output = model(input_ids=ids, pixel_values=pixels[idx])
         loss = _contrastive_loss(output.logits_per_image, keys[idx])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        if step % 100 == 0:
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-            _log(out, "clip", step=step, loss=loss.item())
-        if deadline.passed():
+        _train_step(loss, optimizer, schedule)
+        if _report(out, "clip", bar, step, loss, deadline):
             break
     folder = out / "clip"
     model.eval().to(torch.float16).save_pretrained(folder)
@@ -284,14 +296,8 @@ def refine_clip_vision(out: Path, settings: TrainSettings, stop_at: float | None
         synonym = torch.randint(0, 2, (len(idx),), generator=generator)
         image = F.normalize(model.get_image_features(pixel_values=pixels[idx]).pooler_output, dim=-1)
         loss = _contrastive_loss(model.logit_scale.exp() * image @ bank[synonym, keys[idx]].T, keys[idx])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        if step % 100 == 0:
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-            _log(out, "clip-vision", step=step, loss=loss.item())
-        if deadline.passed():
+        _train_step(loss, optimizer, schedule)
+        if _report(out, "clip-vision", bar, step, loss, deadline):
             break
     model.eval().to(torch.float16).save_pretrained(out / "clip")
     result = {"phase": "clip-vision", "steps": step + 1, "seconds": round(time.time() - start, 1)}
@@ -327,14 +333,8 @@ def train_vae(out: Path, settings: TrainSettings, stop_at: float | None = None) 
         posterior = vae.encode(batch).latent_dist
         recon = vae.decode(posterior.sample(generator=generator)).sample
         loss = F.mse_loss(recon, batch) + 0.5 * F.l1_loss(recon, batch) + 1e-6 * posterior.kl().mean()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        if step % 100 == 0:
-            bar.set_postfix(loss=f"{loss.item():.4f}")
-            _log(out, "vae", step=step, loss=loss.item())
-        if deadline.passed():
+        _train_step(loss, optimizer, schedule)
+        if _report(out, "vae", bar, step, loss, deadline):
             break
     vae.eval()
     with torch.no_grad():
@@ -420,19 +420,12 @@ def train_unet(out: Path, settings: TrainSettings, name: str, stop_at: float | N
         noisy = noise_schedule.add_noise(latents[idx], noise, t)
         error = F.mse_loss(unet(noisy, t, encoder_hidden_states=embeddings[caption]).sample, noise, reduction="none")
         loss = (error.mean(dim=(1, 2, 3)) * snr_weight[t]).mean()
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
+        _train_step(loss, optimizer, schedule, clip_gradients_of=unet.parameters())
         decay = min(0.998, (1 + step) / (10 + step))
         with torch.no_grad():
             for k, v in unet.state_dict().items():
                 ema[k].lerp_(v, 1 - decay) if v.is_floating_point() else ema[k].copy_(v)
-        if step % 100 == 0:
-            bar.set_postfix(loss=f"{loss.item():.4f}")
-            _log(out, name, step=step, loss=loss.item())
-        if deadline.passed():
+        if _report(out, name, bar, step, loss, deadline):
             break
     unet.load_state_dict(ema)
     unet.eval().to(torch.float16).save_pretrained(out / f"unet-{name}")
