@@ -8,7 +8,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0"
 
 from workbench import plots
-from workbench.config import SCHEDULERS, GenerationConfig
+from workbench.config import SCHEDULERS, GenerationConfig, RouteSpec
 from workbench.errors import (
     ConfigError,
     GenerationCancelled,
@@ -16,27 +16,44 @@ from workbench.errors import (
     UnknownModelError,
     WorkbenchError,
 )
-from workbench.evaluation import ModelEvaluator, ResultStore, summarize, summary_table
+from workbench.evaluation import ROUTED, ModelEvaluator, ResultStore, summarize, summary_table
 from workbench.generation import GenerationRecord, ReproduceResult, generate, read_settings, reproduce, save_image
 from workbench.metrics import CLIPScorer, fidelity
 from workbench.models import PipelineCache, available_models, load
 from workbench.plots import image_grid
 from workbench.prompts import load_prompts
+from workbench.routing import (
+    EmbeddingClassifier,
+    KeywordClassifier,
+    Router,
+    RouteTable,
+    RoutingDecision,
+    labelled_prompts,
+    routing_latency,
+    score_routing,
+)
 from workbench.studies import NotebookRunError, StudyRun, run_study, save_study_results
 
 __all__ = [
+    "ROUTED",
     "SCHEDULERS",
     "CLIPScorer",
     "ConfigError",
+    "EmbeddingClassifier",
     "GenerationCancelled",
     "GenerationConfig",
     "GenerationRecord",
     "ImageMetadataError",
+    "KeywordClassifier",
     "ModelEvaluator",
     "NotebookRunError",
     "PipelineCache",
     "ReproduceResult",
     "ResultStore",
+    "RouteSpec",
+    "RouteTable",
+    "Router",
+    "RoutingDecision",
     "StudyRun",
     "UnknownModelError",
     "WorkbenchError",
@@ -45,14 +62,17 @@ __all__ = [
     "fidelity",
     "generate",
     "image_grid",
+    "labelled_prompts",
     "load",
     "load_prompts",
     "plots",
     "read_settings",
     "reproduce",
+    "routing_latency",
     "run_study",
     "save_image",
     "save_study_results",
+    "score_routing",
     "summarize",
     "summary_table",
 ]

@@ -1,4 +1,5 @@
-"""The ``workbench`` command: list models, generate, reproduce a saved image, run the demo, train the toy world."""
+"""The ``workbench`` command: list models, generate, route prompts, reproduce a saved image, run studies and
+the demo, train the toy world."""
 
 from __future__ import annotations
 
@@ -78,6 +79,23 @@ def _reproduce(args) -> int:
         f"(tolerance {result.tolerance}), mean {result.mean_abs_diff:.3f}"
     )
     return 0 if result.matches else 1
+
+
+def _route(args) -> int:
+    from workbench.errors import ConfigError
+    from workbench.routing import Router, read_prompt_file
+
+    prompts = list(args.prompts) + (read_prompt_file(args.file) if args.file else [])
+    if not prompts:
+        raise ConfigError("give prompts as arguments or with --file")
+    router = Router(args.table, args.classifier, threshold=args.threshold)
+    for decision in router.route_many(prompts, preview=args.preview):
+        if args.json:
+            spec = router.table[decision.route]
+            print(json.dumps({**decision.to_dict(), "model_id": spec.model_id, "config": spec.config.to_dict()}))
+        else:
+            print(router.describe(decision) + "\n")
+    return 0
 
 
 def _demo(args) -> int:
@@ -164,6 +182,16 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--output-root", default="outputs")
     run.add_argument("--resume", metavar="RUN", help="finish an earlier, interrupted run (its folder or run id)")
     run.set_defaults(func=_run)
+
+    route = sub.add_parser("route", help="classify prompts and show the route, model and settings each would take")
+    route.add_argument("prompts", nargs="*")
+    route.add_argument("--file", help="a text file (one prompt per line) or a CSV with a prompt column")
+    route.add_argument("--table", default="toyworld", help="a table in data/routes (toyworld, default) or a YAML path")
+    route.add_argument("--classifier", choices=["embedding", "keyword"], default="embedding")
+    route.add_argument("--threshold", type=float, help="confidence below which the fallback route is used")
+    route.add_argument("--preview", action="store_true", help="take the table's preview route")
+    route.add_argument("--json", action="store_true", help="one JSON object per line")
+    route.set_defaults(func=_route)
 
     toy = sub.add_parser("toyworld", help="the toy world model family").add_subparsers(dest="action", required=True)
     train = toy.add_parser("train", help="train the family from scratch (seeded)")

@@ -11,7 +11,7 @@ import yaml
 
 from workbench.errors import ConfigError
 
-__all__ = ["SCHEDULERS", "GenerationConfig"]
+__all__ = ["SCHEDULERS", "GenerationConfig", "RouteSpec"]
 
 # Scheduler names a config may use, and the diffusers class each stands for.
 SCHEDULERS = {
@@ -100,6 +100,26 @@ class GenerationConfig:
     @classmethod
     def from_yaml(cls, text: str) -> GenerationConfig:
         return cls.from_dict(yaml.safe_load(text) or {})
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    """Where one kind of prompt goes: a model id and the settings to use with it (a route table's row)."""
+
+    name: str
+    model_id: str
+    config: GenerationConfig = GenerationConfig()
+    description: str = ""
+    examples: tuple[str, ...] = ()  # prompts this route is for (shown to users; fit the embedding classifier)
+
+    def __post_init__(self) -> None:
+        for field in ("name", "model_id"):
+            value = getattr(self, field)
+            if not isinstance(value, str) or not value.strip():
+                raise ConfigError(f"{field} must be a non-empty string, got {value!r}")
+        if not isinstance(self.config, GenerationConfig):
+            raise ConfigError(f"config must be a GenerationConfig, got {type(self.config).__name__}")
+        object.__setattr__(self, "examples", tuple(self.examples))
 
 
 def _check_fields(cls: type, data: dict[str, Any]) -> None:

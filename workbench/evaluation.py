@@ -2,8 +2,9 @@
 
 ``ModelEvaluator.run()`` reads like a script::
 
-    for each model:   load (cached) -> one warm-up image (not timed into results)
-      for each prompt: generate its seeds -> CLIP-score the batch -> save PNGs -> append rows
+    for each model choice (a model id, or "routed": each prompt's route picks model and settings):
+      for each prompt: load (cached; a model's first use makes one untimed warm-up image)
+                       -> generate its seeds -> CLIP-score the batch -> save PNGs -> append rows
 
 Rows go to a ``ResultStore`` (JSON lines, one fsync'd line per row), so a study killed half-way
 resumes where it stopped: rows already stored are skipped, nothing is done twice or lost.
@@ -24,9 +25,19 @@ import pandas as pd
 from workbench.config import GenerationConfig
 from workbench.errors import ConfigError, WorkbenchError
 
-__all__ = ["ROW_KEY", "ModelEvaluator", "ResultStore", "bootstrap_ci", "prompt_frame", "summarize", "summary_table"]
+__all__ = [
+    "ROUTED",
+    "ROW_KEY",
+    "ModelEvaluator",
+    "ResultStore",
+    "bootstrap_ci",
+    "prompt_frame",
+    "summarize",
+    "summary_table",
+]
 
 ROW_KEY = ("model_id", "prompt_id", "seed", "settings")  # what makes a row unique within a run
+ROUTED = "routed"  # a model choice: each prompt goes to the model and settings of its route (routing.Router)
 
 
 class ResultStore:
@@ -95,7 +106,12 @@ def _settings_key(config: GenerationConfig) -> str:
 
 
 class ModelEvaluator:
-    """Runs every prompt with every model and seed, scores and stores each image as a row."""
+    """Runs every prompt with every model and seed, scores and stores each image as a row.
+
+    ``models`` may include ``"routed"``: each prompt is then routed by ``router`` (the toy world route
+    table by default) and generated with its route's model and settings (``batch_size`` from ``config``);
+    those rows have model_id "routed", the model used as routed_model_id, and the routing decision.
+    """
 
     def __init__(
         self,
@@ -109,6 +125,7 @@ class ModelEvaluator:
         run_id: str = "run",
         device: str | None = None,
         warmup: bool = True,
+        router=None,
     ):
         if isinstance(models, str) or not models:
             raise ConfigError(f"models must be a non-empty list of model ids, got {models!r}")
@@ -124,6 +141,11 @@ class ModelEvaluator:
         self.run_id = run_id
         self.device = device
         self.warmup = warmup
+        if ROUTED in self.models and router is None:
+            from workbench.routing import Router
+
+            router = Router(device=device)
+        self.router = router
 
     def run(self, progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
         """Generate what is missing from the store, then return this evaluation's rows (``results()``)."""
@@ -142,21 +164,22 @@ class ModelEvaluator:
         }
         total = len(self.models) * len(self.prompts) * len(self.seeds)
         finished = total - sum(len(seeds) for work in todo.values() for _, seeds in work)
-        for model_id, work in todo.items():
-            if not work:
-                continue
-            # 1. Load (cached) and warm up: the first call pays one-off costs that are not the model's speed.
-            pipe = load(model_id, device=self.device)
-            if self.warmup:
-                generate(pipe, work[0][0].prompt, self.config.replace(batch_size=1), seeds=0)
+        warmed: set[str] = set()
+        for choice, work in todo.items():
             for prompt, seeds in work:
+                # 1. Load (cached); a model's first use makes an untimed warm-up image (one-off costs).
+                model_id, config, context = self._plan(choice, prompt.prompt)
+                pipe = load(model_id, device=self.device)
+                if self.warmup and model_id not in warmed:
+                    generate(pipe, prompt.prompt, config.replace(batch_size=1), seeds=0)
+                    warmed.add(model_id)
                 # 2. Generate this prompt's missing seeds; a failure becomes rows that say so.
                 try:
-                    records = generate(pipe, prompt.prompt, self.config, seeds, model_id=model_id)
+                    records = generate(pipe, prompt.prompt, config, seeds, model_id=model_id, context=context)
                 except WorkbenchError:
                     raise
                 except Exception as error:  # keep the study going; the row records what happened
-                    self.store.append([self._error_row(model_id, prompt, s, settings, error) for s in seeds])
+                    self.store.append([self._error_row(choice, prompt, s, settings, error) for s in seeds])
                     finished += len(seeds)
                     continue
                 # 3. Score, save, store.
@@ -166,12 +189,19 @@ class ModelEvaluator:
                 rows = []
                 for i, record in enumerate(records):
                     path = save_image(record, self.output_dir / "images")
-                    rows.append(self._row(record, prompt, settings, path, scores, i))
+                    rows.append(self._row(choice, record, prompt, settings, path, scores, i))
                 self.store.append(rows)
                 finished += len(rows)
                 if progress is not None:
                     progress(finished, total)
         return self.results()
+
+    def _plan(self, choice: str, prompt: str) -> tuple[str, GenerationConfig, dict[str, Any]]:
+        """The model id, config and recorded context for one prompt of one model choice."""
+        if choice != ROUTED:
+            return choice, self.config, {}
+        spec, decision = self.router.plan(prompt)
+        return spec.model_id, spec.config.replace(batch_size=self.config.batch_size), decision.to_context()
 
     def results(self) -> pd.DataFrame:
         """The stored rows of this evaluation (its models, prompts, seeds and settings), in stored order."""
@@ -186,10 +216,11 @@ class ModelEvaluator:
         )
         return frame[mine].reset_index(drop=True)
 
-    def _row(self, record, prompt, settings: str, path: Path, scores, i: int) -> dict[str, Any]:
+    def _row(self, choice: str, record, prompt, settings: str, path: Path, scores, i: int) -> dict[str, Any]:
         row = {
             "run_id": self.run_id,
-            "model_id": record.model_id,
+            "model_id": choice,
+            **({"routed_model_id": record.model_id} if choice == ROUTED else {}),
             "prompt": record.prompt,
             "prompt_id": prompt.prompt_id,
             "category": prompt.category,
@@ -203,10 +234,10 @@ class ModelEvaluator:
         }
         return row
 
-    def _error_row(self, model_id: str, prompt, seed: int, settings: str, error: Exception) -> dict[str, Any]:
+    def _error_row(self, choice: str, prompt, seed: int, settings: str, error: Exception) -> dict[str, Any]:
         return {
             "run_id": self.run_id,
-            "model_id": model_id,
+            "model_id": choice,
             "prompt": prompt.prompt,
             "prompt_id": prompt.prompt_id,
             "category": prompt.category,

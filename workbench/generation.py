@@ -77,6 +77,7 @@ class GenerationRecord:
     status: str  # ok | nan | black
     tokens: TokenBudget
     versions: dict[str, str] = field(default_factory=dict)
+    context: dict[str, Any] = field(default_factory=dict)  # what chose the settings: a route, an arm, ...
 
     def settings(self) -> dict[str, Any]:
         """Everything needed to make this image again (what goes into the PNG)."""
@@ -89,13 +90,15 @@ class GenerationRecord:
             "device": self.device,
             "dtype": self.dtype,
             "versions": self.versions,
+            **({"context": self.context} if self.context else {}),
         }
 
     def to_row(self) -> dict[str, Any]:
         """A flat dict for a results table (no image)."""
-        row = {k: v for k, v in self.settings().items() if k != "versions"}
+        row = {k: v for k, v in self.settings().items() if k not in {"versions", "context"}}
         return {
             **row,
+            **self.context,
             "latency_s": self.latency_s,
             "peak_mem_mb": self.peak_mem_mb,
             "mem_kind": self.mem_kind,
@@ -244,6 +247,7 @@ def generate(
     model_id: str | None = None,
     progress: ProgressCallback | None = None,
     cancel=None,
+    context: dict[str, Any] | None = None,
 ) -> list[GenerationRecord]:
     """One image for every prompt with every seed (prompts outer, seeds inner), as ``GenerationRecord``s.
 
@@ -251,6 +255,7 @@ def generate(
     ``progress(step, total)`` is called after every denoising step, counted over the whole request.
     ``cancel`` (a ``threading.Event`` or a callable returning True) stops at the next step, before the
     VAE decode; ``GenerationCancelled.records`` then holds the images already finished.
+    ``context`` (e.g. a routing decision) is recorded with every image, in its row and its PNG.
     """
     # 1. Check inputs.
     config = config or GenerationConfig()
@@ -321,6 +326,7 @@ def generate(
                         status=_status(pixels),
                         tokens=budgets[prompt],
                         versions=versions,
+                        context=dict(context or {}),
                     )
                 )
             done_batches += 1

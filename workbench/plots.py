@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image, ImageDraw
 
-__all__ = ["clip_by_category", "image_grid", "latency_vs_clip", "results_grid"]
+__all__ = ["clip_by_category", "confusion_heatmap", "image_grid", "latency_vs_clip", "results_grid"]
 
 
 def image_grid(
@@ -90,3 +90,18 @@ def results_grid(results: pd.DataFrame, root: str | Path, seed: int | None = Non
             labels.append(f"{prompt_id} {model_id.split('/')[-1]}")
     scale = max(1, 96 // images[0].width)
     return image_grid(images, cols=len(models), scale=scale, labels=labels)
+
+
+def confusion_heatmap(confusion: pd.DataFrame, title: str = "", ax=None):
+    """A confusion matrix (true rows x chosen columns, counts) as a heatmap, each row's share in colour."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(1.2 * len(confusion.columns) + 2, 0.9 * len(confusion) + 1.5))
+    shares = confusion.div(confusion.sum(axis=1).where(lambda n: n > 0, 1), axis=0)
+    sns.heatmap(
+        shares, annot=confusion, fmt="d", cmap="Blues", vmin=0, vmax=1, cbar_kws={"label": "share of row"}, ax=ax
+    )
+    ax.set_title(title)
+    return ax

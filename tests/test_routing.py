@@ -1,0 +1,283 @@
+import json
+import warnings
+from pathlib import Path
+
+import pytest
+
+from workbench.cli import main
+from workbench.config import GenerationConfig
+from workbench.errors import ConfigError
+from workbench.evaluation import ROUTED, ModelEvaluator, summarize
+from workbench.generation import read_settings, save_image
+from workbench.models import PipelineCache
+from workbench.routing import (
+    EmbeddingClassifier,
+    EmbeddingUnavailableError,
+    KeywordClassifier,
+    Router,
+    RouteTable,
+    labelled_prompts,
+)
+
+KEYWORDS = {"artistic": {"art": 3, "oil painting": 3}, "character": {"man": 2, "woman": 2}, "scene": ["street"]}
+
+
+def tiny_table(model_dir, **top) -> RouteTable:
+    """Three routes on two copies of the tiny pipeline, at 2 steps, for fast generation tests."""
+    text = f"""
+fallback: {top.get("fallback", "scene")}
+preview: preview
+threshold: {top.get("threshold", 0.5)}
+routes:
+  artistic:
+    model: {model_dir}
+    config: {{steps: 2, guidance: 6.0}}
+    keywords: {{art: 3, painting: 3}}
+  character:
+    model: {model_dir}/../tiny-copy
+    config: {{steps: 2, guidance: 4.0}}
+    keywords: [man, woman]
+  scene:
+    model: {model_dir}
+    config: {{steps: 2}}
+  preview:
+    model: {model_dir}
+    config: {{steps: 1, guidance: 0.0}}
+"""
+    return RouteTable.from_yaml(text, source="tiny.yaml")
+
+
+@pytest.fixture(scope="module")
+def two_models(tiny_model_dir):
+    import shutil
+
+    copy = tiny_model_dir.parent / "tiny-copy"
+    if not copy.exists():
+        shutil.copytree(tiny_model_dir, copy)
+    return tiny_model_dir
+
+
+# --- keyword classifier ---------------------------------------------------------------------------
+
+
+def test_keywords_match_whole_words_only():
+    classifier = KeywordClassifier(KEYWORDS, fallback="scene")
+    for prompt in ("a party in a portrait gallery", "a smart cart", "manhattan at noon", "a woodsman"):
+        decision = classifier.classify(prompt)
+        assert decision.predicted is None and decision.fallback and decision.route == "scene", prompt
+    assert classifier.classify("pop art").route == "artistic"
+    assert classifier.classify("Two WOMEN walking").route == "character"  # case and plural
+    assert classifier.classify("men at work").route == "character"  # man -> men
+    assert classifier.classify("a busy street").route == "scene"
+
+
+def test_keyword_scores_are_weighted_shares_with_evidence():
+    decision = KeywordClassifier(KEYWORDS).classify("an oil painting of a man")
+    assert decision.scores == {"artistic": 0.6, "character": 0.4, "scene": 0.0}
+    assert decision.route == "artistic" and decision.confidence == 0.6
+    assert any("oil painting" in e for e in decision.evidence) and any("man" in e for e in decision.evidence)
+    assert "oil painting" in decision.reason
+
+
+def test_below_the_threshold_the_fallback_route_is_used_and_says_so():
+    classifier = KeywordClassifier(KEYWORDS, threshold=0.7, fallback="scene")
+    decision = classifier.classify("an oil painting of a man")
+    assert decision.predicted == "artistic" and decision.route == "scene" and decision.fallback
+    assert "fallback" in decision.reason and "0.60" in decision.reason and "0.70" in decision.reason
+    assert not classifier.classify("an oil painting").fallback
+
+
+def test_bad_classifier_settings_are_named():
+    with pytest.raises(ConfigError, match="weight > 0"):
+        KeywordClassifier({"a": {"word": -1}})
+    with pytest.raises(ConfigError, match="threshold must be a number from 0 to 1, got 2"):
+        KeywordClassifier(KEYWORDS, threshold=2)
+    with pytest.raises(ConfigError, match="fallback route 'nowhere'"):
+        KeywordClassifier(KEYWORDS, fallback="nowhere")
+    with pytest.raises(ConfigError, match="non-empty string"):
+        KeywordClassifier(KEYWORDS).classify("  ")
+
+
+# --- route tables -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["toyworld", "default"])
+def test_shipped_tables_load_with_five_routes(name):
+    table = RouteTable.load(name)
+    assert list(table.routes) == ["photorealistic", "artistic", "architectural", "character", "fast_preview"]
+    assert table.preview == "fast_preview" and "fast_preview" not in table.content_routes
+    assert all(table.keywords[route] for route in table.content_routes)
+    assert all(table[route].examples for route in table.content_routes)
+    if name == "toyworld":
+        assert all(spec.model_id.startswith("toyworld/") for spec in table.routes.values())
+    else:
+        assert table["fast_preview"].model_id == "stabilityai/sdxl-turbo" and table["fast_preview"].config.steps == 4
+
+
+GOOD = """\
+fallback: a
+threshold: 0.4
+routes:
+  a:
+    model: toyworld/sd-small
+    config: {steps: 10}
+  b:
+    model: toyworld/sd-base
+    config:
+      steps: 12
+      guidance: 3.0
+"""
+
+
+@pytest.mark.parametrize(
+    ("change", "line", "message"),
+    [
+        (("      steps: 12", "      steps: 0"), 10, "routes.b.config.steps: steps must be an integer from 1"),
+        (("      guidance: 3.0", "      guidance: lots"), 11, "routes.b.config.guidance: guidance must be a number"),
+        (("    model: toyworld/sd-base", "    modle: toyworld/sd-base"), 8, "routes.b.modle: unknown key"),
+        (("fallback: a", "fallback: c"), 1, "fallback: names no route: 'c'"),
+        (("threshold: 0.4", "threshold: 1.5"), 2, "threshold: threshold must be a number from 0 to 1"),
+        (("    config: {steps: 10}", "    config: {steps: 10, sampler: x}"), 6, "unknown GenerationConfig field"),
+    ],
+)
+def test_a_bad_table_fails_with_the_line_that_is_wrong(change, line, message):
+    RouteTable.from_yaml(GOOD, source="t.yaml")  # the unchanged table is fine
+    with pytest.raises(ConfigError) as error:
+        RouteTable.from_yaml(GOOD.replace(*change), source="t.yaml")
+    assert f"t.yaml, line {line}: " in str(error.value) and message in str(error.value)
+
+
+def test_unknown_tables_and_routes_are_named(tmp_path):
+    with pytest.raises(ConfigError, match=r"unknown route table 'nope'.*default.*toyworld"):
+        RouteTable.load("nope")
+    with pytest.raises(ConfigError, match="unknown route 'x'"):
+        RouteTable.load("toyworld")["x"]
+    bad = tmp_path / "t.yaml"
+    bad.write_text("routes: [a, b]\nfallback: a\n")
+    with pytest.raises(ConfigError, match=r"t.yaml, line 1: routes: needs a mapping"):
+        RouteTable.load(bad)
+
+
+# --- embedding classifier ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def embedding_router():
+    return Router("toyworld", "embedding")
+
+
+def test_embedding_router_generalizes_to_the_held_out_split(embedding_router):
+    test = labelled_prompts("test")
+    decisions = embedding_router.route_many(list(test["prompt"]))
+    accuracy = sum(d.predicted == label for d, label in zip(decisions, test["label"], strict=True)) / len(test)
+    assert accuracy >= 0.85  # benchmarks/routing.py reports the exact figure
+    decision = decisions[0]
+    assert decision.classifier == "embedding" and abs(sum(decision.scores.values()) - 1) < 1e-6
+    assert len(decision.evidence) == 2 and decision.evidence[0].startswith("near '")
+
+
+def test_embedding_classifier_must_be_fitted_and_given_two_routes():
+    classifier = EmbeddingClassifier(method="centroid")
+    with pytest.raises(ConfigError, match="not fitted"):
+        classifier.classify("a cat")
+    with pytest.raises(ConfigError, match="at least two routes"):
+        classifier.fit(["a", "b"], ["x", "x"])
+    classifier.fit(["a cathedral", "a tall tower", "a painting", "a watercolour"], ["arch", "arch", "art", "art"])
+    assert classifier.classify("a skyscraper").route == "arch"
+    assert classifier.classify("an oil painting").route == "art"
+
+
+def test_without_the_embedding_model_the_router_falls_back_to_keywords(tmp_path):
+    with pytest.raises(EmbeddingUnavailableError, match="cannot load sentence-embedding model"):
+        EmbeddingClassifier(model=str(tmp_path / "no-model"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        router = Router("toyworld", "embedding", embedding_model=str(tmp_path / "no-model"))
+    assert isinstance(router.classifier, KeywordClassifier)
+    assert "keyword classifier instead" in router.notice and any("keyword" in str(w.message) for w in caught)
+    assert router.route("a watercolour of a fox").route == "artistic"
+
+
+# --- the router -------------------------------------------------------------------------------------
+
+
+def test_preview_is_chosen_explicitly_never_guessed(two_models):
+    router = Router(tiny_table(two_models), "keyword")
+    assert router.route("a quick preview of a man").route == "character"
+    decision = router.route("a man", preview=True)
+    assert decision.route == "preview" and decision.classifier == "preview" and decision.reason == "preview requested"
+    explained = router.explain("an art print of a man")
+    assert (
+        "route:   artistic" in explained
+        and "steps=2" in explained
+        and "scores:  artistic 0.75, character 0.25" in explained
+    )
+
+
+def test_generate_uses_each_route_and_reuses_cached_models(two_models, tmp_path):
+    cache = PipelineCache(max_items=4)
+    router = Router(tiny_table(two_models), "keyword", device="cpu", cache=cache)
+    prompts = ["a painting of a dog", "a man walking", "a painting of a cat", "a woman", "a harbour"]
+    records = router.generate(prompts, seeds=[3])
+    assert [r.context["route"] for r in records] == ["artistic", "character", "artistic", "character", "scene"]
+    assert [r.config.guidance for r in records] == [6.0, 4.0, 6.0, 4.0, 5.0]
+    assert records[1].model_id.endswith("tiny-copy") and records[4].context["route_fallback"]
+    assert cache.misses == 2 and cache.hits == 3  # switching routes loads nothing twice
+    row = records[0].to_row()
+    assert row["route"] == "artistic" and row["route_classifier"] == "keyword" and "painting" in row["route_reason"]
+    saved = read_settings(save_image(records[0], tmp_path))
+    assert saved["context"]["route"] == "artistic"
+
+
+def test_the_evaluator_runs_a_routed_model_choice(two_models, tmp_path):
+    router = Router(tiny_table(two_models), "keyword", device="cpu")
+    prompts = ["a painting of a dog", "a man walking"]
+    evaluator = ModelEvaluator(
+        prompts, [ROUTED, str(two_models)], [0, 1], GenerationConfig(steps=2), output_dir=tmp_path, router=router
+    )
+    df = evaluator.run()
+    routed = df[df["model_id"] == ROUTED]
+    assert len(df) == 8 and len(routed) == 4
+    assert list(routed["route"]) == ["artistic", "artistic", "character", "character"]
+    assert list(routed["guidance"]) == [6.0, 6.0, 4.0, 4.0]
+    assert routed["routed_model_id"].iloc[2].endswith("tiny-copy")
+    assert set(summarize(df)["model_id"]) == {ROUTED, str(two_models)}
+    assert (
+        len(
+            ModelEvaluator(
+                prompts, [ROUTED], [0, 1], GenerationConfig(steps=2), output_dir=tmp_path, router=router
+            ).run()
+        )
+        == 4
+    )  # resumed: nothing generated twice
+
+
+def test_cli_route_prints_decisions_as_json_lines(tmp_path, capsys):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("# a comment\nan oil painting of a ship\n\na cathedral at dusk\n")
+    assert main(["route", "a man in a hat", "--file", str(prompts), "--classifier", "keyword", "--json"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["route"] for line in lines] == ["character", "artistic", "architectural"]
+    assert {"prompt", "route", "confidence", "scores", "model_id", "config"} <= set(lines[0])
+    assert main(["route", "a man", "--table", "default", "--classifier", "keyword", "--preview"]) == 0
+    assert "fast_preview -> stabilityai/sdxl-turbo" in capsys.readouterr().out
+    assert main(["route", "--classifier", "keyword"]) == 2
+    assert "give prompts" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_routing_notebook_runs_headlessly_into_a_report(tmp_path):
+    import pandas as pd
+
+    from workbench.studies import run_study
+
+    notebook = Path(__file__).parent.parent / "notebooks" / "02_routing.ipynb"
+    params = {"classifiers": ["keyword"], "sample_prompts": 1, "seeds": [0], "batch_size": 1}
+    run = run_study(notebook, params, output_root=tmp_path, progress=False)
+    scores = json.loads((run.folder / "routing_scores.json").read_text())
+    assert scores["overview"][0]["prompts"] == len(labelled_prompts("test"))
+    assert 0.6 <= scores["overview"][0]["accuracy with fallback"] <= 1
+    results = pd.read_parquet(run.folder / "results.parquet")
+    assert len(results) == 5 and (results["model_id"] == ROUTED).all()  # 1 toy prompt + 4 route examples
+    assert set(results["route"]) == {"photorealistic", "artistic", "architectural", "character"}
+    assert run.report.read_text().count("data:image/png;base64") >= 2  # the heatmap and the image grid
