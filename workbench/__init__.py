@@ -8,6 +8,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0"
 
 from workbench import plots
+from workbench.abtest import ABTestResult, PromptABTester
 from workbench.config import SCHEDULERS, GenerationConfig, RouteSpec
 from workbench.errors import (
     ConfigError,
@@ -21,7 +22,7 @@ from workbench.generation import GenerationRecord, ReproduceResult, generate, re
 from workbench.metrics import CLIPScorer, fidelity
 from workbench.models import PipelineCache, available_models, load
 from workbench.plots import image_grid
-from workbench.prompts import load_prompts
+from workbench.prompts import OptimizedPrompt, PromptOptimizer, StylePreset, expand_template, load_prompts, load_styles
 from workbench.routing import (
     EmbeddingClassifier,
     KeywordClassifier,
@@ -37,6 +38,7 @@ from workbench.studies import NotebookRunError, StudyRun, run_study, save_study_
 __all__ = [
     "ROUTED",
     "SCHEDULERS",
+    "ABTestResult",
     "CLIPScorer",
     "ConfigError",
     "EmbeddingClassifier",
@@ -47,7 +49,10 @@ __all__ = [
     "KeywordClassifier",
     "ModelEvaluator",
     "NotebookRunError",
+    "OptimizedPrompt",
     "PipelineCache",
+    "PromptABTester",
+    "PromptOptimizer",
     "ReproduceResult",
     "ResultStore",
     "RouteSpec",
@@ -55,16 +60,19 @@ __all__ = [
     "Router",
     "RoutingDecision",
     "StudyRun",
+    "StylePreset",
     "UnknownModelError",
     "WorkbenchError",
     "__version__",
     "available_models",
+    "expand_template",
     "fidelity",
     "generate",
     "image_grid",
     "labelled_prompts",
     "load",
     "load_prompts",
+    "load_styles",
     "plots",
     "read_settings",
     "reproduce",

@@ -8,7 +8,16 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image, ImageDraw
 
-__all__ = ["clip_by_category", "confusion_heatmap", "image_grid", "latency_vs_clip", "results_grid"]
+__all__ = [
+    "ab_distributions",
+    "ab_image_grid",
+    "ab_paired_lines",
+    "clip_by_category",
+    "confusion_heatmap",
+    "image_grid",
+    "latency_vs_clip",
+    "results_grid",
+]
 
 
 def image_grid(
@@ -105,3 +114,58 @@ def confusion_heatmap(confusion: pd.DataFrame, title: str = "", ax=None):
     )
     ax.set_title(title)
     return ax
+
+
+def _per_prompt(result) -> pd.DataFrame:
+    return result.rows.groupby(["arm", "prompt_id"], sort=False)["clip_score"].mean().reset_index()
+
+
+def ab_distributions(result, ax=None):
+    """Per arm: each prompt's CLIP score (seeds averaged) as dots, the mean with its 95% bootstrap CI."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    per_prompt = _per_prompt(result)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(1.6 * per_prompt["arm"].nunique() + 2.5, 4))
+    sns.stripplot(data=per_prompt, x="arm", y="clip_score", alpha=0.35, color="grey", ax=ax)
+    sns.pointplot(
+        data=per_prompt,
+        x="arm",
+        y="clip_score",
+        errorbar=("ci", 95),
+        color="black",
+        linestyle="none",
+        capsize=0.2,
+        ax=ax,
+    )
+    ax.set(xlabel="arm", ylabel="CLIP score (per prompt, seeds averaged)", title="CLIP score per arm, mean and 95% CI")
+    return ax
+
+
+def ab_paired_lines(result, ax=None):
+    """One line per prompt across the arms (control first): the paired design made visible."""
+    import matplotlib.pyplot as plt
+
+    per_prompt = _per_prompt(result).pivot(index="prompt_id", columns="arm", values="clip_score")
+    order = [result.control] + [a for a in per_prompt.columns if a != result.control]
+    per_prompt = per_prompt[order]
+    if ax is None:
+        _, ax = plt.subplots(figsize=(1.6 * len(order) + 2.5, 4))
+    for _, values in per_prompt.iterrows():
+        ax.plot(range(len(order)), values.to_numpy(), color="grey", alpha=0.4, marker="o", markersize=3)
+    ax.plot(range(len(order)), per_prompt.mean().to_numpy(), color="black", marker="o", linewidth=2.5, label="mean")
+    ax.set_xticks(range(len(order)), order)
+    ax.set(xlabel="arm", ylabel="CLIP score (seeds averaged)", title="Paired: each line is one prompt")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1))
+    return ax
+
+
+def ab_image_grid(result, prompt_id: str | None = None, *, scale: int = 2) -> Image.Image:
+    """For one base prompt (the first by default): arms in rows, the shared seeds in columns."""
+    prompt_id = prompt_id or result.rows["prompt_id"].iloc[0]
+    arms = list(dict.fromkeys(result.rows["arm"]))
+    seeds = list(dict.fromkeys(result.rows["pair_seed"]))
+    images = [result.images[(arm, prompt_id, seed)] for arm in arms for seed in seeds]
+    labels = [f"{arm} s{seed}" for arm in arms for seed in seeds]
+    return image_grid(images, cols=len(seeds), scale=scale, labels=labels)

@@ -272,8 +272,9 @@ def _earlier_run(study_root: Path, resume: str | Path) -> Path:
 def _headline(manifest: dict[str, Any]) -> str:
     parts = []
     for row in manifest.get("summary") or []:
-        clip = f", CLIP {row['clip_mean']:.1f}" if row.get("clip_mean") is not None else ""
-        parts.append(f"{row['model_id']}: {row['latency_mean_s']:.3f} s/img{clip}")
+        figures = [f"{row['latency_mean_s']:.3f} s/img"] if row.get("latency_mean_s") is not None else []
+        figures += [f"CLIP {row['clip_mean']:.1f}"] if row.get("clip_mean") is not None else []
+        parts.append(f"{row.get('model_id') or row.get('arm')}: {', '.join(figures)}")
     return "; ".join(parts)
 
 

@@ -1,0 +1,158 @@
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import wilcoxon
+
+from workbench.abtest import PromptABTester, compare_arms, holm, paired_statistics, verdict
+from workbench.config import GenerationConfig
+from workbench.errors import ConfigError
+from workbench.metrics import CLIPScorer
+from workbench.models import load
+from workbench.plots import ab_distributions, ab_image_grid, ab_paired_lines
+from workbench.prompts import PromptOptimizer
+
+RED = [
+    f"a red {shape} {where}, on a {background} background"
+    for shape, where, background in [
+        ("circle", "in the centre", "white"),
+        ("square", "on the left", "black"),
+        ("triangle", "at the top", "grey"),
+        ("cross", "on the right", "white"),
+        ("circle", "at the bottom", "grey"),
+        ("square", "in the centre", "white"),
+        ("triangle", "on the left", "black"),
+        ("cross", "at the top", "grey"),
+        ("circle", "on the right", "black"),
+        ("square", "at the bottom", "grey"),
+    ]
+]
+
+
+@pytest.fixture(scope="module")
+def tester():
+    pipe = load("toyworld/sd-small", device="cpu")
+    return PromptABTester(pipe, CLIPScorer("toyworld/clip"), config=GenerationConfig(steps=12, batch_size=4))
+
+
+# --- statistics on fixed data -------------------------------------------------------------------------
+
+
+def test_holm_matches_hand_computed_values():
+    # sorted p: 0.01, 0.02, 0.04 -> 3*0.01, max(0.03, 2*0.02), max(0.04, 1*0.04); back in input order
+    assert holm([0.04, 0.01, 0.02]) == pytest.approx([0.04, 0.03, 0.04])
+    assert holm([0.5, 0.6]) == pytest.approx([1.0, 1.0])  # capped at 1
+    assert holm([0.003]) == pytest.approx([0.003])
+
+
+def test_paired_statistics_agree_with_scipy_and_by_hand():
+    diff = np.array([1.5, 2.0, -0.5, 3.0, 2.5, 1.0, 0.5, 2.2])
+    stats = paired_statistics(diff)
+    assert stats["p_value"] == pytest.approx(wilcoxon(diff).pvalue)
+    assert stats["mean_diff"] == pytest.approx(diff.mean())
+    assert stats["win_rate"] == pytest.approx(7 / 8) and stats["n_prompts"] == 8
+    assert stats["ci_low"] < diff.mean() < stats["ci_high"]
+    assert paired_statistics([1.0, 0.0, -1.0, 0.0])["win_rate"] == pytest.approx(0.5)  # ties count half
+    same = paired_statistics(np.zeros(5))
+    assert (same["p_value"], same["ci_low"], same["ci_high"]) == (1.0, 0.0, 0.0)
+
+
+def test_compare_arms_averages_seeds_within_prompts_first():
+    rows = pd.DataFrame(
+        {
+            "arm": ["A"] * 4 + ["B"] * 4,
+            "prompt_id": ["p0", "p0", "p1", "p1"] * 2,
+            "clip_score": [10, 20, 30, 30, 16, 16, 31, 33],
+            "status": "ok",
+        }
+    )
+    table = compare_arms(rows, control="A")
+    assert list(table.columns) == [
+        "arm", "control", "mean_diff", "ci_low", "ci_high", "p_value", "p_holm", "win_rate", "n_prompts",
+    ]  # fmt: skip
+    assert table.loc[0, "mean_diff"] == pytest.approx(((16 - 15) + (32 - 30)) / 2)
+    assert table.loc[0, "n_prompts"] == 2
+    with pytest.raises(ConfigError, match="control arm 'C'"):
+        compare_arms(rows, control="C")
+
+
+def test_verdict_reports_winner_minus_loser_in_words():
+    table = pd.DataFrame(
+        [{"arm": "B", "control": "A", "mean_diff": -1.8, "ci_low": -2.5, "ci_high": -1.1, "p_value": 0.002,
+          "p_holm": 0.002, "win_rate": 0.1, "n_prompts": 41}]
+    )  # fmt: skip
+    assert verdict(table) == "A beats B by 1.80 CLIP points, 95% CI [1.10, 2.50], p = 0.002, 41 prompts"
+    table.loc[0, ["p_holm", "ci_high"]] = [0.2, 0.4]
+    assert verdict(table).startswith("no significant difference between B and A: B - A = -1.80")
+
+
+# --- the tester on the toy world ------------------------------------------------------------------------
+
+
+def test_known_effect_the_right_colour_wins(tester):
+    result = tester.run(RED, {"A": "{prompt}", "B": lambda p: p.replace("red", "blue")}, seeds=[0, 1])
+    row = result.comparisons.iloc[0]
+    assert row["arm"] == "B" and row["control"] == "A" and row["n_prompts"] == len(RED)
+    assert row["p_value"] < 0.01 and row["ci_high"] < 0 and row["win_rate"] < 0.2
+    assert result.verdict.startswith("A beats B by ")
+    # the paired design: every arm saw the same seeds, and the rows say which arm and seed
+    assert len(result.rows) == 2 * len(RED) * 2
+    assert set(result.rows.groupby("arm")["seed"].apply(frozenset)) == {frozenset({0, 1})}
+    assert (result.rows["scored_against"] == "base").all()
+    b_prompts = result.rows.loc[result.rows["arm"] == "B", "prompt"]
+    assert b_prompts.str.contains("blue").all() and not b_prompts.str.contains("red").any()
+    summary = result.summary.set_index("arm")
+    assert summary.loc["A", "clip_mean"] > summary.loc["B", "clip_mean"]
+
+
+def test_a_a_identical_arms_show_no_difference(tester):
+    result = tester.run(RED[:4], {"A": "{prompt}", "A again": "{prompt}"}, seeds=[3])
+    row = result.comparisons.iloc[0]
+    assert row["ci_low"] <= 0 <= row["ci_high"] and row["p_value"] == 1.0
+    assert result.verdict.startswith("no significant difference")
+
+
+def test_optimizer_arms_carry_negative_prompts_and_plots_draw(tester, tmp_path):
+    optimizer = PromptOptimizer(tester.target)
+    arms = {"raw": "{prompt}", "photo": lambda p: optimizer.optimize(p, "photo"), "sketch": "a sketch of {prompt}"}
+    result = PromptABTester(tester.target, tester.scorer, output_dir=tmp_path, config=GenerationConfig(steps=4)).run(
+        RED[:3], arms, seeds=[0, 1], control="raw", score_against="arm"
+    )
+    photo = result.rows[result.rows["arm"] == "photo"]
+    assert photo["negative_prompt"].str.contains("sketch").all() and photo["prompt"].str.startswith("a photo of").all()
+    assert len(result.comparisons) == 2 and (result.comparisons["p_holm"] >= result.comparisons["p_value"]).all()
+    assert all((tmp_path / path).is_file() for path in result.rows["image_path"])
+    assert ab_image_grid(result).size[1] > ab_image_grid(result).size[0]  # 3 arms in rows, 2 seeds in columns
+    ab_distributions(result)
+    ab_paired_lines(result)
+
+
+def test_bad_variations_are_named(tester):
+    with pytest.raises(ConfigError, match=r"arm 'B': a template must contain \{prompt\}"):
+        tester.run(RED[:1], {"A": "{prompt}", "B": "a blue circle"}, seeds=[0])
+    with pytest.raises(ConfigError, match="at least two arm names"):
+        tester.run(RED[:1], {"A": "{prompt}"}, seeds=[0])
+    with pytest.raises(ConfigError, match="control must be one of the arms"):
+        tester.run(RED[:1], {"A": "{prompt}", "B": "x {prompt}"}, seeds=[0], control="C")
+    with pytest.raises(ConfigError, match="arm 'B': a variation must return"):
+        tester.run(RED[:1], {"A": "{prompt}", "B": lambda p: 3}, seeds=[0])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("notebook", "params", "arms"),
+    [
+        ("03_prompt_optimization", {"styles": ["photo"]}, {"raw", "photo"}),
+        ("04_ab_test", {"variations": {"A": "{prompt}", "B": "a sketch of {prompt}"}, "control": "A"}, {"A", "B"}),
+    ],
+)
+def test_the_ab_notebooks_run_headlessly_into_a_report(tmp_path, notebook, params, arms):
+    from workbench.studies import run_study
+
+    small = {"n_prompts": 3, "seeds": [0], "steps": 4, "batch_size": 1, **params}
+    run = run_study(Path(__file__).parent.parent / "notebooks" / f"{notebook}.ipynb", small, output_root=tmp_path)
+    rows = pd.read_parquet(run.folder / "results.parquet")
+    assert set(rows["arm"]) == arms and len(rows) == 3 * len(arms)
+    assert (run.folder / "verdict.txt").read_text().strip() and (run.folder / "comparisons.json").is_file()
+    assert run.report.read_text().count("data:image/png;base64") >= 3  # two plots and the grids
