@@ -9,7 +9,8 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 
 from workbench import plots
 from workbench.abtest import ABTestResult, PromptABTester
-from workbench.config import SCHEDULERS, GenerationConfig, RouteSpec
+from workbench.acceleration import AccelerationBenchmark, accelerate, benchmark_acceleration, image_flops, share_of_peak
+from workbench.config import SCHEDULERS, AccelerationConfig, GenerationConfig, RouteSpec
 from workbench.errors import (
     ConfigError,
     GenerationCancelled,
@@ -39,6 +40,8 @@ __all__ = [
     "ROUTED",
     "SCHEDULERS",
     "ABTestResult",
+    "AccelerationBenchmark",
+    "AccelerationConfig",
     "CLIPScorer",
     "ConfigError",
     "EmbeddingClassifier",
@@ -64,10 +67,13 @@ __all__ = [
     "UnknownModelError",
     "WorkbenchError",
     "__version__",
+    "accelerate",
     "available_models",
+    "benchmark_acceleration",
     "expand_template",
     "fidelity",
     "generate",
+    "image_flops",
     "image_grid",
     "labelled_prompts",
     "load",
@@ -81,6 +87,7 @@ __all__ = [
     "save_image",
     "save_study_results",
     "score_routing",
+    "share_of_peak",
     "summarize",
     "summary_table",
 ]

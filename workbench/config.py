@@ -11,7 +11,7 @@ import yaml
 
 from workbench.errors import ConfigError
 
-__all__ = ["SCHEDULERS", "GenerationConfig", "RouteSpec"]
+__all__ = ["ATTENTION_BACKENDS", "SCHEDULERS", "AccelerationConfig", "GenerationConfig", "RouteSpec"]
 
 # Scheduler names a config may use, and the diffusers class each stands for.
 SCHEDULERS = {
@@ -25,6 +25,11 @@ SCHEDULERS = {
     "pndm": "PNDMScheduler",
     "unipc": "UniPCMultistepScheduler",
 }
+
+# Attention implementations a UNet can use: diffusers' processors, and SDPA with one kernel forced.
+ATTENTION_BACKENDS = ("sdpa", "eager", "sdpa-math", "sdpa-flash", "sdpa-efficient", "xformers")
+DTYPES = ("float32", "float16", "bfloat16")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 MAX_SIDE = 4096
 MAX_STEPS = 1000
@@ -100,6 +105,79 @@ class GenerationConfig:
     @classmethod
     def from_yaml(cls, text: str) -> GenerationConfig:
         return cls.from_dict(yaml.safe_load(text) or {})
+
+
+@dataclass(frozen=True)
+class AccelerationConfig:
+    """Speed toggles for a pipeline (``acceleration.accelerate`` applies them and undoes them all).
+    The defaults change nothing."""
+
+    tome_ratio: float = 0.0  # ToMe: share of tokens merged in self-attention (0 = off; 0.5 is common)
+    tome_max_downsample: int = 1  # ToMe acts at latent levels downsampled at most this much (1, 2, 4, 8)
+    deepcache_interval: int = 1  # DeepCache: recompute the deep UNet features every N steps (1 = off)
+    deepcache_branch: int = 0  # DeepCache: the skip branch that stays live (0 = the shallowest)
+    compile: bool = False  # torch.compile the UNet and the VAE decoder
+    compile_mode: str = "default"
+    dtype: str | None = None  # cast the pipeline (None = as loaded)
+    attention_backend: str = "sdpa"  # a name in ATTENTION_BACKENDS
+    channels_last: bool = False  # the UNet's memory format
+    vae_tiling: bool = False  # decode in tiles (vae.enable_tiling): less memory for large images
+    vae_slicing: bool = False  # decode a batch one image at a time (vae.enable_slicing)
+    cpu_offload: bool = False  # keep only the running model on the GPU (needs CUDA)
+
+    def __post_init__(self) -> None:
+        _check_number(self, "tome_ratio", 0.0, 0.99)
+        if self.tome_max_downsample not in (1, 2, 4, 8):
+            raise ConfigError(f"tome_max_downsample must be 1, 2, 4 or 8, got {self.tome_max_downsample!r}")
+        if not _is_int(self.deepcache_interval) or not 1 <= self.deepcache_interval <= 50:
+            raise ConfigError(f"deepcache_interval must be an integer from 1 to 50, got {self.deepcache_interval!r}")
+        if not _is_int(self.deepcache_branch) or not 0 <= self.deepcache_branch <= 11:
+            raise ConfigError(f"deepcache_branch must be an integer from 0 to 11, got {self.deepcache_branch!r}")
+        for name, allowed in (
+            ("compile_mode", COMPILE_MODES),
+            ("attention_backend", ATTENTION_BACKENDS),
+            ("dtype", (None, *DTYPES)),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{name} must be one of {list(allowed)}, got {getattr(self, name)!r}")
+        for name in ("compile", "channels_last", "vae_tiling", "vae_slicing", "cpu_offload"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
+
+    def changes(self) -> dict[str, Any]:
+        """The fields that differ from the defaults (what this config turns on)."""
+        default = AccelerationConfig()
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if getattr(self, f.name) != getattr(default, f.name)
+        }
+
+    def label(self) -> str:
+        """A short name: "baseline", or the changes ("deepcache_interval=3, channels_last")."""
+        parts = [k if v is True else f"{k}={v}" for k, v in self.changes().items()]
+        return ", ".join(parts) or "baseline"
+
+    def replace(self, **changes: Any) -> AccelerationConfig:
+        _check_fields(type(self), changes)
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AccelerationConfig:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{cls.__name__} needs a mapping, got {type(data).__name__}: {data!r}")
+        _check_fields(cls, data)
+        return cls(**data)
+
+
+def _check_number(obj, name: str, low: float, high: float) -> None:
+    value = getattr(obj, name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise ConfigError(f"{name} must be a number from {low} to {high}, got {value!r}")
+    object.__setattr__(obj, name, float(value))
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from workbench.config import SCHEDULERS, GenerationConfig
+from workbench.config import SCHEDULERS, AccelerationConfig, GenerationConfig
 from workbench.errors import ConfigError, GenerationCancelled, ImageMetadataError
 from workbench.models import model_id_of
 
@@ -78,6 +78,7 @@ class GenerationRecord:
     tokens: TokenBudget
     versions: dict[str, str] = field(default_factory=dict)
     context: dict[str, Any] = field(default_factory=dict)  # what chose the settings: a route, an arm, ...
+    acceleration: AccelerationConfig | None = None  # the toggles applied (acceleration.accelerate)
 
     def settings(self) -> dict[str, Any]:
         """Everything needed to make this image again (what goes into the PNG)."""
@@ -91,14 +92,16 @@ class GenerationRecord:
             "dtype": self.dtype,
             "versions": self.versions,
             **({"context": self.context} if self.context else {}),
+            **({"acceleration": self.acceleration.to_dict()} if self.acceleration else {}),
         }
 
     def to_row(self) -> dict[str, Any]:
         """A flat dict for a results table (no image)."""
-        row = {k: v for k, v in self.settings().items() if k not in {"versions", "context"}}
+        row = {k: v for k, v in self.settings().items() if k not in {"versions", "context", "acceleration"}}
         return {
             **row,
             **self.context,
+            "acceleration": self.acceleration.label() if self.acceleration else "baseline",
             "latency_s": self.latency_s,
             "peak_mem_mb": self.peak_mem_mb,
             "mem_kind": self.mem_kind,
@@ -283,7 +286,10 @@ def generate(
         return callback_kwargs
 
     # 2. Run the batches, each image with its own seeded generator.
+    from workbench.acceleration import active_acceleration, check_scheduler
+
     with _scheduler(pipe, config.scheduler) as scheduler_class:
+        check_scheduler(pipe, pipe.scheduler)
         for batch in batches:
             if _is_cancelled(cancel):
                 raise GenerationCancelled(records)
@@ -327,6 +333,7 @@ def generate(
                         tokens=budgets[prompt],
                         versions=versions,
                         context=dict(context or {}),
+                        acceleration=active_acceleration(pipe),
                     )
                 )
             done_batches += 1
@@ -412,8 +419,12 @@ def reproduce(
             dtype = dtype or settings.get("dtype")
         except ConfigError:
             device = None
+    from workbench.acceleration import accelerate
+
     pipe = load(settings["model_id"], device=device, dtype=dtype)
-    record = generate(pipe, settings["prompt"], config, settings["seed"], model_id=settings["model_id"])[0]
+    acceleration = AccelerationConfig.from_dict(settings["acceleration"]) if "acceleration" in settings else None
+    with accelerate(pipe, acceleration):
+        record = generate(pipe, settings["prompt"], config, settings["seed"], model_id=settings["model_id"])[0]
     with Image.open(path) as saved:
         diff = np.abs(np.asarray(saved.convert("RGB"), dtype=np.int16) - np.asarray(record.image, dtype=np.int16))
     return ReproduceResult(Path(path), record, int(diff.max()), float(diff.mean()), tolerance)

@@ -12,10 +12,12 @@ __all__ = [
     "ab_distributions",
     "ab_image_grid",
     "ab_paired_lines",
+    "acceleration_images",
     "clip_by_category",
     "confusion_heatmap",
     "image_grid",
     "latency_vs_clip",
+    "pareto",
     "results_grid",
 ]
 
@@ -169,3 +171,34 @@ def ab_image_grid(result, prompt_id: str | None = None, *, scale: int = 2) -> Im
     images = [result.images[(arm, prompt_id, seed)] for arm in arms for seed in seeds]
     labels = [f"{arm} s{seed}" for arm in arms for seed in seeds]
     return image_grid(images, cols=len(seeds), scale=scale, labels=labels)
+
+
+def pareto(table: pd.DataFrame, x: str = "speedup_total", y: str = "ssim", ax=None):
+    """Each config as a labelled point (x: speed-up, higher is better; y: fidelity, higher is better),
+    with the Pareto front (the configs no other beats on both) drawn as a line."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 4.5))
+    points = table[["config", x, y]].dropna()
+    front = points.sort_values(x, ascending=False)
+    front = front[front[y] >= front[y].cummax()]  # keep what no faster config beats on fidelity
+    ax.scatter(points[x], points[y], color="grey")
+    ax.plot(front[x], front[y], color="black", marker="o", label="Pareto front")
+    for row in points.itertuples():
+        ax.annotate(
+            row.config, (getattr(row, x), getattr(row, y)), fontsize=7, xytext=(4, 3), textcoords="offset points"
+        )
+    ax.set(xlabel=x.replace("_", " "), ylabel=y.replace("_", " "), title="Speed against fidelity (vs the baseline)")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1))
+    return ax
+
+
+def acceleration_images(benchmark, prompt: str | None = None, seed: int | None = None, *, scale: int = 3):
+    """The baseline image and each config's image of the same prompt and seed, side by side."""
+    keys = list(benchmark.images)
+    prompt = prompt if prompt is not None else keys[0][1]
+    seed = seed if seed is not None else keys[0][2]
+    labels = list(benchmark.table["config"])
+    return image_grid([benchmark.images[(label, prompt, seed)] for label in labels], cols=min(6, len(labels)),
+                      scale=scale, labels=[label[:28] for label in labels])  # fmt: skip

@@ -248,12 +248,14 @@ def run_study(
         manifest["summary"] = json.loads(summary.read_text())
     if (folder / "results.parquet").is_file():
         results = pd.read_parquet(folder / "results.parquet")
-        manifest |= {
-            "images": len(results),
-            "model_ids": sorted(results["model_id"].unique()),
-            "seeds": sorted(int(s) for s in results["seed"].unique()),
-            "clip_model": sorted(results["clip_model"].dropna().unique()),
-        }
+        manifest["images"] = len(results)
+        for key, column, cast in (
+            ("model_ids", "model_id", str),
+            ("seeds", "seed", int),
+            ("clip_model", "clip_model", str),
+        ):
+            if column in results:
+                manifest[key] = sorted(cast(v) for v in results[column].dropna().unique())
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
     write_index(output_root)
     if failure:

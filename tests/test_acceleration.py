@@ -1,0 +1,171 @@
+import numpy as np
+import pytest
+
+from workbench.acceleration import accelerate, benchmark_acceleration, image_flops, share_of_peak
+from workbench.config import AccelerationConfig, GenerationConfig
+from workbench.errors import ConfigError
+from workbench.generation import generate, reproduce, save_image
+from workbench.models import load
+
+PROMPT = "a large red circle on the left, on a white background"
+FAST = GenerationConfig(steps=6)
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return load("toyworld/sd-small", device="cpu", cache=None)
+
+
+def pixels(pipe, config=FAST, seed=0):
+    return np.asarray(generate(pipe, PROMPT, config, seed)[0].image)
+
+
+TOGGLES = [
+    AccelerationConfig(tome_ratio=0.5),
+    AccelerationConfig(deepcache_interval=3),
+    AccelerationConfig(dtype="bfloat16"),
+    AccelerationConfig(attention_backend="eager"),
+    AccelerationConfig(attention_backend="sdpa-math"),
+    AccelerationConfig(channels_last=True),
+    AccelerationConfig(vae_tiling=True, vae_slicing=True),
+    AccelerationConfig(tome_ratio=0.5, deepcache_interval=2, channels_last=True, dtype="bfloat16"),
+]
+
+
+@pytest.mark.parametrize("config", TOGGLES, ids=lambda c: c.label())
+def test_each_toggle_applies_and_reverts_bit_identically(pipe, config):
+    before = pixels(pipe)
+    with accelerate(pipe, config) as applied:
+        assert applied == config
+        inside = generate(pipe, PROMPT, FAST, 0)[0]
+    assert np.array_equal(pixels(pipe), before)  # undone exactly
+    assert inside.to_row()["acceleration"] == config.label() and inside.acceleration == config
+    if config.changes().keys() & {"tome_ratio", "deepcache_interval", "dtype"}:  # approximations: pixels move
+        assert not np.array_equal(np.asarray(inside.image), before)
+
+
+def test_tome_is_active_on_the_toy_world_at_its_highest_resolution(pipe):
+    # Both toy UNets attend at the 16x16 latent level, so ToMe merges tokens there (outputs change).
+    before = pixels(pipe)
+    with accelerate(pipe, AccelerationConfig(tome_ratio=0.3)):
+        assert not np.array_equal(pixels(pipe), before)
+
+
+def test_reverts_after_an_error_inside_the_block(pipe):
+    before = pixels(pipe)
+    with pytest.raises(RuntimeError, match="boom"), accelerate(pipe, AccelerationConfig(tome_ratio=0.5)):
+        raise RuntimeError("boom")
+    assert np.array_equal(pixels(pipe), before)
+    with accelerate(pipe):  # usable again: the first block left nothing behind
+        assert generate(pipe, PROMPT, FAST, 0)[0].to_row()["acceleration"] == "baseline"
+
+
+def test_known_pitfalls_are_refused_before_anything_changes(pipe):
+    cases = [
+        (AccelerationConfig(tome_ratio=0.5, compile=True), "ToMe and torch.compile"),
+        (AccelerationConfig(deepcache_interval=3, compile=True), "DeepCache and torch.compile"),
+        (
+            AccelerationConfig(deepcache_interval=3, cpu_offload=True),
+            "DeepCache cannot wrap a pipeline with CPU offload",
+        ),
+        (AccelerationConfig(cpu_offload=True), "cpu_offload needs the pipeline on a CUDA device, it is on cpu"),
+        (AccelerationConfig(dtype="float16"), "float16 on the CPU"),
+        (AccelerationConfig(attention_backend="sdpa-flash"), "needs CUDA"),
+    ]
+    before = pixels(pipe)
+    for config, message in cases:
+        with pytest.raises(ConfigError, match=message), accelerate(pipe, config):
+            pass
+    assert np.array_equal(pixels(pipe), before) and not hasattr(pipe, "_workbench_acceleration")
+    with accelerate(pipe), pytest.raises(ConfigError, match="already accelerated"), accelerate(pipe):
+        pass
+
+
+def test_deepcache_refuses_schedulers_that_repeat_timesteps(pipe):
+    with accelerate(pipe, AccelerationConfig(deepcache_interval=3)):
+        with pytest.raises(ConfigError, match="DeepCache cannot run with HeunDiscreteScheduler"):
+            generate(pipe, PROMPT, FAST.replace(scheduler="heun"), 0)
+        generate(pipe, PROMPT, FAST.replace(scheduler="euler"), 0)  # a single-step scheduler is fine
+
+
+def test_tome_refuses_a_unet_without_attention_at_the_merge_level(pipe):
+    from diffusers import StableDiffusionPipeline, UNet2DConditionModel
+
+    unet = UNet2DConditionModel(
+        sample_size=16, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(8, 16),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=pipe.text_encoder.config.hidden_size, norm_num_groups=8,
+    )  # fmt: skip
+    like_sdxl = StableDiffusionPipeline(**{**pipe.components, "unet": unet})
+    with (
+        pytest.raises(ConfigError, match=r"would change nothing.*attention only at downsampling \[2\]"),
+        accelerate(like_sdxl, AccelerationConfig(tome_ratio=0.5)),
+    ):
+        pass
+    with accelerate(like_sdxl, AccelerationConfig(tome_ratio=0.5, tome_max_downsample=2)):
+        pass
+
+
+def test_bad_settings_are_named():
+    with pytest.raises(ConfigError, match="deepcache_interval must be an integer from 1 to 50, got 0"):
+        AccelerationConfig(deepcache_interval=0)
+    with pytest.raises(ConfigError, match="attention_backend must be one of"):
+        AccelerationConfig(attention_backend="flash3")
+    with pytest.raises(ConfigError, match="unknown AccelerationConfig field"):
+        AccelerationConfig.from_dict({"tome": 0.5})
+
+
+def test_an_accelerated_image_reproduces_with_its_toggles(pipe, tmp_path):
+    with accelerate(pipe, AccelerationConfig(deepcache_interval=2)):
+        record = generate(pipe, PROMPT, FAST, 7, model_id="toyworld/sd-small")[0]
+    result = reproduce(save_image(record, tmp_path), device="cpu")
+    assert result.record.acceleration == AccelerationConfig(deepcache_interval=2) and result.max_abs_diff <= 2
+
+
+def test_benchmark_compares_with_the_baseline_interleaved(pipe):
+    configs = [AccelerationConfig(deepcache_interval=3), AccelerationConfig(vae_slicing=True)]
+    result = benchmark_acceleration(pipe, [PROMPT], [0, 1], configs, config=FAST, rounds=1)
+    table = result.table.set_index("config")
+    assert list(table.index) == ["baseline", "deepcache_interval=3", "vae_slicing"]
+    assert table.loc["baseline", "speedup_total"] == 1.0 and table.loc["baseline", "ssim"] == pytest.approx(1.0)
+    assert table.loc["deepcache_interval=3", "changed"] and not table.loc["vae_slicing", "changed"]
+    assert table.loc["deepcache_interval=3", "unet_s_per_image"] < table.loc["baseline", "unet_s_per_image"]
+    assert 0 < table.loc["deepcache_interval=3", "ssim"] < 1 and len(result.rows) == 6
+    assert set(result.images) >= {("baseline", PROMPT, 0), ("deepcache_interval=3", PROMPT, 1)}
+
+
+def test_flops_match_the_published_sizes():
+    sd15 = image_flops("sd15", 512, 512, steps=30, guidance=7.5)
+    # SD 1.5's UNet is about 0.4 TMACs (0.8 TFLOPs) per 512x512 image per step; guidance doubles the batch.
+    assert 1.5e12 < sd15["unet_step_flops"] < 1.8e12
+    assert sd15["image_flops"] == 30 * sd15["unet_step_flops"] + sd15["vae_decode_flops"]
+    figures = share_of_peak(1.0, 989e12, "NVIDIA H100 80GB HBM3")
+    assert figures["peak_tflops"] == 989.0 and figures["share_of_peak"] == pytest.approx(1.0)
+    assert share_of_peak(1.0, 1e12, "cpu")["share_of_peak"] is None
+
+
+@pytest.mark.slow
+def test_compile_applies_and_reverts(pipe):
+    """torch.compile of the UNet and VAE decoder (about a minute and a half to compile on a CPU)."""
+    before = pixels(pipe)
+    with accelerate(pipe, AccelerationConfig(compile=True)):
+        assert type(pipe.unet).__name__ == "OptimizedModule"
+        inside = pixels(pipe)
+    assert type(pipe.unet).__name__ == "UNet2DConditionModel" and np.array_equal(pixels(pipe), before)
+    assert np.abs(inside.astype(int) - before).max() <= 2  # the same model, compiled: last-bit differences only
+
+
+@pytest.mark.slow
+def test_the_acceleration_notebook_runs_headlessly_into_a_report(tmp_path):
+    from pathlib import Path
+
+    import pandas as pd
+
+    from workbench.studies import run_study
+
+    notebook = Path(__file__).parent.parent / "notebooks" / "05_acceleration.ipynb"
+    params = {"configs": [{"deepcache_interval": 3}], "n_prompts": 1, "seeds": [0], "steps": 6, "rounds": 1}
+    run = run_study(notebook, params, output_root=tmp_path, progress=False)
+    table = pd.read_json(run.folder / "summary.json")
+    assert list(table["config"]) == ["baseline", "deepcache_interval=3"] and table["changed"].tolist() == [False, True]
+    assert run.report.read_text().count("data:image/png;base64") >= 2  # the Pareto plots and the images
