@@ -46,7 +46,7 @@ test: lint check-notebooks
 
 lab: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[dev,lab]"
-	$(VENV)/bin/jupyter lab notebooks
+	$(VENV)/bin/jupyter lab notebooks/00_explorer.ipynb
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache .ruff_cache

@@ -19,7 +19,15 @@ from workbench.errors import (
     WorkbenchError,
 )
 from workbench.evaluation import ROUTED, ModelEvaluator, ResultStore, summarize, summary_table
-from workbench.generation import GenerationRecord, ReproduceResult, generate, read_settings, reproduce, save_image
+from workbench.generation import (
+    GenerationRecord,
+    ReproduceResult,
+    generate,
+    read_settings,
+    reproduce,
+    reproduction_code,
+    save_image,
+)
 from workbench.metrics import CLIPScorer, fidelity
 from workbench.models import PipelineCache, available_models, load
 from workbench.plots import image_grid
@@ -82,6 +90,7 @@ __all__ = [
     "plots",
     "read_settings",
     "reproduce",
+    "reproduction_code",
     "routing_latency",
     "run_study",
     "save_image",

@@ -35,6 +35,7 @@ __all__ = [
     "generate",
     "read_settings",
     "reproduce",
+    "reproduction_code",
     "save_image",
     "token_budget",
 ]
@@ -428,3 +429,17 @@ def reproduce(
     with Image.open(path) as saved:
         diff = np.abs(np.asarray(saved.convert("RGB"), dtype=np.int16) - np.asarray(record.image, dtype=np.int16))
     return ReproduceResult(Path(path), record, int(diff.max()), float(diff.mean()), tolerance)
+
+
+def reproduction_code(record: GenerationRecord) -> str:
+    """Python that makes ``record``'s image again with the workbench (what "copy settings" gives)."""
+    fields = {k: v for k, v in record.config.to_dict().items() if v != getattr(GenerationConfig(), k)}
+    config = ", ".join(f"{k}={v!r}" for k, v in fields.items())
+    call = f"records = wb.generate(pipe, {record.prompt!r}, wb.GenerationConfig({config}), seeds=[{record.seed}])"
+    lines = ["import workbench as wb", "", f"pipe = wb.load({record.model_id!r})"]
+    if record.acceleration:
+        changes = ", ".join(f"{k}={v!r}" for k, v in record.acceleration.changes().items())
+        lines += [f"with wb.accelerate(pipe, wb.AccelerationConfig({changes})):", f"    {call}"]
+    else:
+        lines.append(call)
+    return "\n".join(lines) + "\n"

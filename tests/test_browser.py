@@ -1,0 +1,120 @@
+"""A real browser against real JupyterLab: open the Explorer notebook, run it, type a prompt, click
+Generate, wait for the image in the gallery, and keep a screenshot (outputs/test-artifacts/).
+
+Needs Debian's chromium and the playwright package (no browser download). Deselect with -m "not browser";
+where WORKBENCH_REQUIRE_BROWSER=1 (CI) a missing browser fails instead of skipping.
+"""
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+ROOT = Path(__file__).parent.parent
+ARTIFACTS = ROOT / "outputs" / "test-artifacts"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+TOKEN = "workbench-browser-test"
+
+
+def _needs(reason: str):
+    if os.environ.get("WORKBENCH_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"the browser test must run here, but {reason}")
+    pytest.skip(reason)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def jupyter_lab(tmp_path):
+    """JupyterLab on a free loopback port, with its config, data and runtime in a temporary folder."""
+    port = _free_port()
+    env = {
+        **os.environ,
+        "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
+        "JUPYTER_DATA_DIR": str(tmp_path / "data"),
+        "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
+        "OMP_NUM_THREADS": "1",
+    }
+    settings = tmp_path / "config" / "lab" / "user-settings" / "@jupyterlab" / "apputils-extension"
+    settings.mkdir(parents=True)
+    (settings / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false"}))
+    # The kernel is this interpreter (the one with workbench installed), whatever kernelspecs lie around.
+    kernel = tmp_path / "data" / "kernels" / "python3"
+    kernel.mkdir(parents=True)
+    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    (kernel / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "Python 3", "language": "python"}))
+    # Serve a copy of the notebook: JupyterLab saves what it runs, and the repository's copy stays clean.
+    root = tmp_path / "lab"
+    root.mkdir()
+    shutil.copy(ROOT / "notebooks" / "00_explorer.ipynb", root)
+    command = [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", "--ip", "127.0.0.1",
+               f"--port={port}", f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={root}"]  # fmt: skip
+    with open(tmp_path / "lab.log", "w") as log:
+        server = subprocess.Popen(command, env=env, cwd=root, stdout=subprocess.DEVNULL, stderr=log)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/api/status?token={TOKEN}", timeout=2)
+                break
+            except OSError:
+                if time.time() > deadline or server.poll() is not None:
+                    server.kill()
+                    pytest.fail(f"JupyterLab did not start:\n{(tmp_path / 'lab.log').read_text()[-3000:]}")
+                time.sleep(0.5)
+        yield url
+        server.terminate()
+        server.wait(20)
+
+
+def test_explorer_generates_an_image_in_a_real_browser(jupyter_lab):
+    if CHROMIUM is None:
+        _needs("Chromium is not installed (apt-get install chromium)")
+    try:
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _needs("the playwright package is not installed")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"]  # fmt: skip
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=args)
+        page = browser.new_page(viewport={"width": 1280, "height": 1400})
+        try:
+            page.goto(f"{jupyter_lab}/lab/tree/00_explorer.ipynb?token={TOKEN}")
+            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
+            select_kernel = page.locator(".jp-Dialog button", has_text="Select")
+            with contextlib.suppress(PlaywrightTimeout):  # asked only when the notebook names no known kernel
+                select_kernel.first.click(timeout=10_000)
+            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=90_000)
+            page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+            page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+            prompt = page.locator(".jp-OutputArea textarea").first
+            prompt.wait_for(timeout=120_000)
+            prompt.fill("a photo of a large red circle on the left, on a white background")
+            page.wait_for_selector("text=route photorealistic", timeout=30_000)
+            page.locator("button.jupyter-button:has-text('Generate')").first.click()
+            page.wait_for_selector(".jp-OutputArea .widget-image", timeout=120_000)
+            page.locator("text=/CLIP \\d+\\.\\d/").first.wait_for(timeout=30_000)  # the caption's CLIP score
+            page.screenshot(path=str(ARTIFACTS / "explorer.png"), full_page=True)
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "explorer-failure.png"), full_page=True)
+            raise
+        finally:
+            browser.close()
+    assert (ARTIFACTS / "explorer.png").stat().st_size > 10_000
