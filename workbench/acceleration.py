@@ -15,6 +15,7 @@ image's fidelity against the baseline image of the same prompt and seed. ``image
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import shutil
 import time
 from collections.abc import Iterator, Sequence
@@ -82,6 +83,9 @@ def _attention_levels(unet) -> list[int]:
 def _check(pipe, config: AccelerationConfig) -> None:
     """Refuse known pitfalls before anything is changed."""
     device = pipe.device
+    for needed, package in ((config.tome_ratio, "tomesd"), (config.deepcache_interval > 1, "DeepCache")):
+        if needed and importlib.util.find_spec(package) is None:
+            raise ConfigError(f"{package} is not installed: pip install 't2i-workbench[acceleration]'")
     if config.tome_ratio:
         levels = _attention_levels(pipe.unet)
         if not any(level <= config.tome_max_downsample for level in levels):

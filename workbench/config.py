@@ -5,11 +5,14 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from workbench.errors import ConfigError
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 __all__ = ["ATTENTION_BACKENDS", "SCHEDULERS", "AccelerationConfig", "GenerationConfig", "RouteSpec"]
 
@@ -39,8 +42,41 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+class _Settings:
+    """What every settings dataclass can do: a validated copy with changes, and dict/JSON/YAML round trips."""
+
+    def replace(self, **changes: Any) -> Self:
+        """A copy with some fields changed (validated again)."""
+        _check_fields(type(self), changes)
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{cls.__name__} needs a mapping, got {type(data).__name__}: {data!r}")
+        _check_fields(cls, data)
+        return cls(**data)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Self:
+        return cls.from_dict(json.loads(text))
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    @classmethod
+    def from_yaml(cls, text: str) -> Self:
+        return cls.from_dict(yaml.safe_load(text) or {})
+
+
 @dataclass(frozen=True)
-class GenerationConfig:
+class GenerationConfig(_Settings):
     """How to sample one image; ``None`` means "the model's own default" (its native size, its scheduler)."""
 
     steps: int = 20  # denoising steps
@@ -77,38 +113,9 @@ class GenerationConfig:
         if not _is_int(self.batch_size) or self.batch_size < 1:
             raise ConfigError(f"batch_size must be an integer >= 1, got {self.batch_size!r}")
 
-    def replace(self, **changes: Any) -> GenerationConfig:
-        """A copy with some fields changed (validated again)."""
-        _check_fields(type(self), changes)
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> GenerationConfig:
-        if not isinstance(data, dict):
-            raise ConfigError(f"{cls.__name__} needs a mapping, got {type(data).__name__}: {data!r}")
-        _check_fields(cls, data)
-        return cls(**data)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> GenerationConfig:
-        return cls.from_dict(json.loads(text))
-
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
-
-    @classmethod
-    def from_yaml(cls, text: str) -> GenerationConfig:
-        return cls.from_dict(yaml.safe_load(text) or {})
-
 
 @dataclass(frozen=True)
-class AccelerationConfig:
+class AccelerationConfig(_Settings):
     """Speed toggles for a pipeline (``acceleration.accelerate`` applies them and undoes them all).
     The defaults change nothing."""
 
@@ -157,20 +164,6 @@ class AccelerationConfig:
         """A short name: "baseline", or the changes ("deepcache_interval=3, channels_last")."""
         parts = [k if v is True else f"{k}={v}" for k, v in self.changes().items()]
         return ", ".join(parts) or "baseline"
-
-    def replace(self, **changes: Any) -> AccelerationConfig:
-        _check_fields(type(self), changes)
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> AccelerationConfig:
-        if not isinstance(data, dict):
-            raise ConfigError(f"{cls.__name__} needs a mapping, got {type(data).__name__}: {data!r}")
-        _check_fields(cls, data)
-        return cls(**data)
 
 
 def _check_number(obj, name: str, low: float, high: float) -> None:

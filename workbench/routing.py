@@ -191,7 +191,7 @@ class KeywordClassifier(_Classifier):
         fallback: str | None = None,
     ):
         super().__init__(list(keywords), threshold, fallback)
-        self._phrases: dict[str, list[tuple[tuple[str, ...], frozenset[str], float]]] = {}
+        self._phrases: dict[str, list[tuple[tuple[str, ...], frozenset[str], float, str]]] = {}
         for route, words in keywords.items():
             weighted = words.items() if isinstance(words, Mapping) else ((w, 1.0) for w in words)
             entries, covered = [], set()
@@ -206,7 +206,7 @@ class KeywordClassifier(_Classifier):
                     continue
                 forms = frozenset(_plural_forms(tokens[-1]))
                 covered |= {(*tokens[:-1], form) for form in forms}
-                entries.append((tuple(tokens[:-1]), forms, float(weight)))
+                entries.append((tuple(tokens[:-1]), forms, float(weight), " ".join(tokens)))
             self._phrases[route] = entries
 
     @classmethod
@@ -227,11 +227,11 @@ class KeywordClassifier(_Classifier):
         evidence = []
         for route, entries in self._phrases.items():
             total = 0.0
-            for head, last, weight in entries:
+            for head, last, weight, phrase in entries:
                 n = len(head)
                 if any(tuple(words[i : i + n]) == head and words[i + n] in last for i in range(len(words) - n)):
                     total += weight
-                    evidence.append(f"'{' '.join((*head, min(last, key=len)))}' +{weight:g} {route}")
+                    evidence.append(f"'{phrase}' +{weight:g} {route}")
             raw[route] = total
         matched = sum(raw.values())
         scores = {route: (value / matched if matched else 0.0) for route, value in raw.items()}
