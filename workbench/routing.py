@@ -533,8 +533,11 @@ def _keyword_file(name: Any, base_dir: Path, fail) -> dict[str, dict[str, float]
     data = yaml.safe_load(path.read_text()) or {}
     keywords: dict[str, dict[str, float]] = {}
     for route, by_weight in data.items():
-        if not isinstance(by_weight, dict):
-            fail(("keywords",), f"{path.name}: route {route!r} must map weights to lists of words")
+        valid = isinstance(by_weight, dict) and all(
+            isinstance(weight, (int, float)) and isinstance(words, list) for weight, words in by_weight.items()
+        )
+        if not valid:
+            fail(("keywords",), f"{path.name}: route {route!r} must map numeric weights to lists of words")
         keywords[route] = {str(word): float(weight) for weight, words in by_weight.items() for word in words}
     return keywords
 
