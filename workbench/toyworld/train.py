@@ -58,7 +58,7 @@ class TrainSettings:
     clip_vision_steps: int = 3000
     vae_steps: int = 1500
     vae_batch: int = 32
-    unet_steps: dict = field(default_factory=lambda: {"sd-small": 8000, "sd-base": 7000})
+    unet_steps: dict = field(default_factory=lambda: {"sd-small": 8000, "sd-base": 12000})
     unet_batch: int = 32
     images: int = 40_000
     scale: float = 1.0
@@ -462,6 +462,10 @@ def assemble(out: Path) -> None:
             requires_safety_checker=False,
         )
         pipe.save_pretrained(out / name)
+        for config in (out / name).rglob("config.json"):  # where the parts were read from is not theirs to keep
+            data = json.loads(config.read_text())
+            if data.pop("_name_or_path", None) is not None:
+                config.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def _run_phase(args):
