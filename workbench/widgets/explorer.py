@@ -12,13 +12,13 @@ import ipywidgets as w
 from PIL import Image
 
 from workbench.config import AccelerationConfig, GenerationConfig
+from workbench.evaluation import ROUTED
 from workbench.widgets.background import Job
 
 __all__ = ["Explorer", "GalleryItem"]
 
 AUTO = w.Layout(width="auto")  # controls as wide as their labels
 
-ROUTED = "routed"
 SIZES = {"model default": None, "32": 32, "64": 64, "128": 128, "256": 256, "512": 512, "768": 768, "1024": 1024}
 
 
