@@ -23,7 +23,7 @@ from PIL import Image
 
 from workbench.config import GenerationConfig
 from workbench.errors import ConfigError
-from workbench.evaluation import bootstrap_ci, prompt_frame
+from workbench.evaluation import bootstrap_ci, clip_over_prompts, prompt_frame
 
 __all__ = ["ABTestResult", "PromptABTester", "compare_arms", "holm", "paired_statistics", "verdict"]
 
@@ -143,15 +143,11 @@ class ABTestResult:
         """Per arm: images, mean CLIP score with a 95% bootstrap CI over prompts, mean latency."""
         out = []
         for arm, group in self.rows.groupby("arm", sort=False):
-            per_prompt = group.groupby("prompt_id")["clip_score"].mean()
-            low, high = bootstrap_ci(per_prompt.to_numpy())
             out.append(
                 {
                     "arm": arm,
                     "images": len(group),
-                    "clip_mean": per_prompt.mean(),
-                    "clip_ci_low": low,
-                    "clip_ci_high": high,
+                    **clip_over_prompts(group),
                     "latency_mean_s": group["latency_s"].mean(),
                 }
             )

@@ -336,7 +336,7 @@ def benchmark_acceleration(
             "ssim": mine["ssim"].mean(),
             "clip_cosine": mine["clip_cosine"].mean() if scorer is not None else np.nan,
             "changed": not mine["identical"].all(),
-            "cold_extra_s": max(0.0, cold[label] - total * 1),
+            "cold_extra_s": max(0.0, cold[label] - total),
             **acceleration.to_dict(),
         }
         if scorer is not None:

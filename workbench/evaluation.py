@@ -259,6 +259,14 @@ def bootstrap_ci(values: Sequence[float], *, n: int = 2000, level: float = 0.95,
     return float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))
 
 
+def clip_over_prompts(rows: pd.DataFrame) -> dict[str, float]:
+    """clip_mean with clip_ci_low/clip_ci_high: a 95% bootstrap CI over prompts, seeds averaged within a
+    prompt first (prompts, not images, are the independent units)."""
+    per_prompt = rows.groupby("prompt_id")["clip_score"].mean()
+    low, high = bootstrap_ci(per_prompt.to_numpy())
+    return {"clip_mean": per_prompt.mean(), "clip_ci_low": low, "clip_ci_high": high}
+
+
 def summarize(df: pd.DataFrame, gpu_hour_cost: float | None = None) -> pd.DataFrame:
     """Per model: images, latency mean/median/p95, images per second, peak memory, CLIP mean with a
     95% bootstrap CI over prompts (seeds averaged within a prompt first), and cost per image from a
@@ -281,9 +289,7 @@ def summarize(df: pd.DataFrame, gpu_hour_cost: float | None = None) -> pd.DataFr
             "mem_kind": ", ".join(sorted(ok["mem_kind"].dropna().unique())) if "mem_kind" in ok else "",
         }
         if "clip_score" in ok and ok["clip_score"].notna().any():
-            per_prompt = ok.groupby("prompt_id")["clip_score"].mean()
-            low, high = bootstrap_ci(per_prompt.to_numpy())
-            row |= {"clip_mean": per_prompt.mean(), "clip_ci_low": low, "clip_ci_high": high}
+            row |= clip_over_prompts(ok)
         if gpu_hour_cost is not None:
             row["cost_per_image"] = gpu_hour_cost * latency.mean() / 3600
         rows.append(row)

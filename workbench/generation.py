@@ -33,6 +33,7 @@ __all__ = [
     "TokenBudget",
     "default_size",
     "generate",
+    "pipeline_tokenizers",
     "read_settings",
     "reproduce",
     "reproduction_code",
@@ -139,12 +140,15 @@ def _check_seeds(seeds: list[int]) -> None:
             raise ConfigError(f"seeds must be from 0 to {MAX_SEED}, got {seed}")
 
 
+def pipeline_tokenizers(pipe) -> list:
+    """The pipeline's prompt tokenizers: one for SD 1.x/2.x, two for SDXL."""
+    return [t for t in (getattr(pipe, "tokenizer", None), getattr(pipe, "tokenizer_2", None)) if t is not None]
+
+
 def token_budget(pipe, prompt: str) -> TokenBudget:
     """How ``prompt`` fits the pipeline's tokenizer(s); with two (SDXL), the tighter one counts."""
     worst = None
-    for tokenizer in (getattr(pipe, "tokenizer", None), getattr(pipe, "tokenizer_2", None)):
-        if tokenizer is None:
-            continue
+    for tokenizer in pipeline_tokenizers(pipe):
         ids = tokenizer(prompt, truncation=False, verbose=False).input_ids
         limit = tokenizer.model_max_length
         dropped = tokenizer.decode(ids[limit - 1 : -1], skip_special_tokens=True) if len(ids) > limit else ""

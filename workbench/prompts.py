@@ -259,7 +259,9 @@ def _tokenizers_of(pipe) -> list:
         from workbench.models import TOYWORLD_DIR
 
         return [CLIPTokenizer.from_pretrained(TOYWORLD_DIR / "sd-small" / "tokenizer")]
-    found = [t for t in (getattr(pipe, "tokenizer", None), getattr(pipe, "tokenizer_2", None)) if t is not None]
+    from workbench.generation import pipeline_tokenizers
+
+    found = pipeline_tokenizers(pipe)
     if not found:
         raise ConfigError(f"{type(pipe).__name__} has no tokenizer to count prompt tokens with")
     return found
