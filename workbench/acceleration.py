@@ -149,10 +149,17 @@ def _modules(pipe) -> dict[str, torch.nn.Module]:
 
 @contextlib.contextmanager
 def accelerate(pipe, config: AccelerationConfig | None = None) -> Iterator[AccelerationConfig]:
-    """Apply ``config`` to ``pipe`` for the block and undo every toggle on exit (even after an error)."""
+    """Apply ``config`` to ``pipe`` for the block and undo every toggle on exit (even after an error).
+    For a ``RemoteModel`` the toggles go with each request of the block, and its server applies them."""
     config = config or AccelerationConfig()
     if not isinstance(config, AccelerationConfig):
         raise ConfigError(f"config must be an AccelerationConfig, got {type(config).__name__}")
+    from workbench.serve.remote import RemoteModel
+
+    if isinstance(pipe, RemoteModel):  # the server applies the toggles to each request of the block
+        with pipe.accelerated(config):
+            yield config
+        return
     if active_acceleration(pipe) is not None:
         raise ConfigError(f"this pipeline is already accelerated ({active_acceleration(pipe).label()}); nest no blocks")
     _check(pipe, config)

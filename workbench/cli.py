@@ -1,5 +1,5 @@
 """The ``workbench`` command: list models, generate, route prompts, reproduce a saved image, run studies and
-the demo, train the toy world."""
+sweeps, serve over HTTP, run the demo, train the toy world."""
 
 from __future__ import annotations
 
@@ -137,6 +137,45 @@ def _run(args) -> int:
     return 0
 
 
+def _sweep(args) -> int:
+    from workbench.sweeps import read_grid, run_sweep
+
+    grid, fixed = read_grid(args.grid)
+    result = run_sweep(args.notebook, grid, fixed=fixed, backend=args.backend, output_root=args.output_root)
+    for point in result.points:
+        where = point.run or ""
+        print(f"{point.index:3d} {point.status:7s} {json.dumps(point.parameters)} {where}")
+    print(f"sweep index: {result.folder / 'index.html'}")
+    return 1 if result.failed else 0
+
+
+def _serve(args) -> int:
+    from workbench.serve.app import ServeSettings
+
+    settings = ServeSettings(
+        **({"devices": tuple(args.devices.split(","))} if args.devices else {}),
+        routes=args.routes,
+        classifier=args.classifier,
+        models=tuple(args.models.split(",")) if args.models else None,
+        max_queue=args.max_queue,
+        timeout_s=args.timeout,
+        **({"api_key": args.api_key} if args.api_key else {}),
+        preload=not args.no_preload,
+    )
+    if args.backend == "ray":
+        from workbench.serve.ray_backend import Autoscaling, serve_on_ray
+
+        autoscaling = Autoscaling(min_replicas=args.min_replicas, max_replicas=args.max_replicas)
+        serve_on_ray(settings, host=args.host, port=args.port, autoscaling=autoscaling)
+        return 0
+    import uvicorn
+
+    from workbench.serve.app import create_app
+
+    uvicorn.run(create_app(settings), host=args.host, port=args.port)
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     from workbench.config import SCHEDULERS, GenerationConfig
 
@@ -182,6 +221,29 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--output-root", default="outputs")
     run.add_argument("--resume", metavar="RUN", help="finish an earlier, interrupted run (its folder or run id)")
     run.set_defaults(func=_run)
+
+    sweep = sub.add_parser("sweep", help="run a study notebook at every point of a parameter grid")
+    sweep.add_argument("notebook")
+    sweep.add_argument("--grid", required=True, help="a YAML file: grid (name: [values]) and optional fixed")
+    sweep.add_argument("--backend", choices=["local", "ray"], default="local")
+    sweep.add_argument("--output-root", default="outputs")
+    sweep.set_defaults(func=_sweep)
+
+    srv = sub.add_parser("serve", help="serve generation over HTTP (docs at /docs, progress as Server-Sent Events)")
+    srv.add_argument("--host", default="127.0.0.1")
+    srv.add_argument("--port", type=int, default=8000)
+    srv.add_argument("--devices", help="comma-separated, one worker each (default: every GPU, else the CPU)")
+    srv.add_argument("--routes", default="toyworld", help="a route table in data/routes or a YAML path")
+    srv.add_argument("--classifier", choices=["embedding", "keyword"], default="embedding")
+    srv.add_argument("--models", help="comma-separated model ids requests may name (default: the routes' and toy world)")
+    srv.add_argument("--max-queue", type=int, default=64, help="requests that may wait; more get 429")
+    srv.add_argument("--timeout", type=float, default=300.0, help="seconds a request may take before it is stopped")
+    srv.add_argument("--api-key", help="require 'Authorization: Bearer KEY' (default: $WORKBENCH_API_KEY, if set)")
+    srv.add_argument("--no-preload", action="store_true", help="load models on first use, not at start")
+    srv.add_argument("--backend", choices=["local", "ray"], default="local", help="ray: a Ray Serve deployment")
+    srv.add_argument("--min-replicas", type=int, default=1, help="ray: replicas kept running")
+    srv.add_argument("--max-replicas", type=int, help="ray: the most replicas (default: one per GPU)")
+    srv.set_defaults(func=_serve)
 
     route = sub.add_parser("route", help="classify prompts and show the route, model and settings each would take")
     route.add_argument("prompts", nargs="*")

@@ -7,7 +7,9 @@ same images as N single calls, on any device. Each image comes back as a ``Gener
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import io
 import json
 import resource
 import sys
@@ -34,6 +36,7 @@ __all__ = [
     "default_size",
     "generate",
     "pipeline_tokenizers",
+    "png_with_settings",
     "read_settings",
     "reproduce",
     "reproduction_code",
@@ -96,6 +99,27 @@ class GenerationRecord:
             **({"context": self.context} if self.context else {}),
             **({"acceleration": self.acceleration.to_dict()} if self.acceleration else {}),
         }
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings and the measurements, as JSON-ready data (no image); ``from_dict`` reads it back."""
+        measured = {k: getattr(self, k) for k in ("latency_s", "peak_mem_mb", "mem_kind", "status")}
+        return {**self.settings(), **measured, "tokens": dataclasses.asdict(self.tokens)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], image: Image.Image) -> GenerationRecord:
+        """The record that ``to_dict`` wrote, with its image."""
+        fields = {k: data[k] for k in GenerationConfig.__dataclass_fields__ if k in data}
+        acceleration = data.get("acceleration")
+        return cls(
+            image=image,
+            config=GenerationConfig.from_dict(fields),
+            tokens=TokenBudget(**data["tokens"]),
+            context=dict(data.get("context") or {}),
+            acceleration=AccelerationConfig.from_dict(acceleration) if acceleration else None,
+            versions=dict(data.get("versions") or {}),
+            **{k: data[k] for k in ("prompt", "seed", "model_id", "scheduler_class", "device", "dtype")},
+            **{k: data[k] for k in ("latency_s", "peak_mem_mb", "mem_kind", "status")},
+        )
 
     def to_row(self) -> dict[str, Any]:
         """A flat dict for a results table (no image)."""
@@ -264,7 +288,13 @@ def generate(
     ``cancel`` (a ``threading.Event`` or a callable returning True) stops at the next step, before the
     VAE decode; ``GenerationCancelled.records`` then holds the images already finished.
     ``context`` (e.g. a routing decision) is recorded with every image, in its row and its PNG.
+    ``pipe`` may be a ``RemoteModel``: the images are then made by its server (``model_id`` is not used;
+    records carry the server's).
     """
+    from workbench.serve.remote import RemoteModel
+
+    if isinstance(pipe, RemoteModel):
+        return pipe.generate(prompts, config, seeds, progress=progress, cancel=cancel, context=context)
     # 1. Check inputs.
     config = config or GenerationConfig()
     if not isinstance(config, GenerationConfig):
@@ -353,16 +383,10 @@ def _file_name(record: GenerationRecord) -> str:
     return f"s{record.seed}-{digest}.png"
 
 
-def save_image(record: GenerationRecord, folder: str | Path) -> Path:
-    """Write ``record.image`` as a PNG with its settings in the metadata; the name is seed + settings hash."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / _file_name(record)
-    if not path.resolve().is_relative_to(folder.resolve()):  # the name has no user text, but stay sure
-        raise ConfigError(f"refusing to write outside {folder}: {path}")
-    settings = record.settings()
+def png_with_settings(record: GenerationRecord) -> bytes:
+    """``record.image`` as PNG bytes with its settings in the metadata (what ``read_settings`` reads)."""
     info = PngInfo()
-    info.add_text(PNG_KEY, json.dumps(settings, sort_keys=True))
+    info.add_text(PNG_KEY, json.dumps(record.settings(), sort_keys=True))
     # The common "parameters" convention, so other tools show the settings too.
     info.add_text(
         "parameters",
@@ -371,7 +395,19 @@ def save_image(record: GenerationRecord, folder: str | Path) -> Path:
         f"CFG scale: {record.config.guidance}, Seed: {record.seed}, "
         f"Size: {record.config.width}x{record.config.height}, Model: {record.model_id}",
     )
-    record.image.save(path, pnginfo=info)
+    buffer = io.BytesIO()
+    record.image.save(buffer, format="PNG", pnginfo=info)
+    return buffer.getvalue()
+
+
+def save_image(record: GenerationRecord, folder: str | Path) -> Path:
+    """Write ``record.image`` as a PNG with its settings in the metadata; the name is seed + settings hash."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / _file_name(record)
+    if not path.resolve().is_relative_to(folder.resolve()):  # the name has no user text, but stay sure
+        raise ConfigError(f"refusing to write outside {folder}: {path}")
+    path.write_bytes(png_with_settings(record))
     return path
 
 

@@ -6,6 +6,7 @@ Model ids::
     arch/<sd15|sdxl|tiny>  the real architecture with random weights: speed and memory work without downloads
     ./some/folder       a local diffusers pipeline folder (with model_index.json)
     owner/name          a Hugging Face hub id; offline, only if it is already in the local cache
+    model@http://host:port   a model on a ``workbench serve`` server (a ``RemoteModel``; a bare URL: its router picks)
 
 Everything is loaded with diffusers' ``from_pretrained`` (``arch/`` ids are built from their configs).
 """
@@ -456,6 +457,10 @@ def load(
     """
     if not isinstance(model_id, str) or not model_id.strip():
         raise UnknownModelError(str(model_id), "a model id must be a non-empty string", available_models())
+    from workbench.serve.remote import RemoteModel, is_remote_id
+
+    if is_remote_id(model_id):  # the server chooses device and dtype
+        return RemoteModel.from_id(model_id)
     device = pick_device(device)
     dtype = pick_dtype(dtype, device)
     if cache is None:

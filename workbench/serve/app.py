@@ -1,0 +1,322 @@
+"""The HTTP service: FastAPI in front of a worker pool, progress streamed as Server-Sent Events.
+
+``create_app(ServeSettings(...))`` builds the app; the router and the models load in its lifespan
+(never at import), so ``/healthz`` answers only once the server can generate. A request goes::
+
+    validate (pydantic, 422 naming the field) -> plan: model and settings (the request's model, its
+    route, or the router's choice) -> queue (429 with Retry-After when full) -> a worker generates
+    -> PNG or JSON; or, on /v1/generate/stream, queued / started / progress / complete / error events
+
+A client that goes away, or a request past the time limit, stops its generation at the next step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import secrets
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sse_starlette import EventSourceResponse
+
+from workbench.config import AccelerationConfig, GenerationConfig
+from workbench.errors import ConfigError
+from workbench.generation import MAX_SEED
+from workbench.serve.metrics import ServerMetrics
+from workbench.serve.remote import API_KEY_ENV
+from workbench.serve.pool import TERMINAL, Event, GenerationTask, Job, QueueFull, WorkerPool
+from workbench.serve.schemas import GenerateRequest, GenerateResponse, ModelInfo, RouteInfo, RouteTableInfo
+
+__all__ = ["API_KEY_ENV", "ServeSettings", "create_app", "default_devices"]
+
+CLASSIFIERS = ("embedding", "keyword")
+
+
+def default_devices() -> list[str]:
+    """Every CUDA GPU, one worker each; else one worker on the CPU."""
+    import torch
+
+    return [f"cuda:{i}" for i in range(torch.cuda.device_count())] or ["cpu"]
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """How the server runs. ``models``: the model ids requests may name (default: the route table's and the
+    toy world's). ``api_key``: when set, every endpoint but /healthz needs ``Authorization: Bearer <key>``."""
+
+    devices: tuple[str, ...] = field(default_factory=lambda: tuple(default_devices()))
+    routes: str = "toyworld"
+    classifier: str = "embedding"
+    models: tuple[str, ...] | None = None
+    max_queue: int = 64
+    timeout_s: float = 300.0
+    api_key: str | None = field(default_factory=lambda: os.environ.get(API_KEY_ENV) or None, repr=False)
+    preload: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "devices", tuple(self.devices))
+        if self.classifier not in CLASSIFIERS:
+            raise ConfigError(f"classifier must be one of {list(CLASSIFIERS)}, got {self.classifier!r}")
+        if not isinstance(self.timeout_s, (int, float)) or self.timeout_s <= 0:
+            raise ConfigError(f"timeout_s must be a number of seconds > 0, got {self.timeout_s!r}")
+        if self.api_key is not None and len(self.api_key) < 8:
+            raise ConfigError("api_key must be at least 8 characters long")
+
+    def served_models(self, table) -> list[str]:
+        from workbench.models import available_models
+
+        if self.models is not None:
+            return list(dict.fromkeys(self.models))
+        toyworld = [m for m in available_models() if m.startswith("toyworld/")]
+        return list(dict.fromkeys([spec.model_id for spec in table.routes.values()] + toyworld))
+
+
+def _invalid(field_name: str | None, message: str, value: Any = None) -> RequestValidationError:
+    """A 422 in FastAPI's own shape, naming the request field that is wrong."""
+    loc = ("body", field_name) if field_name else ("body",)
+    return RequestValidationError([{"type": "value_error", "loc": loc, "msg": message, "input": value}])
+
+
+class Service:
+    """What the endpoints share: the settings, the router, the served models, the pool and the metrics."""
+
+    def __init__(self, settings: ServeSettings, router, models: list[str], pool: WorkerPool, metrics: ServerMetrics):
+        self.settings, self.router, self.models, self.pool, self.metrics = settings, router, models, pool, metrics
+
+    async def plan(self, body: GenerateRequest) -> GenerationTask:
+        """The model, settings, seeds and recorded context for a request (422 for a name that is not served)."""
+        table = self.router.table
+        if body.model is not None:
+            if body.model not in self.models:
+                raise _invalid("model", f"unknown model {body.model!r}; this server has {self.models}", body.model)
+            model_id, config, context = body.model, GenerationConfig(), {}
+        else:
+            if body.route is not None:
+                if body.route not in table.routes:
+                    raise _invalid("route", f"unknown route {body.route!r}; routes: {list(table.routes)}", body.route)
+                spec, context = table[body.route], {"route": body.route}
+            else:
+                spec, decision = await asyncio.to_thread(self.router.plan, body.prompt)
+                context = decision.to_context()
+            model_id, config = spec.model_id, spec.config
+        config = config.replace(**body.overrides(), batch_size=body.num_images)
+        seed = body.seed if body.seed is not None else secrets.randbelow(2**31)
+        if seed + body.num_images - 1 > MAX_SEED:
+            raise _invalid("seed", f"seed + num_images - 1 must be at most {MAX_SEED}", seed)
+        acceleration = AccelerationConfig(**body.acceleration.model_dump()) if body.acceleration else None
+        return GenerationTask(
+            model_id=model_id,
+            prompt=body.prompt,
+            config=config,
+            seeds=[seed + i for i in range(body.num_images)],
+            acceleration=acceleration,
+            optimize=body.optimize,
+            style=body.style,
+            context=context,
+        )
+
+    async def submit(self, body: GenerateRequest) -> Job:
+        job = Job(await self.plan(body), asyncio.get_running_loop(), self.settings.timeout_s)
+        try:
+            self.pool.submit(job)
+        except QueueFull as full:
+            raise HTTPException(429, str(full), headers={"Retry-After": str(full.retry_after)}) from None
+        return job
+
+    async def events(self, job: Job, request: Request, *, watch_disconnect: bool) -> AsyncIterator[Event]:
+        """The job's events up to its last one; the job is cancelled when the reader stops, when the client
+        disconnects (checked here when ``watch_disconnect``, else by the SSE response) or at the deadline."""
+        try:
+            while True:
+                remaining = job.deadline - time.monotonic()
+                if remaining <= 0:
+                    limit = self.settings.timeout_s
+                    yield Event("error", {"status": 504, "detail": f"stopped at the server's time limit of {limit} s"})
+                    return
+                try:
+                    wait = min(remaining, 0.25) if watch_disconnect else remaining
+                    event = await asyncio.wait_for(job.events.get(), wait)
+                except asyncio.TimeoutError:
+                    if watch_disconnect and await request.is_disconnected():
+                        return
+                    continue
+                yield event
+                if event.kind in TERMINAL:
+                    return
+        finally:
+            self.pool.cancel(job)
+
+
+def _service(request: Request) -> Service:
+    return request.app.state.service
+
+
+class _RequestMetrics:
+    """ASGI middleware counting requests by path and status (a pure ASGI one, so streaming and disconnects
+    pass through untouched)."""
+
+    def __init__(self, app, metrics: ServerMetrics, paths: set[str]):
+        self.app, self.metrics, self.paths = app, metrics, paths
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start, status = time.perf_counter(), 500
+
+        async def send_and_note(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            path = scope["path"] if scope["path"] in self.paths else "other"
+            self.metrics.request(path, status, time.perf_counter() - start)
+
+
+_ERRORS = {
+    422: {"description": "a field has a value that is not allowed; the message names it"},
+    429: {"description": "the queue is full; retry after the Retry-After header's seconds"},
+    504: {"description": "the generation passed the server's time limit and was stopped"},
+}
+
+
+def create_app(settings: ServeSettings | None = None) -> FastAPI:
+    """The FastAPI app for ``settings`` (see the module docstring); run it with uvicorn."""
+    settings = settings or ServeSettings()
+    metrics = ServerMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        from workbench.routing import Router
+
+        router = await asyncio.to_thread(Router, settings.routes, settings.classifier)
+        models = settings.served_models(router.table)
+        pool = WorkerPool(list(settings.devices), max_queue=settings.max_queue, metrics=metrics)
+        metrics.watch(pool)
+        await asyncio.to_thread(pool.start, models if settings.preload else ())
+        app.state.service = Service(settings, router, models, pool, metrics)
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(pool.close)
+
+    bearer = HTTPBearer(auto_error=False, description="the server's API key")
+
+    async def require_key(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+        given = (credentials.credentials if credentials else "").encode()
+        if not secrets.compare_digest(given, settings.api_key.encode()):
+            raise HTTPException(
+                401, "this server needs its API key: send 'Authorization: Bearer <key>'",
+                headers={"WWW-Authenticate": "Bearer"},
+            )  # fmt: skip
+
+    guarded = [Depends(require_key)] if settings.api_key else []
+    app = FastAPI(
+        title="t2i-workbench",
+        summary="Text-to-image generation with streamed progress, on a pool of device workers.",
+        lifespan=lifespan,
+        docs_url=None,
+        openapi_url=None,
+    )
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=guarded)
+    async def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=guarded)
+    async def docs() -> Response:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="t2i-workbench API")
+
+    @app.get("/healthz", tags=["service"], summary="Ready: the workers, what they hold, and the queue")
+    async def healthz(request: Request) -> dict[str, Any]:
+        return {"status": "ok", **_service(request).pool.state()}
+
+    @app.get("/metrics", tags=["service"], dependencies=guarded, summary="Prometheus metrics (text format)",
+             response_class=Response, responses={200: {"content": {"text/plain": {}}}})  # fmt: skip
+    async def prometheus(request: Request) -> Response:
+        return Response(metrics.text(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @app.get("/v1/models", tags=["generation"], dependencies=guarded, summary="The models requests may name")
+    async def models(request: Request) -> list[ModelInfo]:
+        from workbench.models import TOYWORLD_MODELS
+
+        service = _service(request)
+        held = {w.device: [key[0] for key in w.cache.keys()] for w in service.pool.workers}
+        return [
+            ModelInfo(id=m, description=TOYWORLD_MODELS.get(m, ""), loaded_on=[d for d, ms in held.items() if m in ms])
+            for m in service.models
+        ]
+
+    @app.get("/v1/routes", tags=["generation"], dependencies=guarded, summary="The route table and classifier")
+    async def routes(request: Request) -> RouteTableInfo:
+        router = _service(request).router
+        table = router.table
+        return RouteTableInfo(
+            source=os.path.basename(table.source), threshold=router.threshold, fallback=table.fallback,
+            preview=table.preview, classifier=type(router.classifier).__name__,
+            routes=[RouteInfo(name=s.name, model_id=s.model_id, description=s.description, examples=list(s.examples),
+                              settings={k: v for k, v in s.config.to_dict().items() if v is not None})
+                    for s in table.routes.values()],
+        )  # fmt: skip
+
+    @app.post(
+        "/v1/generate", tags=["generation"], dependencies=guarded, response_model=GenerateResponse,
+        summary="Generate: a PNG (settings in its metadata), or JSON with base64 PNGs and their records",
+        responses={200: {"content": {"image/png": {}}}, **_ERRORS},
+    )  # fmt: skip
+    async def generate(body: GenerateRequest, request: Request):
+        service = _service(request)
+        job = await service.submit(body)
+        last = None
+        async for event in service.events(job, request, watch_disconnect=True):
+            last = event
+        if last is None or last.kind not in TERMINAL:
+            return Response(status_code=499)  # the client went away; no one reads this
+        if last.kind == "error":
+            return JSONResponse({"detail": last.data["detail"]}, status_code=last.data["status"])
+        if body.response_format == "json":
+            return GenerateResponse(**last.data)
+        image = last.data["images"][0]
+        record = image["record"]
+        headers = {"X-Workbench-Seed": str(record["seed"]), "X-Workbench-Model": record["model_id"],
+                   "X-Workbench-Worker": last.data["worker"]}  # fmt: skip
+        return Response(base64.b64decode(image["png_base64"]), media_type="image/png", headers=headers)
+
+    @app.post(
+        "/v1/generate/stream", tags=["generation"], dependencies=guarded, response_class=EventSourceResponse,
+        summary="Generate with progress as Server-Sent Events: queued (position), started, progress "
+        "(step, total, percent), then complete (as POST /v1/generate's JSON) or error (status, detail)",
+        responses={200: {"content": {"text/event-stream": {}}}, **_ERRORS},
+    )  # fmt: skip
+    async def generate_stream(body: GenerateRequest, request: Request) -> EventSourceResponse:
+        service = _service(request)
+        job = await service.submit(body)
+
+        async def stream():
+            async for event in service.events(job, request, watch_disconnect=False):
+                yield {"event": event.kind, "data": json.dumps(jsonable_encoder(event.data))}
+
+        return EventSourceResponse(stream(), ping=15)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, error: Exception) -> JSONResponse:
+        return JSONResponse({"detail": f"internal error: {type(error).__name__}: {error}"}, status_code=500)
+
+    known = {"/healthz", "/metrics", "/v1/models", "/v1/routes", "/v1/generate", "/v1/generate/stream", "/docs"}
+    app.add_middleware(_RequestMetrics, metrics=metrics, paths=known | {"/openapi.json"})
+    return app

@@ -1,0 +1,301 @@
+"""One worker per device, each owning its pipelines and generating one request at a time.
+
+Requests wait in one bounded queue and the first worker to come free takes the oldest, so work goes to
+the least-busy device and a long request never holds up the ones behind it while another device is
+idle. A request is a ``Job``: what to generate, a cancel flag, and the events it sends from the worker
+thread to the event loop (queued, started, progress, complete, error). Diffusers pipelines are not
+thread-safe, so a pipeline is only ever used by the worker that loaded it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from workbench.config import AccelerationConfig, GenerationConfig
+from workbench.errors import ConfigError, GenerationCancelled, WorkbenchError
+
+__all__ = ["TERMINAL", "Event", "GenerationTask", "Job", "QueueFull", "Worker", "WorkerPool"]
+
+TERMINAL = ("complete", "error")  # the kinds of event that end a job's stream
+
+
+@dataclass(frozen=True)
+class GenerationTask:
+    """What one request asks a worker to make."""
+
+    model_id: str
+    prompt: str
+    config: GenerationConfig
+    seeds: list[int]
+    acceleration: AccelerationConfig | None = None
+    optimize: bool = False
+    style: str | None = None
+    context: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: str  # queued | started | progress | complete | error
+    data: dict[str, Any]
+
+
+class Job:
+    """A task in the pool, with its events (read on the event loop) and its cancel flag (set from anywhere)."""
+
+    def __init__(self, task: GenerationTask, loop: asyncio.AbstractEventLoop, timeout_s: float):
+        self.task = task
+        self.loop = loop
+        self.events: asyncio.Queue[Event] = asyncio.Queue()
+        self.cancel = threading.Event()
+        self.submitted = time.monotonic()
+        self.deadline = self.submitted + timeout_s
+        self.started: float | None = None
+        self.steps_done = 0  # denoising steps finished, for checking how fast a cancel is honoured
+
+    def emit(self, kind: str, **data: Any) -> None:
+        """Send an event to the event loop (safe from any thread; dropped once the loop has closed)."""
+        try:
+            self.loop.call_soon_threadsafe(self.events.put_nowait, Event(kind, data))
+        except RuntimeError:  # the server is shutting down
+            pass
+
+
+class QueueFull(Exception):
+    """The queue holds ``max_queue`` requests; try again after ``retry_after`` seconds."""
+
+    def __init__(self, queued: int, retry_after: int):
+        self.queued, self.retry_after = queued, retry_after
+        super().__init__(f"the queue is full ({queued} requests waiting); retry after {retry_after} s")
+
+
+class Worker:
+    """A thread that owns one device's pipelines and runs the pool's jobs one at a time."""
+
+    def __init__(self, pool: WorkerPool, index: int, device: str, cache_items: int):
+        from workbench.models import PipelineCache
+
+        self.pool, self.index, self.device = pool, index, device
+        self.cache = PipelineCache(max_items=cache_items)
+        self.job: Job | None = None
+        self.served = 0
+        self.thread = threading.Thread(target=self._serve, name=f"workbench-worker-{index}-{device}", daemon=True)
+
+    @property
+    def name(self) -> str:
+        return f"{self.index}:{self.device}"
+
+    def preload(self, model_ids: Sequence[str]) -> None:
+        from workbench.models import load
+
+        for model_id in model_ids:
+            load(model_id, device=self.device, cache=self.cache)
+
+    def _serve(self) -> None:
+        while (job := self.pool._take(self)) is not None:
+            try:
+                outcome = self._run(job)
+            except Exception as error:  # the pipeline may be left broken: hand the device to a fresh worker
+                job.emit(
+                    "error",
+                    status=500,
+                    detail=f"generation failed on worker {self.name} ({type(error).__name__}: {error}); "
+                    "the worker was replaced and the request was not retried",
+                )
+                self.pool._finish(self, job, "failed")
+                self.pool._replace(self)
+                return
+            self.pool._finish(self, job, outcome)
+
+    def _run(self, job: Job) -> str:
+        from workbench.acceleration import accelerate
+        from workbench.generation import generate, png_with_settings
+        from workbench.models import load
+        from workbench.prompts import PromptOptimizer
+
+        task = job.task
+        job.emit("started", worker=self.name, model_id=task.model_id, queued_s=round(job.started - job.submitted, 3))
+
+        def progress(step: int, total: int) -> None:
+            job.steps_done = step
+            job.emit("progress", step=step, total=total, percent=round(100 * step / total, 1))
+
+        try:
+            pipe = load(task.model_id, device=self.device, cache=self.cache)
+            prompt, config, context = task.prompt, task.config, dict(task.context)
+            if task.optimize or task.style:
+                optimized = PromptOptimizer(pipe).optimize(prompt, task.style)
+                prompt = optimized.prompt
+                config = config.replace(negative_prompt=config.negative_prompt or optimized.negative_prompt)
+                context |= {"typed_prompt": task.prompt, "style": task.style}
+            with accelerate(pipe, task.acceleration):
+                records = generate(
+                    pipe, prompt, config, task.seeds, model_id=task.model_id,
+                    progress=progress, cancel=job.cancel, context=context,
+                )  # fmt: skip
+        except GenerationCancelled:
+            return "cancelled"
+        except WorkbenchError as error:  # settings this device cannot honour (an acceleration guard, ...)
+            job.emit("error", status=422, detail=str(error))
+            return "rejected"
+        images = [{"png_base64": base64.b64encode(png_with_settings(r)).decode(), "record": r.to_dict()} for r in records]
+        job.emit("complete", images=images, worker=self.name, queued_s=round(job.started - job.submitted, 3))
+        return "ok"
+
+
+class WorkerPool:
+    """Workers for ``devices`` (one each; a device may be named twice) behind one queue of ``max_queue``.
+
+    ``metrics`` (a ``ServerMetrics``) is told of every finished, rejected and restarted thing.
+    """
+
+    def __init__(self, devices: Sequence[str], *, max_queue: int = 64, cache_items: int = 3, metrics=None):
+        from workbench.models import pick_device
+
+        if isinstance(devices, str) or not devices:
+            raise ConfigError(f"devices must be a non-empty list such as ['cuda:0', 'cuda:1'], got {devices!r}")
+        if not isinstance(max_queue, int) or max_queue < 0:
+            raise ConfigError(f"max_queue must be an integer >= 0, got {max_queue!r}")
+        self.devices = [str(pick_device(d)) for d in devices]
+        self.max_queue = max_queue
+        self.metrics = metrics
+        self._cache_items = cache_items
+        self._pending: deque[Job] = deque()
+        self._cond = threading.Condition()
+        self._closed = False
+        self._mean_run_s = 1.0  # a running mean of a job's time on a worker, for Retry-After
+        self.outcomes: dict[str, int] = {"ok": 0, "cancelled": 0, "failed": 0, "rejected": 0}
+        self.restarts = 0
+        self.workers = [Worker(self, i, d, cache_items) for i, d in enumerate(self.devices)]
+
+    # --- life ------------------------------------------------------------------------------------
+
+    def start(self, preload: Sequence[str] = ()) -> None:
+        """Load ``preload`` on every worker (in parallel), then start taking jobs."""
+        loaders = [threading.Thread(target=w.preload, args=(preload,)) for w in self.workers]
+        for thread in loaders:
+            thread.start()
+        for thread in loaders:
+            thread.join()
+        for worker in self.workers:
+            worker.thread.start()
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Refuse new jobs, cancel the queued and running ones, and wait for the workers to stop."""
+        with self._cond:
+            self._closed = True
+            for job in self._pending:
+                job.cancel.set()
+                job.emit("error", status=503, detail="the server is shutting down")
+            self._pending.clear()
+            for worker in self.workers:
+                if worker.job is not None:
+                    worker.job.cancel.set()
+            self._cond.notify_all()
+        for worker in self.workers:
+            if worker.thread.is_alive():
+                worker.thread.join(timeout_s)
+
+    # --- the queue -----------------------------------------------------------------------------
+
+    def submit(self, job: Job) -> int:
+        """Queue ``job``; returns its position (1 = next). Raises ``QueueFull`` when the queue is full."""
+        with self._cond:
+            if self._closed:
+                raise QueueFull(len(self._pending), self._retry_after())
+            if len(self._pending) >= self.max_queue and not self._idle_worker():
+                if self.metrics is not None:
+                    self.metrics.rejected()
+                raise QueueFull(len(self._pending), self._retry_after())
+            self._pending.append(job)
+            position = len(self._pending)
+            job.emit("queued", position=position)
+            self._cond.notify()
+            return position
+
+    def cancel(self, job: Job) -> None:
+        """Stop ``job``: dropped from the queue if waiting, stopped at the next step if running."""
+        with self._cond:
+            job.cancel.set()
+            if job in self._pending:
+                self._pending.remove(job)
+                self._count("cancelled", job)
+
+    def _idle_worker(self) -> bool:
+        return any(w.job is None for w in self.workers) and not self._pending
+
+    def _retry_after(self) -> int:
+        return max(1, math.ceil(self._mean_run_s * (len(self._pending) + 1) / len(self.workers)))
+
+    def _take(self, worker: Worker) -> Job | None:
+        """The oldest waiting job for ``worker`` (blocks); None when the pool closes or the worker was retired."""
+        with self._cond:
+            while not self._closed and self.workers[worker.index] is worker:
+                if self._pending:
+                    job = self._pending.popleft()
+                    job.started = time.monotonic()
+                    worker.job = job
+                    for position, waiting in enumerate(self._pending, start=1):
+                        waiting.emit("queued", position=position)
+                    return job
+                self._cond.wait()
+            return None
+
+    def _finish(self, worker: Worker, job: Job, outcome: str) -> None:
+        with self._cond:
+            worker.job = None
+            worker.served += outcome == "ok"
+            run_s = time.monotonic() - (job.started or job.submitted)
+            self._mean_run_s = 0.8 * self._mean_run_s + 0.2 * run_s
+            self._count(outcome, job)
+            self._cond.notify()
+
+    def _count(self, outcome: str, job: Job) -> None:
+        self.outcomes[outcome] += 1
+        if self.metrics is not None:
+            self.metrics.finished(job, outcome)
+
+    def _replace(self, worker: Worker) -> None:
+        """Retire a worker whose generation raised; a fresh one (new pipelines) takes its device."""
+        with self._cond:
+            worker.cache.clear()
+            if self._closed:
+                return
+            fresh = Worker(self, worker.index, worker.device, self._cache_items)
+            self.workers[worker.index] = fresh
+            self.restarts += 1
+            if self.metrics is not None:
+                self.metrics.restarted()
+            fresh.thread.start()
+
+    # --- state -----------------------------------------------------------------------------------
+
+    @property
+    def queued(self) -> int:
+        return len(self._pending)
+
+    @property
+    def busy(self) -> int:
+        return sum(w.job is not None for w in self.workers)
+
+    def state(self) -> dict[str, Any]:
+        """What /healthz shows: each worker's device, job and loaded models, and the queue."""
+        with self._cond:
+            workers = [
+                {
+                    "worker": w.name,
+                    "busy": w.job is not None,
+                    "served": w.served,
+                    "models": [key[0] for key in w.cache.keys()],
+                }
+                for w in self.workers
+            ]
+            return {"workers": workers, "queued": len(self._pending), "max_queue": self.max_queue,
+                    "outcomes": dict(self.outcomes), "restarts": self.restarts}  # fmt: skip
