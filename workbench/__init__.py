@@ -42,6 +42,7 @@ from workbench.routing import (
     routing_latency,
     score_routing,
 )
+from workbench.serve.remote import RemoteModel
 from workbench.studies import NotebookRunError, StudyRun, run_study, save_study_results
 
 __all__ = [
@@ -64,6 +65,7 @@ __all__ = [
     "PipelineCache",
     "PromptABTester",
     "PromptOptimizer",
+    "RemoteModel",
     "ReproduceResult",
     "ResultStore",
     "RouteSpec",

@@ -235,7 +235,9 @@ def _parser() -> argparse.ArgumentParser:
     srv.add_argument("--devices", help="comma-separated, one worker each (default: every GPU, else the CPU)")
     srv.add_argument("--routes", default="toyworld", help="a route table in data/routes or a YAML path")
     srv.add_argument("--classifier", choices=["embedding", "keyword"], default="embedding")
-    srv.add_argument("--models", help="comma-separated model ids requests may name (default: the routes' and toy world)")
+    srv.add_argument(
+        "--models", help="comma-separated model ids requests may name (default: the routes' and toy world)"
+    )
     srv.add_argument("--max-queue", type=int, default=64, help="requests that may wait; more get 429")
     srv.add_argument("--timeout", type=float, default=300.0, help="seconds a request may take before it is stopped")
     srv.add_argument("--api-key", help="require 'Authorization: Bearer KEY' (default: $WORKBENCH_API_KEY, if set)")

@@ -308,7 +308,17 @@ def build_architecture(name: str, seed: int = 0):
 # --- loading ---------------------------------------------------------------------------------------
 
 
+# Loading is serialised across threads: diffusers builds models under accelerate's init_empty_weights, which
+# patches torch.nn.Module process-wide; two loads at once can leave it patched (every later model on "meta").
+_LOAD_LOCK = threading.Lock()
+
+
 def _load_uncached(model_id: str, device: torch.device, dtype: torch.dtype):
+    with _LOAD_LOCK:
+        return _build(model_id, device, dtype)
+
+
+def _build(model_id: str, device: torch.device, dtype: torch.dtype):
     from diffusers import DiffusionPipeline
 
     if model_id.startswith("arch/"):

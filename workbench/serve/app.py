@@ -21,7 +21,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.encoders import jsonable_encoder
@@ -35,8 +35,8 @@ from workbench.config import AccelerationConfig, GenerationConfig
 from workbench.errors import ConfigError
 from workbench.generation import MAX_SEED
 from workbench.serve.metrics import ServerMetrics
-from workbench.serve.remote import API_KEY_ENV
 from workbench.serve.pool import TERMINAL, Event, GenerationTask, Job, QueueFull, WorkerPool
+from workbench.serve.remote import API_KEY_ENV
 from workbench.serve.schemas import GenerateRequest, GenerateResponse, ModelInfo, RouteInfo, RouteTableInfo
 
 __all__ = ["API_KEY_ENV", "ServeSettings", "create_app", "default_devices"]
@@ -116,6 +116,7 @@ class Service:
         if seed + body.num_images - 1 > MAX_SEED:
             raise _invalid("seed", f"seed + num_images - 1 must be at most {MAX_SEED}", seed)
         acceleration = AccelerationConfig(**body.acceleration.model_dump()) if body.acceleration else None
+        acceleration = acceleration if acceleration and acceleration.changes() else None
         return GenerationTask(
             model_id=model_id,
             prompt=body.prompt,
@@ -188,6 +189,10 @@ class _RequestMetrics:
             self.metrics.request(path, status, time.perf_counter() - start)
 
 
+_Credentials = Annotated[
+    HTTPAuthorizationCredentials | None, Depends(HTTPBearer(auto_error=False, description="the server's API key"))
+]
+
 _ERRORS = {
     422: {"description": "a field has a value that is not allowed; the message names it"},
     429: {"description": "the queue is full; retry after the Retry-After header's seconds"},
@@ -215,9 +220,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         finally:
             await asyncio.to_thread(pool.close)
 
-    bearer = HTTPBearer(auto_error=False, description="the server's API key")
-
-    async def require_key(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+    async def require_key(credentials: _Credentials) -> None:
         given = (credentials.credentials if credentials else "").encode()
         if not secrets.compare_digest(given, settings.api_key.encode()):
             raise HTTPException(
@@ -256,9 +259,13 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         from workbench.models import TOYWORLD_MODELS
 
         service = _service(request)
-        held = {w.device: [key[0] for key in w.cache.keys()] for w in service.pool.workers}
+        workers = service.pool.workers
         return [
-            ModelInfo(id=m, description=TOYWORLD_MODELS.get(m, ""), loaded_on=[d for d, ms in held.items() if m in ms])
+            ModelInfo(
+                id=m,
+                description=TOYWORLD_MODELS.get(m, ""),
+                loaded_on=sorted({w.device for w in workers if m in w.loaded_models}),
+            )
             for m in service.models
         ]
 
@@ -280,6 +287,9 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         responses={200: {"content": {"image/png": {}}}, **_ERRORS},
     )  # fmt: skip
     async def generate(body: GenerateRequest, request: Request):
+        if body.response_format == "png" and body.num_images > 1:
+            message = 'num_images > 1 needs response_format "json" (a PNG holds one image)'
+            raise _invalid("num_images", message, body.num_images)
         service = _service(request)
         job = await service.submit(body)
         last = None

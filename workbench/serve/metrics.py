@@ -17,7 +17,9 @@ class ServerMetrics:
     def __init__(self):
         self.registry = CollectorRegistry()
         r = self.registry
-        self.requests = Counter("workbench_requests", "HTTP requests by path and status", ["path", "status"], registry=r)
+        self.requests = Counter(
+            "workbench_requests", "HTTP requests by path and status", ["path", "status"], registry=r
+        )
         self.request_seconds = Histogram(
             "workbench_request_seconds", "HTTP request time by path", ["path"], buckets=_SECONDS, registry=r
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import math
 import threading
 import time
@@ -35,7 +36,7 @@ class GenerationTask:
     prompt: str
     config: GenerationConfig
     seeds: list[int]
-    acceleration: AccelerationConfig | None = None
+    acceleration: AccelerationConfig | None = None  # None: as loaded (no accelerate block)
     optimize: bool = False
     style: str | None = None
     context: dict[str, Any] = field(default_factory=dict)
@@ -58,14 +59,13 @@ class Job:
         self.submitted = time.monotonic()
         self.deadline = self.submitted + timeout_s
         self.started: float | None = None
-        self.steps_done = 0  # denoising steps finished, for checking how fast a cancel is honoured
+        self.steps_done = 0  # denoising steps finished
+        self.cancelled_at_step: int | None = None  # steps_done when the cancel came (how fast it is honoured)
 
     def emit(self, kind: str, **data: Any) -> None:
         """Send an event to the event loop (safe from any thread; dropped once the loop has closed)."""
-        try:
+        with contextlib.suppress(RuntimeError):  # the loop has closed: the server is shutting down
             self.loop.call_soon_threadsafe(self.events.put_nowait, Event(kind, data))
-        except RuntimeError:  # the server is shutting down
-            pass
 
 
 class QueueFull(Exception):
@@ -92,6 +92,10 @@ class Worker:
     def name(self) -> str:
         return f"{self.index}:{self.device}"
 
+    @property
+    def loaded_models(self) -> list[str]:
+        return [model_id for model_id, _device, _dtype in self.cache.keys()]  # noqa: SIM118 (not a dict)
+
     def preload(self, model_ids: Sequence[str]) -> None:
         from workbench.models import load
 
@@ -103,14 +107,14 @@ class Worker:
             try:
                 outcome = self._run(job)
             except Exception as error:  # the pipeline may be left broken: hand the device to a fresh worker
+                self.pool._finish(self, job, "failed")
+                self.pool._replace(self)
                 job.emit(
                     "error",
                     status=500,
                     detail=f"generation failed on worker {self.name} ({type(error).__name__}: {error}); "
                     "the worker was replaced and the request was not retried",
                 )
-                self.pool._finish(self, job, "failed")
-                self.pool._replace(self)
                 return
             self.pool._finish(self, job, outcome)
 
@@ -135,7 +139,7 @@ class Worker:
                 prompt = optimized.prompt
                 config = config.replace(negative_prompt=config.negative_prompt or optimized.negative_prompt)
                 context |= {"typed_prompt": task.prompt, "style": task.style}
-            with accelerate(pipe, task.acceleration):
+            with accelerate(pipe, task.acceleration) if task.acceleration else contextlib.nullcontext():
                 records = generate(
                     pipe, prompt, config, task.seeds, model_id=task.model_id,
                     progress=progress, cancel=job.cancel, context=context,
@@ -145,7 +149,9 @@ class Worker:
         except WorkbenchError as error:  # settings this device cannot honour (an acceleration guard, ...)
             job.emit("error", status=422, detail=str(error))
             return "rejected"
-        images = [{"png_base64": base64.b64encode(png_with_settings(r)).decode(), "record": r.to_dict()} for r in records]
+        images = [
+            {"png_base64": base64.b64encode(png_with_settings(r)).decode(), "record": r.to_dict()} for r in records
+        ]
         job.emit("complete", images=images, worker=self.name, queued_s=round(job.started - job.submitted, 3))
         return "ok"
 
@@ -173,6 +179,7 @@ class WorkerPool:
         self._mean_run_s = 1.0  # a running mean of a job's time on a worker, for Retry-After
         self.outcomes: dict[str, int] = {"ok": 0, "cancelled": 0, "failed": 0, "rejected": 0}
         self.restarts = 0
+        self.last_cancelled: Job | None = None
         self.workers = [Worker(self, i, d, cache_items) for i, d in enumerate(self.devices)]
 
     # --- life ------------------------------------------------------------------------------------
@@ -223,7 +230,9 @@ class WorkerPool:
     def cancel(self, job: Job) -> None:
         """Stop ``job``: dropped from the queue if waiting, stopped at the next step if running."""
         with self._cond:
-            job.cancel.set()
+            if not job.cancel.is_set():
+                job.cancelled_at_step = job.steps_done
+                job.cancel.set()
             if job in self._pending:
                 self._pending.remove(job)
                 self._count("cancelled", job)
@@ -259,6 +268,8 @@ class WorkerPool:
 
     def _count(self, outcome: str, job: Job) -> None:
         self.outcomes[outcome] += 1
+        if outcome == "cancelled":
+            self.last_cancelled = job
         if self.metrics is not None:
             self.metrics.finished(job, outcome)
 
@@ -293,7 +304,7 @@ class WorkerPool:
                     "worker": w.name,
                     "busy": w.job is not None,
                     "served": w.served,
-                    "models": [key[0] for key in w.cache.keys()],
+                    "models": w.loaded_models,
                 }
                 for w in self.workers
             ]

@@ -190,6 +190,8 @@ class RemoteModel:
         """One streamed request's images; waits and tries again while the server's queue is full."""
         import httpx
 
+        from workbench.generation import _is_cancelled
+
         deadline = time.monotonic() + self.timeout_s
         while True:
             try:
@@ -241,7 +243,10 @@ def _raise_error(status: int, detail: Any, url: str) -> None:
     """A server's refusal as the error a local call would raise: bad settings are ``ConfigError``s,
     a failed generation a ``RuntimeError`` (as a pipeline's own failure would be)."""
     if isinstance(detail, list):  # FastAPI's validation errors: name each field
-        detail = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', [])[1:])}: {e.get('msg')}" for e in detail)
+        fields = [".".join(str(part) for part in e.get("loc", [])[1:]) for e in detail]
+        detail = "; ".join(
+            f"{f}: {e.get('msg')}" if f else str(e.get("msg")) for f, e in zip(fields, detail, strict=True)
+        )
     if status == 422:
         raise ConfigError(f"{url} refused the request: {detail}")
     if status in (401, 403):

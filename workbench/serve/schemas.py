@@ -99,8 +99,6 @@ class GenerateRequest(BaseModel):
     def _consistent(self):
         if self.model is not None and self.route is not None:
             raise ValueError("give model or route, not both (neither: the router decides)")
-        if self.response_format == "png" and self.num_images > 1:
-            raise ValueError('num_images > 1 needs response_format "json" (a PNG holds one image)')
         return self
 
     def overrides(self) -> dict[str, Any]:

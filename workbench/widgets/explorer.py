@@ -42,11 +42,14 @@ class GalleryItem:
 class Explorer:
     """An interactive generator on the toy world by default (``Explorer()``; display it in a cell).
 
-    ``router`` decides the model and settings unless a model is picked; ``scorer`` gives each image its
-    CLIP score; "save" writes PNGs with their metadata to ``output_dir``.
+    ``router`` decides the model and settings unless a model is picked; ``models`` are the ones to pick
+    from (default: those that load here; ids such as "toyworld/sd-base@http://gpu-box:8000" generate on a
+    server); ``scorer`` gives each image its CLIP score; "save" writes PNGs with their metadata to ``output_dir``.
     """
 
-    def __init__(self, router=None, *, scorer=None, output_dir: str | Path = "outputs/explorer", device=None):
+    def __init__(
+        self, router=None, *, models=None, scorer=None, output_dir: str | Path = "outputs/explorer", device=None
+    ):
         from workbench.metrics import CLIPScorer
         from workbench.models import available_models
         from workbench.prompts import PromptOptimizer, load_styles
@@ -70,7 +73,7 @@ class Explorer:
         )
         self.expanded = w.HTML()
         # Model and settings.
-        models = [m for m in available_models() if m != "toyworld/clip"]
+        models = list(models) if models is not None else [m for m in available_models() if m != "toyworld/clip"]
         self.model = w.Dropdown(options=[ROUTED, *models], value=ROUTED, description="model")
         self.seed = w.IntText(value=0, description="seed", layout=w.Layout(width="180px"))
         self.new_seed = w.Checkbox(value=False, description="new seed each time", indent=False, layout=AUTO)

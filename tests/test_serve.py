@@ -1,0 +1,403 @@
+"""The HTTP service: validation, generation, streaming, the queue, faults, auth, metrics and the client.
+
+Streaming, disconnects and the queue run against a real uvicorn server on loopback (a test client does
+not disconnect the way a socket does); the rest use FastAPI's test client.
+"""
+
+import base64
+import io
+import json
+import socket
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import replace
+
+import httpx
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
+
+import workbench as wb
+from workbench.errors import ConfigError, GenerationCancelled
+from workbench.generation import read_settings
+from workbench.serve.app import ServeSettings, create_app
+from workbench.serve.remote import _sse
+
+PROMPT = "a red circle in the centre, on a white background"
+FAST = ServeSettings(devices=("cpu",), classifier="keyword")
+
+
+def settings(**changes) -> ServeSettings:
+    return replace(FAST, **changes)
+
+
+@pytest.fixture(scope="module")
+def client():
+    with TestClient(create_app(FAST)) as client:
+        yield client
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def running_server(serve_settings: ServeSettings):
+    """A real uvicorn server on loopback in a thread; yields (url, app)."""
+    import uvicorn
+
+    app = create_app(serve_settings)
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}", app
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+def _wait_until(condition, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.02)
+
+
+def _png(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+# --- validation -----------------------------------------------------------------------------------
+
+BAD_REQUESTS = [
+    ({}, "prompt"),
+    ({"prompt": "   "}, "prompt"),
+    ({"prompt": "x" * 2001}, "prompt"),
+    ({"prompt": PROMPT, "steps": 0}, "steps"),
+    ({"prompt": PROMPT, "steps": "many"}, "steps"),
+    ({"prompt": PROMPT, "guidance": -1}, "guidance"),
+    ({"prompt": PROMPT, "width": 33}, "width"),
+    ({"prompt": PROMPT, "height": 4096}, "height"),
+    ({"prompt": PROMPT, "seed": -1}, "seed"),
+    ({"prompt": PROMPT, "seed": 2**63 - 1, "num_images": 2, "response_format": "json"}, "seed"),
+    ({"prompt": PROMPT, "num_images": 9, "response_format": "json"}, "num_images"),
+    ({"prompt": PROMPT, "num_images": 2}, "num_images"),
+    ({"prompt": PROMPT, "model": "stabilityai/sdxl-nope"}, "model"),
+    ({"prompt": PROMPT, "route": "cubist"}, "route"),
+    ({"prompt": PROMPT, "model": "toyworld/sd-small", "route": "artistic"}, "model or route"),
+    ({"prompt": PROMPT, "style": "baroque"}, "style"),
+    ({"prompt": PROMPT, "scheduler": "warp"}, "scheduler"),
+    ({"prompt": PROMPT, "acceleration": {"deepcache_interval": 99}}, "deepcache_interval"),
+    ({"prompt": PROMPT, "acceleration": {"turbo": True}}, "turbo"),
+    ({"prompt": PROMPT, "colour": "red"}, "colour"),
+]
+
+
+@pytest.mark.parametrize(("body", "named"), BAD_REQUESTS, ids=[n for _, n in BAD_REQUESTS])
+def test_a_bad_request_gets_422_naming_the_field(client, body, named):
+    response = client.post("/v1/generate", json=body)
+    assert response.status_code == 422, response.text
+    assert named in json.dumps(response.json()["detail"])
+
+
+def test_malformed_bodies_get_422_not_500(client):
+    for kwargs in ({"content": b"{not json"}, {"json": [PROMPT]}, {"json": PROMPT}, {"content": b""}):
+        assert client.post("/v1/generate", headers={"Content-Type": "application/json"}, **kwargs).status_code == 422
+    assert client.get("/healthz").json()["status"] == "ok"  # and the server is still there
+
+
+def test_settings_this_device_cannot_honour_get_422(client):
+    response = client.post("/v1/generate", json={"prompt": PROMPT, "acceleration": {"cpu_offload": True}})
+    assert response.status_code == 422 and "cpu_offload" in response.json()["detail"]
+
+
+# --- generating -------------------------------------------------------------------------------------
+
+
+def test_png_response_carries_its_settings_and_reproduces_locally(client, tmp_path):
+    body = {"prompt": PROMPT, "model": "toyworld/sd-small", "seed": 7, "steps": 6, "guidance": 4.0}
+    response = client.post("/v1/generate", json=body)
+    assert response.status_code == 200 and response.headers["content-type"] == "image/png"
+    assert response.headers["x-workbench-seed"] == "7" and response.headers["x-workbench-model"] == body["model"]
+    (tmp_path / "served.png").write_bytes(response.content)
+    saved = read_settings(tmp_path / "served.png")
+    assert (saved["seed"], saved["steps"], saved["guidance"], saved["model_id"]) == (7, 6, 4.0, body["model"])
+    local = wb.generate(wb.load(body["model"]), PROMPT, wb.GenerationConfig(steps=6, guidance=4.0), seeds=7)[0]
+    assert np.array_equal(_png(response.content), np.asarray(local.image))
+
+
+def test_json_response_routes_and_numbers_the_seeds(client):
+    body = {"prompt": "a watercolor painting of a blue square", "seed": 3, "num_images": 3, "response_format": "json"}
+    response = client.post("/v1/generate", json=body)
+    assert response.status_code == 200
+    data = response.json()
+    records = [image["record"] for image in data["images"]]
+    assert [r["seed"] for r in records] == [3, 4, 5]
+    assert all(r["context"]["route"] == "artistic" for r in records)  # the router decided, and says so
+    routes = client.get("/v1/routes").json()
+    artistic = next(r for r in routes["routes"] if r["name"] == "artistic")
+    assert records[0]["model_id"] == artistic["model_id"] and records[0]["steps"] == artistic["settings"]["steps"]
+    assert data["worker"] == "0:cpu" and data["queued_s"] >= 0
+
+
+def test_request_settings_override_the_route_and_the_optimizer_is_recorded(client):
+    body = {"prompt": "a red circle", "route": "fast_preview", "steps": 3, "style": "photo", "response_format": "json"}
+    record = client.post("/v1/generate", json=body).json()["images"][0]["record"]
+    assert record["steps"] == 3 and record["context"]["route"] == "fast_preview"
+    assert record["context"]["typed_prompt"] == "a red circle" and record["prompt"] != "a red circle"
+    assert record["negative_prompt"]
+
+
+def test_models_and_routes_are_listed(client):
+    models = {m["id"]: m for m in client.get("/v1/models").json()}
+    assert set(models) >= {"toyworld/sd-small", "toyworld/sd-base"}
+    assert models["toyworld/sd-small"]["loaded_on"] == ["cpu"]  # loaded at start
+    routes = client.get("/v1/routes").json()
+    assert routes["fallback"] in {r["name"] for r in routes["routes"]} and routes["classifier"] == "KeywordClassifier"
+
+
+def test_openapi_describes_the_request(client):
+    schema = client.get("/openapi.json").json()
+    assert {"/v1/generate", "/v1/generate/stream", "/v1/models", "/v1/routes", "/healthz", "/metrics"} <= set(
+        schema["paths"]
+    )
+    request = schema["components"]["schemas"]["GenerateRequest"]["properties"]
+    assert request["width"]["anyOf"][0]["multipleOf"] == 8 and "prompt" in schema["components"]["schemas"][
+        "GenerateRequest"]["required"]  # fmt: skip
+    acceleration = schema["components"]["schemas"]["AccelerationSettings"]["properties"]
+    assert set(acceleration) == set(wb.AccelerationConfig.__dataclass_fields__)
+    assert "text/event-stream" in schema["paths"]["/v1/generate/stream"]["post"]["responses"]["200"]["content"]
+    assert client.get("/docs").status_code == 200
+
+
+def test_metrics_are_prometheus_text(client):
+    client.post("/v1/generate", json={"prompt": PROMPT, "steps": 2})
+    client.post("/v1/generate", json={"prompt": PROMPT, "steps": 0})
+    families = {f.name: f for f in text_string_to_metric_families(client.get("/metrics").text)}
+    requests = {(s.labels["path"], s.labels["status"]): s.value for s in families["workbench_requests"].samples
+                if s.name == "workbench_requests_total"}  # fmt: skip
+    assert requests[("/v1/generate", "200")] >= 1 and requests[("/v1/generate", "422")] >= 1
+    assert families["workbench_workers"].samples[0].value == 1
+    jobs = {s.labels["outcome"]: s.value for s in families["workbench_jobs"].samples if s.name.endswith("_total")}
+    assert jobs["ok"] >= 1
+
+
+# --- streaming, the queue and faults (a real server) --------------------------------------------------
+
+
+def _stream_events(url: str, body: dict, stop_after=None):
+    """(kind, data) events of one streamed request; ``stop_after(kind, data)`` true closes the connection."""
+    events = []
+    with httpx.Client(timeout=60) as http, http.stream("POST", f"{url}/v1/generate/stream", json=body) as response:
+        assert response.status_code == 200, response.read()
+        for kind, data in _sse(response.iter_lines()):
+            events.append((kind, data))
+            if stop_after and stop_after(kind, data):
+                break
+    return events
+
+
+def test_stream_reports_queue_start_progress_and_the_image():
+    with running_server(settings()) as (url, _):
+        events = _stream_events(url, {"prompt": PROMPT, "model": "toyworld/sd-small", "steps": 5, "seed": 1})
+    kinds = [kind for kind, _ in events]
+    assert kinds == ["queued", "started", *["progress"] * 5, "complete"]
+    assert events[0][1] == {"position": 1}
+    assert [d["step"] for k, d in events if k == "progress"] == [1, 2, 3, 4, 5]
+    assert events[-2][1]["percent"] == 100.0
+    image = events[-1][1]["images"][0]
+    assert image["record"]["seed"] == 1 and _png(base64.b64decode(image["png_base64"])).shape == (32, 32, 3)
+
+
+def test_a_client_that_disconnects_frees_its_worker_within_a_step():
+    with running_server(settings()) as (url, app):
+        pool = app.state.service.pool
+        body = {"prompt": PROMPT, "model": "toyworld/sd-base", "steps": 200}
+        events = _stream_events(url, body, stop_after=lambda kind, data: kind == "progress" and data["step"] >= 3)
+        _wait_until(lambda: pool.busy == 0)
+        assert pool.outcomes["cancelled"] == 1 and pool.outcomes["ok"] == 0
+        job = pool.last_cancelled
+        assert 3 <= job.steps_done <= job.cancelled_at_step + 1 < 200  # at most one step after the cancel
+        assert events[-1][1]["step"] >= 3
+        # The freed worker serves the next request at once.
+        assert httpx.post(f"{url}/v1/generate", json={"prompt": PROMPT, "steps": 2}, timeout=30).status_code == 200
+
+
+def test_a_full_queue_answers_429_with_retry_after_and_loses_nothing():
+    long = {"prompt": PROMPT, "model": "toyworld/sd-base", "steps": 150}
+    with running_server(settings(max_queue=1)) as (url, app):
+        pool = app.state.service.pool
+        results = {}
+
+        def post(name):
+            results[name] = httpx.post(f"{url}/v1/generate", json=long, timeout=60)
+
+        first = threading.Thread(target=post, args=("running",))
+        first.start()
+        _wait_until(lambda: pool.busy == 1)
+        second = threading.Thread(target=post, args=("queued",))
+        second.start()
+        _wait_until(lambda: pool.queued == 1)
+        refused = httpx.post(f"{url}/v1/generate", json=long, timeout=10)
+        assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
+        assert "queue is full" in refused.json()["detail"]
+        first.join(60)
+        second.join(60)
+    assert results["running"].status_code == 200 and results["queued"].status_code == 200
+
+
+def test_two_workers_take_two_requests_side_by_side():
+    with running_server(settings(devices=("cpu", "cpu"), preload=False)) as (url, _):
+        started = []
+
+        def stream():
+            events = _stream_events(url, {"prompt": PROMPT, "model": "toyworld/sd-small", "steps": 40})
+            started.append(next(d["worker"] for k, d in events if k == "started"))
+
+        threads = [threading.Thread(target=stream) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    assert sorted(started) == ["0:cpu", "1:cpu"]
+
+
+def test_a_worker_whose_generation_raises_is_replaced(client):
+    pool = client.app.state.service.pool
+    restarts = pool.restarts
+    worker = pool.workers[0]
+    pipe = worker.cache.get_or_load(("toyworld/sd-small", "cpu", "torch.float32"), lambda: None)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("injected fault")
+
+    pipe.unet.forward = broken  # a fault inside the pipeline, as a bad driver or kernel would give
+    response = client.post("/v1/generate", json={"prompt": PROMPT, "model": "toyworld/sd-small", "steps": 2})
+    assert response.status_code == 500
+    assert "injected fault" in response.json()["detail"] and "replaced" in response.json()["detail"]
+    assert pool.restarts == restarts + 1 and pool.workers[0] is not worker
+    # The fresh worker loads a fresh pipeline and serves the same request.
+    again = client.post("/v1/generate", json={"prompt": PROMPT, "model": "toyworld/sd-small", "steps": 2})
+    assert again.status_code == 200, again.text
+
+
+def test_a_request_past_the_time_limit_is_stopped_with_504():
+    with TestClient(create_app(settings(timeout_s=0.5))) as client:
+        start = time.monotonic()
+        response = client.post("/v1/generate", json={"prompt": PROMPT, "model": "toyworld/sd-base", "steps": 200})
+        assert response.status_code == 504 and "time limit" in response.json()["detail"]
+        assert time.monotonic() - start < 5
+        pool = client.app.state.service.pool
+        _wait_until(lambda: pool.busy == 0)
+        assert pool.outcomes["cancelled"] == 1
+
+
+# --- auth ----------------------------------------------------------------------------------------------
+
+
+def test_an_api_key_guards_everything_but_healthz():
+    key = "a-long-enough-key"
+    with TestClient(create_app(settings(api_key=key, preload=False))) as client:
+        assert client.get("/healthz").status_code == 200
+        for path in ("/v1/models", "/v1/routes", "/metrics", "/openapi.json", "/docs"):
+            assert client.get(path).status_code == 401, path
+            assert client.get(path, headers={"Authorization": "Bearer wrong-key-here"}).status_code == 401, path
+            assert client.get(path, headers={"Authorization": f"Bearer {key}"}).status_code == 200, path
+        refused = client.post("/v1/generate", json={"prompt": PROMPT})
+        assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Bearer"
+        schema = client.get("/openapi.json", headers={"Authorization": f"Bearer {key}"}).json()
+        assert schema["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    with pytest.raises(ConfigError, match="at least 8"):
+        settings(api_key="short")
+
+
+# --- the client: RemoteModel wherever a pipeline goes ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def server():
+    with running_server(settings(api_key="remote-test-key")) as (url, app):
+        yield url, app
+
+
+def test_remote_model_makes_the_same_images_as_the_local_pipeline(server, monkeypatch):
+    url, _ = server
+    monkeypatch.setenv("WORKBENCH_API_KEY", "remote-test-key")
+    remote = wb.load(f"toyworld/sd-small@{url}")
+    assert isinstance(remote, wb.RemoteModel) and remote.model == "toyworld/sd-small"
+    config = wb.GenerationConfig(steps=4, batch_size=4)
+    seen = []
+    records = wb.generate(
+        remote, ["a blue square", PROMPT], config, seeds=[0, 1, 2, 9], progress=lambda *a: seen.append(a)
+    )
+    local = wb.generate(wb.load("toyworld/sd-small"), ["a blue square", PROMPT], config, seeds=[0, 1, 2, 9])
+    assert [(r.prompt, r.seed) for r in records] == [(r.prompt, r.seed) for r in local]
+    for served, here in zip(records, local, strict=True):
+        assert np.array_equal(np.asarray(served.image), np.asarray(here.image))
+        assert served.context["server"] == url and served.device == "cpu" and served.config.steps == 4
+    assert seen[-1][0] == seen[-1][1]  # progress reached the end
+    with wb.accelerate(remote, wb.AccelerationConfig(deepcache_interval=3)):
+        accelerated = wb.generate(remote, PROMPT, wb.GenerationConfig(steps=6), seeds=0)[0]
+    assert accelerated.acceleration == wb.AccelerationConfig(deepcache_interval=3)
+    assert wb.generate(remote, PROMPT, wb.GenerationConfig(steps=6), seeds=0)[0].acceleration is None
+
+
+def test_remote_model_drives_the_evaluator_the_router_and_the_explorer(server, tmp_path, monkeypatch):
+    url, _ = server
+    monkeypatch.setenv("WORKBENCH_API_KEY", "remote-test-key")
+    remote_id = f"toyworld/sd-small@{url}"
+    evaluator = wb.ModelEvaluator([PROMPT, "a green triangle"], [remote_id], seeds=[0, 1],
+                                  config=wb.GenerationConfig(steps=3), output_dir=tmp_path / "eval",
+                                  scorer=wb.CLIPScorer("toyworld/clip"))  # fmt: skip
+    rows = evaluator.run()
+    assert len(rows) == 4 and (rows["status"] == "ok").all() and rows["clip_score"].notna().all()
+    assert set(rows["model_id"]) == {remote_id} and set(rows["server"]) == {url}
+    # A route table whose routes name served models: the router classifies here, the server generates.
+    table = wb.RouteTable.load("toyworld")
+    served = {name: replace(spec, model_id=f"{spec.model_id}@{url}") for name, spec in table.routes.items()}
+    router = wb.Router(replace(table, routes=served), "keyword")
+    record = router.generate("a photo of a red circle", seeds=5)[0]
+    assert record.context["route"] == "photorealistic" and record.context["server"] == url
+    # The bare server URL: its own router decides.
+    routed = wb.generate(wb.load(url), "a sketch of a small green triangle", seeds=0)[0]
+    assert routed.context["route"] and routed.model_id.startswith("toyworld/")
+    # The Explorer, with a served model picked.
+    from workbench.widgets import Explorer
+
+    explorer = Explorer(router=wb.Router("toyworld", "keyword"), models=[remote_id], output_dir=tmp_path / "x")
+    explorer.prompt.value, explorer.model.value, explorer.steps.value = PROMPT, remote_id, 4
+    explorer.generate()
+    explorer.job.wait()
+    assert explorer.job.error is None and explorer.gallery_items[0].record.context["server"] == url
+
+
+def test_remote_model_errors_read_like_local_ones(server, monkeypatch):
+    url, app = server
+    monkeypatch.setenv("WORKBENCH_API_KEY", "remote-test-key")
+    with pytest.raises(ConfigError, match="model: unknown model 'nope/nope'"):
+        wb.generate(wb.RemoteModel(url, "nope/nope"), PROMPT)
+    with pytest.raises(ConfigError, match="API key"):
+        wb.RemoteModel(url, "toyworld/sd-small", api_key="not-the-key").models()
+    with pytest.raises(wb.WorkbenchError, match="cannot reach"):
+        wb.RemoteModel(f"http://127.0.0.1:{_free_port()}").health()
+    with pytest.raises(ConfigError, match="http:// or https://"):
+        wb.RemoteModel("gpu-box:8000")
+    # Cancel mid-request: the client stops, and so does the server's worker.
+    cancel = threading.Event()
+    pool = app.state.service.pool
+    with pytest.raises(GenerationCancelled):
+        wb.generate(wb.RemoteModel(url, "toyworld/sd-base"), PROMPT, wb.GenerationConfig(steps=200),
+                    progress=lambda step, total: step >= 2 and cancel.set(), cancel=cancel)  # fmt: skip
+    _wait_until(lambda: pool.busy == 0)
+    assert pool.last_cancelled.steps_done < 200
