@@ -1,0 +1,130 @@
+"""Sweeps (local and on Ray) and the server as a Ray Serve deployment, on a local Ray instance on the CPU."""
+
+import json
+import shutil
+import socket
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+import workbench as wb
+from workbench.cli import main
+from workbench.errors import ConfigError
+from workbench.sweeps import grid_points, read_grid, run_sweep
+
+BROKEN = Path(__file__).parent / "notebooks" / "broken.ipynb"  # parameter fail: True raises in a cell
+
+
+def test_grid_points_are_every_combination_with_the_fixed_values():
+    points = grid_points({"a": [1, 2], "b": ["x", "y"]}, {"c": [0, 1]})
+    assert points == [
+        {"c": [0, 1], "a": 1, "b": "x"},
+        {"c": [0, 1], "a": 1, "b": "y"},
+        {"c": [0, 1], "a": 2, "b": "x"},
+        {"c": [0, 1], "a": 2, "b": "y"},
+    ]
+    with pytest.raises(ConfigError, match="'a' needs a non-empty list"):
+        grid_points({"a": 3})
+    with pytest.raises(ConfigError, match=r"\['a'\] are both in the grid and fixed"):
+        grid_points({"a": [1]}, {"a": 2})
+
+
+def test_a_bad_grid_is_refused_before_any_point_runs(tmp_path):
+    (tmp_path / "grid.yaml").write_text("grid:\n  fial: [true]\n")
+    with pytest.raises(ConfigError, match=r"unknown parameter\(s\) \['fial'\]"):
+        grid, fixed = read_grid(tmp_path / "grid.yaml")
+        run_sweep(BROKEN, grid, fixed=fixed, output_root=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "flat.yaml").write_text("fail: [true]\n")
+    with pytest.raises(ConfigError, match="a grid file is a mapping with 'grid'"):
+        read_grid(tmp_path / "flat.yaml")
+
+
+def _check_sweep(result, root: Path) -> None:
+    assert [p.status for p in result.points] == ["ok", "failed"]
+    failed = result.points[1]
+    assert failed.parameters == {"fail": True} and "boom on purpose" in failed.error
+    for point in result.points:  # each point is an ordinary run with its report and manifest
+        manifest = json.loads((root / point.run / "manifest.json").read_text())
+        assert manifest["status"] == point.status and manifest["parameters"]["fail"] is point.parameters["fail"]
+    index = json.loads((result.folder / "sweep.json").read_text())
+    assert [p["status"] for p in index["points"]] == ["ok", "failed"]
+    assert (result.folder / "index.html").read_text().count("report.html") == 2
+    runs = (root / "index.html").read_text()
+    assert all(Path(p.run).name in runs for p in result.points)
+
+
+@pytest.mark.slow
+def test_cli_sweep_runs_every_point_and_records_the_failed_one(tmp_path, capsys):
+    (tmp_path / "grid.yaml").write_text("grid:\n  fail: [false, true]\n")
+    code = main(["sweep", str(BROKEN), "--grid", str(tmp_path / "grid.yaml"), "--output-root", str(tmp_path)])
+    assert code == 1  # a point failed
+    assert "sweep index:" in capsys.readouterr().out
+    (folder,) = (tmp_path / "sweeps").iterdir()
+    points = json.loads((folder / "sweep.json").read_text())["points"]
+    assert [p["status"] for p in points] == ["ok", "failed"]
+
+
+# --- on Ray --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A local Ray instance on loopback with its state in a temporary folder. Token auth is off: on, Ray
+    writes a token under the home folder, and this process reads the mode once, when it imports ray."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("RAY_AUTH_MODE", "disabled")
+    ray = pytest.importorskip("ray")
+    folder = tempfile.mkdtemp(prefix="ray")
+    ray.init(num_cpus=2, include_dashboard=False, _temp_dir=folder, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+    patch.undo()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_sweep_on_ray_runs_points_as_tasks_and_records_the_failed_one(local_ray, tmp_path):
+    result = run_sweep(BROKEN, {"fail": [False, True]}, backend="ray", output_root=tmp_path)
+    _check_sweep(result, tmp_path)
+    assert json.loads((result.folder / "sweep.json").read_text())["backend"] == "ray"
+
+
+@pytest.mark.slow
+def test_the_server_runs_as_a_ray_serve_deployment(local_ray):
+    from ray import serve
+
+    from workbench.serve.app import ServeSettings
+    from workbench.serve.ray_backend import serve_on_ray
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    serve_on_ray(ServeSettings(classifier="keyword"), port=port, blocking=False)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "the deployment did not come up"
+            time.sleep(0.5)
+        health = httpx.get(f"{url}/healthz").json()
+        assert [w["worker"] for w in health["workers"]] == ["0:cpu"]  # one worker on the replica's device
+        steps = []
+        remote = wb.RemoteModel(url, "toyworld/sd-small")
+        records = wb.generate(remote, "a red circle", wb.GenerationConfig(steps=5), seeds=[0, 1],
+                              progress=lambda step, total: steps.append(step))  # fmt: skip
+        assert [r.seed for r in records] == [0, 1] and steps[-1] == 10  # progress streamed through Ray's proxy
+        local = wb.generate(wb.load("toyworld/sd-small"), "a red circle", wb.GenerationConfig(steps=5), seeds=0)[0]
+        assert records[0].image.tobytes() == local.image.tobytes()
+        refused = httpx.post(f"{url}/v1/generate", json={"prompt": "a red circle", "steps": 0})
+        assert refused.status_code == 422 and "steps" in refused.text
+    finally:
+        serve.shutdown()
