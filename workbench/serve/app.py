@@ -90,10 +90,10 @@ def _invalid(field_name: str | None, message: str, value: Any = None) -> Request
 
 
 class Service:
-    """What the endpoints share: the settings, the router, the served models, the pool and the metrics."""
+    """What the endpoints share: the settings, the router, the served models and the worker pool."""
 
-    def __init__(self, settings: ServeSettings, router, models: list[str], pool: WorkerPool, metrics: ServerMetrics):
-        self.settings, self.router, self.models, self.pool, self.metrics = settings, router, models, pool, metrics
+    def __init__(self, settings: ServeSettings, router, models: list[str], pool: WorkerPool):
+        self.settings, self.router, self.models, self.pool = settings, router, models, pool
 
     async def plan(self, body: GenerateRequest) -> GenerationTask:
         """The model, settings, seeds and recorded context for a request (422 for a name that is not served)."""
@@ -214,7 +214,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         pool = WorkerPool(list(settings.devices), max_queue=settings.max_queue, metrics=metrics)
         metrics.watch(pool)
         await asyncio.to_thread(pool.start, models if settings.preload else ())
-        app.state.service = Service(settings, router, models, pool, metrics)
+        app.state.service = Service(settings, router, models, pool)
         try:
             yield
         finally:
@@ -327,6 +327,6 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     async def internal_error(request: Request, error: Exception) -> JSONResponse:
         return JSONResponse({"detail": f"internal error: {type(error).__name__}: {error}"}, status_code=500)
 
-    known = {"/healthz", "/metrics", "/v1/models", "/v1/routes", "/v1/generate", "/v1/generate/stream", "/docs"}
-    app.add_middleware(_RequestMetrics, metrics=metrics, paths=known | {"/openapi.json"})
+    known = {route.path for route in app.routes}  # any other path is counted as "other"
+    app.add_middleware(_RequestMetrics, metrics=metrics, paths=known)
     return app
