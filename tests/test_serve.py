@@ -372,6 +372,10 @@ def test_remote_model_drives_the_evaluator_the_router_and_the_explorer(server, t
     # The bare server URL: its own router decides.
     routed = wb.generate(wb.load(url), "a sketch of a small green triangle", seeds=0)[0]
     assert routed.context["route"] and routed.model_id.startswith("toyworld/")
+    # An A/B test on the server: same seeds for both arms, scored here.
+    tester = wb.PromptABTester(remote_id, wb.CLIPScorer("toyworld/clip"), config=wb.GenerationConfig(steps=3))
+    result = tester.run(["a circle", "a square"], {"red": "a red {prompt}", "blue": "a blue {prompt}"}, seeds=[0, 1])
+    assert len(result.rows) == 8 and set(result.comparisons["arm"]) == {"blue"}
     # The Explorer, with a served model picked.
     from workbench.widgets import Explorer
 
