@@ -7,6 +7,7 @@ its 429s, streaming, cancelling) holds per replica; Ray Serve spreads requests o
 
 from __future__ import annotations
 
+import signal
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -67,12 +68,23 @@ def serve_on_ray(
     address: str | None = None,
     blocking: bool = True,
 ):
-    """Start Ray Serve on ``host:port`` with the generator deployment; blocks until interrupted unless
-    ``blocking=False`` (then ``ray.serve.shutdown()`` stops it)."""
+    """Start Ray Serve on ``host:port`` with the generator deployment. With ``blocking=False`` it returns
+    at once (``ray.serve.shutdown()`` stops it); else it runs until Ctrl-C or SIGTERM, then shuts down."""
     from ray import serve
 
     from workbench.ray_cluster import connect
 
-    connect(address)
+    ray = connect(address)
     serve.start(http_options={"host": host, "port": port})
-    return serve.run(deployment(settings, autoscaling), name=APP_NAME, route_prefix="/", blocking=blocking)
+    application = deployment(settings, autoscaling)
+    if not blocking:
+        return serve.run(application, name=APP_NAME, route_prefix="/", blocking=False)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` stops it the way Ctrl-C does
+    try:
+        serve.run(application, name=APP_NAME, route_prefix="/", blocking=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+    return None
