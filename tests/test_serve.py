@@ -7,7 +7,6 @@ not disconnect the way a socket does); the rest use FastAPI's test client.
 import base64
 import io
 import json
-import socket
 import threading
 import time
 from contextlib import contextmanager
@@ -40,26 +39,20 @@ def client():
         yield client
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def running_server(serve_settings: ServeSettings):
-    """A real uvicorn server on loopback in a thread; yields (url, app)."""
+    """A real uvicorn server on loopback (on a port the system picks) in a thread; yields (url, app)."""
     import uvicorn
 
     app = create_app(serve_settings)
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 60
     while not server.started:
         assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
         time.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
     try:
         yield f"http://127.0.0.1:{port}", app
     finally:
@@ -386,7 +379,7 @@ def test_remote_model_drives_the_evaluator_the_router_and_the_explorer(server, t
     assert explorer.job.error is None and explorer.gallery_items[0].record.context["server"] == url
 
 
-def test_remote_model_errors_read_like_local_ones(server, monkeypatch):
+def test_remote_model_errors_read_like_local_ones(server, monkeypatch, free_port):
     url, app = server
     monkeypatch.setenv("WORKBENCH_API_KEY", "remote-test-key")
     with pytest.raises(ConfigError, match="model: unknown model 'nope/nope'"):
@@ -394,7 +387,7 @@ def test_remote_model_errors_read_like_local_ones(server, monkeypatch):
     with pytest.raises(ConfigError, match="API key"):
         wb.RemoteModel(url, "toyworld/sd-small", api_key="not-the-key").models()
     with pytest.raises(wb.WorkbenchError, match="cannot reach"):
-        wb.RemoteModel(f"http://127.0.0.1:{_free_port()}").health()
+        wb.RemoteModel(f"http://127.0.0.1:{free_port()}").health()
     with pytest.raises(ConfigError, match="http:// or https://"):
         wb.RemoteModel("gpu-box:8000")
     # Cancel mid-request: the client stops, and so does the server's worker.

@@ -2,7 +2,6 @@
 
 import json
 import shutil
-import socket
 import tempfile
 import time
 from pathlib import Path
@@ -94,15 +93,13 @@ def test_sweep_on_ray_runs_points_as_tasks_and_records_the_failed_one(local_ray,
 
 
 @pytest.mark.slow
-def test_the_server_runs_as_a_ray_serve_deployment(local_ray):
+def test_the_server_runs_as_a_ray_serve_deployment(local_ray, free_port):
     from ray import serve
 
     from workbench.serve.app import ServeSettings
     from workbench.serve.ray_backend import serve_on_ray
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     serve_on_ray(ServeSettings(classifier="keyword"), port=port, blocking=False)
     try:

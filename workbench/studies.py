@@ -41,6 +41,7 @@ __all__ = [
     "notebook_parameters",
     "run_study",
     "save_study_results",
+    "table_page",
     "write_index",
 ]
 
@@ -303,10 +304,16 @@ def write_index(output_root: str | Path) -> Path:
         for folder, m in manifests
     )
     index = root / "index.html"
-    index.write_text(
-        "<!doctype html><meta charset='utf-8'><title>t2i-workbench runs</title>"
-        "<style>body{font-family:sans-serif}td,th{padding:4px 8px;border-bottom:1px solid #ddd;"
-        "vertical-align:top}</style><h1>Study runs</h1><table><tr><th>study</th><th>started</th><th>status</th>"
-        f"<th>parameters</th><th>headline</th><th></th></tr>\n{rows}\n</table>"
-    )
+    headers = ["study", "started", "status", "parameters", "headline", ""]
+    index.write_text(table_page("t2i-workbench runs", "Study runs", headers, rows))
     return index
+
+
+def table_page(title: str, heading: str, headers: list[str], rows: str) -> str:
+    """A plain HTML page with one table (an index of runs or of a sweep's points); ``rows`` is <tr> markup."""
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    return (
+        f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        "<style>body{font-family:sans-serif}td,th{padding:4px 8px;border-bottom:1px solid #ddd;"
+        f"vertical-align:top}}</style><h1>{html.escape(heading)}</h1><table><tr>{head}</tr>\n{rows}\n</table>"
+    )

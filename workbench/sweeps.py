@@ -167,10 +167,8 @@ def _write_index(folder: Path, header: dict[str, Any], points: list[dict], done:
         )
         for row in rows
     )
-    (folder / "index.html").write_text(
-        "<!doctype html><meta charset='utf-8'><title>sweep</title><style>body{font-family:sans-serif}"
-        "td,th{padding:4px 8px;border-bottom:1px solid #ddd;vertical-align:top}</style>"
-        f"<h1>Sweep of {html.escape(Path(header['notebook']).name)} ({header['backend']})</h1>"
-        "<table><tr><th>#</th><th>parameters</th><th>status</th><th>seconds</th><th></th><th>error</th></tr>\n"
-        f"{cells}\n</table>"
-    )
+    from workbench.studies import table_page
+
+    heading = f"Sweep of {Path(header['notebook']).name} ({header['backend']})"
+    headers = ["#", "parameters", "status", "seconds", "", "error"]
+    (folder / "index.html").write_text(table_page("sweep", heading, headers, cells))

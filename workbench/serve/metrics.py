@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 __all__ = ["ServerMetrics"]
@@ -50,8 +48,8 @@ class ServerMetrics:
     def finished(self, job, outcome: str) -> None:
         self.jobs.labels(outcome).inc()
         if job.started is not None:
-            self.queue_seconds.observe(job.started - job.submitted)
-            self.run_seconds.observe(time.monotonic() - job.started)
+            self.queue_seconds.observe(job.queued_s)
+            self.run_seconds.observe(job.run_s)
         if outcome == "ok":
             self.images.labels(job.task.model_id).inc(len(job.task.seeds))
 

@@ -58,9 +58,20 @@ class Job:
         self.cancel = threading.Event()
         self.submitted = time.monotonic()
         self.deadline = self.submitted + timeout_s
-        self.started: float | None = None
+        self.started: float | None = None  # when a worker took it
+        self.finished: float | None = None  # when its worker let it go
         self.steps_done = 0  # denoising steps finished
         self.cancelled_at_step: int | None = None  # steps_done when the cancel came (how fast it is honoured)
+
+    @property
+    def queued_s(self) -> float:
+        """Seconds it waited for a worker (so far, while it waits)."""
+        return (self.started or time.monotonic()) - self.submitted
+
+    @property
+    def run_s(self) -> float:
+        """Seconds on its worker (so far, while it runs; 0 if it never started)."""
+        return 0.0 if self.started is None else (self.finished or time.monotonic()) - self.started
 
     def emit(self, kind: str, **data: Any) -> None:
         """Send an event to the event loop (safe from any thread; dropped once the loop has closed)."""
@@ -125,7 +136,7 @@ class Worker:
         from workbench.prompts import PromptOptimizer
 
         task = job.task
-        job.emit("started", worker=self.name, model_id=task.model_id, queued_s=round(job.started - job.submitted, 3))
+        job.emit("started", worker=self.name, model_id=task.model_id, queued_s=round(job.queued_s, 3))
 
         def progress(step: int, total: int) -> None:
             job.steps_done = step
@@ -152,7 +163,7 @@ class Worker:
         images = [
             {"png_base64": base64.b64encode(png_with_settings(r)).decode(), "record": r.to_dict()} for r in records
         ]
-        job.emit("complete", images=images, worker=self.name, queued_s=round(job.started - job.submitted, 3))
+        job.emit("complete", images=images, worker=self.name, queued_s=round(job.queued_s, 3))
         return "ok"
 
 
@@ -259,10 +270,10 @@ class WorkerPool:
 
     def _finish(self, worker: Worker, job: Job, outcome: str) -> None:
         with self._cond:
+            job.finished = time.monotonic()
             worker.job = None
             worker.served += outcome == "ok"
-            run_s = time.monotonic() - (job.started or job.submitted)
-            self._mean_run_s = 0.8 * self._mean_run_s + 0.2 * run_s
+            self._mean_run_s = 0.8 * self._mean_run_s + 0.2 * job.run_s
             self._count(outcome, job)
             self._cond.notify()
 

@@ -26,7 +26,7 @@ __all__ = ["API_KEY_ENV", "RemoteError", "RemoteModel", "is_remote_id"]
 API_KEY_ENV = "WORKBENCH_API_KEY"  # where the server and this client find the API key when not given one
 
 _REMOTE_ID = re.compile(r"^(?:(?P<model>[^@\s]+)@)?(?P<url>https?://[^\s@]+)$")
-MAX_IMAGES_PER_REQUEST = 8  # the server's num_images limit
+MAX_IMAGES = 8  # images per request: the API's num_images limit
 
 
 def is_remote_id(model_id: object) -> bool:
@@ -170,7 +170,7 @@ class RemoteModel:
         prompts = _as_list(prompts, str, "prompts")
         seeds = _as_list(seeds, int, "seeds")
         _check_seeds(seeds)
-        size = min(config.batch_size if config else 1, MAX_IMAGES_PER_REQUEST)
+        size = min(config.batch_size if config else 1, MAX_IMAGES)
         requests = [(p, run) for p in prompts for run in _seed_runs(seeds, size)]
         records: list = []
         with self._client() as client:

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 from workbench.config import SCHEDULERS, AccelerationConfig
 from workbench.generation import MAX_SEED
+from workbench.serve.remote import MAX_IMAGES
 
 __all__ = [
     "MAX_IMAGES",
@@ -28,7 +29,6 @@ __all__ = [
 MAX_PROMPT_CHARS = 2000
 MAX_STEPS = 200
 MAX_SIDE = 2048
-MAX_IMAGES = 8
 
 
 def _acceleration_model() -> type[BaseModel]:

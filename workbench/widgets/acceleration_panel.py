@@ -6,11 +6,9 @@ import ipywidgets as w
 
 from workbench.config import ATTENTION_BACKENDS, AccelerationConfig
 from workbench.widgets.background import Job
-from workbench.widgets.explorer import png_bytes
+from workbench.widgets.explorer import AUTO, png_bytes
 
 __all__ = ["AccelerationPanel"]
-
-AUTO = w.Layout(width="auto")  # controls as wide as their labels
 
 
 class AccelerationPanel:
