@@ -6,13 +6,12 @@ import pytest
 
 from workbench.cli import main
 from workbench.config import GenerationConfig
-from workbench.errors import ConfigError
+from workbench.errors import ConfigError, EmbeddingUnavailableError
 from workbench.evaluation import ROUTED, ModelEvaluator, summarize
 from workbench.generation import read_settings, save_image
 from workbench.models import PipelineCache
 from workbench.routing import (
     EmbeddingClassifier,
-    EmbeddingUnavailableError,
     KeywordClassifier,
     Router,
     RouteTable,

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from workbench.cli import main
-from workbench.errors import ConfigError
-from workbench.studies import NotebookRunError, check_parameters, run_study
+from workbench.errors import ConfigError, NotebookRunError
+from workbench.studies import check_parameters, run_study
 
 EVALUATION = Path(__file__).parent.parent / "notebooks" / "01_model_evaluation.ipynb"
 BROKEN = Path(__file__).parent / "notebooks" / "broken.ipynb"

@@ -15,6 +15,8 @@ from workbench.errors import (
     ConfigError,
     GenerationCancelled,
     ImageMetadataError,
+    NotebookRunError,
+    RemoteError,
     UnknownModelError,
     WorkbenchError,
 )
@@ -43,7 +45,7 @@ from workbench.routing import (
     score_routing,
 )
 from workbench.serve.remote import RemoteModel
-from workbench.studies import NotebookRunError, StudyRun, run_study, save_study_results
+from workbench.studies import StudyRun, run_study, save_study_results
 
 __all__ = [
     "ROUTED",
@@ -65,6 +67,7 @@ __all__ = [
     "PipelineCache",
     "PromptABTester",
     "PromptOptimizer",
+    "RemoteError",
     "RemoteModel",
     "ReproduceResult",
     "ResultStore",

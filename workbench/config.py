@@ -89,29 +89,33 @@ class GenerationConfig(_Settings):
 
     def __post_init__(self) -> None:
         if not _is_int(self.steps) or not 1 <= self.steps <= MAX_STEPS:
-            raise ConfigError(f"steps must be an integer from 1 to {MAX_STEPS}, got {self.steps!r}")
+            raise ConfigError(f"steps must be an integer from 1 to {MAX_STEPS}, got {self.steps!r}", "steps")
         if (
             isinstance(self.guidance, bool)
             or not isinstance(self.guidance, (int, float))
             or not 0 <= self.guidance <= 100
         ):
-            raise ConfigError(f"guidance must be a number from 0 to 100, got {self.guidance!r}")
+            raise ConfigError(f"guidance must be a number from 0 to 100, got {self.guidance!r}", "guidance")
         object.__setattr__(self, "guidance", float(self.guidance))
         for name in ("width", "height"):
             value = getattr(self, name)
             if value is not None and (not _is_int(value) or value % 8 or not 8 <= value <= MAX_SIDE):
                 raise ConfigError(
                     f"{name} must be a multiple of 8 from 8 to {MAX_SIDE} (or None for the "
-                    f"model's default), got {value!r}"
+                    f"model's default), got {value!r}",
+                    name,
                 )
         if self.negative_prompt is not None and not isinstance(self.negative_prompt, str):
-            raise ConfigError(f"negative_prompt must be a string or None, got {self.negative_prompt!r}")
+            raise ConfigError(
+                f"negative_prompt must be a string or None, got {self.negative_prompt!r}", "negative_prompt"
+            )
         if self.scheduler is not None and self.scheduler not in SCHEDULERS:
             raise ConfigError(
-                f"scheduler must be one of {sorted(SCHEDULERS)} (or None for the model's own), got {self.scheduler!r}"
+                f"scheduler must be one of {sorted(SCHEDULERS)} (or None for the model's own), got {self.scheduler!r}",
+                "scheduler",
             )
         if not _is_int(self.batch_size) or self.batch_size < 1:
-            raise ConfigError(f"batch_size must be an integer >= 1, got {self.batch_size!r}")
+            raise ConfigError(f"batch_size must be an integer >= 1, got {self.batch_size!r}", "batch_size")
 
 
 @dataclass(frozen=True)
@@ -135,21 +139,28 @@ class AccelerationConfig(_Settings):
     def __post_init__(self) -> None:
         _check_number(self, "tome_ratio", 0.0, 0.99)
         if self.tome_max_downsample not in (1, 2, 4, 8):
-            raise ConfigError(f"tome_max_downsample must be 1, 2, 4 or 8, got {self.tome_max_downsample!r}")
+            raise ConfigError(
+                f"tome_max_downsample must be 1, 2, 4 or 8, got {self.tome_max_downsample!r}", "tome_max_downsample"
+            )
         if not _is_int(self.deepcache_interval) or not 1 <= self.deepcache_interval <= 50:
-            raise ConfigError(f"deepcache_interval must be an integer from 1 to 50, got {self.deepcache_interval!r}")
+            raise ConfigError(
+                f"deepcache_interval must be an integer from 1 to 50, got {self.deepcache_interval!r}",
+                "deepcache_interval",
+            )
         if not _is_int(self.deepcache_branch) or not 0 <= self.deepcache_branch <= 11:
-            raise ConfigError(f"deepcache_branch must be an integer from 0 to 11, got {self.deepcache_branch!r}")
+            raise ConfigError(
+                f"deepcache_branch must be an integer from 0 to 11, got {self.deepcache_branch!r}", "deepcache_branch"
+            )
         for name, allowed in (
             ("compile_mode", COMPILE_MODES),
             ("attention_backend", ATTENTION_BACKENDS),
             ("dtype", (None, *DTYPES)),
         ):
             if getattr(self, name) not in allowed:
-                raise ConfigError(f"{name} must be one of {list(allowed)}, got {getattr(self, name)!r}")
+                raise ConfigError(f"{name} must be one of {list(allowed)}, got {getattr(self, name)!r}", name)
         for name in ("compile", "channels_last", "vae_tiling", "vae_slicing", "cpu_offload"):
             if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
+                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}", name)
 
     def changes(self) -> dict[str, Any]:
         """The fields that differ from the defaults (what this config turns on)."""
@@ -169,7 +180,7 @@ class AccelerationConfig(_Settings):
 def _check_number(obj, name: str, low: float, high: float) -> None:
     value = getattr(obj, name)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-        raise ConfigError(f"{name} must be a number from {low} to {high}, got {value!r}")
+        raise ConfigError(f"{name} must be a number from {low} to {high}, got {value!r}", name)
     object.__setattr__(obj, name, float(value))
 
 
@@ -187,9 +198,9 @@ class RouteSpec:
         for field in ("name", "model_id"):
             value = getattr(self, field)
             if not isinstance(value, str) or not value.strip():
-                raise ConfigError(f"{field} must be a non-empty string, got {value!r}")
+                raise ConfigError(f"{field} must be a non-empty string, got {value!r}", field)
         if not isinstance(self.config, GenerationConfig):
-            raise ConfigError(f"config must be a GenerationConfig, got {type(self.config).__name__}")
+            raise ConfigError(f"config must be a GenerationConfig, got {type(self.config).__name__}", "config")
         object.__setattr__(self, "examples", tuple(self.examples))
 
 
@@ -197,4 +208,4 @@ def _check_fields(cls: type, data: dict[str, Any]) -> None:
     allowed = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(data) - set(allowed))
     if unknown:
-        raise ConfigError(f"unknown {cls.__name__} field(s) {unknown}; allowed: {allowed}")
+        raise ConfigError(f"unknown {cls.__name__} field(s) {unknown}; allowed: {allowed}", unknown[0])

@@ -1,22 +1,32 @@
-"""The workbench's exceptions: one tree, so ``except WorkbenchError`` catches everything we raise.
+"""The workbench's exceptions, all of them: one tree, so ``except WorkbenchError`` catches everything we raise.
 
 ::
 
     WorkbenchError
-     ├── ConfigError              a setting has a value that is not allowed
-     ├── UnknownModelError        a model id that cannot be resolved (offline, not on disk, not registered)
-     ├── GenerationCancelled      a generation was cancelled; carries the records finished before
-     └── ImageMetadataError       a PNG lacks the workbench metadata needed to reproduce it
+     ├── ConfigError                a setting has a value that is not allowed; ``field`` names it when known
+     ├── UnknownModelError          a model id that cannot be resolved (offline, not on disk, not registered)
+     ├── GenerationCancelled        a generation was cancelled; carries the records finished before
+     ├── ImageMetadataError         a PNG lacks the workbench metadata needed to reproduce it
+     ├── EmbeddingUnavailableError  the sentence-embedding model for routing cannot be loaded
+     ├── NotebookRunError           a study notebook failed in a cell; the executed notebook is kept
+     ├── RemoteError                a server could not be reached, or refused for a reason other than content
+     └── QueueFull                  a server's queue is full; try again after ``retry_after`` seconds
 
 Messages name the bad value and what is allowed.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 __all__ = [
     "ConfigError",
+    "EmbeddingUnavailableError",
     "GenerationCancelled",
     "ImageMetadataError",
+    "NotebookRunError",
+    "QueueFull",
+    "RemoteError",
     "UnknownModelError",
     "WorkbenchError",
 ]
@@ -27,7 +37,11 @@ class WorkbenchError(Exception):
 
 
 class ConfigError(WorkbenchError, ValueError):
-    """A configuration value is not allowed."""
+    """A configuration value is not allowed; ``field`` is the setting's name where one is to blame."""
+
+    def __init__(self, message: str, field: str | None = None):
+        self.field = field
+        super().__init__(message)
 
 
 class UnknownModelError(WorkbenchError, LookupError):
@@ -50,3 +64,28 @@ class GenerationCancelled(WorkbenchError):
 
 class ImageMetadataError(WorkbenchError):
     """A PNG carries no (or unreadable) workbench generation metadata."""
+
+
+class EmbeddingUnavailableError(WorkbenchError, ImportError):
+    """The sentence-embedding model cannot be loaded (package or weights missing)."""
+
+
+class NotebookRunError(WorkbenchError):
+    """A study notebook failed in a cell; the executed notebook with the error is at ``executed``."""
+
+    def __init__(self, executed: Path, cell_index: int | None, ename: str, evalue: str):
+        self.executed, self.cell_index, self.ename, self.evalue = executed, cell_index, ename, evalue
+        where = f"cell {cell_index}" if cell_index is not None else "a cell"
+        super().__init__(f"{where} failed with {ename}: {evalue}\n(the executed notebook is at {executed})")
+
+
+class RemoteError(WorkbenchError):
+    """The server could not be reached, or refused the request for a reason other than its content."""
+
+
+class QueueFull(WorkbenchError):
+    """The queue holds ``queued`` requests; try again after ``retry_after`` seconds."""
+
+    def __init__(self, queued: int, retry_after: int):
+        self.queued, self.retry_after = queued, retry_after
+        super().__init__(f"the queue is full ({queued} requests waiting); retry after {retry_after} s")

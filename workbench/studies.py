@@ -32,10 +32,9 @@ from typing import Any
 
 import pandas as pd
 
-from workbench.errors import ConfigError, WorkbenchError
+from workbench.errors import ConfigError, NotebookRunError
 
 __all__ = [
-    "NotebookRunError",
     "StudyRun",
     "check_parameters",
     "notebook_parameters",
@@ -46,15 +45,6 @@ __all__ = [
 ]
 
 _TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "list": (list,), "dict": (dict,)}
-
-
-class NotebookRunError(WorkbenchError):
-    """A study notebook failed in a cell; the executed notebook with the error is at ``executed``."""
-
-    def __init__(self, executed: Path, cell_index: int | None, ename: str, evalue: str):
-        self.executed, self.cell_index, self.ename, self.evalue = executed, cell_index, ename, evalue
-        where = f"cell {cell_index}" if cell_index is not None else "a cell"
-        super().__init__(f"{where} failed with {ename}: {evalue}\n(the executed notebook is at {executed})")
 
 
 @dataclass(frozen=True)

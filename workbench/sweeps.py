@@ -81,7 +81,8 @@ def grid_points(grid: dict[str, list], fixed: dict[str, Any] | None = None) -> l
 
 def _run_point(notebook: str, parameters: dict[str, Any], output_root: str, cwd: str) -> dict[str, Any]:
     """Run one point; a failure is returned as data, never raised (so the other points go on)."""
-    from workbench.studies import NotebookRunError, run_study
+    from workbench.errors import NotebookRunError
+    from workbench.studies import run_study
 
     os.chdir(cwd)  # a Ray worker starts elsewhere; relative paths in the notebook mean the sweep's folder
     start = time.perf_counter()

@@ -32,10 +32,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sse_starlette import EventSourceResponse
 
 from workbench.config import AccelerationConfig, GenerationConfig
-from workbench.errors import ConfigError
+from workbench.errors import ConfigError, QueueFull
 from workbench.generation import MAX_SEED
 from workbench.serve.metrics import ServerMetrics
-from workbench.serve.pool import TERMINAL, Event, GenerationTask, Job, QueueFull, WorkerPool
+from workbench.serve.pool import TERMINAL, Event, GenerationTask, Job, WorkerPool
 from workbench.serve.remote import API_KEY_ENV
 from workbench.serve.schemas import GenerateRequest, GenerateResponse, ModelInfo, RouteInfo, RouteTableInfo
 

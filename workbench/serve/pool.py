@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from workbench.config import AccelerationConfig, GenerationConfig
-from workbench.errors import ConfigError, GenerationCancelled, WorkbenchError
+from workbench.errors import ConfigError, GenerationCancelled, QueueFull, WorkbenchError
 
-__all__ = ["TERMINAL", "Event", "GenerationTask", "Job", "QueueFull", "Worker", "WorkerPool"]
+__all__ = ["TERMINAL", "Event", "GenerationTask", "Job", "Worker", "WorkerPool"]
 
 TERMINAL = ("complete", "error")  # the kinds of event that end a job's stream
 
@@ -77,14 +77,6 @@ class Job:
         """Send an event to the event loop (safe from any thread; dropped once the loop has closed)."""
         with contextlib.suppress(RuntimeError):  # the loop has closed: the server is shutting down
             self.loop.call_soon_threadsafe(self.events.put_nowait, Event(kind, data))
-
-
-class QueueFull(Exception):
-    """The queue holds ``max_queue`` requests; try again after ``retry_after`` seconds."""
-
-    def __init__(self, queued: int, retry_after: int):
-        self.queued, self.retry_after = queued, retry_after
-        super().__init__(f"the queue is full ({queued} requests waiting); retry after {retry_after} s")
 
 
 class Worker:

@@ -19,9 +19,9 @@ from contextlib import contextmanager
 from typing import Any
 
 from workbench.config import AccelerationConfig, GenerationConfig
-from workbench.errors import ConfigError, GenerationCancelled, WorkbenchError
+from workbench.errors import ConfigError, GenerationCancelled, RemoteError
 
-__all__ = ["API_KEY_ENV", "RemoteError", "RemoteModel", "is_remote_id"]
+__all__ = ["API_KEY_ENV", "RemoteModel", "is_remote_id"]
 
 API_KEY_ENV = "WORKBENCH_API_KEY"  # where the server and this client find the API key when not given one
 
@@ -32,10 +32,6 @@ MAX_IMAGES = 8  # images per request: the API's num_images limit
 def is_remote_id(model_id: object) -> bool:
     """True for ``model@http(s)://host:port`` and for a bare ``http(s)://`` server URL."""
     return isinstance(model_id, str) and _REMOTE_ID.match(model_id) is not None
-
-
-class RemoteError(WorkbenchError):
-    """The server could not be reached, or refused the request for a reason other than its content."""
 
 
 def _seed_runs(seeds: Sequence[int], size: int) -> list[list[int]]:

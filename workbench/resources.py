@@ -1,0 +1,24 @@
+"""Files that ship with the package: the data (prompt sets, route tables, styles, wildcards) and the study notebooks.
+
+In the repository they sit at the top level (``data/``, ``notebooks/``); the build maps them into the package
+as ``workbench.data`` and ``workbench.notebooks``, so ``importlib.resources`` finds them the same way in a
+clone (an editable install) and in an installed wheel.
+"""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+
+__all__ = ["bundled_studies", "data_path"]
+
+
+def data_path(*parts: str) -> Path:
+    """The path of a shipped data file or folder, e.g. ``data_path("routes", "toyworld.yaml")``."""
+    return Path(str(files("workbench.data").joinpath(*parts)))
+
+
+def bundled_studies() -> dict[str, Path]:
+    """The study notebooks that ship with the package, by name (``01_model_evaluation`` -> its path)."""
+    folder = Path(str(files("workbench.notebooks")))
+    return {path.stem: path for path in sorted(folder.glob("*.ipynb"))}
