@@ -1,0 +1,130 @@
+"""The router: a route table with a classifier; it routes and explains prompts, and generates each through
+its route's model and settings."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+from workbench.config import RouteSpec
+from workbench.errors import ConfigError, EmbeddingUnavailableError
+from workbench.routing.classifiers import Classifier, classifier_names, make_classifier
+from workbench.routing.decision import RoutingDecision, check_prompts, check_threshold
+from workbench.routing.tables import RouteTable
+
+__all__ = ["Router"]
+
+
+class Router:
+    """A route table with a classifier: ``route`` and ``explain`` a prompt, ``generate`` through its route.
+
+    ``classifier`` is a registered name (``classifier_names()``: "embedding", fitted on the labelled
+    prompts' training split plus the table's examples; "keyword") or a ``Classifier``. ``embedding_model``
+    is a sentence-transformers model (all-MiniLM-L6-v2 by default). When it cannot be loaded (the "routing"
+    extra is not installed), "embedding" falls back to the keyword classifier with a warning that says how
+    to install it.
+    """
+
+    def __init__(
+        self,
+        table: RouteTable | str | Path = "toyworld",
+        classifier: str | Classifier = "embedding",
+        *,
+        threshold: float | None = None,
+        embedding_model: str | None = None,
+        device: str | None = None,
+        cache=None,
+    ):
+        from workbench.models import default_cache
+
+        self.table = table if isinstance(table, RouteTable) else RouteTable.load(table)
+        self.threshold = self.table.threshold if threshold is None else check_threshold(threshold)
+        self.device = device
+        self.cache = default_cache if cache is None else cache
+        self.notice = ""
+        if isinstance(classifier, str):
+            try:
+                self.classifier = make_classifier(
+                    classifier, self.table, threshold=self.threshold, embedding_model=embedding_model
+                )
+            except EmbeddingUnavailableError as error:
+                self.notice = f"{error}. Routing with the keyword classifier instead."
+                warnings.warn(self.notice, stacklevel=2)
+                self.classifier = make_classifier("keyword", self.table, threshold=self.threshold)
+        elif isinstance(classifier, Classifier):
+            self.classifier = classifier
+        else:
+            raise ConfigError(
+                f"classifier must be one of {classifier_names()} or a Classifier, got {classifier!r}", "classifier"
+            )
+
+    def route(self, prompt: str, *, preview: bool = False) -> RoutingDecision:
+        return self.route_many([prompt], preview=preview)[0]
+
+    def route_many(self, prompts: Sequence[str], *, preview: bool = False) -> list[RoutingDecision]:
+        """One decision per prompt; with ``preview=True`` every prompt takes the table's preview route."""
+        if preview:
+            if self.table.preview is None:
+                raise ConfigError(f"{self.table.source} has no preview route; its routes are {list(self.table.routes)}")
+            return [
+                RoutingDecision(p, self.table.preview, None, {}, 1.0, self.threshold, False, "preview")
+                for p in check_prompts(prompts)
+            ]
+        return self.classifier.classify_many(prompts)
+
+    def explain(self, prompt: str, *, preview: bool = False) -> str:
+        """A few lines: the route and its model and settings, the scores, and the reason."""
+        return self.describe(self.route(prompt, preview=preview))
+
+    def describe(self, decision: RoutingDecision) -> str:
+        """``explain`` for a decision already made."""
+        spec = self.table[decision.route]
+        settings = ", ".join(f"{k}={v}" for k, v in spec.config.to_dict().items() if v is not None)
+        lines = [
+            f"prompt:  {decision.prompt}",
+            f"route:   {decision.route} -> {spec.model_id} ({settings})",
+            f"why:     {decision.reason}",
+        ]
+        if decision.scores:
+            ranked = sorted(decision.scores.items(), key=lambda kv: -kv[1])
+            lines.append("scores:  " + ", ".join(f"{route} {score:.2f}" for route, score in ranked))
+        return "\n".join(lines)
+
+    def plan(self, prompt: str, *, preview: bool = False) -> tuple[RouteSpec, RoutingDecision]:
+        """The route a prompt takes, with its decision."""
+        decision = self.route(prompt, preview=preview)
+        return self.table[decision.route], decision
+
+    def generate(
+        self,
+        prompts: str | Sequence[str],
+        seeds: int | Sequence[int] = 0,
+        *,
+        preview: bool = False,
+        batch_size: int = 1,
+        progress=None,
+        cancel=None,
+    ) -> list:
+        """Route each prompt and generate its seeds with its route's model and config (models come from
+        the cache, so switching between routes does not reload them). Records carry the decision."""
+        from workbench.generation import generate
+        from workbench.models import load
+
+        records = []
+        for decision in self.route_many(check_prompts(prompts), preview=preview):
+            spec = self.table[decision.route]
+            pipe = load(spec.model_id, device=self.device, cache=self.cache)
+            config = spec.config.replace(batch_size=batch_size)
+            context = decision.to_context()
+            records += generate(
+                pipe,
+                decision.prompt,
+                config,
+                seeds,
+                model_id=spec.model_id,
+                progress=progress,
+                cancel=cancel,
+                context=context,
+            )
+        return records
