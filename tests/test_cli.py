@@ -1,3 +1,5 @@
+import pytest
+
 from workbench.cli import main
 from workbench.generation import read_settings
 
@@ -41,3 +43,22 @@ def test_errors_are_one_clear_line_and_exit_2(capsys, monkeypatch):
     assert err.startswith("error: unknown model 'nobody/nothing-here'") and "Traceback" not in err
     assert main(["generate", "x", "--model", "arch/tiny", "--width", "30"]) == 2
     assert "width must be a multiple of 8" in capsys.readouterr().err
+
+
+def test_serve_backends_are_a_registry_behind_the_backend_option(monkeypatch, capsys):
+    from workbench import cli
+    from workbench.errors import ConfigError
+    from workbench.serve.app import ServeSettings
+
+    assert list(cli.SERVE_BACKENDS) == ["local", "ray"]
+    served = []
+    monkeypatch.setitem(cli.SERVE_BACKENDS, "local", lambda settings, args: served.append((settings, args.port)))
+    assert main(["serve", "--classifier", "keyword", "--no-preload", "--port", "8123", "--devices", "cpu"]) == 0
+    ((settings, port),) = served
+    assert isinstance(settings, ServeSettings) and port == 8123
+    assert settings.devices == ("cpu",) and settings.classifier == "keyword" and not settings.preload
+    with pytest.raises(SystemExit):
+        main(["serve", "--backend", "kubernetes"])
+    assert "invalid choice: 'kubernetes'" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match=r"backend must be one of \['local', 'ray'\], got 'kubernetes'"):
+        cli._serve_backend("kubernetes")

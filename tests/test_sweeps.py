@@ -12,7 +12,7 @@ import pytest
 import workbench as wb
 from workbench.cli import main
 from workbench.errors import ConfigError
-from workbench.sweeps import grid_points, read_grid, run_sweep
+from workbench.sweeps import BACKENDS, grid_points, read_grid, run_sweep, sweep_backend
 
 BROKEN = Path(__file__).parent / "notebooks" / "broken.ipynb"  # parameter fail: True raises in a cell
 
@@ -40,6 +40,26 @@ def test_a_bad_grid_is_refused_before_any_point_runs(tmp_path):
     (tmp_path / "flat.yaml").write_text("fail: [true]\n")
     with pytest.raises(ConfigError, match="a grid file is a mapping with 'grid'"):
         read_grid(tmp_path / "flat.yaml")
+
+
+def test_sweep_backends_are_a_registry_that_names_what_it_knows(tmp_path, capsys):
+    assert list(BACKENDS) == ["local", "ray"] and sweep_backend("local") is BACKENDS["local"]
+    with pytest.raises(ConfigError, match=r"backend must be one of \['local', 'ray'\], got 'dask'") as error:
+        run_sweep(BROKEN, {"fail": [False]}, backend="dask", output_root=tmp_path / "out")
+    assert error.value.field == "backend" and not (tmp_path / "out").exists()
+    (tmp_path / "grid.yaml").write_text("grid:\n  fail: [false]\n")
+    with pytest.raises(SystemExit):  # the command line offers the registry's names
+        main(["sweep", str(BROKEN), "--grid", str(tmp_path / "grid.yaml"), "--backend", "dask"])
+    err = capsys.readouterr().err
+    assert "invalid choice: 'dask'" in err and "local" in err and "ray" in err
+
+
+def test_a_sweep_takes_a_bundled_study_by_name(tmp_path):
+    with pytest.raises(ConfigError, match=r"unknown parameter\(s\) \['n_promts'\] for 01_model_evaluation.ipynb"):
+        run_sweep("01_model_evaluation", {"n_promts": [1, 2]}, output_root=tmp_path / "out")
+    with pytest.raises(ConfigError, match=r"no study '01_model_evaluaton'.*bundled studies"):
+        run_sweep("01_model_evaluaton", {"n_prompts": [1]}, output_root=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 def _check_sweep(result, root: Path) -> None:

@@ -1,5 +1,5 @@
-"""The ``workbench`` command: list models, generate, route prompts, reproduce a saved image, run studies and
-sweeps, serve over HTTP, run the demo, train the toy world."""
+"""The ``workbench`` command: list models and studies, generate, route prompts, reproduce a saved image, run
+studies and sweeps, serve over HTTP, run the demo, train the toy world."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ import json
 import sys
 from pathlib import Path
 
-from workbench.errors import WorkbenchError
+from workbench.errors import ConfigError, WorkbenchError
 
-__all__ = ["main"]
+__all__ = ["SERVE_BACKENDS", "main"]
 
 DEMO_MODEL = "toyworld/sd-small"
+STUDY_HELP = "a notebook path, or the name of a study that ships with the package (workbench studies lists them)"
 DEMO_PROMPTS = (
     "a red circle in the centre, on a white background",
     "a photo of a large blue square on the left, on a grey background",
@@ -25,6 +26,14 @@ def _models(args) -> int:
 
     for model_id, description in describe_models():
         print(f"{model_id:28s} {description}".rstrip())
+    return 0
+
+
+def _studies(args) -> int:
+    from workbench.studies import describe_studies
+
+    for name, description in describe_studies():
+        print(f"{name:28s} {description}".rstrip())
     return 0
 
 
@@ -149,9 +158,36 @@ def _sweep(args) -> int:
     return 1 if result.failed else 0
 
 
+def _serve_locally(settings, args) -> None:
+    import uvicorn
+
+    from workbench.serve.app import create_app
+
+    uvicorn.run(create_app(settings), host=args.host, port=args.port)
+
+
+def _serve_on_ray(settings, args) -> None:
+    from workbench.serve.ray_backend import Autoscaling, serve_on_ray
+
+    autoscaling = Autoscaling(min_replicas=args.min_replicas, max_replicas=args.max_replicas)
+    serve_on_ray(settings, host=args.host, port=args.port, autoscaling=autoscaling)
+
+
+# How ``workbench serve --backend NAME`` serves: name -> function(settings, args), imports done when called.
+SERVE_BACKENDS = {"local": _serve_locally, "ray": _serve_on_ray}
+
+
+def _serve_backend(name: str):
+    try:
+        return SERVE_BACKENDS[name]
+    except (KeyError, TypeError):
+        raise ConfigError(f"backend must be one of {list(SERVE_BACKENDS)}, got {name!r}", "backend") from None
+
+
 def _serve(args) -> int:
     from workbench.serve.app import ServeSettings
 
+    serve = _serve_backend(args.backend)
     settings = ServeSettings(
         **({"devices": tuple(args.devices.split(","))} if args.devices else {}),
         routes=args.routes,
@@ -162,28 +198,20 @@ def _serve(args) -> int:
         **({"api_key": args.api_key} if args.api_key else {}),
         preload=not args.no_preload,
     )
-    if args.backend == "ray":
-        from workbench.serve.ray_backend import Autoscaling, serve_on_ray
-
-        autoscaling = Autoscaling(min_replicas=args.min_replicas, max_replicas=args.max_replicas)
-        serve_on_ray(settings, host=args.host, port=args.port, autoscaling=autoscaling)
-        return 0
-    import uvicorn
-
-    from workbench.serve.app import create_app
-
-    uvicorn.run(create_app(settings), host=args.host, port=args.port)
+    serve(settings, args)
     return 0
 
 
 def _parser() -> argparse.ArgumentParser:
     from workbench.config import SCHEDULERS, GenerationConfig
+    from workbench.sweeps import BACKENDS as SWEEP_BACKENDS
 
     defaults = GenerationConfig()
     parser = argparse.ArgumentParser(prog="workbench", description="A research workbench for text-to-image models.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     sub.add_parser("models", help="list the models that load without a network").set_defaults(func=_models)
+    sub.add_parser("studies", help="list the studies that ship with the package").set_defaults(func=_studies)
 
     gen = sub.add_parser("generate", help="generate images and save them with their settings")
     gen.add_argument("prompts", nargs="+")
@@ -207,7 +235,7 @@ def _parser() -> argparse.ArgumentParser:
     rep.set_defaults(func=_reproduce)
 
     run = sub.add_parser("run", help="execute a study notebook into outputs/<study>/<run_id>/ with a report")
-    run.add_argument("notebook")
+    run.add_argument("notebook", help=STUDY_HELP)
     run.add_argument(
         "-p",
         "--parameter",
@@ -223,9 +251,9 @@ def _parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_run)
 
     sweep = sub.add_parser("sweep", help="run a study notebook at every point of a parameter grid")
-    sweep.add_argument("notebook")
+    sweep.add_argument("notebook", help=STUDY_HELP)
     sweep.add_argument("--grid", required=True, help="a YAML file: grid (name: [values]) and optional fixed")
-    sweep.add_argument("--backend", choices=["local", "ray"], default="local")
+    sweep.add_argument("--backend", choices=list(SWEEP_BACKENDS), default="local")
     sweep.add_argument("--output-root", default="outputs")
     sweep.set_defaults(func=_sweep)
 
@@ -242,7 +270,7 @@ def _parser() -> argparse.ArgumentParser:
     srv.add_argument("--timeout", type=float, default=300.0, help="seconds a request may take before it is stopped")
     srv.add_argument("--api-key", help="require 'Authorization: Bearer KEY' (default: $WORKBENCH_API_KEY, if set)")
     srv.add_argument("--no-preload", action="store_true", help="load models on first use, not at start")
-    srv.add_argument("--backend", choices=["local", "ray"], default="local", help="ray: a Ray Serve deployment")
+    srv.add_argument("--backend", choices=list(SERVE_BACKENDS), default="local", help="ray: a Ray Serve deployment")
     srv.add_argument("--min-replicas", type=int, default=1, help="ray: replicas kept running")
     srv.add_argument("--max-replicas", type=int, help="ray: the most replicas (default: one per GPU)")
     srv.set_defaults(func=_serve)

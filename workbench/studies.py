@@ -2,6 +2,7 @@
 
 ``run_study(notebook, parameters)`` does, in order::
 
+    0. find the notebook: a path, or the name of a study that ships with the package (``find_study``)
     1. check the parameters against the notebook's ``parameters`` cell (before any kernel starts)
     2. execute it with papermill on the running interpreter's kernel -> executed.ipynb
     3. render report.html (nbconvert, code hidden, images embedded)
@@ -33,6 +34,7 @@ from typing import Any
 import pandas as pd
 
 from workbench.errors import ConfigError, NotebookRunError
+from workbench.resources import bundled_studies
 
 __all__ = [
     "StudyRun",
@@ -44,7 +46,18 @@ __all__ = [
     "write_index",
 ]
 
-_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "list": (list,), "dict": (dict,)}
+# What a parameter's type admits; an int is a fine float, a bool is no number. Other names are not checked.
+_TYPES = {
+    "int": (int,),
+    "float": (int, float),
+    "str": (str,),
+    "bool": (bool,),
+    "list": (list,),
+    "List": (list,),
+    "dict": (dict,),
+    "Dict": (dict,),
+    "None": (type(None),),
+}
 
 
 @dataclass(frozen=True)
@@ -56,39 +69,124 @@ class StudyRun:
     manifest: dict[str, Any]
 
 
+def find_study(name_or_path: str | Path) -> Path:
+    """The notebook a study argument means: an existing file wins, else a bundled study by name
+    (``01_model_evaluation``, ``.ipynb`` optional)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    bundled = bundled_studies()
+    name = path.name.removesuffix(".ipynb")
+    if len(path.parts) == 1 and name in bundled:
+        return bundled[name]
+    raise ConfigError(
+        f"no study {str(name_or_path)!r}: no notebook file there, and no bundled study of that name; "
+        f"bundled studies: {sorted(bundled)}",
+        "notebook",
+    )
+
+
+def describe_studies() -> list[tuple[str, str]]:
+    """Each bundled study's name with a one-line description: its notebook's first markdown heading."""
+    described = []
+    for name, path in bundled_studies().items():
+        cells = json.loads(path.read_text()).get("cells", [])
+        markdown = ("".join(c["source"]) if isinstance(c["source"], list) else c["source"]
+                    for c in cells if c.get("cell_type") == "markdown")  # fmt: skip
+        lines = (line.strip() for text in markdown for line in text.splitlines())
+        heading = next((line.lstrip("#").strip() for line in lines if line.startswith("#")), "")
+        described.append((name, heading))
+    return described
+
+
 def notebook_parameters(notebook: str | Path) -> dict[str, dict[str, Any]]:
-    """The notebook's parameters: name -> {default, type}, from papermill's reading of the parameters cell.
-    The type is the annotation's when there is one, else that of the default value."""
-    import papermill
+    """The parameters of a notebook (a path or a bundled study's name), read from its cell tagged
+    ``parameters``: name -> {default, type}.
 
-    found = papermill.inspect_notebook(str(notebook))
-    if not found:
+    ``default`` is the value's source text; ``type`` is the annotation as written (``device: str | None = None``
+    gives ``"str | None"``), else the type name of the default value."""
+    import nbformat
+
+    cells = nbformat.read(str(find_study(notebook)), as_version=4).cells
+    cell = next((c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])), None)
+    if cell is None:
         raise ConfigError(f"{notebook} has no cell tagged 'parameters'")
-    return {name: {"default": p["default"], "type": _type_name(p)} for name, p in found.items()}
-
-
-def _type_name(parameter: dict[str, Any]) -> str:
-    if parameter["inferred_type_name"] not in {"None", None}:
-        return parameter["inferred_type_name"]
     try:
-        return type(ast.literal_eval(parameter["default"])).__name__
-    except (ValueError, SyntaxError):
+        tree = ast.parse(cell.source)
+    except SyntaxError as error:
+        raise ConfigError(
+            f"{notebook}: the parameters cell is not plain Python ({error.msg}, line {error.lineno})"
+        ) from None
+    found = {}
+    for node in tree.body:
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+            name, annotation, value = node.target.id, node.annotation, node.value
+        elif isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            name, annotation, value = node.targets[0].id, None, node.value
+        else:
+            continue
+        default = ast.get_source_segment(cell.source, value) or ast.unparse(value)
+        found[name] = {"default": default, "type": _type_name(annotation, value)}
+    return found
+
+
+def _type_name(annotation: ast.expr | None, value: ast.expr) -> str:
+    if isinstance(annotation, ast.Constant) and isinstance(annotation.value, str):
+        return annotation.value  # a quoted annotation
+    if annotation is not None:
+        return ast.unparse(annotation)
+    try:
+        return type(ast.literal_eval(value)).__name__
+    except (ValueError, SyntaxError, TypeError):
         return "unknown"
 
 
+def _allowed_types(type_name: str) -> tuple[type, ...] | None:
+    """The Python types ``type_name`` admits (``str | None``, ``Optional[int]``, ``list[int]``, ...), or None
+    where it cannot tell (then any value goes)."""
+    try:
+        return _types_of(ast.parse(type_name, mode="eval").body)
+    except SyntaxError:
+        return None
+
+
+def _types_of(node: ast.expr) -> tuple[type, ...] | None:
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+        members = [node.left, node.right]
+    elif isinstance(node, ast.Subscript) and _name(node.value) in {"Optional", "Union"}:
+        inner = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+        members = [*inner, ast.Constant(None)] if _name(node.value) == "Optional" else inner
+    elif isinstance(node, ast.Subscript):  # list[int] is a list; its items are not checked
+        return _types_of(node.value)
+    elif isinstance(node, ast.Constant) and node.value is None:
+        return _TYPES["None"]
+    else:
+        return _TYPES.get(_name(node))
+    allowed = [_types_of(member) for member in members]
+    return None if any(a is None for a in allowed) else tuple(t for a in allowed for t in a)
+
+
+def _name(node: ast.expr) -> str:
+    """``str`` for ``str``, ``Optional`` for ``typing.Optional``."""
+    return node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else ""
+
+
 def check_parameters(notebook: str | Path, parameters: dict[str, Any]) -> None:
-    """Refuse unknown names and values whose type differs from the default's, naming them."""
+    """Refuse unknown names, and values the parameter's type does not admit, naming them. The type is the
+    annotation's (``device: str | None = None`` takes None or a string), else the default value's."""
     known = notebook_parameters(notebook)
     unknown = sorted(set(parameters) - set(known))
     if unknown:
         raise ConfigError(f"unknown parameter(s) {unknown} for {Path(notebook).name}; valid: {sorted(known)}")
     for name, value in parameters.items():
-        allowed = _TYPES.get(known[name]["type"])
-        wrong_bool = isinstance(value, bool) and known[name]["type"] in {"int", "float"}
-        if allowed and (not isinstance(value, allowed) or wrong_bool):
+        allowed = _allowed_types(known[name]["type"])
+        if allowed is None:
+            continue
+        if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
             raise ConfigError(
                 f"parameter {name!r} must be {known[name]['type']} (default {known[name]['default']}), "
-                f"got {type(value).__name__} {value!r}"
+                f"got {type(value).__name__} {value!r}",
+                name,
             )
 
 
@@ -173,7 +271,8 @@ def run_study(
     progress: bool = True,
     resume: str | Path | None = None,
 ) -> StudyRun:
-    """Execute ``notebook`` with ``parameters`` into ``output_root/<study>/<run_id>/`` (see module docstring).
+    """Execute ``notebook`` (a path, or a bundled study's name: see ``find_study``) with ``parameters`` into
+    ``output_root/<study>/<run_id>/`` (see module docstring).
 
     ``resume`` names an earlier run (its folder, or its run id under ``output_root/<study>``): the notebook
     runs again in that folder with that run's parameters (``parameters`` override them), and the
@@ -182,9 +281,7 @@ def run_study(
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    notebook = Path(notebook)
-    if not notebook.is_file():
-        raise ConfigError(f"no notebook at {notebook}")
+    notebook = find_study(notebook)
     parameters = dict(parameters or {})
     # 1. The run folder: a new one named by time and parameters, or the one being resumed.
     if resume is not None:

@@ -21,6 +21,7 @@ import itertools
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -29,9 +30,7 @@ import yaml
 
 from workbench.errors import ConfigError
 
-__all__ = ["BACKENDS", "SweepPoint", "SweepResult", "grid_points", "read_grid", "run_sweep"]
-
-BACKENDS = ("local", "ray")
+__all__ = ["BACKENDS", "SweepPoint", "SweepResult", "grid_points", "read_grid", "run_sweep", "sweep_backend"]
 
 
 @dataclass(frozen=True)
@@ -96,6 +95,45 @@ def _run_point(notebook: str, parameters: dict[str, Any], output_root: str, cwd:
     return outcome | {"seconds": round(time.perf_counter() - start, 1)}
 
 
+# A backend runs every point: run(points, (notebook, output_root, cwd), record, ray_address), calling
+# record(index, outcome) as each point finishes.
+SweepBackend = Callable[[list[dict[str, Any]], tuple[str, str, str], Callable[[int, dict], None], str | None], None]
+
+
+def _run_locally(points, args, record, ray_address) -> None:
+    """One point after another, in this process."""
+    for index, parameters in enumerate(points):
+        record(index, _run_point(args[0], parameters, *args[1:]))
+
+
+def _run_on_ray(points, args, record, ray_address) -> None:
+    """Every point as a Ray task, with a GPU each where the cluster has GPUs; recorded as they finish."""
+    from workbench.ray_cluster import connect, gpu_count
+
+    ray = connect(ray_address)
+    task = ray.remote(num_cpus=1, num_gpus=1 if gpu_count() else 0)(_run_point)
+    pending = {task.remote(args[0], parameters, *args[1:]): i for i, parameters in enumerate(points)}
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        index = pending.pop(ready[0])
+        try:
+            outcome = ray.get(ready[0])
+        except Exception as error:  # the task itself died (its worker was killed, ...)
+            outcome = {"status": "failed", "error": f"{type(error).__name__}: {error}"}
+        record(index, outcome)
+
+
+BACKENDS: dict[str, SweepBackend] = {"local": _run_locally, "ray": _run_on_ray}
+
+
+def sweep_backend(name: str) -> SweepBackend:
+    """The sweep backend called ``name`` (a key of ``BACKENDS``)."""
+    try:
+        return BACKENDS[name]
+    except (KeyError, TypeError):
+        raise ConfigError(f"backend must be one of {list(BACKENDS)}, got {name!r}", "backend") from None
+
+
 def run_sweep(
     notebook: str | Path,
     grid: dict[str, list],
@@ -105,13 +143,12 @@ def run_sweep(
     output_root: str | Path = "outputs",
     ray_address: str | None = None,
 ) -> SweepResult:
-    """Run ``notebook`` at every grid point (one after another, or as Ray tasks with a GPU each where the
-    cluster has GPUs). Every point's parameters are checked before any runs."""
-    from workbench.studies import check_parameters, write_index
+    """Run ``notebook`` (a path, or a bundled study's name) at every grid point: one after another, or as Ray
+    tasks with a GPU each where the cluster has GPUs. Every point's parameters are checked before any runs."""
+    from workbench.studies import check_parameters, find_study, write_index
 
-    if backend not in BACKENDS:
-        raise ConfigError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
-    notebook = Path(notebook).resolve()
+    run_points = sweep_backend(backend)
+    notebook = find_study(notebook).resolve()
     points = grid_points(grid, fixed)
     for parameters in points:
         check_parameters(notebook, parameters)
@@ -129,24 +166,7 @@ def run_sweep(
         _write_index(folder, header, points, done)
 
     _write_index(folder, header, points, done)
-    args = (str(notebook), str(root), str(Path.cwd()))
-    if backend == "local":
-        for index, parameters in enumerate(points):
-            record(index, _run_point(args[0], parameters, *args[1:]))
-    else:
-        from workbench.ray_cluster import connect, gpu_count
-
-        ray = connect(ray_address)
-        task = ray.remote(num_cpus=1, num_gpus=1 if gpu_count() else 0)(_run_point)
-        pending = {task.remote(args[0], parameters, *args[1:]): i for i, parameters in enumerate(points)}
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            index = pending.pop(ready[0])
-            try:
-                outcome = ray.get(ready[0])
-            except Exception as error:  # the task itself died (its worker was killed, ...)
-                outcome = {"status": "failed", "error": f"{type(error).__name__}: {error}"}
-            record(index, outcome)
+    run_points(points, (str(notebook), str(root), str(Path.cwd())), record, ray_address)
     write_index(root)  # the run index, once more: points running side by side each rewrote it
     return SweepResult(folder, [done[i] for i in range(len(points))])
 
