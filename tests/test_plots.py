@@ -31,3 +31,42 @@ def test_study_figures_draw_from_tidy_results():
         }
     )
     assert len(plots.clip_by_category(results).axes[0].patches) >= 4
+
+
+def test_ab_report_shows_the_verdict_figures_and_grids_in_order():
+    from types import SimpleNamespace
+
+    from IPython.display import Markdown, Pretty
+    from matplotlib.figure import Figure
+
+    arms, prompts, seeds = ["A", "B"], ["p0", "p1", "p2", "p3"], [0, 1]
+    rows = pd.DataFrame(
+        [
+            {"arm": a, "prompt_id": p, "pair_seed": s, "base_prompt": f"prompt {p}", "clip_score": i + (a == "B")}
+            for i, p in enumerate(prompts)
+            for a in arms
+            for s in seeds
+        ]
+    )
+    images = {(a, p, s): Image.new("RGB", (8, 8), "red") for a in arms for p in prompts for s in seeds}
+    table = pd.DataFrame({"arm": ["B"], "mean_diff": [1.0]})
+    result = SimpleNamespace(rows=rows, images=images, control="A", verdict="B beats A")
+    result.comparisons = result.summary = table
+    shown = []
+    parts = plots.ab_report(result, n_prompts=2, show=shown.append)
+    assert parts == shown
+    headings = [p.data.splitlines()[0] for p in parts if isinstance(p, Markdown)]
+    assert headings == [
+        "## Verdict",
+        "## Per-arm CLIP scores, and the same prompts across arms",
+        "## Images: arms (rows) × seeds (columns), for the first prompts",
+    ]
+    assert [p.data for p in parts if isinstance(p, Pretty)] == ["B beats A", "prompt p0", "prompt p1"]
+    (figure,) = [p for p in parts if isinstance(p, Figure)]
+    assert [ax.get_title() for ax in figure.axes] == [
+        "CLIP score per arm, mean and 95% CI",
+        "Paired: each line is one prompt",
+    ]
+    grids = [p for p in parts if isinstance(p, Image.Image)]
+    assert len(grids) == 2 and grids[0].size == plots.ab_image_grid(result, "p0").size
+    assert parts.index(figure) < parts.index(grids[0])

@@ -12,6 +12,7 @@ __all__ = [
     "ab_distributions",
     "ab_image_grid",
     "ab_paired_lines",
+    "ab_report",
     "acceleration_images",
     "clip_by_category",
     "confusion_heatmap",
@@ -171,6 +172,43 @@ def ab_image_grid(result, prompt_id: str | None = None, *, scale: int = 2) -> Im
     images = [result.images[(arm, prompt_id, seed)] for arm in arms for seed in seeds]
     labels = [f"{arm} s{seed}" for arm in arms for seed in seeds]
     return image_grid(images, cols=len(seeds), scale=scale, labels=labels)
+
+
+_AB_VERDICT_NOTE = (
+    "Each arm against the control: the mean paired difference over prompts (seeds averaged within a prompt first) "
+    "with a 95% bootstrap CI, the Wilcoxon signed-rank p-value (Holm-adjusted across arms), and the win rate."
+)
+
+
+def ab_report(result, *, n_prompts: int = 3, show=None) -> list:
+    """An A/B result as the studies show it, each part under a heading: the verdict with the comparison and
+    summary tables; the per-arm distributions beside the paired lines; and, for the first ``n_prompts`` base
+    prompts, the prompt and its image grid (arms in rows, seeds in columns). Each part goes to ``show``
+    (IPython's ``display`` by default) in that order, and the parts are returned."""
+    import matplotlib.pyplot as plt
+    from IPython.display import Markdown, Pretty
+
+    if show is None:
+        from IPython.display import display as show
+    parts: list = [
+        Markdown(f"## Verdict\n\n{_AB_VERDICT_NOTE}"),
+        Pretty(result.verdict),
+        result.comparisons.style.format(precision=3).hide(axis="index"),
+        result.summary.style.format(precision=2).hide(axis="index"),
+        Markdown("## Per-arm CLIP scores, and the same prompts across arms"),
+    ]
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.2))
+    ab_distributions(result, ax=axes[0])
+    ab_paired_lines(result, ax=axes[1])
+    fig.tight_layout()
+    plt.close(fig)  # shown once, here, not again by the notebook's inline backend
+    parts += [fig, Markdown("## Images: arms (rows) × seeds (columns), for the first prompts")]
+    for prompt_id in result.rows["prompt_id"].unique()[:n_prompts]:
+        base = result.rows.loc[result.rows["prompt_id"] == prompt_id, "base_prompt"].iloc[0]
+        parts += [Pretty(base), ab_image_grid(result, prompt_id)]
+    for part in parts:
+        show(part)
+    return parts
 
 
 def pareto(table: pd.DataFrame, x: str = "speedup_total", y: str = "ssim", ax=None):
