@@ -1,7 +1,7 @@
 """Routing accuracy and latency: the keyword and embedding classifiers on the held-out split of
 data/prompts/routing_labelled.csv (grouped so that held-out prompts are unlike the training ones) and
 on data/prompts/routing_paraphrased.csv (hand-written prompts that mostly avoid the keyword lists),
-plus seconds per prompt: keyword, embedding one prompt per call, embedding batched.
+plus seconds per prompt, one prompt per call and all in one call.
 
     python benchmarks/routing.py [--table toyworld]
 
@@ -18,52 +18,44 @@ from pathlib import Path
 
 import pandas as pd
 
-from workbench.routing import EmbeddingClassifier, KeywordClassifier, Router, labelled_prompts, routing_latency
-from workbench.routing import score_routing as score
+from workbench.routing import PARAPHRASED_PROMPTS, EmbeddingClassifier, Router, evaluate_classifiers, labelled_prompts
 
 RESULTS = Path(__file__).parent / "results" / "routing.json"
-PARAPHRASED = Path(__file__).resolve().parent.parent / "data" / "prompts" / "routing_paraphrased.csv"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--table", default="toyworld")
     args = parser.parse_args()
-    train, test, paraphrased = labelled_prompts("train"), labelled_prompts("test"), pd.read_csv(PARAPHRASED)
-    keyword = Router(args.table, "keyword").classifier
+    train, test, paraphrased = labelled_prompts("train"), labelled_prompts("test"), pd.read_csv(PARAPHRASED_PROMPTS)
+    train_prompts, train_labels = list(train["prompt"]), list(train["label"])
     classifiers = {
-        "keyword": keyword,
+        "keyword": Router(args.table, "keyword").classifier,
         "embedding (router default: logistic on embedding + keyword scores)": Router(
             args.table, "embedding"
         ).classifier,
-        "embedding, logistic on the embedding alone": EmbeddingClassifier(method="logistic"),
-        "embedding, nearest centroid": EmbeddingClassifier(method="centroid"),
+        "embedding, logistic on the embedding alone": EmbeddingClassifier(method="logistic").fit(
+            train_prompts, train_labels
+        ),
+        "embedding, nearest centroid": EmbeddingClassifier(method="centroid").fit(train_prompts, train_labels),
     }
-    for classifier in classifiers.values():
-        if isinstance(classifier, EmbeddingClassifier) and not classifier._fitted:
-            classifier.fit(list(train["prompt"]), list(train["label"]))
+    evaluation = evaluate_classifiers(classifiers, test, paraphrased)
 
     result = {"table": args.table, "train_prompts": len(train), "test_prompts": len(test), "classifiers": {}}
-    for name, classifier in classifiers.items():
-        decisions = classifier.classify_many(list(test["prompt"]))
-        held_out = score(decisions, list(test["label"]), use="predicted")
-        with_fallback = score(decisions, list(test["label"]))
-        written = score(classifier.classify_many(list(paraphrased["prompt"])), list(paraphrased["label"]))
-        prompts = list(test["prompt"])
-        latency = {"single_ms": 1000 * routing_latency(classifier.classify_many, prompts[:50])}
-        if not isinstance(classifier, KeywordClassifier):
-            latency["batched_ms"] = 1000 * routing_latency(classifier.classify_many, prompts, single=False)
+    for (name, held_out), row in zip(evaluation.scores.items(), evaluation.overview.to_dict("records"), strict=True):
+        latency = {"single_ms": row["ms per prompt (one per call)"], "batched_ms": row["ms per prompt (batched)"]}
         result["classifiers"][name] = {
             "held_out_accuracy": held_out.accuracy,
-            "held_out_accuracy_with_fallback": with_fallback.accuracy,
+            "held_out_accuracy_with_fallback": row["accuracy with fallback"],
             "held_out_per_route": held_out.per_route.round(3).to_dict(orient="index"),
-            "paraphrased_accuracy (with fallback)": written.accuracy,
+            "paraphrased_accuracy (with fallback)": row["hand-written accuracy"],
             "latency_per_prompt": latency,
         }
         print(f"\n{name}")
         print(
-            f"  held-out accuracy {held_out.accuracy:.1%} (n={held_out.n}), {with_fallback.accuracy:.1%} with the "
-            f"fallback route;  hand-written {written.accuracy:.1%} (n={written.n}, with the fallback)"
+            f"  held-out accuracy {held_out.accuracy:.1%} (n={held_out.n}), {row['accuracy with fallback']:.1%} "
+            f"with the fallback route;  hand-written {row['hand-written accuracy']:.1%} "
+            f"(n={row['hand-written prompts']}, with the fallback)"
         )
         print("  " + held_out.per_route.round(3).to_string().replace("\n", "\n  "))
         print("  latency per prompt: " + ", ".join(f"{k} {v:.2f}" for k, v in latency.items()))

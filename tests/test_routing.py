@@ -11,10 +11,17 @@ from workbench.evaluation import ROUTED, ModelEvaluator, summarize
 from workbench.generation import read_settings, save_image
 from workbench.models import PipelineCache
 from workbench.routing import (
+    CLASSIFIERS,
+    Classifier,
     EmbeddingClassifier,
     KeywordClassifier,
     Router,
     RouteTable,
+    RoutingDecision,
+    ScoringClassifier,
+    classifier_factory,
+    classifier_names,
+    evaluate_classifiers,
     labelled_prompts,
 )
 
@@ -129,21 +136,27 @@ routes:
 
 
 @pytest.mark.parametrize(
-    ("change", "line", "message"),
+    ("change", "line", "field", "message"),
     [
-        (("      steps: 12", "      steps: 0"), 10, "routes.b.config.steps: steps must be an integer from 1"),
-        (("      guidance: 3.0", "      guidance: lots"), 11, "routes.b.config.guidance: guidance must be a number"),
-        (("    model: toyworld/sd-base", "    modle: toyworld/sd-base"), 8, "routes.b.modle: unknown key"),
-        (("fallback: a", "fallback: c"), 1, "fallback: names no route: 'c'"),
-        (("threshold: 0.4", "threshold: 1.5"), 2, "threshold: threshold must be a number from 0 to 1"),
-        (("    config: {steps: 10}", "    config: {steps: 10, sampler: x}"), 6, "unknown GenerationConfig field"),
+        (("      steps: 12", "      steps: 0"), 10, "routes.b.config.steps", "steps must be an integer from 1"),
+        (("      guidance: 3.0", "      guidance: lots"), 11, "routes.b.config.guidance", "guidance must be a number"),
+        (("    model: toyworld/sd-base", "    modle: toyworld/sd-base"), 8, "routes.b.modle", "unknown key"),
+        (("fallback: a", "fallback: c"), 1, "fallback", "names no route: 'c'"),
+        (("threshold: 0.4", "threshold: 1.5"), 2, "threshold", "threshold must be a number from 0 to 1"),
+        (
+            ("    config: {steps: 10}", "    config: {steps: 10, sampler: x}"),
+            6,
+            "routes.a.config.sampler",
+            "unknown GenerationConfig field",
+        ),
     ],
 )
-def test_a_bad_table_fails_with_the_line_that_is_wrong(change, line, message):
+def test_a_bad_table_fails_with_the_line_and_field_that_are_wrong(change, line, field, message):
     RouteTable.from_yaml(GOOD, source="t.yaml")  # the unchanged table is fine
     with pytest.raises(ConfigError) as error:
         RouteTable.from_yaml(GOOD.replace(*change), source="t.yaml")
-    assert f"t.yaml, line {line}: " in str(error.value) and message in str(error.value)
+    assert f"t.yaml, line {line}: {field}: " in str(error.value) and message in str(error.value)
+    assert error.value.field == field
 
 
 def test_unknown_tables_and_routes_are_named(tmp_path):
@@ -195,6 +208,104 @@ def test_without_the_embedding_model_the_router_falls_back_to_keywords(tmp_path)
     assert isinstance(router.classifier, KeywordClassifier)
     assert "keyword classifier instead" in router.notice and any("keyword" in str(w.message) for w in caught)
     assert router.route("a watercolour of a fox").route == "artistic"
+
+
+# --- the classifier registry -----------------------------------------------------------------------
+
+
+class FirstWord(ScoringClassifier):
+    """A classifier of the protocol's own making: the route named by a prompt's first word."""
+
+    name = "first-word"
+
+    def score(self, prompts):
+        return [({r: float(p.split()[0] == r) for r in self.routes}, ()) for p in prompts]
+
+
+def test_classifiers_are_registered_by_name_and_an_unknown_name_lists_the_known_ones():
+    assert classifier_names() == list(CLASSIFIERS) == ["embedding", "keyword"]
+    assert isinstance(Router("toyworld", "keyword").classifier, KeywordClassifier)
+    for make in (lambda: Router("toyworld", "nope"), lambda: classifier_factory("nope")):
+        with pytest.raises(
+            ConfigError, match=r"unknown classifier 'nope'; the classifiers are \['embedding', 'keyword'\]"
+        ):
+            make()
+    with pytest.raises(ConfigError, match="or a Classifier, got 3"):
+        Router("toyworld", 3)
+
+
+def test_a_registered_or_given_classifier_object_routes(monkeypatch):
+    table = RouteTable.load("toyworld")
+    monkeypatch.setitem(
+        CLASSIFIERS, "first-word", lambda table, **_: FirstWord(table.content_routes, 0.5, table.fallback)
+    )
+    assert "first-word" in classifier_names()
+    decision = Router(table, "first-word").route("artistic things")
+    assert decision.route == "artistic" and decision.classifier == "first-word"
+    assert Router(table, "first-word").route("a cat").route == table.fallback
+
+    class Fixed:  # not a ScoringClassifier: only the protocol
+        name, routes, threshold = "fixed", ["character"], 0.0
+
+        def classify(self, prompt):
+            return self.classify_many([prompt])[0]
+
+        def classify_many(self, prompts):
+            return [
+                RoutingDecision.from_scores(
+                    p, {"character": 1.0}, threshold=0.0, fallback="character", classifier="fixed"
+                )
+                for p in prompts
+            ]
+
+    assert isinstance(Fixed(), Classifier) and isinstance(KeywordClassifier(KEYWORDS), Classifier)
+    assert Router(table, Fixed()).route("a castle").route == "character"
+
+
+def test_the_cli_and_the_server_take_the_registered_classifier_names(monkeypatch, capsys):
+    from workbench.serve.app import ServeSettings
+
+    with pytest.raises(SystemExit):
+        main(["route", "a man", "--classifier", "nope"])
+    assert "invalid choice: nope (choose from embedding, keyword)" in capsys.readouterr().err.replace("'", "")
+    with pytest.raises(ConfigError, match=r"unknown classifier 'nope'; the classifiers are \['embedding', 'keyword'\]"):
+        ServeSettings(devices=("cpu",), classifier="nope")
+    monkeypatch.setitem(
+        CLASSIFIERS, "first-word", lambda table, **_: FirstWord(table.content_routes, 0.5, table.fallback)
+    )
+    assert ServeSettings(devices=("cpu",), classifier="first-word").classifier == "first-word"
+    assert main(["route", "character study", "--classifier", "first-word", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["route"] == "character"
+
+
+# --- measuring classifiers --------------------------------------------------------------------------
+
+
+def test_evaluate_classifiers_gives_accuracy_f1_confusion_and_latency():
+    import pandas as pd
+
+    labelled = pd.DataFrame(
+        {
+            "prompt": ["an oil painting", "a man", "a busy street", "a cat", "pop art"],
+            "label": ["artistic", "character", "scene", "scene", "character"],
+        }
+    )
+    written = pd.DataFrame({"prompt": ["two women", "a dog"], "label": ["character", "artistic"]})
+    evaluation = evaluate_classifiers(
+        {"kw": KeywordClassifier(KEYWORDS, fallback="scene")}, labelled, written, latency_prompts=2, repeats=1
+    )
+    row = evaluation.overview.iloc[0]
+    assert row["classifier"] == "kw" and row["prompts"] == 5 and row["hand-written prompts"] == 2
+    assert row["accuracy"] == 0.6 and row["accuracy with fallback"] == 0.8  # "a cat": no evidence, then fallback
+    assert row["hand-written accuracy"] == 0.5
+    assert row["ms per prompt (one per call)"] > 0 and row["ms per prompt (batched)"] > 0
+    scores = evaluation.scores["kw"]
+    assert scores.confusion.loc["scene", "(no evidence)"] == 1 and scores.confusion.loc["character", "artistic"] == 1
+    assert scores.per_route.loc["artistic", "recall"] == 1 and scores.per_route.loc["artistic", "precision"] == 0.5
+    assert evaluation.with_fallback["kw"].confusion.loc["scene", "scene"] == 2
+    assert json.loads(json.dumps(evaluation.to_dict()))["overview"][0]["accuracy"] == 0.6
+    without = evaluate_classifiers({"kw": KeywordClassifier(KEYWORDS)}, labelled, latency_prompts=1, repeats=1)
+    assert "hand-written accuracy" not in without.overview and without.written == {}
 
 
 # --- the router -------------------------------------------------------------------------------------

@@ -204,6 +204,7 @@ def _serve(args) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     from workbench.config import SCHEDULERS, GenerationConfig
+    from workbench.routing import classifier_names
     from workbench.sweeps import BACKENDS as SWEEP_BACKENDS
 
     defaults = GenerationConfig()
@@ -262,7 +263,7 @@ def _parser() -> argparse.ArgumentParser:
     srv.add_argument("--port", type=int, default=8000)
     srv.add_argument("--devices", help="comma-separated, one worker each (default: every GPU, else the CPU)")
     srv.add_argument("--routes", default="toyworld", help="a route table in data/routes or a YAML path")
-    srv.add_argument("--classifier", choices=["embedding", "keyword"], default="embedding")
+    srv.add_argument("--classifier", choices=classifier_names(), default="embedding")
     srv.add_argument(
         "--models", help="comma-separated model ids requests may name (default: the routes' and toy world)"
     )
@@ -279,7 +280,7 @@ def _parser() -> argparse.ArgumentParser:
     route.add_argument("prompts", nargs="*")
     route.add_argument("--file", help="a text file (one prompt per line) or a CSV with a prompt column")
     route.add_argument("--table", default="toyworld", help="a table in data/routes (toyworld, default) or a YAML path")
-    route.add_argument("--classifier", choices=["embedding", "keyword"], default="embedding")
+    route.add_argument("--classifier", choices=classifier_names(), default="embedding")
     route.add_argument("--threshold", type=float, help="confidence below which the fallback route is used")
     route.add_argument("--preview", action="store_true", help="take the table's preview route")
     route.add_argument("--json", action="store_true", help="one JSON object per line")

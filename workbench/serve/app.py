@@ -41,8 +41,6 @@ from workbench.serve.schemas import GenerateRequest, GenerateResponse, ModelInfo
 
 __all__ = ["API_KEY_ENV", "ServeSettings", "create_app", "default_devices"]
 
-CLASSIFIERS = ("embedding", "keyword")
-
 
 def default_devices() -> list[str]:
     """Every CUDA GPU, one worker each; else one worker on the CPU."""
@@ -67,8 +65,9 @@ class ServeSettings:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "devices", tuple(self.devices))
-        if self.classifier not in CLASSIFIERS:
-            raise ConfigError(f"classifier must be one of {list(CLASSIFIERS)}, got {self.classifier!r}")
+        from workbench.routing import classifier_factory
+
+        classifier_factory(self.classifier)  # an unknown name fails with the registered ones
         if not isinstance(self.timeout_s, (int, float)) or self.timeout_s <= 0:
             raise ConfigError(f"timeout_s must be a number of seconds > 0, got {self.timeout_s!r}")
         if self.api_key is not None and len(self.api_key) < 8:
