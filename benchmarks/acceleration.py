@@ -18,7 +18,8 @@ from pathlib import Path
 
 import torch
 
-from workbench.acceleration import benchmark_acceleration, image_flops, share_of_peak
+from workbench.acceleration import image_flops, share_of_peak
+from workbench.acceleration_benchmark import benchmark_acceleration
 from workbench.config import AccelerationConfig, GenerationConfig
 from workbench.metrics import CLIPScorer
 from workbench.models import load

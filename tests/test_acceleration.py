@@ -1,10 +1,11 @@
 import numpy as np
 import pytest
 
-from workbench.acceleration import accelerate, benchmark_acceleration, image_flops, share_of_peak
+from workbench.acceleration import image_flops, share_of_peak
+from workbench.acceleration_benchmark import benchmark_acceleration
 from workbench.config import AccelerationConfig, GenerationConfig
 from workbench.errors import ConfigError
-from workbench.generation import generate, reproduce, save_image
+from workbench.generation import accelerate, generate, reproduce, save_image
 from workbench.models import load
 
 PROMPT = "a large red circle on the left, on a white background"

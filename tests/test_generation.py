@@ -5,7 +5,8 @@ import pytest
 
 from workbench.config import GenerationConfig
 from workbench.errors import ConfigError, GenerationCancelled
-from workbench.generation import default_size, generate, token_budget
+from workbench.generation import generate
+from workbench.local_pipeline import default_size, token_budget
 
 FAST = GenerationConfig(steps=3, guidance=4.0)
 
@@ -99,7 +100,7 @@ def test_token_budget_reports_what_the_encoder_drops(tiny_pipe):
 
 
 def test_black_and_nan_images_are_flagged(tiny_pipe):
-    from workbench.generation import _status
+    from workbench.local_pipeline import _status
 
     assert _status(np.zeros((4, 4, 3))) == "black"
     assert _status(np.full((4, 4, 3), np.nan)) == "nan"

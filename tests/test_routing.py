@@ -7,9 +7,10 @@ import pytest
 from workbench.cli import main
 from workbench.config import GenerationConfig
 from workbench.errors import ConfigError, EmbeddingUnavailableError
-from workbench.evaluation import ROUTED, ModelEvaluator, summarize
+from workbench.evaluation import ModelEvaluator, summarize
 from workbench.generation import read_settings, save_image
 from workbench.models import PipelineCache
+from workbench.plan import ROUTED
 from workbench.routing import (
     CLASSIFIERS,
     Classifier,
@@ -23,6 +24,7 @@ from workbench.routing import (
     classifier_names,
     evaluate_classifiers,
     labelled_prompts,
+    model_targets,
 )
 
 KEYWORDS = {"artistic": {"art": 3, "oil painting": 3}, "character": {"man": 2, "woman": 2}, "scene": ["street"]}
@@ -339,11 +341,11 @@ def test_generate_uses_each_route_and_reuses_cached_models(two_models, tmp_path)
     assert saved["context"]["route"] == "artistic"
 
 
-def test_the_evaluator_runs_a_routed_model_choice(two_models, tmp_path):
+def test_the_evaluator_takes_a_router_as_a_model_choice(two_models, tmp_path):
     router = Router(tiny_table(two_models), "keyword", device="cpu")
     prompts = ["a painting of a dog", "a man walking"]
     evaluator = ModelEvaluator(
-        prompts, [ROUTED, str(two_models)], [0, 1], GenerationConfig(steps=2), output_dir=tmp_path, router=router
+        prompts, [router, str(two_models)], [0, 1], GenerationConfig(steps=2), output_dir=tmp_path
     )
     df = evaluator.run()
     routed = df[df["model_id"] == ROUTED]
@@ -352,14 +354,19 @@ def test_the_evaluator_runs_a_routed_model_choice(two_models, tmp_path):
     assert list(routed["guidance"]) == [6.0, 6.0, 4.0, 4.0]
     assert routed["routed_model_id"].iloc[2].endswith("tiny-copy")
     assert set(summarize(df)["model_id"]) == {ROUTED, str(two_models)}
-    assert (
-        len(
-            ModelEvaluator(
-                prompts, [ROUTED], [0, 1], GenerationConfig(steps=2), output_dir=tmp_path, router=router
-            ).run()
-        )
-        == 4
-    )  # resumed: nothing generated twice
+    resumed = ModelEvaluator(prompts, [router], [0, 1], GenerationConfig(steps=2), output_dir=tmp_path).run()
+    assert len(resumed) == 4  # resumed: nothing generated twice
+
+
+def test_routing_by_name_is_refused_in_python_and_turned_into_a_router_at_the_edge(tmp_path):
+    with pytest.raises(ConfigError, match="pass a Router"):
+        ModelEvaluator(["a red circle"], [ROUTED], [0], output_dir=tmp_path)
+    plain, routed, again, other = model_targets(
+        ["toyworld/sd-small", ROUTED, ROUTED, "routed:default"], classifier="keyword"
+    )
+    assert plain == "toyworld/sd-small"
+    assert isinstance(routed, Router) and routed is again and routed.name == ROUTED
+    assert isinstance(other, Router) and other.name == "routed:default" and other.table.source.endswith("default.yaml")
 
 
 def test_cli_route_prints_decisions_as_json_lines(tmp_path, capsys):

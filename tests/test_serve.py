@@ -20,10 +20,10 @@ from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
 import workbench as wb
+from workbench.client import _sse
 from workbench.errors import ConfigError, GenerationCancelled
 from workbench.generation import read_settings
 from workbench.serve.app import ServeSettings, create_app
-from workbench.serve.remote import _sse
 
 PROMPT = "a red circle in the centre, on a white background"
 FAST = ServeSettings(devices=("cpu",), classifier="keyword")

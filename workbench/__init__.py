@@ -1,15 +1,11 @@
 """t2i-workbench: evaluate, route, optimize, A/B test, accelerate and serve text-to-image diffusion models."""
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("t2i-workbench")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0"
-
 from workbench import plots
 from workbench.abtest import ABTestResult, PromptABTester
-from workbench.acceleration import AccelerationBenchmark, accelerate, benchmark_acceleration, image_flops, share_of_peak
+from workbench.acceleration import image_flops, share_of_peak
+from workbench.acceleration_benchmark import AccelerationBenchmark, benchmark_acceleration
+from workbench.backends import ImageBackend
+from workbench.client import RemoteModel
 from workbench.config import SCHEDULERS, AccelerationConfig, GenerationConfig, RouteSpec
 from workbench.errors import (
     ConfigError,
@@ -20,10 +16,10 @@ from workbench.errors import (
     UnknownModelError,
     WorkbenchError,
 )
-from workbench.evaluation import ROUTED, ModelEvaluator, ResultStore, summarize, summary_table
+from workbench.evaluation import ModelEvaluator, ResultStore, summarize, summary_table
 from workbench.generation import (
-    GenerationRecord,
     ReproduceResult,
+    accelerate,
     generate,
     read_settings,
     reproduce,
@@ -31,21 +27,27 @@ from workbench.generation import (
     save_image,
 )
 from workbench.metrics import CLIPScorer, fidelity
-from workbench.models import PipelineCache, available_models, load
+from workbench.models import ModelLoader, PipelineCache, available_models, load, register_loader
+from workbench.plan import ROUTED, Plan, resolve, run
 from workbench.plots import image_grid
 from workbench.prompts import OptimizedPrompt, PromptOptimizer, StylePreset, expand_template, load_prompts, load_styles
+from workbench.records import GenerationRecord
+from workbench.resources import package_version
 from workbench.routing import (
+    Classifier,
     EmbeddingClassifier,
     KeywordClassifier,
     Router,
     RouteTable,
     RoutingDecision,
     labelled_prompts,
+    model_targets,
     routing_latency,
     score_routing,
 )
-from workbench.serve.remote import RemoteModel
 from workbench.studies import StudyRun, run_study, save_study_results
+
+__version__ = package_version()
 
 __all__ = [
     "ROUTED",
@@ -54,17 +56,21 @@ __all__ = [
     "AccelerationBenchmark",
     "AccelerationConfig",
     "CLIPScorer",
+    "Classifier",
     "ConfigError",
     "EmbeddingClassifier",
     "GenerationCancelled",
     "GenerationConfig",
     "GenerationRecord",
+    "ImageBackend",
     "ImageMetadataError",
     "KeywordClassifier",
     "ModelEvaluator",
+    "ModelLoader",
     "NotebookRunError",
     "OptimizedPrompt",
     "PipelineCache",
+    "Plan",
     "PromptABTester",
     "PromptOptimizer",
     "RemoteError",
@@ -92,11 +98,15 @@ __all__ = [
     "load",
     "load_prompts",
     "load_styles",
+    "model_targets",
     "plots",
     "read_settings",
+    "register_loader",
     "reproduce",
     "reproduction_code",
+    "resolve",
     "routing_latency",
+    "run",
     "run_study",
     "save_image",
     "save_study_results",

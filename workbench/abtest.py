@@ -13,7 +13,7 @@ The statistics (``compare_arms``, ``holm``) are plain functions of the tidy tabl
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,10 @@ from PIL import Image
 
 from workbench.config import GenerationConfig
 from workbench.errors import ConfigError
-from workbench.evaluation import bootstrap_ci, clip_over_prompts, prompt_frame
+from workbench.evaluation import bootstrap_ci, clip_over_prompts, prompt_frame, result_row, settings_key
+from workbench.generation import save_image
+from workbench.models import default_cache
+from workbench.plan import resolve, run, target_label
 
 __all__ = ["ABTestResult", "PromptABTester", "compare_arms", "holm", "paired_statistics", "verdict"]
 
@@ -166,11 +169,15 @@ class PromptABTester:
         config: GenerationConfig | None = None,
         output_dir: str | Path | None = None,
         device: str | None = None,
+        run_id: str = "ab",
     ):
         self.target, self.scorer = target, scorer
         self.config = config or GenerationConfig()
         self.output_dir = Path(output_dir) if output_dir else None
         self.device = device
+        self.run_id = run_id
+        # a Router's models come from its own cache; a model id's from the shared one
+        self.cache = getattr(target, "cache", default_cache)
 
     def run(
         self,
@@ -187,8 +194,6 @@ class PromptABTester:
         arm by default). ``score_against="arm"`` scores each image against its own arm's prompt.
         ``same_seeds=False`` gives each arm its own seeds (only for checking the test's false-positive
         rate with A/A runs: real comparisons should pair the noise)."""
-        from workbench.generation import generate
-
         # 1. Check inputs.
         arms = self._arms(variations)
         control = control if control is not None else next(iter(arms))
@@ -201,36 +206,30 @@ class PromptABTester:
             raise ConfigError("seeds must not be empty")
         prompts = prompt_frame(base_prompts)
 
-        # 2. Generate and score, prompt by prompt (all arms of a prompt share its model and settings).
+        # 2. Generate and score, prompt by prompt (all arms of a prompt share its plan: model and settings).
         rows, images = [], {}
         total, done = len(prompts) * len(arms) * len(seeds), 0
+        label, settings = target_label(self.target), settings_key(self.config)
         for prompt in prompts.itertuples():
-            pipe, model_id, config, context = self._plan(prompt.prompt)
+            plan = resolve(self.target, prompt.prompt, self.config)
             for index, (arm, make) in enumerate(arms.items()):
                 text, negative = make(prompt.prompt)
                 arm_seeds = seeds if same_seeds else [s + index * ARM_SEED_STRIDE for s in seeds]
-                arm_config = config.replace(negative_prompt=negative) if negative is not None else config
-                records = generate(
-                    pipe, text, arm_config, arm_seeds, model_id=model_id, context={**context, "arm": arm}
-                )
+                config = plan.config.replace(negative_prompt=negative) if negative is not None else plan.config
+                arm_plan = replace(plan, config=config, context={**plan.context, "arm": arm})
+                records = run(arm_plan, text, arm_seeds, device=self.device, cache=self.cache)
                 against = [prompt.prompt if score_against == "base" else text] * len(records)
                 scores = self.scorer.score([r.image for r in records], against)
                 for i, record in enumerate(records):
                     images[(arm, prompt.prompt_id, seeds[i])] = record.image
                     rows.append(
-                        {
-                            "arm": arm,
-                            "prompt_id": prompt.prompt_id,
-                            "base_prompt": prompt.prompt,
-                            "category": prompt.category,
-                            "pair_seed": seeds[i],
-                            **{k: v for k, v in record.to_row().items() if k != "arm"},
-                            "clip_score": scores.scores[i],
-                            "clip_model": scores.clip_model,
-                            "scored_against": score_against,
-                            "image_path": self._save(record),
-                        }
-                    )
+                        result_row(
+                            record, target=label, run_id=self.run_id, prompt_id=prompt.prompt_id,
+                            category=prompt.category, settings=settings, scores=scores, index=i,
+                            image_path=self._save(record), base_prompt=prompt.prompt, pair_seed=seeds[i],
+                            scored_against=score_against,
+                        )
+                    )  # fmt: skip
                 done += len(records)
                 if progress is not None:
                     progress(done, total)
@@ -242,8 +241,6 @@ class PromptABTester:
 
     def _save(self, record) -> str | None:
         """Write the PNG under output_dir/images (when there is an output_dir); its path relative to it."""
-        from workbench.generation import save_image
-
         if self.output_dir is None:
             return None
         return str(save_image(record, self.output_dir / "images").relative_to(self.output_dir))
@@ -264,19 +261,6 @@ class PromptABTester:
             else:
                 raise ConfigError(f"arm {name!r} must be a template string or a function, got {variation!r}")
         return arms
-
-    def _plan(self, prompt: str):
-        """The pipeline, model id, config and recorded context for one base prompt."""
-        from workbench.models import load, model_id_of
-        from workbench.routing import Router
-
-        if isinstance(self.target, Router):
-            spec, decision = self.target.plan(prompt)
-            pipe = load(spec.model_id, device=self.device, cache=self.target.cache)
-            return pipe, spec.model_id, spec.config.replace(batch_size=self.config.batch_size), decision.to_context()
-        if isinstance(self.target, str):
-            return load(self.target, device=self.device), self.target, self.config, {}
-        return self.target, model_id_of(self.target), self.config, {}
 
 
 def _as_prompt_pair(value: Any, arm: str) -> tuple[str, str | None]:

@@ -1,15 +1,14 @@
-"""Acceleration toggles, applied to a pipeline for a block and undone after it, and their measured
-trade-off between speed and fidelity.
+"""Acceleration toggles on a diffusers pipeline, applied for a block and undone after it, and FLOP accounting.
 
-``accelerate(pipe, AccelerationConfig(...))`` is a context manager: on entry it applies ToMe (tomesd),
+``accelerate_pipeline(pipe, AccelerationConfig(...))`` is a context manager (``workbench.accelerate`` is the
+entry point for any backend, which calls it for a local pipeline): on entry it applies ToMe (tomesd),
 DeepCache, torch.compile, a dtype, an attention backend, channels-last, VAE tiling/slicing and CPU
 offload; on exit it undoes each, so the pipeline then makes bit-identical images to before. Known
 pitfalls are refused with a clear error before anything is changed. Images generated inside the
 block record the toggles (the ``acceleration`` column of their rows).
 
-``benchmark_acceleration`` times configs against the baseline interleaved in one run, and scores each
-image's fidelity against the baseline image of the same prompt and seed. ``image_flops`` and
-``share_of_peak`` say how close a time per image is to what the hardware could do.
+``image_flops`` and ``share_of_peak`` say how close a time per image is to what the hardware could do;
+``workbench.acceleration_benchmark`` measures the toggles' speed against fidelity.
 """
 
 from __future__ import annotations
@@ -17,23 +16,18 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import shutil
-import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 
-import numpy as np
-import pandas as pd
 import torch
 
-from workbench.config import AccelerationConfig, GenerationConfig
+from workbench.config import AccelerationConfig
 from workbench.errors import ConfigError
+from workbench.models import ARCHITECTURES
 
 __all__ = [
     "PEAK_TFLOPS",
-    "AccelerationBenchmark",
-    "accelerate",
+    "accelerate_pipeline",
     "active_acceleration",
-    "benchmark_acceleration",
     "check_scheduler",
     "image_flops",
     "share_of_peak",
@@ -148,18 +142,9 @@ def _modules(pipe) -> dict[str, torch.nn.Module]:
 
 
 @contextlib.contextmanager
-def accelerate(pipe, config: AccelerationConfig | None = None) -> Iterator[AccelerationConfig]:
-    """Apply ``config`` to ``pipe`` for the block and undo every toggle on exit (even after an error).
-    For a ``RemoteModel`` the toggles go with each request of the block, and its server applies them."""
-    config = config or AccelerationConfig()
-    if not isinstance(config, AccelerationConfig):
-        raise ConfigError(f"config must be an AccelerationConfig, got {type(config).__name__}")
-    from workbench.serve.remote import RemoteModel
-
-    if isinstance(pipe, RemoteModel):  # the server applies the toggles to each request of the block
-        with pipe.accelerated(config):
-            yield config
-        return
+def accelerate_pipeline(pipe, config: AccelerationConfig) -> Iterator[AccelerationConfig]:
+    """Apply ``config`` to the diffusers pipeline ``pipe`` for the block and undo every toggle on exit (even
+    after an error). ``workbench.generation.accelerate`` is the entry point for any backend."""
     if active_acceleration(pipe) is not None:
         raise ConfigError(f"this pipeline is already accelerated ({active_acceleration(pipe).label()}); nest no blocks")
     _check(pipe, config)
@@ -229,130 +214,6 @@ def _apply(pipe, config: AccelerationConfig, undo: list) -> None:
         undo.append(lambda: (pipe.remove_all_hooks(), pipe.to(device)))
 
 
-# --- measuring --------------------------------------------------------------------------------------
-
-
-class _UNetTimer:
-    """Wall time spent inside the UNet's forward calls (synchronised on CUDA)."""
-
-    def __init__(self, pipe):
-        self.seconds, self._start, self._pipe = 0.0, None, pipe
-
-    def _sync(self) -> None:
-        if self._pipe.device.type == "cuda":
-            torch.cuda.synchronize(self._pipe.device)
-
-    def __enter__(self):
-        def before(*_):
-            self._sync()
-            self._start = time.perf_counter()
-
-        def after(*_):
-            self._sync()
-            self.seconds += time.perf_counter() - self._start
-
-        unet = self._pipe.unet
-        self._hooks = [unet.register_forward_pre_hook(before), unet.register_forward_hook(after)]
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for hook in self._hooks:
-            hook.remove()
-
-
-@dataclass
-class AccelerationBenchmark:
-    """Per-config figures (``table``), per-image rows (``rows``) and the images, keyed (label, prompt, seed)."""
-
-    table: pd.DataFrame
-    rows: pd.DataFrame
-    images: dict = field(default_factory=dict, repr=False)
-
-
-def benchmark_acceleration(
-    pipe,
-    prompts: Sequence[str],
-    seeds: Sequence[int],
-    configs: Sequence[AccelerationConfig],
-    *,
-    config: GenerationConfig | None = None,
-    scorer=None,
-    rounds: int = 3,
-) -> AccelerationBenchmark:
-    """Time each config against the baseline, interleaved (every round runs them all, in turn), and
-    compare its images with the baseline's of the same prompt and seed.
-
-    Per config: UNet and total seconds per image (median over rounds), speed-ups against the baseline of
-    the same rounds, PSNR/SSIM/CLIP image cosine against the baseline images, the CLIP score change
-    (with ``scorer``), whether the images changed at all, and the first (cold) call's extra time, which
-    is torch.compile's compile time where it is on.
-    """
-    from workbench.generation import generate
-    from workbench.metrics import fidelity
-
-    config = config or GenerationConfig()
-    baseline = AccelerationConfig()
-    configs = [baseline] + [c for c in configs if c != baseline]
-    labels = [c.label() for c in configs]
-    prompts, seeds = list(prompts), list(seeds)
-    n_images = len(prompts) * len(seeds)
-    timings = {label: {"total": [], "unet": []} for label in labels}
-    cold, images = {}, {}
-    for round_index in range(rounds):
-        for label, acceleration in zip(labels, configs, strict=True):
-            with accelerate(pipe, acceleration):
-                start = time.perf_counter()
-                generate(pipe, prompts[0], config.replace(batch_size=1), seeds[0])  # warm-up (compiles)
-                warmup = time.perf_counter() - start
-                with _UNetTimer(pipe) as unet_time:
-                    start = time.perf_counter()
-                    records = generate(pipe, prompts, config, seeds)
-                    total = time.perf_counter() - start
-            if round_index == 0:
-                cold[label] = warmup
-                images |= {(label, r.prompt, r.seed): r.image for r in records}
-            timings[label]["total"].append(total / n_images)
-            timings[label]["unet"].append(unet_time.seconds / n_images)
-
-    rows = []
-    for label in labels:
-        for prompt in prompts:
-            for seed in seeds:
-                image, reference = images[(label, prompt, seed)], images[(labels[0], prompt, seed)]
-                rows.append(
-                    {"config": label, "prompt": prompt, "seed": seed, **fidelity(reference, image, scorer),
-                     "identical": bool(np.array_equal(np.asarray(image), np.asarray(reference)))}
-                )  # fmt: skip
-    rows = pd.DataFrame(rows)
-    if scorer is not None:
-        rows["clip_score"] = scorer.score([images[(r.config, r.prompt, r.seed)] for r in rows.itertuples()],
-                                          list(rows["prompt"])).scores  # fmt: skip
-
-    base = {kind: np.median(timings[labels[0]][kind]) for kind in ("total", "unet")}
-    table = []
-    for label, acceleration in zip(labels, configs, strict=True):
-        mine = rows[rows["config"] == label]
-        total, unet = np.median(timings[label]["total"]), np.median(timings[label]["unet"])
-        entry = {
-            "config": label,
-            "total_s_per_image": total,
-            "unet_s_per_image": unet,
-            "speedup_total": base["total"] / total,
-            "speedup_unet": base["unet"] / unet,
-            "psnr": mine["psnr"].replace(np.inf, np.nan).mean(),
-            "ssim": mine["ssim"].mean(),
-            "clip_cosine": mine["clip_cosine"].mean() if scorer is not None else np.nan,
-            "changed": not mine["identical"].all(),
-            "cold_extra_s": max(0.0, cold[label] - total),
-            **acceleration.to_dict(),
-        }
-        if scorer is not None:
-            entry["clip_score"] = mine["clip_score"].mean()
-            entry["clip_delta"] = entry["clip_score"] - rows.loc[rows["config"] == labels[0], "clip_score"].mean()
-        table.append(entry)
-    return AccelerationBenchmark(pd.DataFrame(table), rows, images)
-
-
 # --- FLOPs ------------------------------------------------------------------------------------------
 
 
@@ -370,8 +231,6 @@ def image_flops(model, height: int, width: int, steps: int, guidance: float) -> 
     FlopCounterMode on meta tensors (no memory, no time)."""
     from accelerate import init_empty_weights
     from diffusers import AutoencoderKL, UNet2DConditionModel
-
-    from workbench.models import ARCHITECTURES
 
     if isinstance(model, str):
         if model not in ARCHITECTURES:

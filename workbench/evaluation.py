@@ -2,9 +2,9 @@
 
 ``ModelEvaluator.run()`` reads like a script::
 
-    for each model choice (a model id, or "routed": each prompt's route picks model and settings):
-      for each prompt: load (cached; a model's first use makes one untimed warm-up image)
-                       -> generate its seeds -> CLIP-score the batch -> save PNGs -> append rows
+    for each target (a model id, a pipeline, or a Router: each prompt's route picks model and settings):
+      for each prompt: plan.resolve (a model's first use makes one untimed warm-up image)
+                       -> plan.run its seeds -> CLIP-score the batch -> save PNGs -> append rows (result_row)
 
 Rows go to a ``ResultStore`` (JSON lines, one fsync'd line per row), so a study killed half-way
 resumes where it stopped: rows already stored are skipped, nothing is done twice or lost.
@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,20 +25,22 @@ import pandas as pd
 
 from workbench.config import GenerationConfig
 from workbench.errors import ConfigError, WorkbenchError
+from workbench.generation import save_image
+from workbench.plan import ROUTED, resolve, run, target_label
 
 __all__ = [
-    "ROUTED",
     "ROW_KEY",
     "ModelEvaluator",
     "ResultStore",
     "bootstrap_ci",
     "prompt_frame",
+    "result_row",
+    "settings_key",
     "summarize",
     "summary_table",
 ]
 
 ROW_KEY = ("model_id", "prompt_id", "seed", "settings")  # what makes a row unique within a run
-ROUTED = "routed"  # a model choice: each prompt goes to the model and settings of its route (routing.Router)
 
 
 class ResultStore:
@@ -101,22 +104,57 @@ def prompt_frame(prompts: Sequence[str] | pd.DataFrame) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
-def _settings_key(config: GenerationConfig) -> str:
+def settings_key(config: GenerationConfig) -> str:
+    """A short hash of the settings: rows made with other settings are other rows."""
     return hashlib.sha256(config.to_json().encode()).hexdigest()[:12]
+
+
+def result_row(
+    record,
+    *,
+    target: str,
+    run_id: str,
+    prompt_id: str,
+    category: str,
+    settings: str,
+    image_path: str | None,
+    scores=None,
+    index: int = 0,
+    **extra: Any,
+) -> dict[str, Any]:
+    """One image's row, the same columns in every study: who made it (``target``: a model id, or "routed" with
+    the model used as routed_model_id), the prompt, seed and settings, the measurements, the CLIP score
+    (``scores``, a ``ClipScores`` for the batch, this image at ``index``) and where the PNG is."""
+    return {
+        "run_id": run_id,
+        "model_id": target,
+        "routed_model_id": record.model_id if record.model_id != target else None,
+        "prompt": record.prompt,
+        "prompt_id": prompt_id,
+        "category": category,
+        "seed": record.seed,
+        "settings": settings,
+        **{k: v for k, v in record.to_row().items() if k not in {"model_id", "prompt", "seed"}},
+        **extra,
+        "clip_score": scores.scores[index] if scores else None,
+        "clip_model": scores.clip_model if scores else None,
+        "clip_truncated": scores.truncated[index] if scores else None,
+        "image_path": image_path,
+    }
 
 
 class ModelEvaluator:
     """Runs every prompt with every model and seed, scores and stores each image as a row.
 
-    ``models`` may include ``"routed"``: each prompt is then routed by ``router`` (the toy world route
-    table by default) and generated with its route's model and settings (``batch_size`` from ``config``);
-    those rows have model_id "routed", the model used as routed_model_id, and the routing decision.
+    ``models`` are targets: model ids, pipelines, or a ``Router`` (each prompt then goes to the model and
+    settings of its route, ``batch_size`` from ``config``; its rows have model_id "routed", the model used as
+    routed_model_id, and the routing decision).
     """
 
     def __init__(
         self,
         prompts: Sequence[str] | pd.DataFrame,
-        models: Sequence[str],
+        models: Sequence[Any],
         seeds: Sequence[int],
         config: GenerationConfig | None = None,
         *,
@@ -125,12 +163,14 @@ class ModelEvaluator:
         run_id: str = "run",
         device: str | None = None,
         warmup: bool = True,
-        router=None,
     ):
         if isinstance(models, str) or not models:
-            raise ConfigError(f"models must be a non-empty list of model ids, got {models!r}")
+            raise ConfigError(f"models must be a non-empty list of model ids, pipelines or Routers, got {models!r}")
+        if ROUTED in models:
+            raise ConfigError(f"to route prompts pass a Router (wb.Router(...)), not the name {ROUTED!r}", "models")
         self.prompts = prompt_frame(prompts)
         self.models = list(models)
+        self.labels = [target_label(m) for m in self.models]
         self.seeds = [int(s) for s in seeds]
         if not self.seeds:
             raise ConfigError("seeds must not be empty")
@@ -141,67 +181,56 @@ class ModelEvaluator:
         self.run_id = run_id
         self.device = device
         self.warmup = warmup
-        if ROUTED in self.models and router is None:
-            from workbench.routing import Router
-
-            router = Router(device=device)
-        self.router = router
 
     def run(self, progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
         """Generate what is missing from the store, then return this evaluation's rows (``results()``)."""
-        from workbench.generation import generate, save_image
-        from workbench.models import load
-
-        settings = _settings_key(self.config)
+        settings = settings_key(self.config)
         done = self.store.done()
-        todo = {
-            model_id: [
+        todo = [
+            (target, label, [
                 (prompt, missing)
                 for prompt in self.prompts.itertuples()
-                if (missing := [s for s in self.seeds if (model_id, prompt.prompt_id, s, settings) not in done])
-            ]
-            for model_id in self.models
-        }
+                if (missing := [s for s in self.seeds if (label, prompt.prompt_id, s, settings) not in done])
+            ])
+            for target, label in zip(self.models, self.labels, strict=True)
+        ]  # fmt: skip
         total = len(self.models) * len(self.prompts) * len(self.seeds)
-        finished = total - sum(len(seeds) for work in todo.values() for _, seeds in work)
+        finished = total - sum(len(seeds) for _, _, work in todo for _, seeds in work)
         warmed: set[str] = set()
-        for choice, work in todo.items():
+        for target, label, work in todo:
             for prompt, seeds in work:
-                # 1. Load (cached); a model's first use makes an untimed warm-up image (one-off costs).
-                model_id, config, context = self._plan(choice, prompt.prompt)
-                pipe = load(model_id, device=self.device)
-                if self.warmup and model_id not in warmed:
-                    generate(pipe, prompt.prompt, config.replace(batch_size=1), seeds=0)
-                    warmed.add(model_id)
+                # 1. Plan (a Router decides per prompt); a model's first use makes an untimed warm-up image.
+                plan = resolve(target, prompt.prompt, self.config)
+                if self.warmup and plan.model_id not in warmed:
+                    warmup = replace(plan, config=plan.config.replace(batch_size=1))
+                    run(warmup, prompt.prompt, 0, device=self.device)
+                    warmed.add(plan.model_id)
                 # 2. Generate this prompt's missing seeds; a failure becomes rows that say so.
                 try:
-                    records = generate(pipe, prompt.prompt, config, seeds, model_id=model_id, context=context)
+                    records = run(plan, prompt.prompt, seeds, device=self.device)
                 except WorkbenchError:
                     raise
                 except Exception as error:  # keep the study going; the row records what happened
-                    self.store.append([self._error_row(choice, prompt, s, settings, error) for s in seeds])
+                    self.store.append([self._error_row(label, prompt, s, settings, error) for s in seeds])
                     finished += len(seeds)
                     continue
                 # 3. Score, save, store.
                 scores = (
                     self.scorer.score([r.image for r in records], [r.prompt for r in records]) if self.scorer else None
                 )
-                rows = []
-                for i, record in enumerate(records):
-                    path = save_image(record, self.output_dir / "images")
-                    rows.append(self._row(choice, record, prompt, settings, path, scores, i))
+                rows = [
+                    result_row(
+                        record, target=label, run_id=self.run_id, prompt_id=prompt.prompt_id,
+                        category=prompt.category, settings=settings, scores=scores, index=i,
+                        image_path=str(save_image(record, self.output_dir / "images").relative_to(self.output_dir)),
+                    )
+                    for i, record in enumerate(records)
+                ]  # fmt: skip
                 self.store.append(rows)
                 finished += len(rows)
                 if progress is not None:
                     progress(finished, total)
         return self.results()
-
-    def _plan(self, choice: str, prompt: str) -> tuple[str, GenerationConfig, dict[str, Any]]:
-        """The model id, config and recorded context for one prompt of one model choice."""
-        if choice != ROUTED:
-            return choice, self.config, {}
-        spec, decision = self.router.plan(prompt)
-        return spec.model_id, spec.config.replace(batch_size=self.config.batch_size), decision.to_context()
 
     def results(self) -> pd.DataFrame:
         """The stored rows of this evaluation (its models, prompts, seeds and settings), in stored order."""
@@ -209,35 +238,17 @@ class ModelEvaluator:
         if frame.empty:
             return frame
         mine = (
-            frame["model_id"].isin(self.models)
+            frame["model_id"].isin(self.labels)
             & frame["prompt_id"].isin(self.prompts["prompt_id"])
             & frame["seed"].isin(self.seeds)
-            & (frame["settings"] == _settings_key(self.config))
+            & (frame["settings"] == settings_key(self.config))
         )
         return frame[mine].reset_index(drop=True)
 
-    def _row(self, choice: str, record, prompt, settings: str, path: Path, scores, i: int) -> dict[str, Any]:
-        row = {
-            "run_id": self.run_id,
-            "model_id": choice,
-            **({"routed_model_id": record.model_id} if choice == ROUTED else {}),
-            "prompt": record.prompt,
-            "prompt_id": prompt.prompt_id,
-            "category": prompt.category,
-            "seed": record.seed,
-            "settings": settings,
-            **{k: v for k, v in record.to_row().items() if k not in {"model_id", "prompt", "seed"}},
-            "clip_score": scores.scores[i] if scores else None,
-            "clip_model": scores.clip_model if scores else None,
-            "clip_truncated": scores.truncated[i] if scores else None,
-            "image_path": str(path.relative_to(self.output_dir)),
-        }
-        return row
-
-    def _error_row(self, choice: str, prompt, seed: int, settings: str, error: Exception) -> dict[str, Any]:
+    def _error_row(self, label: str, prompt, seed: int, settings: str, error: Exception) -> dict[str, Any]:
         return {
             "run_id": self.run_id,
-            "model_id": choice,
+            "model_id": label,
             "prompt": prompt.prompt,
             "prompt_id": prompt.prompt_id,
             "category": prompt.category,

@@ -7,13 +7,18 @@ Model ids::
     ./some/folder       a local diffusers pipeline folder (with model_index.json)
     owner/name          a Hugging Face hub id; offline, only if it is already in the local cache
     model@http://host:port   a model on a ``workbench serve`` server (a ``RemoteModel``; a bare URL: its router picks)
+    file.safetensors[?config=CONFIG]   a single-file checkpoint (also .ckpt), its configs from CONFIG
+    BASE+lora:PATH[@SCALE]   a base model with LoRA adapters fused in (several ``+lora:`` parts allowed)
 
-Everything is loaded with diffusers' ``from_pretrained`` (``arch/`` ids are built from their configs).
+Each form is a ``ModelLoader`` in ``LOADERS`` (``register_loader`` adds one); forms whose code is heavy or
+optional are "module:attribute" strings, imported on first use. Everything is loaded with diffusers'
+``from_pretrained`` / ``from_single_file`` (``arch/`` ids are built from their configs).
 """
 
 from __future__ import annotations
 
 import gc
+import importlib
 import os
 import socket
 import threading
@@ -30,8 +35,10 @@ from workbench.errors import ConfigError, UnknownModelError
 
 __all__ = [
     "ARCHITECTURES",
+    "LOADERS",
     "TOYWORLD_DIR",
     "TOYWORLD_MODELS",
+    "ModelLoader",
     "PipelineCache",
     "available_models",
     "build_architecture",
@@ -39,10 +46,13 @@ __all__ = [
     "describe_models",
     "is_offline",
     "load",
+    "load_uncached",
+    "loader_for",
     "model_id_of",
     "pick_device",
     "pick_dtype",
     "pipeline_bytes",
+    "register_loader",
 ]
 
 TOYWORLD_DIR = Path(__file__).parent / "toyworld" / "weights"
@@ -305,51 +315,91 @@ def build_architecture(name: str, seed: int = 0):
     )
 
 
-# --- loading ---------------------------------------------------------------------------------------
+# --- loading: a registry of id forms -----------------------------------------------------------------
 
 
-# Loading is serialised across threads: diffusers builds models under accelerate's init_empty_weights, which
-# patches torch.nn.Module process-wide; two loads at once can leave it patched (every later model on "meta").
-_LOAD_LOCK = threading.Lock()
+@dataclass(frozen=True)
+class ModelLoader:
+    """One form of model id: ``matches(id)`` says whether an id has this form, ``load(id, device, dtype)``
+    makes the pipeline. Either may be a "module:attribute" string, imported on first use, so a form whose
+    code has heavy or optional dependencies costs nothing until an id of that form is loaded. A ``local``
+    loader gives a diffusers pipeline (put on the device, cached); a non-local one gives a backend that
+    chooses its own device (a server), not cached."""
+
+    name: str
+    matches: Callable[[str], bool] | str
+    load: Callable[[str, torch.device, torch.dtype], object] | str
+    local: bool = True
+
+    def accepts(self, model_id: str) -> bool:
+        return bool(_resolved(self.matches)(model_id))
+
+    def build(self, model_id: str, device: torch.device, dtype: torch.dtype):
+        return _resolved(self.load)(model_id, device, dtype)
 
 
-def _load_uncached(model_id: str, device: torch.device, dtype: torch.dtype):
-    with _LOAD_LOCK:
-        return _build(model_id, device, dtype)
+def _resolved(target):
+    """A callable, or the one a "module:attribute" string names (imported now)."""
+    if not isinstance(target, str):
+        return target
+    module, _, attribute = target.partition(":")
+    value = importlib.import_module(module)
+    for part in attribute.split("."):
+        value = getattr(value, part)
+    return value
 
 
-def _build(model_id: str, device: torch.device, dtype: torch.dtype):
-    from diffusers import DiffusionPipeline
-
-    if model_id.startswith("arch/"):
-        pipe = build_architecture(model_id.removeprefix("arch/"))
-        if dtype != torch.float32:
-            pipe = pipe.to(dtype=dtype)
-    else:
-        source, local_only = _resolve(model_id)
-        pipe = DiffusionPipeline.from_pretrained(source, dtype=dtype, local_files_only=local_only)
-    pipe = pipe.to(device)
-    pipe.set_progress_bar_config(disable=True)
-    pipe.workbench_model_id = model_id
-    return pipe
+LOADERS: list[ModelLoader] = []
 
 
-def _resolve(model_id: str) -> tuple[str, bool]:
-    """Where ``model_id`` loads from, and whether only local files may be used."""
-    if model_id.startswith("toyworld/"):
-        folder = TOYWORLD_DIR / model_id.removeprefix("toyworld/")
-        if not (folder / "model_index.json").is_file():
-            is_clip = model_id == "toyworld/clip"
-            reason = "a CLIP scorer, not a generation pipeline" if is_clip else "no toy world pipeline of that name"
-            raise UnknownModelError(model_id, reason, available_models())
-        return str(folder), True
+def register_loader(loader: ModelLoader, *, before: str | None = None) -> None:
+    """Add an id form; ``before`` (a loader's name) puts it ahead of that one (forms are tried in order)."""
+    if any(existing.name == loader.name for existing in LOADERS):
+        raise ConfigError(f"a model loader named {loader.name!r} is already registered")
+    names = [existing.name for existing in LOADERS]
+    if before is not None and before not in names:
+        raise ConfigError(f"no model loader named {before!r}; loaders: {names}")
+    LOADERS.insert(names.index(before) if before else len(LOADERS), loader)
+
+
+def loader_for(model_id: str) -> ModelLoader:
+    """The first registered form that takes ``model_id``."""
+    for loader in LOADERS:
+        if loader.accepts(model_id):
+            return loader
+    raise UnknownModelError(
+        model_id, f"no model loader takes it (forms: {[m.name for m in LOADERS]})", available_models()
+    )
+
+
+def _load_arch(model_id: str, device: torch.device, dtype: torch.dtype):
+    pipe = build_architecture(model_id.removeprefix("arch/"))
+    return pipe.to(dtype=dtype) if dtype != torch.float32 else pipe
+
+
+def _load_toyworld(model_id: str, device: torch.device, dtype: torch.dtype):
+    folder = TOYWORLD_DIR / model_id.removeprefix("toyworld/")
+    if not (folder / "model_index.json").is_file():
+        is_clip = model_id == "toyworld/clip"
+        reason = "a CLIP scorer, not a generation pipeline" if is_clip else "no toy world pipeline of that name"
+        raise UnknownModelError(model_id, reason, available_models())
+    return _from_pretrained(str(folder), dtype, local_only=True)
+
+
+def _is_folder(model_id: str) -> bool:
+    return Path(model_id).expanduser().is_dir()
+
+
+def _load_folder(model_id: str, device: torch.device, dtype: torch.dtype):
     path = Path(model_id).expanduser()
-    if path.is_dir():
-        if not (path / "model_index.json").is_file():
-            raise UnknownModelError(
-                model_id, "the folder has no model_index.json (not a diffusers pipeline)", available_models()
-            )
-        return str(path), True
+    if not (path / "model_index.json").is_file():
+        raise UnknownModelError(
+            model_id, "the folder has no model_index.json (not a diffusers pipeline)", available_models()
+        )
+    return _from_pretrained(str(path), dtype, local_only=True)
+
+
+def _load_hub(model_id: str, device: torch.device, dtype: torch.dtype):
     from huggingface_hub import try_to_load_from_cache
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
@@ -359,11 +409,45 @@ def _resolve(model_id: str) -> tuple[str, bool]:
         raise UnknownModelError(
             model_id, "neither a folder nor a valid hub id (owner/name)", available_models()
         ) from None
-    if is_offline():
-        if not isinstance(try_to_load_from_cache(model_id, "model_index.json"), str):
-            raise UnknownModelError(model_id, "offline, and not in the local Hugging Face cache", available_models())
-        return model_id, True
-    return model_id, False
+    offline = is_offline()
+    if offline and not isinstance(try_to_load_from_cache(model_id, "model_index.json"), str):
+        raise UnknownModelError(model_id, "offline, and not in the local Hugging Face cache", available_models())
+    return _from_pretrained(model_id, dtype, local_only=offline)
+
+
+def _from_pretrained(source: str, dtype: torch.dtype, *, local_only: bool):
+    from diffusers import DiffusionPipeline
+
+    return DiffusionPipeline.from_pretrained(source, dtype=dtype, local_files_only=local_only)
+
+
+for _loader in (
+    ModelLoader("remote", "workbench.client:is_remote_id", "workbench.client:RemoteModel.load", local=False),
+    ModelLoader("lora", "workbench.checkpoints:parse_lora_id", "workbench.checkpoints:load_lora_id"),
+    ModelLoader("arch", lambda m: m.startswith("arch/"), _load_arch),
+    ModelLoader("toyworld", lambda m: m.startswith("toyworld/"), _load_toyworld),
+    ModelLoader(
+        "single-file", "workbench.checkpoints:parse_single_file_id", "workbench.checkpoints:load_single_file_id"
+    ),
+    ModelLoader("folder", _is_folder, _load_folder),
+    ModelLoader("hub", lambda m: True, _load_hub),
+):
+    register_loader(_loader)
+
+
+# Loading is serialised across threads: diffusers builds models under accelerate's init_empty_weights, which
+# patches torch.nn.Module process-wide; two loads at once can leave it patched (every later model on "meta").
+_LOAD_LOCK = threading.Lock()
+
+
+def load_uncached(model_id: str, device: torch.device, dtype: torch.dtype):
+    """A fresh pipeline for a local id form, on ``device``, ready to call (no cache)."""
+    with _LOAD_LOCK:
+        pipe = loader_for(model_id).build(model_id, device, dtype)
+    pipe = pipe.to(device)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.workbench_model_id = model_id
+    return pipe
 
 
 def model_id_of(pipe) -> str:
@@ -467,12 +551,11 @@ def load(
     """
     if not isinstance(model_id, str) or not model_id.strip():
         raise UnknownModelError(str(model_id), "a model id must be a non-empty string", available_models())
-    from workbench.serve.remote import RemoteModel, is_remote_id
-
-    if is_remote_id(model_id):  # the server chooses device and dtype
-        return RemoteModel.from_id(model_id)
+    loader = loader_for(model_id)
+    if not loader.local:  # a server: it chooses device and dtype
+        return loader.build(model_id, None, None)
     device = pick_device(device)
     dtype = pick_dtype(dtype, device)
     if cache is None:
-        return _load_uncached(model_id, device, dtype)
-    return cache.get_or_load((model_id, str(device), str(dtype)), lambda: _load_uncached(model_id, device, dtype))
+        return load_uncached(model_id, device, dtype)
+    return cache.get_or_load((model_id, str(device), str(dtype)), lambda: load_uncached(model_id, device, dtype))

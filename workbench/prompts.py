@@ -20,6 +20,7 @@ import pandas as pd
 import yaml
 
 from workbench.errors import ConfigError
+from workbench.local_pipeline import pipeline_tokenizers
 from workbench.resources import data_path
 
 __all__ = [
@@ -260,8 +261,6 @@ def _tokenizers_of(pipe) -> list:
         from workbench.models import TOYWORLD_DIR
 
         return [CLIPTokenizer.from_pretrained(TOYWORLD_DIR / "sd-small" / "tokenizer")]
-    from workbench.generation import pipeline_tokenizers
-
     found = pipeline_tokenizers(pipe)
     if not found:
         raise ConfigError(f"{type(pipe).__name__} has no tokenizer to count prompt tokens with")

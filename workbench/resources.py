@@ -7,10 +7,11 @@ clone (an editable install) and in an installed wheel.
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError, version
 from importlib.resources import files
 from pathlib import Path
 
-__all__ = ["bundled_studies", "data_path"]
+__all__ = ["bundled_studies", "data_path", "package_version"]
 
 
 def data_path(*parts: str) -> Path:
@@ -22,3 +23,11 @@ def bundled_studies() -> dict[str, Path]:
     """The study notebooks that ship with the package, by name (``01_model_evaluation`` -> its path)."""
     folder = Path(str(files("workbench.notebooks")))
     return {path.stem: path for path in sorted(folder.glob("*.ipynb"))}
+
+
+def package_version() -> str:
+    """The installed package's version ("0.0.0" for a source tree that is not installed)."""
+    try:
+        return version("t2i-workbench")
+    except PackageNotFoundError:
+        return "0.0.0"

@@ -34,7 +34,7 @@ from typing import Any
 import pandas as pd
 
 from workbench.errors import ConfigError, NotebookRunError
-from workbench.resources import bundled_studies
+from workbench.resources import bundled_studies, package_version
 
 __all__ = [
     "StudyRun",
@@ -228,12 +228,10 @@ def _environment() -> dict[str, Any]:
     import torch
     import transformers
 
-    from workbench import __version__
-
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor() or "cpu"
     return {
         "versions": {
-            "workbench": __version__,
+            "workbench": package_version(),
             "python": platform.python_version(),
             "torch": torch.__version__,
             "diffusers": diffusers.__version__,

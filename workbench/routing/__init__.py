@@ -27,7 +27,7 @@ from workbench.routing.classifiers import (
     make_classifier,
 )
 from workbench.routing.decision import RoutingDecision
-from workbench.routing.router import Router
+from workbench.routing.router import Router, model_targets
 from workbench.routing.scoring import (
     LABELLED_PROMPTS,
     PARAPHRASED_PROMPTS,
@@ -61,6 +61,7 @@ __all__ = [
     "evaluate_classifiers",
     "labelled_prompts",
     "make_classifier",
+    "model_targets",
     "read_prompt_file",
     "routing_latency",
     "score_routing",

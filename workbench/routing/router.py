@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
-from workbench.config import RouteSpec
+from workbench.config import GenerationConfig, RouteSpec
 from workbench.errors import ConfigError, EmbeddingUnavailableError
+from workbench.models import default_cache
+from workbench.plan import ROUTED, resolve, run
 from workbench.routing.classifiers import Classifier, classifier_names, make_classifier
 from workbench.routing.decision import RoutingDecision, check_prompts, check_threshold
 from workbench.routing.tables import RouteTable
 
-__all__ = ["Router"]
+__all__ = ["Router", "model_targets"]
 
 
 class Router:
@@ -35,9 +38,9 @@ class Router:
         embedding_model: str | None = None,
         device: str | None = None,
         cache=None,
+        name: str = ROUTED,
     ):
-        from workbench.models import default_cache
-
+        self.name = name  # how its images' rows name the model: "routed"
         self.table = table if isinstance(table, RouteTable) else RouteTable.load(table)
         self.threshold = self.table.threshold if threshold is None else check_threshold(threshold)
         self.device = device
@@ -108,23 +111,30 @@ class Router:
     ) -> list:
         """Route each prompt and generate its seeds with its route's model and config (models come from
         the cache, so switching between routes does not reload them). Records carry the decision."""
-        from workbench.generation import generate
-        from workbench.models import load
-
         records = []
         for decision in self.route_many(check_prompts(prompts), preview=preview):
-            spec = self.table[decision.route]
-            pipe = load(spec.model_id, device=self.device, cache=self.cache)
-            config = spec.config.replace(batch_size=batch_size)
-            context = decision.to_context()
-            records += generate(
-                pipe,
-                decision.prompt,
-                config,
-                seeds,
-                model_id=spec.model_id,
-                progress=progress,
-                cancel=cancel,
-                context=context,
+            plan = resolve(self.table[decision.route], decision.prompt, GenerationConfig(batch_size=batch_size))
+            plan = replace(plan, context=decision.to_context())
+            records += run(
+                plan, decision.prompt, seeds, device=self.device, cache=self.cache, progress=progress, cancel=cancel
             )
         return records
+
+
+def model_targets(names: Sequence[str], *, classifier: str = "embedding", device: str | None = None) -> list:
+    """Model choices written as text (study parameters, the command line) as targets for the evaluator and
+    the A/B tester: "routed" becomes a Router on the toy world's table, "routed:<table>" one on that table
+    (each made once); any other name is a model id."""
+    if isinstance(names, str):
+        raise ConfigError(f"model choices must be a list of names, got the string {names!r}", "models")
+    routers: dict[str, Router] = {}
+    targets: list = []
+    for name in names:
+        if name != ROUTED and not str(name).startswith(f"{ROUTED}:"):
+            targets.append(name)
+            continue
+        table = str(name).partition(":")[2] or "toyworld"
+        if name not in routers:
+            routers[name] = Router(table, classifier, device=device, name=name)
+        targets.append(routers[name])
+    return targets

@@ -20,7 +20,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
@@ -31,12 +31,13 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sse_starlette import EventSourceResponse
 
-from workbench.config import AccelerationConfig, GenerationConfig
+from workbench.client import API_KEY_ENV
+from workbench.config import AccelerationConfig
 from workbench.errors import ConfigError, QueueFull
 from workbench.generation import MAX_SEED
+from workbench.plan import resolve
 from workbench.serve.metrics import ServerMetrics
 from workbench.serve.pool import TERMINAL, Event, GenerationTask, Job, WorkerPool
-from workbench.serve.remote import API_KEY_ENV
 from workbench.serve.schemas import GenerateRequest, GenerateResponse, ModelInfo, RouteInfo, RouteTableInfo
 
 __all__ = ["API_KEY_ENV", "ServeSettings", "create_app", "default_devices"]
@@ -100,32 +101,21 @@ class Service:
         if body.model is not None:
             if body.model not in self.models:
                 raise _invalid("model", f"unknown model {body.model!r}; this server has {self.models}", body.model)
-            model_id, config, context = body.model, GenerationConfig(), {}
+            target = body.model
+        elif body.route is not None:
+            if body.route not in table.routes:
+                raise _invalid("route", f"unknown route {body.route!r}; routes: {list(table.routes)}", body.route)
+            target = table[body.route]
         else:
-            if body.route is not None:
-                if body.route not in table.routes:
-                    raise _invalid("route", f"unknown route {body.route!r}; routes: {list(table.routes)}", body.route)
-                spec, context = table[body.route], {"route": body.route}
-            else:
-                spec, decision = await asyncio.to_thread(self.router.plan, body.prompt)
-                context = decision.to_context()
-            model_id, config = spec.model_id, spec.config
-        config = config.replace(**body.overrides(), batch_size=body.num_images)
+            target = self.router
         seed = body.seed if body.seed is not None else secrets.randbelow(2**31)
         if seed + body.num_images - 1 > MAX_SEED:
             raise _invalid("seed", f"seed + num_images - 1 must be at most {MAX_SEED}", seed)
         acceleration = AccelerationConfig(**body.acceleration.model_dump()) if body.acceleration else None
-        acceleration = acceleration if acceleration and acceleration.changes() else None
-        return GenerationTask(
-            model_id=model_id,
-            prompt=body.prompt,
-            config=config,
-            seeds=[seed + i for i in range(body.num_images)],
-            acceleration=acceleration,
-            optimize=body.optimize,
-            style=body.style,
-            context=context,
-        )
+        plan = await asyncio.to_thread(resolve, target, body.prompt, acceleration=acceleration)
+        plan = replace(plan, config=plan.config.replace(**body.overrides(), batch_size=body.num_images))
+        seeds = [seed + i for i in range(body.num_images)]
+        return GenerationTask(plan, body.prompt, seeds, optimize=body.optimize, style=body.style)
 
     async def submit(self, body: GenerateRequest) -> Job:
         job = Job(await self.plan(body), asyncio.get_running_loop(), self.settings.timeout_s)

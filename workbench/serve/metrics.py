@@ -51,7 +51,7 @@ class ServerMetrics:
             self.queue_seconds.observe(job.queued_s)
             self.run_seconds.observe(job.run_s)
         if outcome == "ok":
-            self.images.labels(job.task.model_id).inc(len(job.task.seeds))
+            self.images.labels(job.task.plan.model_id).inc(len(job.task.seeds))
 
     def rejected(self) -> None:
         self.rejections.inc()

@@ -17,11 +17,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from workbench.config import AccelerationConfig, GenerationConfig
 from workbench.errors import ConfigError, GenerationCancelled, QueueFull, WorkbenchError
+from workbench.generation import png_with_settings
+from workbench.models import PipelineCache, load, pick_device
+from workbench.plan import Plan, run
 
 __all__ = ["TERMINAL", "Event", "GenerationTask", "Job", "Worker", "WorkerPool"]
 
@@ -30,16 +32,13 @@ TERMINAL = ("complete", "error")  # the kinds of event that end a job's stream
 
 @dataclass(frozen=True)
 class GenerationTask:
-    """What one request asks a worker to make."""
+    """What one request asks a worker to make: a plan (its model loads on the worker), a prompt and seeds."""
 
-    model_id: str
+    plan: Plan
     prompt: str
-    config: GenerationConfig
     seeds: list[int]
-    acceleration: AccelerationConfig | None = None  # None: as loaded (no accelerate block)
     optimize: bool = False
     style: str | None = None
-    context: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -83,8 +82,6 @@ class Worker:
     """A thread that owns one device's pipelines and runs the pool's jobs one at a time."""
 
     def __init__(self, pool: WorkerPool, index: int, device: str, cache_items: int):
-        from workbench.models import PipelineCache
-
         self.pool, self.index, self.device = pool, index, device
         self.cache = PipelineCache(max_items=cache_items)
         self.job: Job | None = None
@@ -100,8 +97,6 @@ class Worker:
         return [model_id for model_id, _device, _dtype in self.cache.keys()]  # noqa: SIM118 (not a dict)
 
     def preload(self, model_ids: Sequence[str]) -> None:
-        from workbench.models import load
-
         for model_id in model_ids:
             load(model_id, device=self.device, cache=self.cache)
 
@@ -122,31 +117,18 @@ class Worker:
             self.pool._finish(self, job, outcome)
 
     def _run(self, job: Job) -> str:
-        from workbench.acceleration import accelerate
-        from workbench.generation import generate, png_with_settings
-        from workbench.models import load
-        from workbench.prompts import PromptOptimizer
-
         task = job.task
-        job.emit("started", worker=self.name, model_id=task.model_id, queued_s=round(job.queued_s, 3))
+        job.emit("started", worker=self.name, model_id=task.plan.model_id, queued_s=round(job.queued_s, 3))
 
         def progress(step: int, total: int) -> None:
             job.steps_done = step
             job.emit("progress", step=step, total=total, percent=round(100 * step / total, 1))
 
         try:
-            pipe = load(task.model_id, device=self.device, cache=self.cache)
-            prompt, config, context = task.prompt, task.config, dict(task.context)
-            if task.optimize or task.style:
-                optimized = PromptOptimizer(pipe).optimize(prompt, task.style)
-                prompt = optimized.prompt
-                config = config.replace(negative_prompt=config.negative_prompt or optimized.negative_prompt)
-                context |= {"typed_prompt": task.prompt, "style": task.style}
-            with accelerate(pipe, task.acceleration) if task.acceleration else contextlib.nullcontext():
-                records = generate(
-                    pipe, prompt, config, task.seeds, model_id=task.model_id,
-                    progress=progress, cancel=job.cancel, context=context,
-                )  # fmt: skip
+            records = run(
+                task.plan, task.prompt, task.seeds, optimize=task.optimize, style=task.style,
+                device=self.device, cache=self.cache, progress=progress, cancel=job.cancel,
+            )  # fmt: skip
         except GenerationCancelled:
             return "cancelled"
         except WorkbenchError as error:  # settings this device cannot honour (an acceleration guard, ...)
@@ -166,8 +148,6 @@ class WorkerPool:
     """
 
     def __init__(self, devices: Sequence[str], *, max_queue: int = 64, cache_items: int = 3, metrics=None):
-        from workbench.models import pick_device
-
         if isinstance(devices, str) or not devices:
             raise ConfigError(f"devices must be a non-empty list such as ['cuda:0', 'cuda:1'], got {devices!r}")
         if not isinstance(max_queue, int) or max_queue < 0:

@@ -8,9 +8,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
+from workbench.client import MAX_IMAGES
 from workbench.config import SCHEDULERS, AccelerationConfig
 from workbench.generation import MAX_SEED
-from workbench.serve.remote import MAX_IMAGES
 
 __all__ = [
     "MAX_IMAGES",

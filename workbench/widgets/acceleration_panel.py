@@ -48,7 +48,7 @@ class AccelerationPanel:
         self.job.start(self._run, [self.run_button])
 
     def _run(self) -> str:
-        from workbench.acceleration import benchmark_acceleration
+        from workbench.acceleration_benchmark import benchmark_acceleration
         from workbench.config import GenerationConfig
         from workbench.models import load
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 import html
 import io
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import ipywidgets as w
 from PIL import Image
 
 from workbench.config import AccelerationConfig, GenerationConfig
-from workbench.evaluation import ROUTED
+from workbench.errors import ConfigError
+from workbench.plan import ROUTED, Plan, resolve, run
 from workbench.widgets.background import Job
 
 __all__ = ["Explorer", "GalleryItem"]
@@ -123,50 +124,41 @@ class Explorer:
         style = None if self.style.value == "(none)" else self.style.value
         return tuple(self.optimizer.optimize(text, style))
 
-    def plan(self) -> tuple[str, GenerationConfig, AccelerationConfig, dict]:
-        """Model id, config, acceleration and recorded context for the current controls."""
-        text = self.prompt.value.strip()
-        spec, decision = self.router.plan(text)
-        model_id = spec.model_id if self.model.value == ROUTED else self.model.value
-        if self.model.value == ROUTED and self.use_route_settings.value:
-            config = spec.config
-        else:
-            config = GenerationConfig(steps=self.steps.value, guidance=self.guidance.value)
-        _, negative = self.final_prompt(text)
-        size = SIZES[self.size.value]
-        config = config.replace(negative_prompt=negative, width=size, height=size, batch_size=1)
+    def plan(self) -> Plan:
+        """The plan for the current controls: the router's choice or the picked model, and the settings."""
+        routed = self.model.value == ROUTED
+        config = GenerationConfig(steps=self.steps.value, guidance=self.guidance.value)
         acceleration = AccelerationConfig(
             deepcache_interval=self.deepcache.value, tome_ratio=self.tome.value, channels_last=self.channels_last.value
         )
-        context = decision.to_context() if self.model.value == ROUTED else {}
-        return model_id, config, acceleration, context
+        plan = resolve(
+            self.router if routed else self.model.value, self.prompt.value.strip(), config,
+            acceleration=acceleration, route_settings=self.use_route_settings.value,
+        )  # fmt: skip
+        size = SIZES[self.size.value]
+        return replace(plan, config=plan.config.replace(width=size, height=size, batch_size=1))
 
     def generate(self) -> None:
         """Start generating the current prompt (off the main thread); ``job.wait()`` waits for it."""
         self.job.start(self._generate, [self.generate_button])
 
     def _generate(self) -> str:
-        from workbench.acceleration import accelerate
-        from workbench.errors import ConfigError
-        from workbench.generation import generate
-        from workbench.models import load
-
         text = self.prompt.value.strip()
         if not text:
             raise ConfigError("type a prompt first")
         if self.new_seed.value:
             self.seed.value = random.randrange(2**31)
-        model_id, config, acceleration, context = self.plan()
-        prompt, _ = self.final_prompt(text)
-        pipe = load(model_id, device=self.device)
-        with accelerate(pipe, acceleration):
-            record = generate(
-                pipe, prompt, config, self.seed.value, model_id=model_id, context=context,
-                progress=self.job.progress, cancel=self.job.cancel,
-            )[0]  # fmt: skip
+        plan = self.plan()
+        style = None if self.style.value == "(none)" else self.style.value
+        (record,) = run(
+            plan, text, self.seed.value, optimize=self.optimize.value, style=style if self.optimize.value else None,
+            device=self.device, progress=self.job.progress, cancel=self.job.cancel,
+        )  # fmt: skip
         score = self.scorer.score([record.image], [text]).scores[0] if self.scorer else None
         self._add(GalleryItem(record, score, text))
-        return f"{model_id}, seed {record.seed}: {record.latency_s:.2f} s" + (f", CLIP {score:.1f}" if score else "")
+        return f"{plan.model_id}, seed {record.seed}: {record.latency_s:.2f} s" + (
+            f", CLIP {score:.1f}" if score else ""
+        )
 
     def save(self, item: GalleryItem) -> Path:
         from workbench.generation import save_image

@@ -1,14 +1,16 @@
-"""``RemoteModel``: a model on a ``workbench serve`` server, usable wherever a local pipeline is.
+"""``RemoteModel``: a model on a ``workbench serve`` server, an ``ImageBackend`` usable wherever a local pipeline is.
 
 ``wb.load("toyworld/sd-base@http://gpu-box:8000")`` gives one (so does the bare server URL: its router
 then picks the model for each prompt), and so every part of the workbench that loads models by id, the
 evaluator, the router, the A/B tester and the widgets, can generate on a server. ``wb.generate(remote,
 ...)`` streams each request, so progress and cancel work as they do locally; ``wb.accelerate(remote,
-config)`` sends the toggles with each request made in the block.
+config)`` sends the toggles with each request made in the block. This module needs only httpx, not the
+server's dependencies; the constants both sides share live here.
 """
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
@@ -18,20 +20,24 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from PIL import Image
+
+from workbench.backends import is_cancelled
 from workbench.config import AccelerationConfig, GenerationConfig
 from workbench.errors import ConfigError, GenerationCancelled, RemoteError
+from workbench.records import GenerationRecord
 
-__all__ = ["API_KEY_ENV", "RemoteModel", "is_remote_id"]
+__all__ = ["API_KEY_ENV", "MAX_IMAGES", "REMOTE_ID", "RemoteModel", "is_remote_id"]
 
 API_KEY_ENV = "WORKBENCH_API_KEY"  # where the server and this client find the API key when not given one
 
-_REMOTE_ID = re.compile(r"^(?:(?P<model>[^@\s]+)@)?(?P<url>https?://[^\s@]+)$")
+REMOTE_ID = re.compile(r"^(?:(?P<model>[^@\s]+)@)?(?P<url>https?://[^\s@]+)$")
 MAX_IMAGES = 8  # images per request: the API's num_images limit
 
 
 def is_remote_id(model_id: object) -> bool:
     """True for ``model@http(s)://host:port`` and for a bare ``http(s)://`` server URL."""
-    return isinstance(model_id, str) and _REMOTE_ID.match(model_id) is not None
+    return isinstance(model_id, str) and REMOTE_ID.match(model_id) is not None
 
 
 def _seed_runs(seeds: Sequence[int], size: int) -> list[list[int]]:
@@ -85,10 +91,15 @@ class RemoteModel:
     @classmethod
     def from_id(cls, model_id: str, **kwargs: Any) -> RemoteModel:
         """The model for ``model@http://host:port`` (or a bare server URL)."""
-        match = _REMOTE_ID.match(model_id) if isinstance(model_id, str) else None
+        match = REMOTE_ID.match(model_id) if isinstance(model_id, str) else None
         if match is None:
             raise ConfigError(f"a remote model id is 'model@http://host:port' or a server URL, got {model_id!r}")
         return cls(match["url"], match["model"], **kwargs)
+
+    @classmethod
+    def load(cls, model_id: str, device=None, dtype=None) -> RemoteModel:
+        """The model-id registry's loader for remote ids: the server chooses device and dtype."""
+        return cls.from_id(model_id)
 
     @property
     def workbench_model_id(self) -> str:
@@ -148,24 +159,19 @@ class RemoteModel:
             body["acceleration"] = self.acceleration.changes()
         return body
 
-    def generate(
+    def make_images(
         self,
-        prompts: str | Sequence[str],
-        config: GenerationConfig | None = None,
-        seeds: int | Sequence[int] = 0,
+        prompts: list[str],
+        config: GenerationConfig | None,
+        seeds: list[int],
         *,
         progress=None,
         cancel=None,
         context: dict[str, Any] | None = None,
-    ) -> list:
-        """``workbench.generate`` on the server: one record per prompt and seed, prompts outer. Consecutive
-        seeds go in one request (up to ``config.batch_size``). Records carry the server's model id and
-        device, and ``server`` (this URL) in their context."""
-        from workbench.generation import _as_list, _check_seeds, _is_cancelled
-
-        prompts = _as_list(prompts, str, "prompts")
-        seeds = _as_list(seeds, int, "seeds")
-        _check_seeds(seeds)
+    ) -> list[GenerationRecord]:
+        """What ``workbench.generate`` does on the server: one record per prompt and seed, prompts outer.
+        Consecutive seeds go in one request (up to ``config.batch_size``). Records carry the server's model
+        id and device, and ``server`` (this URL) in their context."""
         size = min(config.batch_size if config else 1, MAX_IMAGES)
         requests = [(p, run) for p in prompts for run in _seed_runs(seeds, size)]
         records: list = []
@@ -176,7 +182,7 @@ class RemoteModel:
                     if progress is not None:
                         progress(done * total + step, len(requests) * total)
 
-                if _is_cancelled(cancel):
+                if is_cancelled(cancel):
                     raise GenerationCancelled(records)
                 images = self._stream(client, self._body(prompt, config, run), step, cancel, records)
                 records += [self._record(image, context) for image in images]
@@ -185,8 +191,6 @@ class RemoteModel:
     def _stream(self, client, body: dict[str, Any], step, cancel, records: list) -> list[dict[str, Any]]:
         """One streamed request's images; waits and tries again while the server's queue is full."""
         import httpx
-
-        from workbench.generation import _is_cancelled
 
         deadline = time.monotonic() + self.timeout_s
         while True:
@@ -205,19 +209,13 @@ class RemoteModel:
                             return data["images"]
                         elif kind == "error":
                             _raise_error(data["status"], data["detail"], self.url)
-                        if _is_cancelled(cancel):  # leaving the block closes the connection: the server stops
+                        if is_cancelled(cancel):  # leaving the block closes the connection: the server stops
                             raise GenerationCancelled(records)
             except httpx.HTTPError as error:
                 raise RemoteError(f"lost the connection to {self.url}: {error}") from None
             raise RemoteError(f"{self.url} closed the stream before the image was complete")
 
-    def _record(self, image: dict[str, Any], context: dict[str, Any] | None):
-        import base64
-
-        from PIL import Image
-
-        from workbench.generation import GenerationRecord
-
+    def _record(self, image: dict[str, Any], context: dict[str, Any] | None) -> GenerationRecord:
         with Image.open(io.BytesIO(base64.b64decode(image["png_base64"]))) as png:
             pixels = png.convert("RGB")
         record = GenerationRecord.from_dict(image["record"], pixels)

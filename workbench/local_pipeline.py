@@ -1,0 +1,219 @@
+"""``LocalPipeline``: the ``ImageBackend`` for a diffusers pipeline in this process.
+
+``make_images`` makes one image per (prompt, seed), prompts outer, seeds inner, ``config.batch_size`` per
+pipeline call. Every image gets its own CPU ``torch.Generator`` seeded with its seed, so a batch of N gives
+the same images as N single calls, on any device. ``accelerated`` applies ``acceleration``'s toggles.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from workbench.acceleration import accelerate_pipeline, active_acceleration, check_scheduler
+from workbench.backends import Cancel, ProgressCallback, is_cancelled
+from workbench.config import SCHEDULERS, AccelerationConfig, GenerationConfig
+from workbench.errors import GenerationCancelled
+from workbench.models import model_id_of
+from workbench.records import GenerationRecord, TokenBudget
+from workbench.resources import package_version
+
+__all__ = ["BLACK_LEVEL", "LocalPipeline", "default_size", "pipeline_tokenizers", "token_budget"]
+
+BLACK_LEVEL = 2 / 255  # an image whose brightest pixel is below this counts as black
+
+
+def pipeline_tokenizers(pipe) -> list:
+    """The pipeline's prompt tokenizers: one for SD 1.x/2.x, two for SDXL (none for a remote model)."""
+    return [t for t in (getattr(pipe, "tokenizer", None), getattr(pipe, "tokenizer_2", None)) if t is not None]
+
+
+def token_budget(pipe, prompt: str) -> TokenBudget:
+    """How ``prompt`` fits the pipeline's tokenizer(s); with two (SDXL), the tighter one counts."""
+    worst = None
+    for tokenizer in pipeline_tokenizers(pipe):
+        ids = tokenizer(prompt, truncation=False, verbose=False).input_ids
+        limit = tokenizer.model_max_length
+        dropped = tokenizer.decode(ids[limit - 1 : -1], skip_special_tokens=True) if len(ids) > limit else ""
+        budget = TokenBudget(len(ids), limit, dropped)
+        if worst is None or len(budget.dropped_text) > len(worst.dropped_text):
+            worst = budget
+    return worst or TokenBudget(0, 0, "")
+
+
+def default_size(pipe) -> int:
+    """The pipeline's native image side in pixels."""
+    latent = getattr(pipe, "default_sample_size", None) or pipe.unet.config.sample_size
+    return latent * pipe.vae_scale_factor
+
+
+class PeakMemory:
+    """Peak memory over a block: CUDA's allocator peak on CUDA; on the CPU the process's peak resident set
+    (Linux resets it through /proc/self/clear_refs; elsewhere it is the lifetime peak, and says so)."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+
+    def __enter__(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.kind = "cuda_allocated"
+        elif self.device.type == "mps":
+            self.kind = "mps_driver_allocated"
+        else:
+            try:
+                Path("/proc/self/clear_refs").write_text("5")
+                self.kind = "cpu_rss_peak"
+            except OSError:
+                self.kind = "cpu_rss_lifetime_peak"
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            self.mb = torch.cuda.max_memory_allocated(self.device) / 2**20
+        elif self.device.type == "mps":
+            self.mb = torch.mps.driver_allocated_memory() / 2**20
+        elif self.kind == "cpu_rss_peak":
+            status = Path("/proc/self/status").read_text()
+            self.mb = int(next(ln.split()[1] for ln in status.splitlines() if ln.startswith("VmHWM"))) / 1024
+        else:
+            import resource  # Unix only; Windows has neither /proc nor this module
+
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            self.mb = peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
+@contextmanager
+def _scheduler(pipe, name: str | None) -> Iterator[str]:
+    """Use scheduler ``name`` (a key of SCHEDULERS) for the block, then put the pipeline's own back."""
+    original = pipe.scheduler
+    if name is not None:
+        import diffusers
+
+        pipe.scheduler = getattr(diffusers, SCHEDULERS[name]).from_config(original.config)
+    try:
+        yield type(pipe.scheduler).__name__
+    finally:
+        pipe.scheduler = original
+
+
+def _versions() -> dict[str, str]:
+    import diffusers
+    import transformers
+
+    return {
+        "workbench": package_version(),
+        "diffusers": diffusers.__version__,
+        "transformers": transformers.__version__,
+        "torch": torch.__version__,
+    }
+
+
+def _status(pixels: np.ndarray) -> str:
+    if np.isnan(pixels).any():
+        return "nan"
+    return "black" if pixels.max() < BLACK_LEVEL else "ok"
+
+
+class LocalPipeline:
+    """A diffusers pipeline as an ``ImageBackend``; ``model_id`` (default: the id it was loaded under) is
+    what its records carry."""
+
+    def __init__(self, pipe, model_id: str | None = None):
+        self.pipe = pipe
+        self.workbench_model_id = model_id or model_id_of(pipe)
+
+    def accelerated(self, config: AccelerationConfig) -> AbstractContextManager[AccelerationConfig]:
+        return accelerate_pipeline(self.pipe, config)
+
+    def make_images(
+        self,
+        prompts: list[str],
+        config: GenerationConfig | None,
+        seeds: list[int],
+        *,
+        progress: ProgressCallback | None = None,
+        cancel: Cancel = None,
+        context: dict[str, Any] | None = None,
+    ) -> list[GenerationRecord]:
+        # 1. Settings: the pipeline's native size where none is given; one batch per batch_size images.
+        pipe = self.pipe
+        config = config or GenerationConfig()
+        side = default_size(pipe)
+        config = config.replace(width=config.width or side, height=config.height or side)
+        jobs = [(prompt, seed) for prompt in prompts for seed in seeds]
+        batches = [jobs[i : i + config.batch_size] for i in range(0, len(jobs), config.batch_size)]
+        budgets = {prompt: token_budget(pipe, prompt) for prompt in prompts}
+        versions = _versions()
+        records: list[GenerationRecord] = []
+        done_batches = 0
+
+        def on_step_end(pipeline, step: int, timestep, callback_kwargs: dict) -> dict:
+            if is_cancelled(cancel):
+                raise GenerationCancelled([])
+            if progress is not None:
+                per_batch = pipeline.num_timesteps
+                progress(done_batches * per_batch + step + 1, len(batches) * per_batch)
+            return callback_kwargs
+
+        # 2. Run the batches, each image with its own seeded generator.
+        with _scheduler(pipe, config.scheduler) as scheduler_class:
+            check_scheduler(pipe, pipe.scheduler)
+            for batch in batches:
+                if is_cancelled(cancel):
+                    raise GenerationCancelled(records)
+                generators = [torch.Generator("cpu").manual_seed(seed) for _, seed in batch]
+                negative = [config.negative_prompt] * len(batch) if config.negative_prompt else None
+                with PeakMemory(pipe.device) as memory:
+                    start = time.perf_counter()
+                    try:
+                        output = pipe(
+                            prompt=[p for p, _ in batch],
+                            negative_prompt=negative,
+                            num_inference_steps=config.steps,
+                            guidance_scale=config.guidance,
+                            width=config.width,
+                            height=config.height,
+                            generator=generators,
+                            output_type="np",
+                            callback_on_step_end=on_step_end,
+                        )
+                    except GenerationCancelled:
+                        raise GenerationCancelled(records) from None
+                    elapsed = time.perf_counter() - start
+
+                # 3. Judge and keep each image.
+                for (prompt, seed), pixels in zip(batch, output.images, strict=True):
+                    image = Image.fromarray((np.clip(np.nan_to_num(pixels), 0, 1) * 255).round().astype(np.uint8))
+                    records.append(
+                        GenerationRecord(
+                            image=image,
+                            prompt=prompt,
+                            seed=seed,
+                            model_id=self.workbench_model_id,
+                            config=config,
+                            scheduler_class=scheduler_class,
+                            device=str(pipe.device),
+                            dtype=str(pipe.dtype).removeprefix("torch."),
+                            latency_s=elapsed / len(batch),
+                            peak_mem_mb=round(memory.mb, 1),
+                            mem_kind=memory.kind,
+                            status=_status(pixels),
+                            tokens=budgets[prompt],
+                            versions=versions,
+                            context=dict(context or {}),
+                            acceleration=active_acceleration(pipe),
+                        )
+                    )
+                done_batches += 1
+        return records
