@@ -16,7 +16,7 @@ from workbench.errors import (
     UnknownModelError,
     WorkbenchError,
 )
-from workbench.evaluation import ModelEvaluator, ResultStore, summarize, summary_table
+from workbench.evaluation import ModelEvaluator, ResultStore, save_study_results, summarize, summary_table
 from workbench.generation import (
     ReproduceResult,
     accelerate,
@@ -45,7 +45,7 @@ from workbench.routing import (
     routing_latency,
     score_routing,
 )
-from workbench.studies import StudyRun, run_study, save_study_results
+from workbench.studies import StudyRun, run_study
 
 __version__ = package_version()
 

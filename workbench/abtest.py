@@ -23,7 +23,14 @@ from PIL import Image
 
 from workbench.config import GenerationConfig
 from workbench.errors import ConfigError
-from workbench.evaluation import bootstrap_ci, clip_over_prompts, prompt_frame, result_row, settings_key
+from workbench.evaluation import (
+    bootstrap_ci,
+    clip_over_prompts,
+    prompt_frame,
+    result_row,
+    save_study_results,
+    settings_key,
+)
 from workbench.generation import save_image
 from workbench.models import default_cache
 from workbench.plan import resolve, run, target_label
@@ -133,8 +140,6 @@ class ABTestResult:
 
     def save(self, output_dir: str | Path) -> None:
         """results.parquet and summary.json (as every study leaves them), comparisons.json and verdict.txt."""
-        from workbench.studies import save_study_results
-
         output_dir = Path(output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
         save_study_results(self.rows, self.summary, output_dir)

@@ -41,7 +41,6 @@ __all__ = [
     "check_parameters",
     "notebook_parameters",
     "run_study",
-    "save_study_results",
     "table_page",
     "write_index",
 ]
@@ -252,13 +251,6 @@ def _render_report(executed: Path, report: Path) -> None:
     )
     body, _ = exporter.from_notebook_node(nbformat.read(executed, as_version=4))
     report.write_text(body)
-
-
-def save_study_results(results: pd.DataFrame, summary: pd.DataFrame, output_dir: str | Path) -> None:
-    """What a study notebook leaves for its manifest and the run index: results.parquet and summary.json."""
-    output_dir = Path(output_dir)
-    results.to_parquet(output_dir / "results.parquet", index=False)
-    (output_dir / "summary.json").write_text(summary.to_json(orient="records", indent=2))
 
 
 def run_study(
