@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from workbench import GenerationConfig, generate, load
+from workbench.errors import ConfigError
 from workbench.models import TOYWORLD_DIR, describe_models
 from workbench.toyworld import scenes
 from workbench.toyworld.tokenizer import MAX_LENGTH, build_tokenizer
@@ -98,3 +99,11 @@ def test_toy_clip_reads_real_scenes():
     rng = np.random.default_rng(1)
     scores = accuracy(ToyJudge(TOYWORLD_DIR / "clip").judge([scenes.render(s, rng) for s in truth], truth))
     assert all(scores[f"clip_{a}"] >= 0.9 for a in scenes.ATTRIBUTES), scores
+
+
+def test_an_unknown_training_phase_is_refused_with_the_known_ones(tmp_path):
+    from workbench.toyworld.train import TrainSettings, _run_phase, phase_trainers
+
+    assert {"clip", "vae", "clip-vision", "sd-small", "sd-base"} <= set(phase_trainers())
+    with pytest.raises(ConfigError, match=r"unknown training phase 'unet'; phases: .*'sd-base'"):
+        _run_phase(("unet", tmp_path, TrainSettings(), None))

@@ -23,6 +23,7 @@ import math
 import multiprocessing
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,10 +33,11 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from workbench.errors import ConfigError
 from workbench.toyworld import scenes
 from workbench.toyworld.tokenizer import MAX_LENGTH, build_tokenizer
 
-__all__ = ["UNET_SPECS", "TrainSettings", "train_family"]
+__all__ = ["UNET_SPECS", "TrainSettings", "phase_trainers", "train_family"]
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -468,16 +470,24 @@ def assemble(out: Path) -> None:
                 config.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
+def phase_trainers() -> dict[str, Callable]:
+    """Training phase name -> its function ``(out, settings, stop_at)``: the CLIP, the VAE, the CLIP's vision
+    refinement, and one UNet per ``UNET_SPECS`` entry."""
+    unets = {name: functools.partial(_train_named_unet, name) for name in UNET_SPECS}
+    return {"clip": train_clip, "vae": train_vae, "clip-vision": refine_clip_vision, **unets}
+
+
+def _train_named_unet(name: str, out: Path, settings: TrainSettings, stop_at: float | None) -> dict:
+    return train_unet(out, settings, name, stop_at)
+
+
 def _run_phase(args):
     phase, out, settings, stop_at = args
+    trainers = phase_trainers()
+    if phase not in trainers:
+        raise ConfigError(f"unknown training phase {phase!r}; phases: {sorted(trainers)}")
     torch.set_num_threads(max(1, (os.cpu_count() or 2) // settings.workers))
-    if phase == "clip":
-        return train_clip(out, settings, stop_at)
-    if phase == "vae":
-        return train_vae(out, settings, stop_at)
-    if phase == "clip-vision":
-        return refine_clip_vision(out, settings, stop_at)
-    return train_unet(out, settings, phase, stop_at)
+    return trainers[phase](out, settings, stop_at)
 
 
 def train_family(out: str | Path, settings: TrainSettings = TrainSettings()) -> list[dict]:
