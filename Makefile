@@ -6,11 +6,13 @@ TORCH_VERSION ?= 2.13.0
 # Without an NVIDIA GPU, take PyTorch's CPU build rather than the multi-gigabyte CUDA one.
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 STAMP := $(VENV)/.installed-dev
+# Every package's exact version (torch aside: TORCH_VERSION), so a fresh clone gets the tested stack.
+CONSTRAINTS := constraints.txt
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint format check-notebooks lab clean
+.PHONY: setup demo test lint format check-notebooks lab constraints clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	if command -v nvidia-smi >/dev/null 2>&1; then \
@@ -19,7 +21,7 @@ $(STAMP): pyproject.toml
 		$(PY) -m pip install --quiet --retries 0 --index-url $(TORCH_CPU_INDEX) "torch==$(TORCH_VERSION)" \
 		|| $(PY) -m pip install --quiet "torch==$(TORCH_VERSION)"; \
 	fi
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e ".[dev]"
 	touch $@
 
 setup: $(STAMP)
@@ -45,8 +47,14 @@ test: lint check-notebooks
 		if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure" >&2; fi; exit $$rc; }
 
 lab: $(STAMP)
-	$(PY) -m pip install --quiet -e ".[dev,lab]"
+	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e ".[dev,lab]"
 	$(VENV)/bin/jupyter lab notebooks/00_explorer.ipynb
+
+# Refreeze $(CONSTRAINTS) from what $(VENV) has now (after installing changed dependencies): its comment
+# lines stay, the versions are replaced; torch stays out (TORCH_VERSION pins it).
+constraints:
+	{ grep '^#' $(CONSTRAINTS); $(PY) -m pip freeze --exclude-editable | grep -v '^torch=='; } > $(CONSTRAINTS).new
+	mv $(CONSTRAINTS).new $(CONSTRAINTS)
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache .ruff_cache
