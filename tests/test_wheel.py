@@ -1,99 +1,152 @@
-"""The built wheel works on its own: installed outside the clone, with the clone not importable, it has the route
-tables, prompt sets, styles, wildcards, toy world weights and bundled studies, and runs a study by name."""
+"""The wheel, built from this tree and installed on its own, works outside the clone: it carries every package,
+the data (prompt sets, route tables, styles, wildcards), the study notebooks and the toy world weights.
+
+The wheel is built from a copy of the tree (a stale ``build/`` in the clone cannot leak into it) and installed
+with ``pip install --target``. Its checks run under ``python -S`` from a folder outside the clone, with
+PYTHONPATH = the installed wheel, then the venv's site-packages: the venv's .pth files (the editable install's
+finder among them) are not processed, so the clone cannot be imported. A study's kernel runs this interpreter
+without -S, but PYTHONPATH puts the installed wheel first there too, which the test checks.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
+import textwrap
 import zipfile
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).parent.parent
+pytestmark = pytest.mark.slow
 
-CHECK = """
-import json, sys
-import workbench as wb
-from workbench.resources import bundled_studies
-print(json.dumps({
-    "file": wb.__file__,
-    "route": wb.Router("toyworld", "keyword").route("an oil painting of a lighthouse").route,
-    "parti": len(wb.load_prompts("partiprompts")),
-    "styles": sorted(wb.load_styles()),
-    "wildcards": len(wb.expand_template("a __colour__ circle")),
-    "studies": sorted(bundled_studies()),
-    "image": wb.generate(wb.load("toyworld/sd-small"), "a red circle", wb.GenerationConfig(steps=2))[0].image.size,
-}))
-"""
+ROOT = Path(__file__).parent.parent
+# The top-level folders the build maps into the package (pyproject.toml's [tool.setuptools.package-dir]).
+MAPPED = {"data": "workbench/data", "notebooks": "workbench/notebooks"}
+PIP = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
+TINY = ["-p", "models", "[arch/tiny]", "-p", "n_prompts", "2", "-p", "seeds", "[0]", "-p", "steps", "2"]
+
+
+def _source_files() -> list[str]:
+    """The files a clone has (tracked, and untracked ones git does not ignore), relative to the root."""
+    try:
+        listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                                cwd=ROOT, capture_output=True, check=True).stdout.decode().split("\0")  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):  # not a git checkout: everything but what git would ignore
+        skip = {".git", ".venv", "build", "dist", "outputs", "__pycache__"}
+        listed = [p.relative_to(ROOT).as_posix() for p in ROOT.rglob("*")
+                  if not skip & set(p.relative_to(ROOT).parts) and not p.parent.name.endswith(".egg-info")]  # fmt: skip
+    return [name for name in listed if name and (ROOT / name).is_file()]  # a deleted file may still be listed
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory) -> tuple[Path, dict[str, str]]:
-    """The wheel, built from this clone and installed with ``--target``; the environment that imports it and
-    the dependencies (this venv's site-packages) but not the clone (``-S``: no .pth files, so no editable finder)."""
-    root = tmp_path_factory.mktemp("wheel")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", root, REPO],
-        check=True,
-        capture_output=True,
-    )
-    (wheel,) = root.glob("t2i_workbench-*.whl")
-    site = root / "site"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", site, wheel],
-        check=True,
-        capture_output=True,
-    )
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(site), sysconfig.get_paths()["purelib"]]),
-        # without site, sys.prefix is the base interpreter's: point Jupyter at this venv's templates and kernels
+def wheel(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("wheel")
+    for name in _source_files():
+        (tmp / "src" / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, tmp / "src" / name)
+    build = ["wheel", "--quiet", "--no-deps", "--no-build-isolation", "--no-index", "-w", str(tmp / "dist")]
+    subprocess.run([*PIP, *build, str(tmp / "src")], cwd=tmp / "src", check=True)
+    (built,) = (tmp / "dist").glob("t2i_workbench-*.whl")
+    return built
+
+
+@pytest.fixture(scope="module")
+def site(wheel) -> Path:
+    target = wheel.parent.parent / "site"
+    install = ["install", "--quiet", "--no-deps", "--no-index", "--target", str(target)]
+    subprocess.run([*PIP, *install, str(wheel)], check=True)
+    return target
+
+
+def _outside(site: Path, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    """``python -S ARGS`` in ``tmp_path`` with the installed wheel, then the venv's packages, on the path."""
+    packages = dict.fromkeys([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])
+    env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "PYTHONHOME", "MPLBACKEND"}}
+    env |= {
+        "PYTHONPATH": os.pathsep.join([str(site), *packages]),
+        # -S leaves sys.prefix at the base interpreter's: say where the venv's Jupyter files (nbconvert's
+        # templates) are.
         "JUPYTER_PATH": str(Path(sys.prefix) / "share" / "jupyter"),
+        "HF_HUB_OFFLINE": "1",
     }
-    return root, env
+    done = subprocess.run(
+        [sys.executable, "-S", *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, f"{args} failed:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
+    return done
 
 
-def _python(root: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-S", *args], cwd=root, env=env, capture_output=True, text=True, timeout=600)
+def test_the_wheel_carries_every_package_module_data_file_and_notebook(wheel):
+    names = set(zipfile.ZipFile(wheel).namelist())
+    source = _source_files()
+    packages = sorted(name.removesuffix("/__init__.py") for name in source
+                      if name.startswith("workbench/") and name.endswith("/__init__.py"))  # fmt: skip
+    missing = [package.replace("/", ".") for package in packages if f"{package}/__init__.py" not in names]
+    assert not missing, f"package(s) {missing} are not in the wheel: add them to pyproject.toml's packages"
+    # Every file of the package's folders: the modules, the toy world's weights, the data and the notebooks.
+    expected = [name for name in source if name.startswith("workbench/")]
+    for folder, inside in MAPPED.items():
+        expected += [f"{inside}/{name.removeprefix(folder + '/')}" for name in source if name.startswith(f"{folder}/")]
+    missing = sorted(set(expected) - names)
+    assert not missing, f"{len(missing)} file(s) of the tree are not in the wheel, e.g. {missing[:10]}"
+    assert "workbench/notebooks/01_model_evaluation.ipynb" in names and "workbench/data/routes/toyworld.yaml" in names
+    assert any(name.startswith("workbench/toyworld/weights/") for name in names)
 
 
-@pytest.mark.slow
-def test_every_package_of_the_source_is_in_the_wheel(installed):
-    root, _ = installed
-    (wheel,) = root.glob("t2i_workbench-*.whl")
-    names = zipfile.ZipFile(wheel).namelist()
-    packages = {str(p.parent.relative_to(REPO)) for p in (REPO / "workbench").rglob("__init__.py")}
-    missing = sorted(p for p in packages if f"{p}/__init__.py" not in names)
-    assert missing == [], f"add these to the packages list in pyproject.toml: {missing}"
-    assert "workbench/data/routes/toyworld.yaml" in names and "workbench/notebooks/01_model_evaluation.ipynb" in names
+def test_the_installed_wheel_works_outside_the_clone(site, tmp_path):
+    # Study notebooks run in a kernel of their own: where does that kernel import workbench from?
+    where = {"cells": [
+        {"cell_type": "code", "metadata": {"tags": ["parameters"]}, "source": 'output_dir = "."', "outputs": [],
+         "execution_count": None},
+        {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
+         "source": "import pathlib, workbench\npathlib.Path(output_dir, 'where.txt').write_text(workbench.__file__)"},
+    ], "metadata": {"kernelspec": {"name": "python3", "language": "python", "display_name": "Python 3"}},
+        "nbformat": 4, "nbformat_minor": 4}  # fmt: skip
+    (tmp_path / "where.ipynb").write_text(json.dumps(where))
+    script = textwrap.dedent(
+        """
+        import json, sys
+        import workbench as wb
+        from workbench.studies import run_study
 
+        router = wb.Router("toyworld", "keyword")
+        (decision,) = router.route_many(["an oil painting of a lighthouse in a storm"])
+        image = wb.generate(wb.load("toyworld/sd-small"), "a red circle", wb.GenerationConfig(steps=2))[0].image
+        run = run_study("where.ipynb", {}, output_root="out", progress=False)
+        print(json.dumps({
+            "file": wb.__file__,
+            "modules": sorted({m.__file__ for m in list(sys.modules.values())
+                               if m.__name__.startswith("workbench") and getattr(m, "__file__", None)}),
+            "route": decision.route,
+            "prompts": len(wb.load_prompts("partiprompts")),
+            "styles": sorted(wb.load_styles()),
+            "expanded": wb.expand_template("a __colour__ circle"),
+            "image": image.size,
+            "kernel_file": (run.folder / "where.txt").read_text(),
+        }))
+        """
+    )
+    found = json.loads(_outside(site, tmp_path, "-c", script).stdout.strip().splitlines()[-1])
+    assert Path(found["file"]).is_relative_to(site)
+    outside = [m for m in found["modules"] if not Path(m).is_relative_to(site)]
+    assert not outside, f"workbench modules imported from elsewhere: {outside}"
+    assert Path(found["kernel_file"]).is_relative_to(site), found["kernel_file"]
+    assert found["route"] == "artistic" and found["prompts"] > 1000 and "photo" in found["styles"]
+    assert len(found["expanded"]) >= 3 and all("__" not in prompt for prompt in found["expanded"])
+    assert found["image"] == [32, 32]  # the toy world's weights, from the wheel
 
-@pytest.mark.slow
-def test_the_installed_wheel_has_its_data_and_models(installed):
-    root, env = installed
-    done = _python(root, env, "-c", CHECK)
-    assert done.returncode == 0, done.stderr[-3000:]
-    found = json.loads(done.stdout.strip().splitlines()[-1])
-    assert found["file"].startswith(str(root / "site")), found["file"]  # the wheel, not the clone
-    assert found["route"] == "artistic"
-    assert found["parti"] > 1000 and "photo" in found["styles"] and found["wildcards"] >= 3
-    assert "01_model_evaluation" in found["studies"] and found["image"] == [32, 32]
+    listed = _outside(site, tmp_path, "-m", "workbench.cli", "studies").stdout
+    assert any(line.startswith("01_model_evaluation") for line in listed.splitlines())
 
-
-@pytest.mark.slow
-def test_the_installed_wheel_runs_a_bundled_study_by_name(installed):
-    root, env = installed
-    listed = _python(root, env, "-m", "workbench.cli", "studies")
-    assert listed.returncode == 0 and "01_model_evaluation" in listed.stdout, listed.stderr[-3000:]
-    small = ["-p", "n_prompts", "2", "-p", "seeds", "[0]", "-p", "steps", "2", "-p", "models", "[toyworld/sd-small]"]
-    done = _python(root, env, "-m", "workbench.cli", "run", "01_model_evaluation", *small, "--output-root", "out")
-    assert done.returncode == 0, done.stderr[-3000:]
-    (manifest,) = (root / "out" / "01_model_evaluation").glob("*/manifest.json")
-    assert (manifest.parent / "report.html").is_file()
-    assert "results.parquet" in {p.name for p in manifest.parent.iterdir()}
-    # the runner's workbench lies outside any git checkout: the wheel's (the kernel inherits PYTHONPATH, wheel first)
-    assert json.loads(manifest.read_text())["git_commit"] is None
+    ran = _outside(site, tmp_path, "-m", "workbench.cli", "run", "01_model_evaluation", *TINY, "--output-root", "out")
+    assert "report:" in ran.stdout
+    (manifest_path,) = (tmp_path / "out" / "01_model_evaluation").glob("*/manifest.json")
+    manifest = json.loads(manifest_path.read_text())
+    assert manifest["status"] == "ok" and manifest["images"] == 2 and manifest["model_ids"] == ["arch/tiny"]
+    assert Path(manifest["notebook"]).is_relative_to(site)  # the study that ships in the wheel
+    assert (manifest_path.parent / "report.html").read_text().count("data:image/png;base64") >= 3
