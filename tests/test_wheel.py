@@ -22,8 +22,6 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
-
 ROOT = Path(__file__).parent.parent
 # The top-level folders the build maps into the package (pyproject.toml's [tool.setuptools.package-dir]).
 MAPPED = {"data": "workbench/data", "notebooks": "workbench/notebooks"}
@@ -81,6 +79,7 @@ def _outside(site: Path, tmp_path: Path, *args: str) -> subprocess.CompletedProc
     return done
 
 
+@pytest.mark.slow
 def test_the_wheel_carries_every_package_module_data_file_and_notebook(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     source = _source_files()
@@ -98,6 +97,7 @@ def test_the_wheel_carries_every_package_module_data_file_and_notebook(wheel):
     assert any(name.startswith("workbench/toyworld/weights/") for name in names)
 
 
+@pytest.mark.slow
 def test_the_installed_wheel_works_outside_the_clone(site, tmp_path):
     # Study notebooks run in a kernel of their own: where does that kernel import workbench from?
     where = {"cells": [
@@ -150,3 +150,23 @@ def test_the_installed_wheel_works_outside_the_clone(site, tmp_path):
     assert manifest["status"] == "ok" and manifest["images"] == 2 and manifest["model_ids"] == ["arch/tiny"]
     assert Path(manifest["notebook"]).is_relative_to(site)  # the study that ships in the wheel
     assert (manifest_path.parent / "report.html").read_text().count("data:image/png;base64") >= 3
+
+
+def test_conda_and_pip_installs_pin_the_same_versions():
+    import re
+
+    import yaml
+
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, version = line.split("==")
+            pins[re.sub(r"[-_.]+", "-", name).lower()] = version
+    assert "torch" not in pins  # the Makefile's TORCH_VERSION pins it
+    torch = re.search(r"^TORCH_VERSION \?= (\S+)$", (ROOT / "Makefile").read_text(), re.M).group(1)
+    environment = yaml.safe_load((ROOT / "environment.yml").read_text())["dependencies"]
+    conda = dict(spec.split("=", 1) for spec in environment if isinstance(spec, str) and "=" in spec)
+    assert conda.pop("pytorch") == torch and conda.pop("python") == "3.11"
+    assert {name: pins.get(name) for name in conda} == conda
+    (pip,) = [spec["pip"] for spec in environment if isinstance(spec, dict)]
+    assert pip == ["-c constraints.txt", "-e .[dev]"]
