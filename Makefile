@@ -51,9 +51,11 @@ lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/00_explorer.ipynb
 
 # Refreeze $(CONSTRAINTS) from what $(VENV) has now (after installing changed dependencies): its comment
-# lines stay, the versions are replaced; torch stays out (TORCH_VERSION pins it).
+# lines stay, the versions are replaced (setuptools too: packages need it at run time); torch stays out
+# (TORCH_VERSION pins it), and pip (the set-up upgrades it).
 constraints:
-	{ grep '^#' $(CONSTRAINTS); $(PY) -m pip freeze --exclude-editable | grep -v '^torch=='; } > $(CONSTRAINTS).new
+	{ grep '^#' $(CONSTRAINTS); $(PY) -m pip freeze --all --exclude-editable | grep -v '^torch==\|^pip=='; } \
+		> $(CONSTRAINTS).new
 	mv $(CONSTRAINTS).new $(CONSTRAINTS)
 
 clean:
