@@ -162,11 +162,12 @@ def test_the_acceleration_notebook_runs_headlessly_into_a_report(tmp_path):
 
     import pandas as pd
 
+    from workbench.run_files import read_summary
     from workbench.studies import run_study
 
     notebook = Path(__file__).parent.parent / "notebooks" / "05_acceleration.ipynb"
     params = {"configs": [{"deepcache_interval": 3}], "n_prompts": 1, "seeds": [0], "steps": 6, "rounds": 1}
     run = run_study(notebook, params, output_root=tmp_path, progress=False)
-    table = pd.read_json(run.folder / "summary.json")
+    table = pd.DataFrame(read_summary(run.folder)["rows"])
     assert list(table["config"]) == ["baseline", "deepcache_interval=3"] and table["changed"].tolist() == [False, True]
     assert run.report.read_text().count("data:image/png;base64") >= 2  # the Pareto plots and the images

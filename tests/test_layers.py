@@ -12,12 +12,12 @@ ROOT = Path(workbench.__file__).parent
 
 # Bottom to top, as in DESIGN.md; a name stands for the module or the package of that name.
 LAYERS = [
-    ["errors", "config", "resources", "data", "notebooks"],
-    ["records", "backends", "acceleration", "models", "toyworld", "local_pipeline", "checkpoints"],
+    ["errors", "config", "resources", "data", "notebooks", "system_load", "ray_cluster"],
+    ["records", "backends", "acceleration", "models", "toyworld", "local_pipeline", "checkpoints", "costs"],
     ["generation"],
     ["prompts", "routing", "metrics", "plan"],
-    ["stats", "evaluation", "abtest", "acceleration_benchmark", "plots"],
-    ["studies", "sweeps", "ray_cluster", "widgets", "serve", "client", "cli"],
+    ["stats", "run_files", "engine", "evaluation", "abtest", "acceleration_benchmark", "plots"],
+    ["studies", "compare", "tracking", "sweeps", "widgets", "serve", "client", "cli"],
 ]
 LAYER = {name: index for index, names in enumerate(LAYERS) for name in names}
 

@@ -16,7 +16,7 @@ from workbench.errors import (
     UnknownModelError,
     WorkbenchError,
 )
-from workbench.evaluation import ModelEvaluator, ResultStore, save_study_results, summarize, summary_table
+from workbench.evaluation import ModelEvaluator, ResultStore, summarize, summary_table
 from workbench.generation import (
     ReproduceResult,
     accelerate,
@@ -45,6 +45,7 @@ from workbench.routing import (
     routing_latency,
     score_routing,
 )
+from workbench.run_files import read_summary, save_study_results
 from workbench.studies import StudyRun, run_study
 
 __version__ = package_version()
@@ -101,6 +102,7 @@ __all__ = [
     "model_targets",
     "plots",
     "read_settings",
+    "read_summary",
     "register_loader",
     "reproduce",
     "reproduction_code",

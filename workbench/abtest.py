@@ -28,12 +28,12 @@ from workbench.evaluation import (
     clip_over_prompts,
     prompt_frame,
     result_row,
-    save_study_results,
     settings_key,
 )
 from workbench.generation import save_image
 from workbench.models import default_cache
 from workbench.plan import resolve, run, target_label
+from workbench.run_files import save_study_results
 
 __all__ = ["ABTestResult", "PromptABTester", "compare_arms", "holm", "paired_statistics", "verdict"]
 

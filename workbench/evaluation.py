@@ -35,7 +35,6 @@ __all__ = [
     "bootstrap_ci",
     "prompt_frame",
     "result_row",
-    "save_study_results",
     "settings_key",
     "summarize",
     "summary_table",
@@ -258,13 +257,6 @@ class ModelEvaluator:
             **self.config.to_dict(),
             "status": f"error: {type(error).__name__}: {error}",
         }
-
-
-def save_study_results(results: pd.DataFrame, summary: pd.DataFrame, output_dir: str | Path) -> None:
-    """What a study notebook leaves for its manifest and the run index: results.parquet and summary.json."""
-    output_dir = Path(output_dir)
-    results.to_parquet(output_dir / "results.parquet", index=False)
-    (output_dir / "summary.json").write_text(summary.to_json(orient="records", indent=2))
 
 
 def bootstrap_ci(values: Sequence[float], *, n: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:

@@ -35,6 +35,7 @@ import pandas as pd
 
 from workbench.errors import ConfigError, NotebookRunError
 from workbench.resources import bundled_studies, package_version
+from workbench.run_files import read_summary
 
 __all__ = [
     "StudyRun",
@@ -323,7 +324,7 @@ def run_study(
     }
     summary = folder / "summary.json"
     if summary.is_file():
-        manifest["summary"] = json.loads(summary.read_text())
+        manifest["summary"] = read_summary(summary)["rows"]
     if (folder / "results.parquet").is_file():
         results = pd.read_parquet(folder / "results.parquet")
         manifest["images"] = len(results)
