@@ -23,7 +23,7 @@ Cancel = Any  # a threading.Event, or a callable returning True to stop
 
 @runtime_checkable
 class ImageBackend(Protocol):
-    """Something that makes images: one ``GenerationRecord`` per prompt and seed, prompts outer."""
+    """Something that makes images: one ``GenerationRecord`` per (prompt, seed) job, in the jobs' order."""
 
     @property
     def workbench_model_id(self) -> str:
@@ -32,9 +32,8 @@ class ImageBackend(Protocol):
 
     def make_images(
         self,
-        prompts: list[str],
+        jobs: list[tuple[str, int]],
         config: GenerationConfig | None,
-        seeds: list[int],
         *,
         progress: ProgressCallback | None = None,
         cancel: Cancel = None,

@@ -40,15 +40,15 @@ def is_remote_id(model_id: object) -> bool:
     return isinstance(model_id, str) and REMOTE_ID.match(model_id) is not None
 
 
-def _seed_runs(seeds: Sequence[int], size: int) -> list[list[int]]:
-    """Seeds split into runs of consecutive values, at most ``size`` long (one request each)."""
-    runs: list[list[int]] = []
-    for seed in seeds:
-        if runs and len(runs[-1]) < size and seed == runs[-1][-1] + 1:
-            runs[-1].append(seed)
+def _requests(jobs: Sequence[tuple[str, int]], size: int) -> list[tuple[str, list[int]]]:
+    """Jobs grouped into requests: one prompt with a run of consecutive seeds, at most ``size`` long."""
+    requests: list[tuple[str, list[int]]] = []
+    for prompt, seed in jobs:
+        if requests and requests[-1][0] == prompt and len(requests[-1][1]) < size and seed == requests[-1][1][-1] + 1:
+            requests[-1][1].append(seed)
         else:
-            runs.append([seed])
-    return runs
+            requests.append((prompt, [seed]))
+    return requests
 
 
 def _sse(lines: Iterator[str]) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -161,19 +161,18 @@ class RemoteModel:
 
     def make_images(
         self,
-        prompts: list[str],
+        jobs: list[tuple[str, int]],
         config: GenerationConfig | None,
-        seeds: list[int],
         *,
         progress=None,
         cancel=None,
         context: dict[str, Any] | None = None,
     ) -> list[GenerationRecord]:
-        """What ``workbench.generate`` does on the server: one record per prompt and seed, prompts outer.
-        Consecutive seeds go in one request (up to ``config.batch_size``). Records carry the server's model
+        """What ``workbench.generate`` does on the server: one record per (prompt, seed) job, in order.
+        A prompt's consecutive seeds go in one request (up to ``config.batch_size``). Records carry the server's model
         id and device, and ``server`` (this URL) in their context."""
         size = min(config.batch_size if config else 1, MAX_IMAGES)
-        requests = [(p, run) for p in prompts for run in _seed_runs(seeds, size)]
+        requests = _requests(jobs, size)
         records: list = []
         with self._client() as client:
             for done, (prompt, run) in enumerate(requests):

@@ -1,7 +1,8 @@
 """Generating images reproducibly on any backend, and saving each with everything needed to redo it.
 
-``generate(pipe, prompts, config, seeds)`` makes one image per (prompt, seed), prompts outer, seeds inner,
-on an ``ImageBackend`` (a diffusers pipeline is wrapped in a ``LocalPipeline``; a ``RemoteModel`` is one).
+``generate(pipe, prompts, config, seeds)`` makes one image per (prompt, seed), prompts outer, seeds inner
+(or per ``zip(prompts, seeds)`` with ``pairs=True``), on an ``ImageBackend`` (a diffusers pipeline is wrapped
+in a ``LocalPipeline``; a ``RemoteModel`` is one).
 ``accelerate(pipe, config)`` applies acceleration toggles for a block. Each image comes back as a
 ``GenerationRecord``; ``save_image`` writes it as a PNG with its settings, ``reproduce`` makes it again.
 """
@@ -98,8 +99,11 @@ def generate(
     progress: ProgressCallback | None = None,
     cancel: Cancel = None,
     context: dict[str, Any] | None = None,
+    pairs: bool = False,
 ) -> list[GenerationRecord]:
-    """One image for every prompt with every seed (prompts outer, seeds inner), as ``GenerationRecord``s.
+    """One image for every prompt with every seed (prompts outer, seeds inner), as ``GenerationRecord``s;
+    with ``pairs=True`` one image per ``(prompts[i], seeds[i])`` (how the evaluation engine batches across
+    prompts).
 
     ``config.batch_size`` images go through the pipeline per call; the images do not depend on it.
     ``progress(step, total)`` is called after every denoising step, counted over the whole request.
@@ -114,8 +118,11 @@ def generate(
     prompts = as_list(prompts, str, "prompts")
     seeds = as_list(seeds, int, "seeds")
     check_seeds(seeds)
+    if pairs and len(prompts) != len(seeds):
+        raise ConfigError(f"pairs=True needs one seed per prompt, got {len(prompts)} prompts and {len(seeds)} seeds")
+    jobs = list(zip(prompts, seeds, strict=True)) if pairs else [(p, s) for p in prompts for s in seeds]
     backend = as_backend(pipe, model_id)
-    return list(backend.make_images(prompts, config, seeds, progress=progress, cancel=cancel, context=context))
+    return list(backend.make_images(jobs, config, progress=progress, cancel=cancel, context=context))
 
 
 @contextmanager

@@ -1,8 +1,8 @@
 """``LocalPipeline``: the ``ImageBackend`` for a diffusers pipeline in this process.
 
-``make_images`` makes one image per (prompt, seed), prompts outer, seeds inner, ``config.batch_size`` per
-pipeline call. Every image gets its own CPU ``torch.Generator`` seeded with its seed, so a batch of N gives
-the same images as N single calls, on any device. ``accelerated`` applies ``acceleration``'s toggles.
+``make_images`` makes one image per (prompt, seed) job, ``config.batch_size`` jobs per pipeline call (a
+batch may hold several prompts). Every image gets its own CPU ``torch.Generator`` seeded with its seed, so a
+batch of N gives the same images as N single calls, on any device. ``accelerated`` applies ``acceleration``'s toggles.
 """
 
 from __future__ import annotations
@@ -138,9 +138,8 @@ class LocalPipeline:
 
     def make_images(
         self,
-        prompts: list[str],
+        jobs: list[tuple[str, int]],
         config: GenerationConfig | None,
-        seeds: list[int],
         *,
         progress: ProgressCallback | None = None,
         cancel: Cancel = None,
@@ -151,9 +150,8 @@ class LocalPipeline:
         config = config or GenerationConfig()
         side = default_size(pipe)
         config = config.replace(width=config.width or side, height=config.height or side)
-        jobs = [(prompt, seed) for prompt in prompts for seed in seeds]
         batches = [jobs[i : i + config.batch_size] for i in range(0, len(jobs), config.batch_size)]
-        budgets = {prompt: token_budget(pipe, prompt) for prompt in prompts}
+        budgets = {prompt: token_budget(pipe, prompt) for prompt, _ in jobs}
         versions = _versions()
         records: list[GenerationRecord] = []
         done_batches = 0

@@ -98,6 +98,7 @@ def run(
     prompts: str | Sequence[str],
     seeds: int | Sequence[int],
     *,
+    pairs: bool = False,
     style: str | None = None,
     optimize: bool = False,
     device: str | None = None,
@@ -106,22 +107,25 @@ def run(
     cancel: Cancel = None,
 ) -> list[GenerationRecord]:
     """Make ``plan``'s images: load its model if it has no backend (on ``device``, through ``cache``), optimize
-    each prompt when ``optimize`` or a ``style`` is given, apply its toggles, generate."""
+    each prompt when ``optimize`` or a ``style`` is given, apply its toggles, generate (every prompt with every
+    seed, or with ``pairs=True`` one image per ``(prompts[i], seeds[i])``)."""
     pipe = plan.backend if plan.backend is not None else load(plan.model_id, device=device, cache=cache)
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
-    jobs = [(prompts, plan.config, plan.context)]  # one call: batches may span prompts
+    jobs = [(prompts, seeds, plan.config, plan.context)]  # one call: batches may span prompts
     if optimize or style:
         optimizer = PromptOptimizer(pipe if pipeline_tokenizers(pipe) else None)
         jobs = []
-        for prompt in prompts:
+        for index, prompt in enumerate(prompts):
             optimized = optimizer.optimize(prompt, style)
             negative = plan.config.negative_prompt or optimized.negative_prompt
             context = {**plan.context, "typed_prompt": prompt, "style": style}
-            jobs.append(([optimized.prompt], plan.config.replace(negative_prompt=negative), context))
+            prompt_seeds = [seeds[index]] if pairs else seeds
+            jobs.append(([optimized.prompt], prompt_seeds, plan.config.replace(negative_prompt=negative), context))
     records: list[GenerationRecord] = []
     with accelerate(pipe, plan.acceleration) if plan.acceleration else contextlib.nullcontext():
-        for texts, config, context in jobs:
+        for texts, job_seeds, config, context in jobs:
             records += generate(
-                pipe, texts, config, seeds, model_id=plan.model_id, progress=progress, cancel=cancel, context=context
-            )
+                pipe, texts, config, job_seeds, model_id=plan.model_id, progress=progress, cancel=cancel,
+                context=context, pairs=pairs and len(texts) > 1,
+            )  # fmt: skip
     return records
