@@ -174,3 +174,96 @@ def test_a_typed_none_parameter_reaches_the_kernel(tmp_path):
     )
     run = run_study(notebook, {"device": "cpu"}, output_root=tmp_path / "out", progress=False)
     assert json.loads((run.folder / "seen.json").read_text()) == {"device": "cpu", "threshold": None}
+
+
+def _version_1_run(folder: Path, study: str, run_id: str, *, started: str, models: list[str], **manifest) -> Path:
+    """A run folder as runs were written before schema versions: no schema_version anywhere, summary.json a
+    bare list (and the manifest's summary that list)."""
+    run = folder / study / run_id
+    run.mkdir(parents=True)
+    summary = [{"model_id": m, "latency_mean_s": 0.25, "clip_mean": 30.0 + i} for i, m in enumerate(models)]
+    (run / "summary.json").write_text(json.dumps(summary))
+    rows = [{"run_id": run_id, "model_id": m, "prompt_id": "p0", "seed": 0, "status": "ok"} for m in models]
+    pd.DataFrame(rows).to_parquet(run / "results.parquet", index=False)
+    document = {"study": study, "run_id": run_id, "started": started, "status": "ok", "summary": summary}
+    (run / "manifest.json").write_text(json.dumps(document | manifest))
+    (run / "report.html").write_text("<p>report</p>")
+    return run
+
+
+def test_the_index_filters_by_study_model_and_date(tmp_path):
+    from workbench.studies import write_index
+
+    _version_1_run(tmp_path, "01_model_evaluation", "r1", started="2026-01-02T10:00:00+0000", models=["m/a"])
+    _version_1_run(
+        tmp_path, "04_ab_test", "r2", started="2026-03-04T10:00:00+0000", models=["m/b"], model_ids=["m/b", "m/c"]
+    )
+    page = write_index(tmp_path).read_text()
+    for control in ('id="filter-study"', 'id="filter-model"', 'id="filter-from" type="date"', 'type="date"'):
+        assert control in page
+    assert '<option value="01_model_evaluation">' in page and '<option value="04_ab_test">' in page
+    assert '<option value="m/c">' in page and "<script>" in page and "src=" not in page  # nothing to fetch
+    # Each row carries what the filters read: the manifest's model_ids, else its summary's (a version-1 run).
+    quoted = "[&quot;m/b&quot;, &quot;m/c&quot;]"
+    assert f'<tr data-study="04_ab_test" data-models="{quoted}" data-started="2026-03-04">' in page
+    assert '<tr data-study="01_model_evaluation" data-models="[&quot;m/a&quot;]" data-started="2026-01-02">' in page
+    assert page.index('data-study="04_ab_test"') < page.index('data-study="01_model_evaluation"')  # newest first
+    assert "m/a: 0.250 s/img, CLIP 30.0" in page and "01_model_evaluation/r1/report.html" in page
+    for header in ("study", "started", "status", "parameters", "headline"):
+        assert f"<th>{header}</th>" in page
+
+
+@pytest.mark.browser
+def test_the_index_filters_hide_rows_in_a_browser(tmp_path):
+    import shutil
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if chromium is None:
+        pytest.skip("Chromium is not installed (apt-get install chromium)")
+    from workbench.studies import write_index
+
+    _version_1_run(tmp_path, "01_model_evaluation", "r1", started="2026-01-02T10:00:00+0000", models=["m/a"])
+    _version_1_run(tmp_path, "01_model_evaluation", "r2", started="2026-02-02T10:00:00+0000", models=["m/b"])
+    _version_1_run(tmp_path, "04_ab_test", "r3", started="2026-03-04T10:00:00+0000", models=["m/b"])
+    index = write_index(tmp_path)
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        page = browser.new_page()
+        page.goto(index.as_uri())
+
+        def shown():
+            return page.eval_on_selector_all("tr[data-study]:not([hidden])", "rows => rows.length")
+
+        assert shown() == 3 and page.text_content("#filter-count") == "3 of 3 runs"
+        page.select_option("#filter-study", "01_model_evaluation")
+        assert shown() == 2
+        page.fill("#filter-model", "M/B")
+        assert shown() == 1
+        page.select_option("#filter-study", "")
+        page.fill("#filter-from", "2026-03-01")
+        assert shown() == 1 and page.text_content("#filter-count") == "1 of 3 runs"
+        page.fill("#filter-model", "")
+        page.fill("#filter-to", "2026-03-03")
+        assert shown() == 0
+        browser.close()
+
+
+def test_a_version_1_run_resumes_and_is_migrated(tmp_path):
+    notebook = _notebook(
+        tmp_path / "typed.ipynb",
+        'device: str | None = None\noutput_dir = "."',
+        'from pathlib import Path\n\nPath(output_dir, "seen.txt").write_text(str(device))',
+    )
+    out = tmp_path / "out"
+    earlier = _version_1_run(
+        out, "typed", "old-run", started="2025-12-01T10:00:00+0000", models=["m/a", "m/b"],
+        parameters={"device": "cpu", "output_dir": "/elsewhere"},
+    )  # fmt: skip
+    run = run_study(notebook, {}, output_root=out, progress=False, resume="old-run")
+    assert run.folder == earlier and (earlier / "seen.txt").read_text() == "cpu"
+    manifest = json.loads((earlier / "manifest.json").read_text())
+    assert manifest["schema_version"] == 2 and manifest["run_id"] == "old-run"
+    assert manifest["images"] == 2 and manifest["model_ids"] == ["m/a", "m/b"]
+    assert [row["model_id"] for row in manifest["summary"]] == ["m/a", "m/b"]  # read from the bare list
+    assert "m/b: 0.250 s/img, CLIP 31.0" in (out / "index.html").read_text()

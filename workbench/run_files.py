@@ -1,8 +1,11 @@
-"""What a study run leaves in its folder, versioned: results.parquet, summary.json and comparisons.json.
+"""What a study run leaves in its folder, versioned: results.parquet, summary.json, comparisons.json and
+manifest.json.
 
 ``SCHEMA_VERSION`` is carried by every row (``schema_version``), by summary.json and by the manifest. Runs
-written before versions existed (version 1: rows without the column, summary.json a bare list) are
-migrated when read, so ``compare``, the run index and ``--resume`` keep working on them.
+written before versions existed (version 1: rows without the column, summary.json a bare list, a manifest
+without ``schema_version``) are migrated when read, so ``compare``, the run index and ``--resume`` keep
+working on them: everything that opens a run reads it through ``read_results``, ``read_summary``,
+``read_comparisons`` and ``read_manifest``.
 """
 
 from __future__ import annotations
@@ -13,9 +16,36 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["SCHEMA_VERSION", "read_summary", "save_study_results"]
+from workbench.errors import ConfigError
+
+__all__ = [
+    "ADDED_COLUMNS",
+    "COMPARISON_COLUMNS",
+    "SCHEMA_VERSION",
+    "read_comparisons",
+    "read_manifest",
+    "read_results",
+    "read_summary",
+    "save_study_results",
+]
 
 SCHEMA_VERSION = 2  # 2: rows with batch and machine-load columns; summary.json an object with "rows"
+
+# The row columns each version added, with the value older rows get: callers can rely on every column.
+ADDED_COLUMNS: dict[int, dict[str, Any]] = {
+    2: {
+        "batch_images": float("nan"),  # images in the pipeline call that made this one
+        "batch_started": None,  # when that call started
+        "load_cpu_percent": float("nan"),  # the machine's load while it ran
+        "load_gpu_percent": float("nan"),
+    },
+}
+
+# The columns of comparisons.json (one row per compared group and metric).
+COMPARISON_COLUMNS = [
+    "metric", "model_id", "reference", "mean_diff", "ci_low", "ci_high", "p_value", "p_holm",
+    "win_rate", "n_prompts", "min_detectable", "prompts_needed",
+]  # fmt: skip
 
 
 def save_study_results(
@@ -41,11 +71,53 @@ def save_study_results(
 
 def read_summary(path: str | Path) -> dict[str, Any]:
     """summary.json (a run folder or the file) in the current form: a version-1 list becomes ``{"rows": ...}``."""
-    path = Path(path)
-    data = json.loads((path / "summary.json" if path.is_dir() else path).read_text())
+    data = json.loads(_file(path, "summary.json").read_text())
     if isinstance(data, list):
         return {"schema_version": 1, "rows": data}
     return data
+
+
+def read_results(path: str | Path) -> pd.DataFrame:
+    """results.parquet (a run folder or the file) in the current form: rows without ``schema_version`` are
+    version 1, and the columns later versions added are there (None or NaN where a row predates them)."""
+    file = _file(path, "results.parquet")
+    results = pd.read_parquet(file)
+    version = results["schema_version"] if "schema_version" in results else pd.Series(1, index=results.index)
+    results["schema_version"] = version.fillna(1).astype(int)
+    for added in ADDED_COLUMNS.values():
+        for column, missing in added.items():
+            if column not in results:
+                results[column] = missing
+    return results
+
+
+def read_comparisons(path: str | Path) -> pd.DataFrame:
+    """comparisons.json (a run folder or the file) as a frame; an empty one with ``COMPARISON_COLUMNS`` when
+    the run wrote none."""
+    path = Path(path)
+    file = path / "comparisons.json" if path.is_dir() else path
+    if not file.is_file():
+        return pd.DataFrame(columns=COMPARISON_COLUMNS)
+    return pd.DataFrame(json.loads(file.read_text()))
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    """manifest.json (a run folder or the file) in the current form: without ``schema_version`` it is
+    version 1, and its ``summary`` is always the list of summary rows."""
+    manifest = json.loads(_file(path, "manifest.json").read_text())
+    manifest.setdefault("schema_version", 1)
+    if isinstance(manifest.get("summary"), dict):
+        manifest["summary"] = manifest["summary"].get("rows", [])
+    return manifest
+
+
+def _file(path: str | Path, name: str) -> Path:
+    """``name`` in the run folder ``path``, or ``path`` itself; refused, naming it, when it is not there."""
+    path = Path(path)
+    file = path / name if path.is_dir() else path
+    if not file.is_file():
+        raise ConfigError(f"{path} has no {name}: not a study run folder, or the run stored nothing yet", "run")
+    return file
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:

@@ -31,11 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from workbench.errors import ConfigError, NotebookRunError
 from workbench.resources import bundled_studies, package_version
-from workbench.run_files import read_summary
+from workbench.run_files import SCHEMA_VERSION, read_manifest, read_results, read_summary
 
 __all__ = [
     "StudyRun",
@@ -277,7 +275,7 @@ def run_study(
     # 1. The run folder: a new one named by time and parameters, or the one being resumed.
     if resume is not None:
         folder = _earlier_run(Path(output_root) / notebook.stem, resume)
-        earlier = json.loads((folder / "manifest.json").read_text())
+        earlier = read_manifest(folder)
         parameters = {k: v for k, v in earlier["parameters"].items() if k != "output_dir"} | parameters
         run_id = earlier["run_id"]
     check_parameters(notebook, parameters)
@@ -290,6 +288,7 @@ def run_study(
         parameters["output_dir"] = str(folder.resolve())
     executed, report = folder / "executed.ipynb", folder / "report.html"
     manifest: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
         "study": notebook.stem,
         "run_id": run_id,
         "notebook": str(notebook),
@@ -326,7 +325,7 @@ def run_study(
     if summary.is_file():
         manifest["summary"] = read_summary(summary)["rows"]
     if (folder / "results.parquet").is_file():
-        results = pd.read_parquet(folder / "results.parquet")
+        results = read_results(folder)
         manifest["images"] = len(results)
         for key, column, cast in (
             ("model_ids", "model_id", str),
@@ -360,19 +359,23 @@ def _headline(manifest: dict[str, Any]) -> str:
 
 
 def write_index(output_root: str | Path) -> Path:
-    """outputs/index.html: every run (newest first) with its parameters, headline numbers and report link."""
+    """outputs/index.html: every run (newest first) with its parameters, headline numbers and report link,
+    filterable by study, model and date (an inline script; the page needs nothing else and works offline)."""
     root = Path(output_root)
     manifests = []
     for path in root.glob("*/*/manifest.json"):
         try:
-            manifests.append((path.parent, json.loads(path.read_text())))
+            manifests.append((path.parent, read_manifest(path)))
         except json.JSONDecodeError:
             continue
     manifests.sort(key=lambda item: item[1].get("started", ""), reverse=True)
     rows = "\n".join(
-        "<tr><td>{study}</td><td>{started}</td><td>{status}</td><td><code>{params}</code></td><td>{headline}</td>"
+        '<tr data-study="{study}" data-models="{models}" data-started="{day}">'
+        "<td>{study}</td><td>{started}</td><td>{status}</td><td><code>{params}</code></td><td>{headline}</td>"
         '<td><a href="{link}">report</a></td></tr>'.format(
             study=html.escape(m.get("study", "")),
+            models=html.escape(json.dumps(_model_ids(m))),
+            day=html.escape(m.get("started", "")[:10]),
             started=html.escape(m.get("started", "")),
             status=html.escape(m.get("status", "")),
             params=html.escape(json.dumps({k: v for k, v in m.get("parameters", {}).items() if k != "output_dir"})),
@@ -381,17 +384,70 @@ def write_index(output_root: str | Path) -> Path:
         )
         for folder, m in manifests
     )
+    studies = sorted({m.get("study", "") for _, m in manifests})
+    models = sorted({model for _, m in manifests for model in _model_ids(m)})
     index = root / "index.html"
     headers = ["study", "started", "status", "parameters", "headline", ""]
-    index.write_text(table_page("t2i-workbench runs", "Study runs", headers, rows))
+    index.write_text(table_page("t2i-workbench runs", "Study runs", headers, rows, controls=_filters(studies, models)))
     return index
 
 
-def table_page(title: str, heading: str, headers: list[str], rows: str) -> str:
-    """A plain HTML page with one table (an index of runs or of a sweep's points); ``rows`` is <tr> markup."""
+def _model_ids(manifest: dict[str, Any]) -> list[str]:
+    """The models a run used: its manifest's ``model_ids``, else those its summary rows name."""
+    if manifest.get("model_ids"):
+        return [str(m) for m in manifest["model_ids"]]
+    return sorted({str(row["model_id"]) for row in manifest.get("summary") or [] if row.get("model_id")})
+
+
+def _filters(studies: list[str], models: list[str]) -> str:
+    """The index's filter controls and the script that hides the rows they do not match."""
+    study_options = "".join(f'<option value="{html.escape(s)}">{html.escape(s)}</option>' for s in studies)
+    model_options = "".join(f'<option value="{html.escape(m)}">' for m in models)
+    return (
+        '<form id="filters" onsubmit="return false">'
+        f'<label>study <select id="filter-study"><option value="">all</option>{study_options}</select></label> '
+        '<label>model <input id="filter-model" list="filter-models" placeholder="any (part of an id)"></label>'
+        f'<datalist id="filter-models">{model_options}</datalist> '
+        '<label>from <input id="filter-from" type="date"></label> '
+        '<label>to <input id="filter-to" type="date"></label> <span id="filter-count"></span></form>'
+        f"<script>{_FILTER_SCRIPT}</script>"
+    )
+
+
+# Shows the rows whose study, models (any id containing the text) and start date match the controls.
+_FILTER_SCRIPT = """
+document.addEventListener("DOMContentLoaded", function () {
+  var control = function (name) { return document.getElementById("filter-" + name); };
+  var rows = Array.prototype.slice.call(document.querySelectorAll("tr[data-study]"));
+  function apply() {
+    var study = control("study").value, model = control("model").value.trim().toLowerCase();
+    var from = control("from").value, to = control("to").value, shown = 0;
+    rows.forEach(function (row) {
+      var models = JSON.parse(row.dataset.models || "[]"), day = row.dataset.started;
+      var match = (!study || row.dataset.study === study)
+        && (!model || models.some(function (id) { return id.toLowerCase().indexOf(model) >= 0; }))
+        && (!from || (day && day >= from)) && (!to || (day && day <= to));
+      row.hidden = !match;
+      shown += match ? 1 : 0;
+    });
+    control("count").textContent = shown + " of " + rows.length + " runs";
+  }
+  ["study", "model", "from", "to"].forEach(function (name) {
+    control(name).addEventListener("input", apply);
+    control(name).addEventListener("change", apply);
+  });
+  apply();
+});
+"""
+
+
+def table_page(title: str, heading: str, headers: list[str], rows: str, *, controls: str = "") -> str:
+    """A plain HTML page with one table (an index of runs or of a sweep's points); ``rows`` is <tr> markup and
+    ``controls`` markup placed above the table."""
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
     return (
         f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>"
         "<style>body{font-family:sans-serif}td,th{padding:4px 8px;border-bottom:1px solid #ddd;"
-        f"vertical-align:top}}</style><h1>{html.escape(heading)}</h1><table><tr>{head}</tr>\n{rows}\n</table>"
+        "vertical-align:top}form{margin:0 0 1em}label{margin-right:1em}</style>"
+        f"<h1>{html.escape(heading)}</h1>{controls}<table><tr>{head}</tr>\n{rows}\n</table>"
     )
