@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from workbench.cli import main
@@ -62,3 +64,61 @@ def test_serve_backends_are_a_registry_behind_the_backend_option(monkeypatch, ca
     assert "invalid choice: 'kubernetes'" in capsys.readouterr().err
     with pytest.raises(ConfigError, match=r"backend must be one of \['local', 'ray'\], got 'kubernetes'"):
         cli._serve_backend("kubernetes")
+
+
+@pytest.fixture
+def fake_tracking(monkeypatch, tmp_path):
+    """run_study and workbench.tracking stood in for: a finished run folder, and the MLflow calls recorded."""
+    import sys
+    import types
+
+    from workbench import studies
+
+    folder = tmp_path / "outputs" / "study" / "run-1"
+    folder.mkdir(parents=True)
+    outcome = {"failure": None}
+
+    def run_study(notebook, parameters, *, output_root, resume):
+        if outcome["failure"]:
+            raise outcome["failure"]
+        return studies.StudyRun(folder, folder / "report.html", {"status": "ok"})
+
+    logged = []
+
+    def log_study_run(run_folder, tracking_uri=None):
+        if outcome.get("tracking_error"):
+            raise outcome["tracking_error"]
+        logged.append((Path(run_folder), tracking_uri))
+        return "mlflow-run-id"
+
+    monkeypatch.setattr(studies, "run_study", run_study)
+    monkeypatch.setitem(sys.modules, "workbench.tracking", types.SimpleNamespace(log_study_run=log_study_run))
+    return folder, outcome, logged
+
+
+def test_run_logs_to_mlflow_when_asked(fake_tracking, capsys):
+    folder, _, logged = fake_tracking
+    assert main(["run", "study"]) == 0
+    assert logged == [] and "MLflow" not in capsys.readouterr().out
+    assert main(["run", "study", "--mlflow"]) == 0  # no URI: MLflow's own default
+    assert main(["run", "study", "--mlflow", "sqlite:///runs/mlflow.db"]) == 0
+    assert main(["run", "--mlflow=file:///elsewhere", "study"]) == 0
+    assert logged == [(folder, None), (folder, "sqlite:///runs/mlflow.db"), (folder, "file:///elsewhere")]
+    out = capsys.readouterr().out
+    assert "MLflow run: mlflow-run-id\n" in out and "MLflow run: mlflow-run-id (sqlite:///runs/mlflow.db)" in out
+
+
+def test_a_failed_run_is_logged_to_mlflow_and_still_fails(fake_tracking, capsys):
+    from workbench.errors import ConfigError, NotebookRunError
+
+    folder, outcome, logged = fake_tracking
+    outcome["failure"] = NotebookRunError(folder / "executed.ipynb", 3, "ValueError", "boom")
+    assert main(["run", "study", "--mlflow", "sqlite:///mlflow.db"]) == 2
+    assert logged == [(folder, "sqlite:///mlflow.db")]
+    captured = capsys.readouterr()
+    assert "MLflow run: mlflow-run-id" in captured.out and "cell 3 failed with ValueError: boom" in captured.err
+    # Where logging fails too, the run's own failure is still the error reported.
+    outcome["tracking_error"] = ConfigError("logging to MLflow needs mlflow: pip install mlflow")
+    assert main(["run", "study", "--mlflow"]) == 2
+    err = capsys.readouterr().err
+    assert "not logged to MLflow: logging to MLflow needs mlflow" in err and "error: cell 3 failed" in err

@@ -134,15 +134,32 @@ def _demo(args) -> int:
 def _run(args) -> int:
     import yaml
 
+    from workbench.errors import NotebookRunError
     from workbench.studies import run_study
+
+    def track(folder: Path) -> None:  # --mlflow: the run, finished or failed, with its manifest's status
+        from workbench.tracking import log_study_run
+
+        mlflow_run = log_study_run(folder, args.mlflow or None)
+        print(f"MLflow run: {mlflow_run}" + (f" ({args.mlflow})" if args.mlflow else ""))
 
     parameters = {}
     if args.parameters_file:
         parameters = yaml.safe_load(Path(args.parameters_file).read_text()) or {}
     parameters |= {name: yaml.safe_load(value) for name, value in args.parameter}
-    run = run_study(args.notebook, parameters, output_root=args.output_root, resume=args.resume)
+    try:
+        run = run_study(args.notebook, parameters, output_root=args.output_root, resume=args.resume)
+    except NotebookRunError as failure:
+        if args.mlflow is not None:
+            try:
+                track(failure.executed.parent)
+            except WorkbenchError as error:  # the run's own failure is the one to report
+                print(f"error: the failed run was not logged to MLflow: {error}", file=sys.stderr)
+        raise
     print(f"report: {run.report}")
     print(f"index of all runs: {Path(args.output_root) / 'index.html'}")
+    if args.mlflow is not None:
+        track(run.folder)
     return 0
 
 
@@ -249,6 +266,15 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("-f", "--parameters-file", help="a YAML file of parameters (-p wins)")
     run.add_argument("--output-root", default="outputs")
     run.add_argument("--resume", metavar="RUN", help="finish an earlier, interrupted run (its folder or run id)")
+    run.add_argument(
+        "--mlflow",
+        nargs="?",
+        const="",
+        metavar="URI",
+        help="log the run to MLflow when it ends (a failed run too, with its status) and print the MLflow run id: "
+        "to tracking URI (e.g. sqlite:///mlflow.db), or without one to MLflow's default; "
+        "put it after the notebook or write --mlflow=URI",
+    )
     run.set_defaults(func=_run)
 
     sweep = sub.add_parser("sweep", help="run a study notebook at every point of a parameter grid")
