@@ -1,7 +1,10 @@
 import pandas as pd
+import pytest
 from PIL import Image
 
 from workbench import plots
+from workbench.costs import ApiPrice, Prices
+from workbench.errors import ConfigError
 
 
 def test_grid_layout():
@@ -31,6 +34,33 @@ def test_study_figures_draw_from_tidy_results():
         }
     )
     assert len(plots.clip_by_category(results).axes[0].patches) >= 4
+
+
+def test_cost_vs_quality_draws_models_as_points_and_apis_as_lines():
+    summary = pd.DataFrame(
+        {
+            "model_id": ["a", "b"],
+            "usd_per_1000": [0.5, 2.0],
+            "clip_mean": [20.0, 25.0],
+            "clip_ci_low": [19.0, 24.0],
+            "clip_ci_high": [21.0, 26.0],
+        }
+    )
+    prices = Prices({}, {"dear": ApiPrice(0.04), "cheap": ApiPrice(0.002)}, 0.5, 730)
+    ax = plots.cost_vs_quality(summary, prices=prices)
+    assert ax.get_xscale() == "log" and ax.get_xlabel().startswith("$ per 1,000 images")
+    texts = [t.get_text() for t in ax.texts]
+    assert texts == ["a", "b", "dear", "cheap"]
+    lines = [line.get_xdata()[0] for line in ax.get_lines() if line.get_linestyle() == "--"]
+    assert sorted(lines) == pytest.approx([2.0, 40.0])  # the APIs' $ per 1,000
+    assert len(ax.collections) == 2  # the points and their error bars
+    no_ci = plots.cost_vs_quality(summary.drop(columns=["clip_ci_low", "clip_ci_high"]), ["dear"], prices)
+    assert len(no_ci.collections) == 1 and [t.get_text() for t in no_ci.texts] == ["a", "b", "dear"]
+    assert "dalle3_hd" in [t.get_text() for t in plots.cost_vs_quality(summary).texts]  # the bundled prices
+    same = Prices({}, {"x": ApiPrice(0.04), "y": ApiPrice(0.04)}, 0.5, 730)
+    assert [t.get_text() for t in plots.cost_vs_quality(summary, prices=same).texts][2:] == ["x, y"]  # one line a price
+    with pytest.raises(ConfigError, match=r"unknown image API.*known: dear, cheap"):
+        plots.cost_vs_quality(summary, ["nope"], prices)
 
 
 def test_ab_report_shows_the_verdict_figures_and_grids_in_order():

@@ -16,6 +16,7 @@ __all__ = [
     "acceleration_images",
     "clip_by_category",
     "confusion_heatmap",
+    "cost_vs_quality",
     "image_grid",
     "latency_vs_clip",
     "pareto",
@@ -68,6 +69,42 @@ def latency_vs_clip(summary: pd.DataFrame):
     ax.set(xlabel="mean latency per image (s)", ylabel="CLIP score (95% CI over prompts)", title="Speed vs quality")
     fig.tight_layout()
     return fig
+
+
+def cost_vs_quality(summary: pd.DataFrame, apis: Sequence[str] | None = None, prices=None, ax=None):
+    """Each model's dollars per 1,000 images (``usd_per_1000``, log scale) against its mean CLIP score, with the
+    score's 95% CI as error bars where the summary has it; the image APIs (``apis``, default all in ``prices``,
+    default the bundled ones) as vertical lines at their price: their CLIP score is not measured here."""
+    import matplotlib.pyplot as plt
+
+    from workbench.costs import load_prices
+    from workbench.errors import ConfigError
+
+    prices = prices or load_prices()
+    apis = list(prices.apis) if apis is None else list(apis)
+    if unknown := [name for name in apis if name not in prices.apis]:
+        raise ConfigError(f"unknown image API(s) {unknown}; known: {', '.join(prices.apis)}", field="apis")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 4.5))
+    if {"clip_ci_low", "clip_ci_high"} <= set(summary.columns):
+        yerr = [summary["clip_mean"] - summary["clip_ci_low"], summary["clip_ci_high"] - summary["clip_mean"]]
+        ax.errorbar(summary["usd_per_1000"], summary["clip_mean"], yerr=yerr, fmt="none", ecolor="grey", capsize=4)
+    ax.scatter(summary["usd_per_1000"], summary["clip_mean"], color="black", zorder=3)
+    for row in summary.itertuples():
+        ax.annotate(
+            row.model_id, (row.usd_per_1000, row.clip_mean), fontsize=7, xytext=(4, 3), textcoords="offset points"
+        )
+    at_price: dict[float, list[str]] = {}  # one line per price, naming every API at it
+    for name in apis:
+        at_price.setdefault(prices.apis[name].usd_per_image * 1000, []).append(name)
+    for usd_per_1000, names in at_price.items():
+        ax.axvline(usd_per_1000, color="tab:red", linestyle="--", linewidth=1)
+        ax.annotate(", ".join(names), (usd_per_1000, 1), xycoords=("data", "axes fraction"), rotation=90, fontsize=7,
+                    color="tab:red", xytext=(-3, -3), textcoords="offset points", ha="right", va="top")  # fmt: skip
+    ax.set_xscale("log")
+    ax.set(xlabel="$ per 1,000 images (log scale)", ylabel="mean CLIP score (bars: 95% CI)",
+           title="Cost vs quality: self-hosted models (points), image APIs (lines)")  # fmt: skip
+    return ax
 
 
 def clip_by_category(results: pd.DataFrame):
