@@ -1,11 +1,9 @@
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
-from scipy.stats import wilcoxon
 
-from workbench.abtest import PromptABTester, compare_arms, holm, paired_statistics, verdict
+from workbench.abtest import PromptABTester, arms_verdict, compare_arms
 from workbench.config import GenerationConfig
 from workbench.errors import ConfigError
 from workbench.metrics import CLIPScorer
@@ -36,26 +34,7 @@ def tester():
     return PromptABTester(pipe, CLIPScorer("toyworld/clip"), config=GenerationConfig(steps=12, batch_size=4))
 
 
-# --- statistics on fixed data -------------------------------------------------------------------------
-
-
-def test_holm_matches_hand_computed_values():
-    # sorted p: 0.01, 0.02, 0.04 -> 3*0.01, max(0.03, 2*0.02), max(0.04, 1*0.04); back in input order
-    assert holm([0.04, 0.01, 0.02]) == pytest.approx([0.04, 0.03, 0.04])
-    assert holm([0.5, 0.6]) == pytest.approx([1.0, 1.0])  # capped at 1
-    assert holm([0.003]) == pytest.approx([0.003])
-
-
-def test_paired_statistics_agree_with_scipy_and_by_hand():
-    diff = np.array([1.5, 2.0, -0.5, 3.0, 2.5, 1.0, 0.5, 2.2])
-    stats = paired_statistics(diff)
-    assert stats["p_value"] == pytest.approx(wilcoxon(diff).pvalue)
-    assert stats["mean_diff"] == pytest.approx(diff.mean())
-    assert stats["win_rate"] == pytest.approx(7 / 8) and stats["n_prompts"] == 8
-    assert stats["ci_low"] < diff.mean() < stats["ci_high"]
-    assert paired_statistics([1.0, 0.0, -1.0, 0.0])["win_rate"] == pytest.approx(0.5)  # ties count half
-    same = paired_statistics(np.zeros(5))
-    assert (same["p_value"], same["ci_low"], same["ci_high"]) == (1.0, 0.0, 0.0)
+# --- comparisons on fixed data -------------------------------------------------------------------------
 
 
 def test_compare_arms_averages_seeds_within_prompts_first():
@@ -69,22 +48,24 @@ def test_compare_arms_averages_seeds_within_prompts_first():
     )
     table = compare_arms(rows, control="A")
     assert list(table.columns) == [
-        "arm", "control", "mean_diff", "ci_low", "ci_high", "p_value", "p_holm", "win_rate", "n_prompts",
+        "metric", "arm", "control", "mean_diff", "ci_low", "ci_high", "p_value", "p_holm", "win_rate", "n_prompts",
+        "min_detectable", "prompts_needed",
     ]  # fmt: skip
     assert table.loc[0, "mean_diff"] == pytest.approx(((16 - 15) + (32 - 30)) / 2)
     assert table.loc[0, "n_prompts"] == 2
-    with pytest.raises(ConfigError, match="control arm 'C'"):
+    with pytest.raises(ConfigError, match=r"reference arm 'C' has no scored rows; arm values: \['A', 'B'\]"):
         compare_arms(rows, control="C")
+    with pytest.raises(ConfigError, match="needs lpips values for the control 'A' and at least one other arm"):
+        compare_arms(rows, control="A", metric="lpips")
 
 
-def test_verdict_reports_winner_minus_loser_in_words():
+def test_arms_verdict_reads_the_control_column():
     table = pd.DataFrame(
-        [{"arm": "B", "control": "A", "mean_diff": -1.8, "ci_low": -2.5, "ci_high": -1.1, "p_value": 0.002,
-          "p_holm": 0.002, "win_rate": 0.1, "n_prompts": 41}]
+        [{"metric": "clip_score", "arm": "B", "control": "A", "mean_diff": -1.8, "ci_low": -2.5, "ci_high": -1.1,
+          "p_value": 0.002, "p_holm": 0.002, "win_rate": 0.1, "n_prompts": 41, "min_detectable": 0.9,
+          "prompts_needed": 12}]
     )  # fmt: skip
-    assert verdict(table) == "A beats B by 1.80 CLIP points, 95% CI [1.10, 2.50], p = 0.002, 41 prompts"
-    table.loc[0, ["p_holm", "ci_high"]] = [0.2, 0.4]
-    assert verdict(table).startswith("no significant difference between B and A: B - A = -1.80")
+    assert arms_verdict(table) == "A beats B by 1.80 CLIP points, 95% CI [1.10, 2.50], p = 0.002, 41 prompts"
 
 
 # --- the tester on the toy world ------------------------------------------------------------------------

@@ -5,9 +5,10 @@ CLIP-scored (against the base prompt by default), and each arm is compared with 
 
     for each base prompt: for each arm: its prompt (template or function) -> generate the seeds -> score
     per arm against the control: per-prompt means (seeds averaged) -> paired differences ->
-        mean, 95% bootstrap CI over prompts, Wilcoxon signed-rank p, win rate -> Holm across arms -> verdict
+        mean, 95% CI over prompts, Wilcoxon signed-rank p, win rate, power -> Holm across arms -> verdict
 
-The statistics (``compare_arms``, ``holm``) are plain functions of the tidy table, usable on any metric.
+The statistics live in ``workbench.stats`` (shared with the model evaluation); ``compare_arms`` and
+``arms_verdict`` call them on the tidy table, by arm, for any metric.
 """
 
 from __future__ import annotations
@@ -17,112 +18,43 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from PIL import Image
 
 from workbench.config import GenerationConfig
 from workbench.errors import ConfigError
-from workbench.evaluation import (
-    bootstrap_ci,
-    clip_over_prompts,
-    prompt_frame,
-    result_row,
-    settings_key,
-)
+from workbench.evaluation import prompt_frame, result_row, settings_key
 from workbench.generation import save_image
 from workbench.models import default_cache
 from workbench.plan import resolve, run, target_label
 from workbench.run_files import save_study_results
+from workbench.stats import compare_groups, mean_over_prompts, verdict
 
-__all__ = ["ABTestResult", "PromptABTester", "compare_arms", "holm", "paired_statistics", "verdict"]
+__all__ = ["ABTestResult", "PromptABTester", "arms_verdict", "compare_arms"]
 
 Variation = str | Callable[[str], Any]  # a template with {prompt}, or prompt -> str / (prompt, negative_prompt)
 ARM_SEED_STRIDE = 1_000_003  # with same_seeds=False, arm i uses seed + i * stride
 
 
-# --- statistics -----------------------------------------------------------------------------------
-
-
-def holm(p_values: Sequence[float]) -> list[float]:
-    """Holm-Bonferroni adjusted p-values (step-down, monotone, capped at 1), in the input order."""
-    p = np.asarray(p_values, dtype=float)
-    order = np.argsort(p)
-    adjusted = np.empty_like(p)
-    running = 0.0
-    for rank, i in enumerate(order):
-        running = max(running, (len(p) - rank) * p[i])
-        adjusted[i] = min(1.0, running)
-    return adjusted.tolist()
-
-
-def paired_statistics(differences: Sequence[float], *, seed: int = 0) -> dict[str, float]:
-    """For paired per-prompt differences (arm - control): mean, 95% bootstrap CI, Wilcoxon p, win rate."""
-    from scipy.stats import wilcoxon
-
-    diff = np.asarray(differences, dtype=float)
-    if len(diff) == 0:
-        raise ConfigError("no paired prompts to compare")
-    low, high = bootstrap_ci(diff, seed=seed)
-    if np.all(diff == 0):
-        p_value = 1.0  # identical arms: no evidence of any difference
-    elif len(diff) < 2:
-        p_value = float("nan")
-    else:
-        p_value = float(wilcoxon(diff, zero_method="wilcox", alternative="two-sided").pvalue)
-    return {
-        "mean_diff": float(diff.mean()),
-        "ci_low": 0.0 if np.all(diff == 0) else low,
-        "ci_high": 0.0 if np.all(diff == 0) else high,
-        "p_value": p_value,
-        "win_rate": float(np.mean(diff > 0) + 0.5 * np.mean(diff == 0)),  # ties count half
-        "n_prompts": len(diff),
-    }
+# --- comparisons ----------------------------------------------------------------------------------
 
 
 def compare_arms(rows: pd.DataFrame, control: str, *, metric: str = "clip_score", seed: int = 0) -> pd.DataFrame:
-    """One row per arm against ``control``: arm, control, mean_diff, ci_low, ci_high, p_value, p_holm,
-    win_rate, n_prompts. Seeds are averaged within a prompt first; prompts are the paired units."""
-    ok = rows[rows["status"] == "ok"] if "status" in rows else rows
-    per_prompt = ok.pivot_table(index="prompt_id", columns="arm", values=metric, aggfunc="mean")
-    if control not in per_prompt:
-        raise ConfigError(f"control arm {control!r} has no scored rows; arms: {sorted(per_prompt.columns)}")
-    results = []
-    for arm in [a for a in dict.fromkeys(ok["arm"]) if a != control]:
-        paired = per_prompt[[arm, control]].dropna()
-        results.append({"arm": arm, "control": control, **paired_statistics(paired[arm] - paired[control], seed=seed)})
-    table = pd.DataFrame(results)
+    """One row per arm against ``control`` (``stats.compare_groups`` by arm, the reference column named
+    control): metric, arm, control, mean_diff, ci_low, ci_high, p_value, p_holm, win_rate, n_prompts,
+    min_detectable, prompts_needed."""
+    table = compare_groups(rows, by="arm", reference=control, metrics=(metric,), seed=seed)
     if table.empty:
-        raise ConfigError("an A/B test needs at least one arm besides the control")
-    table.insert(table.columns.get_loc("p_value") + 1, "p_holm", holm(table["p_value"].fillna(1.0)))
-    return table
+        raise ConfigError(
+            f"an A/B test needs {metric} values for the control {control!r} and at least one other arm; "
+            f"arms: {list(dict.fromkeys(rows['arm']))}"
+        )
+    return table.rename(columns={"reference": "control"})
 
 
-def verdict(comparisons: pd.DataFrame, *, alpha: float = 0.05, unit: str = "CLIP points") -> str:
-    """Plain words, one line per arm: who beats whom, by how much (the CI is of winner - loser), with
-    p (Holm-adjusted when there are several arms) and the number of prompts. Significant means
-    p < ``alpha`` and a CI that excludes 0."""
-    lines = []
-    for row in comparisons.itertuples():
-        tail = f"p = {_p(row.p_holm)}{' (Holm)' if len(comparisons) > 1 else ''}, {row.n_prompts} prompts"
-        if row.p_holm < alpha and (row.ci_low > 0 or row.ci_high < 0):
-            if row.mean_diff > 0:
-                winner, loser, low, high = row.arm, row.control, row.ci_low, row.ci_high
-            else:
-                winner, loser, low, high = row.control, row.arm, -row.ci_high, -row.ci_low
-            lines.append(
-                f"{winner} beats {loser} by {abs(row.mean_diff):.2f} {unit}, 95% CI [{low:.2f}, {high:.2f}], {tail}"
-            )
-        else:
-            lines.append(
-                f"no significant difference between {row.arm} and {row.control}: {row.arm} - {row.control} = "
-                f"{row.mean_diff:+.2f} {unit}, 95% CI [{row.ci_low:.2f}, {row.ci_high:.2f}], {tail}"
-            )
-    return "\n".join(lines)
-
-
-def _p(p: float) -> str:
-    return "n/a" if np.isnan(p) else ("< 0.001" if p < 0.001 else f"{p:.3f}")
+def arms_verdict(comparisons: pd.DataFrame, *, alpha: float = 0.05) -> str:
+    """``stats.verdict`` of a ``compare_arms`` table."""
+    return verdict(comparisons.rename(columns={"control": "reference"}), by="arm", alpha=alpha)
 
 
 # --- the tester -----------------------------------------------------------------------------------
@@ -148,14 +80,14 @@ class ABTestResult:
 
     @property
     def summary(self) -> pd.DataFrame:
-        """Per arm: images, mean CLIP score with a 95% bootstrap CI over prompts, mean latency."""
+        """Per arm: images, mean CLIP score with a 95% CI over prompts (``stats.mean_over_prompts``), mean latency."""
         out = []
         for arm, group in self.rows.groupby("arm", sort=False):
             out.append(
                 {
                     "arm": arm,
                     "images": len(group),
-                    **clip_over_prompts(group),
+                    **mean_over_prompts(group, "clip_score"),
                     "latency_mean_s": group["latency_s"].mean(),
                 }
             )
@@ -242,7 +174,7 @@ class PromptABTester:
         # 3. Compare each arm with the control.
         frame = pd.DataFrame(rows)
         comparisons = compare_arms(frame, control)
-        return ABTestResult(frame, comparisons, control, verdict(comparisons), images)
+        return ABTestResult(frame, comparisons, control, arms_verdict(comparisons), images)
 
     def _save(self, record) -> str | None:
         """Write the PNG under output_dir/images (when there is an output_dir); its path relative to it."""

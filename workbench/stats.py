@@ -1,0 +1,405 @@
+"""Statistics of paired comparisons over prompts, shared by the model evaluation and the A/B tester.
+
+Prompts are the independent units: seeds are averaged within a prompt first (``per_prompt``), and two
+groups (models, arms) are compared on the prompts both have. Each comparison gives the mean difference
+with a confidence interval (``mean_ci``), the Wilcoxon signed-rank p (two-sided, exact when there are no
+ties), Holm's adjustment across every comparison of a study, the win rate, and two power figures: the
+smallest difference the study could detect (``min_detectable``) and the prompts a study would need
+(``prompts_needed``). ``verdict`` puts a table of comparisons into plain words.
+
+The default interval, ``INTERVAL``, is the one that covers 95% at 16 prompts on A/A runs and on simulated
+data (benchmarks/ab_false_positives.py); the percentile bootstrap under-covers (about 90% there).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from workbench.errors import ConfigError
+
+__all__ = [
+    "INTERVAL",
+    "INTERVALS",
+    "compare_groups",
+    "holm",
+    "mean_ci",
+    "mean_over_prompts",
+    "median_ci",
+    "min_prompts",
+    "paired_ratio",
+    "paired_statistics",
+    "per_prompt",
+    "ratio_of_medians",
+    "verdict",
+]
+
+INTERVALS = ("t", "bca", "bootstrap-t", "percentile")
+INTERVAL = "t"  # chosen by the A/A benchmark: see the module docstring
+POWER = 0.8  # the power that min_detectable and prompts_needed aim at
+N_RESAMPLES = 4000  # bootstrap resamples
+
+
+# --- intervals --------------------------------------------------------------------------------------
+
+
+def mean_ci(
+    values: Sequence[float],
+    *,
+    level: float = 0.95,
+    method: str = INTERVAL,
+    seed: int = 0,
+    n_resamples: int = N_RESAMPLES,
+) -> tuple[float, float]:
+    """Confidence interval of the mean: ``"t"`` (Student's t on the standard error), ``"bca"`` (scipy's
+    bias-corrected accelerated bootstrap), ``"bootstrap-t"`` (studentized bootstrap) or ``"percentile"``
+    bootstrap. (nan, nan) with fewer than 2 values, (v, v) when all values equal v."""
+    x = np.asarray(values, dtype=float)
+    if method not in INTERVALS:
+        raise ConfigError(f"method must be one of {list(INTERVALS)}, got {method!r}", field="method")
+    if not 0 < level < 1:
+        raise ConfigError(f"level must lie strictly between 0 and 1, got {level!r}", field="level")
+    if len(x) < 2:
+        return (float("nan"), float("nan"))
+    if np.all(x == x[0]):
+        return (float(x[0]), float(x[0]))
+    n, mean = len(x), float(x.mean())
+    se = float(x.std(ddof=1)) / math.sqrt(n)
+    tails = [round((1 - level) / 2, 12), round((1 + level) / 2, 12)]  # 0.025, not 0.025000000000000022
+    if method == "t":
+        half = float(sps.t.ppf(tails[1], n - 1)) * se
+        return (mean - half, mean + half)
+    rng = np.random.default_rng(seed)
+    if method == "bca":
+        result = sps.bootstrap((x,), np.mean, method="BCa", confidence_level=level, n_resamples=n_resamples, rng=rng)
+        return (float(result.confidence_interval.low), float(result.confidence_interval.high))
+    samples = x[rng.integers(0, n, size=(n_resamples, n))]
+    means = samples.mean(axis=1)
+    if method == "percentile":
+        low, high = np.quantile(means, tails)
+        return (float(low), float(high))
+    # bootstrap-t: the quantiles of the resamples' t statistics; a resample of equal values has an infinite
+    # one (0 when its mean is the sample's), so tiny samples honestly get infinite intervals
+    ses = samples.std(axis=1, ddof=1) / math.sqrt(n)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(ses > 0, (means - mean) / ses, np.sign(means - mean) * np.inf)
+    q_low, q_high = np.quantile(t, tails, method="inverted_cdf")
+    return (float(mean - q_high * se), float(mean - q_low * se))
+
+
+def median_ci(values: Sequence[float], *, level: float = 0.95) -> tuple[float, float]:
+    """Distribution-free interval of the median from order statistics: [x_(k), x_(n-k+1)] with the largest
+    k whose binomial(n, 1/2) tail P(B <= k - 1) is at most (1 - level) / 2, so it covers at least
+    ``level``. (nan, nan) when n is too small for the level (n < 6 at 95%)."""
+    x = np.sort(np.asarray(values, dtype=float))
+    if not 0 < level < 1:
+        raise ConfigError(f"level must lie strictly between 0 and 1, got {level!r}", field="level")
+    n = len(x)
+    tail = sps.binom.cdf(np.arange(n), n, 0.5)  # tail[k - 1] = P(B <= k - 1)
+    ks = np.flatnonzero(tail <= (1 - level) / 2 * (1 + 1e-12)) + 1
+    if n == 0 or len(ks) == 0:
+        return (float("nan"), float("nan"))
+    k = int(ks.max())
+    return (float(x[k - 1]), float(x[n - k]))
+
+
+def ratio_of_medians(
+    a: Sequence[float], b: Sequence[float], *, level: float = 0.95, seed: int = 0, n_resamples: int = N_RESAMPLES
+) -> tuple[float, float, float]:
+    """b's median / a's median, with a percentile bootstrap interval that resamples a and b independently
+    (two separate runs, e.g. latencies). NaNs are dropped; values must be positive; the interval is
+    (nan, nan) with fewer than 2 values on a side."""
+    a, b = _positive(a, "a"), _positive(b, "b")
+    if len(a) == 0 or len(b) == 0:
+        return (float("nan"), float("nan"), float("nan"))
+    ratio = float(np.median(b) / np.median(a))
+    if len(a) < 2 or len(b) < 2:
+        return (ratio, float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    a_medians = np.median(a[rng.integers(0, len(a), size=(n_resamples, len(a)))], axis=1)
+    b_medians = np.median(b[rng.integers(0, len(b), size=(n_resamples, len(b)))], axis=1)
+    low, high = np.quantile(b_medians / a_medians, [(1 - level) / 2, (1 + level) / 2])
+    return (ratio, float(low), float(high))
+
+
+def paired_ratio(a: Sequence[float], b: Sequence[float], *, level: float = 0.95) -> tuple[float, float, float]:
+    """For pairs (a_i, b_i), e.g. the same round of an interleaved study: the median of b_i / a_i with its
+    order-statistic interval (``median_ci``). Pairs with a NaN are dropped; values must be positive."""
+    if len(a) != len(b):
+        raise ConfigError(f"paired_ratio needs pairs: a has {len(a)} values, b has {len(b)}")
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    keep = ~(np.isnan(a) | np.isnan(b))
+    ratios = _positive(b[keep], "b") / _positive(a[keep], "a")
+    if len(ratios) == 0:
+        return (float("nan"), float("nan"), float("nan"))
+    return (float(np.median(ratios)), *median_ci(ratios, level=level))
+
+
+def _positive(values: Sequence[float], name: str) -> np.ndarray:
+    x = np.asarray(values, dtype=float)
+    x = x[~np.isnan(x)]
+    if np.any(x <= 0):
+        raise ConfigError(f"{name} must hold positive values for a ratio, got {x[x <= 0][:3].tolist()}", field=name)
+    return x
+
+
+# --- tests and power --------------------------------------------------------------------------------
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (step-down, monotone, capped at 1), in the input order."""
+    p = np.asarray(p_values, dtype=float)
+    order = np.argsort(p)
+    adjusted = np.empty_like(p)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, (len(p) - rank) * p[i])
+        adjusted[i] = min(1.0, running)
+    return adjusted.tolist()
+
+
+def min_prompts(*, alpha: float = 0.05, comparisons: int = 1) -> int:
+    """The fewest prompts at which the exact two-sided signed-rank test can give a Holm-adjusted p below
+    ``alpha`` over ``comparisons`` comparisons: its smallest p is 2 / 2**n, and Holm's worst case
+    multiplies it by the number of comparisons (6 prompts for one comparison at 0.05)."""
+    _check_alpha(alpha)
+    if not isinstance(comparisons, int | np.integer) or comparisons < 1:
+        raise ConfigError(f"comparisons must be a whole number >= 1, got {comparisons!r}", field="comparisons")
+    n = 1
+    while comparisons * 2 / 2**n >= alpha:
+        n += 1
+    return n
+
+
+def paired_statistics(
+    differences: Sequence[float],
+    *,
+    seed: int = 0,
+    alpha: float = 0.05,
+    comparisons: int = 1,
+    method: str = INTERVAL,
+    lower_is_better: bool = False,
+) -> dict[str, float]:
+    """For paired per-prompt differences (group - reference):
+
+    - mean_diff, ci_low, ci_high: the mean with its 95% interval (``mean_ci`` by ``method``);
+    - p_value: Wilcoxon signed-rank, two-sided, zeros dropped (1.0 when all differences are 0, nan with
+      fewer than 2);
+    - win_rate: the share of prompts where the group is better (above 0, or below where
+      ``lower_is_better``), ties counting half;
+    - n_prompts;
+    - min_detectable: the smallest true mean difference found with 80% power by a two-sided test at
+      alpha / comparisons (Holm's worst case), from the per-prompt SD: (t_{1-a/2,n-1} + t_{0.8,n-1}) *
+      sd / sqrt(n); nan with fewer than 2 prompts or when the differences do not vary;
+    - prompts_needed: the larger of ``min_prompts`` and the prompts that give 80% power for the observed
+      mean difference and SD (just ``min_prompts`` when the differences do not vary); nan when the mean
+      difference is 0 (no study detects it) or there are fewer than 2 prompts.
+    """
+    diff = np.asarray(differences, dtype=float)
+    n = len(diff)
+    nan = float("nan")
+    if n == 0:
+        return dict.fromkeys(["mean_diff", "ci_low", "ci_high", "p_value", "win_rate"], nan) | {
+            "n_prompts": 0,
+            "min_detectable": nan,
+            "prompts_needed": nan,
+        }
+    low, high = mean_ci(diff, method=method, seed=seed)
+    if np.all(diff == 0):
+        p_value = 1.0  # identical groups: no evidence of any difference
+    elif n < 2:
+        p_value = nan
+    else:
+        p_value = float(sps.wilcoxon(diff, zero_method="wilcox", alternative="two-sided").pvalue)
+    wins = np.mean(diff < 0) if lower_is_better else np.mean(diff > 0)
+    mean, sd = float(diff.mean()), float(diff.std(ddof=1)) if n > 1 else nan
+    level = alpha / comparisons
+    return {
+        "mean_diff": mean,
+        "ci_low": low,
+        "ci_high": high,
+        "p_value": p_value,
+        "win_rate": float(wins + 0.5 * np.mean(diff == 0)),  # ties count half
+        "n_prompts": n,
+        "min_detectable": _power_factor(n, level) * sd / math.sqrt(n) if n > 1 and sd > 0 else nan,
+        "prompts_needed": _prompts_needed(mean, sd, alpha, comparisons),
+    }
+
+
+def _power_factor(n: int, alpha: float) -> float:
+    """t_{1-alpha/2, n-1} + t_{power, n-1}: the detectable difference in standard errors."""
+    return float(sps.t.ppf(1 - alpha / 2, n - 1) + sps.t.ppf(POWER, n - 1))
+
+
+def _prompts_needed(mean: float, sd: float, alpha: float, comparisons: int) -> float:
+    if mean == 0 or math.isnan(sd):
+        return float("nan")
+    floor = min_prompts(alpha=alpha, comparisons=comparisons)
+    if sd == 0:
+        return floor
+    level, effect = alpha / comparisons, abs(mean) / sd
+    # the normal approximation is a lower bound; step up to the first n the t quantiles allow
+    n = max(2, math.floor((sps.norm.ppf(1 - level / 2) + sps.norm.ppf(POWER)) ** 2 / effect**2))
+    while _power_factor(n, level) / math.sqrt(n) > effect:
+        n += 1
+    return max(n, floor)
+
+
+def _check_alpha(alpha: float) -> None:
+    if not 0 < alpha < 1:
+        raise ConfigError(f"alpha must lie strictly between 0 and 1, got {alpha!r}", field="alpha")
+
+
+# --- tables -----------------------------------------------------------------------------------------
+
+
+def per_prompt(rows: pd.DataFrame, *, by: str, metric: str) -> pd.DataFrame:
+    """Index prompt_id, one column per value of ``by`` (in order of first appearance), the metric's mean
+    over seeds; only rows with status ``ok`` when there is a status column."""
+    for column in ("prompt_id", by, metric):
+        if column not in rows:
+            raise ConfigError(f"rows have no column {column!r}; columns: {list(rows.columns)}", field=column)
+    ok = rows[rows["status"] == "ok"] if "status" in rows else rows
+    table = ok.assign(**{metric: ok[metric].astype(float)}).groupby(["prompt_id", by], sort=False)[metric].mean()
+    return table.unstack(by).reindex(columns=list(dict.fromkeys(ok[by])))
+
+
+_COLUMNS = ["mean_diff", "ci_low", "ci_high", "p_value", "p_holm", "win_rate", "n_prompts",
+            "min_detectable", "prompts_needed"]  # fmt: skip
+
+
+def compare_groups(
+    rows: pd.DataFrame,
+    *,
+    by: str,
+    reference: str,
+    metrics: Iterable[str] = ("clip_score",),
+    seed: int = 0,
+    alpha: float = 0.05,
+    lower_is_better: Iterable[str] = (),
+    method: str = INTERVAL,
+) -> pd.DataFrame:
+    """One row per metric and group other than ``reference``: metric, <by>, reference, then the
+    ``paired_statistics`` of group - reference over the prompts both have (seeds averaged first), with
+    p_holm adjusted across every row (all metrics and groups) and win_rate by each metric's direction.
+    Metrics that are absent or all NaN are skipped."""
+    _check_alpha(alpha)
+    metrics = [metrics] if isinstance(metrics, str) else list(metrics)
+    lower = set([lower_is_better] if isinstance(lower_is_better, str) else lower_is_better)
+    if by not in rows:
+        raise ConfigError(f"rows have no column {by!r}; columns: {list(rows.columns)}", field="by")
+    ok = rows[rows["status"] == "ok"] if "status" in rows else rows
+    groups = list(dict.fromkeys(ok[by]))
+    if reference not in groups:
+        raise ConfigError(
+            f"the reference {by} {reference!r} has no scored rows; {by} values: {groups}", field="reference"
+        )
+    pairs = []
+    for metric in metrics:
+        if metric not in ok or ok[metric].isna().all():
+            continue
+        table = per_prompt(ok, by=by, metric=metric)
+        for group in (g for g in groups if g != reference):
+            paired = table[[group, reference]].dropna()
+            pairs.append((metric, group, (paired[group] - paired[reference]).to_numpy()))
+    out = []
+    for metric, group, diff in pairs:
+        statistics = paired_statistics(
+            diff, seed=seed, alpha=alpha, comparisons=len(pairs), method=method, lower_is_better=metric in lower
+        )
+        out.append({"metric": metric, by: group, "reference": reference, **statistics})
+    table = pd.DataFrame(out, columns=["metric", by, "reference", *_COLUMNS])
+    table["p_holm"] = holm(table["p_value"].fillna(1.0))
+    return table
+
+
+def mean_over_prompts(
+    rows: pd.DataFrame, metric: str, *, prefix: str | None = None, method: str = INTERVAL, seed: int = 0
+) -> dict[str, float]:
+    """{prefix}_mean with {prefix}_ci_low/{prefix}_ci_high: the mean of per-prompt means (seeds averaged
+    within a prompt first: prompts are the independent units) with its 95% ``mean_ci``. The prefix is the
+    metric without "_score" by default (clip_score -> clip_mean, clip_ci_low, clip_ci_high)."""
+    prefix = metric.removesuffix("_score") if prefix is None else prefix
+    if metric not in rows:
+        raise ConfigError(f"rows have no column {metric!r}; columns: {list(rows.columns)}", field="metric")
+    ok = rows[rows["status"] == "ok"] if "status" in rows else rows
+    means = ok[metric].astype(float).groupby(ok["prompt_id"]).mean().dropna().to_numpy()
+    low, high = mean_ci(means, method=method, seed=seed)
+    return {
+        f"{prefix}_mean": float(means.mean()) if len(means) else float("nan"),
+        f"{prefix}_ci_low": low,
+        f"{prefix}_ci_high": high,
+    }
+
+
+# --- words ------------------------------------------------------------------------------------------
+
+
+def verdict(
+    comparisons: pd.DataFrame,
+    *,
+    by: str,
+    alpha: float = 0.05,
+    units: Mapping[str, str] | None = None,
+    lower_is_better: Iterable[str] = (),
+) -> str:
+    """Plain words, one line per comparison row (a ``compare_groups`` table): who beats whom, by how much
+    (the CI is of the winner's advantage: winner - loser, or loser - winner where lower is better), with
+    p (Holm-adjusted when there are several rows) and the number of prompts. Significant means
+    p_holm < ``alpha`` and a CI that excludes 0. Without a significant difference the line says what the
+    study could have detected; with too few prompts for the signed-rank test to reach ``alpha`` at all,
+    it says so and how many prompts are needed. ``units`` maps a metric to its unit (default "CLIP points"
+    for clip_score, else the metric's name); ``lower_is_better`` names metrics where smaller wins."""
+    _check_alpha(alpha)
+    missing = [c for c in ["metric", by, "reference", *_COLUMNS] if c not in comparisons]
+    if missing:
+        raise ConfigError(f"comparisons lack the columns {missing}; make them with compare_groups")
+    units = {"clip_score": "CLIP points", **(units or {})}
+    lower = set([lower_is_better] if isinstance(lower_is_better, str) else lower_is_better)
+    count = len(comparisons)
+    floor = min_prompts(alpha=alpha, comparisons=count) if count else 0
+    lines = []
+    for row in comparisons.to_dict("records"):
+        group, reference, metric = row[by], row["reference"], row["metric"]
+        unit, diff, low, high = units.get(metric, metric), row["mean_diff"], row["ci_low"], row["ci_high"]
+        fmt = _formatter(low, high)
+        tail = f"p = {_p(row['p_holm'])}{' (Holm)' if count > 1 else ''}, {row['n_prompts']} prompts"
+        if row["p_holm"] < alpha and (low > 0 or high < 0):
+            group_wins = (diff > 0) != (metric in lower)
+            winner, loser = (group, reference) if group_wins else (reference, group)
+            low, high = (low, high) if diff > 0 else (-high, -low)  # the advantage's interval
+            direction = " (lower is better)" if metric in lower else ""
+            line = (
+                f"{winner} beats {loser} by {fmt(abs(diff))} {unit}{direction}, "
+                f"95% CI [{fmt(low)}, {fmt(high)}], {tail}"
+            )
+        else:
+            line = (
+                f"no significant difference between {group} and {reference}: {group} - {reference} = "
+                f"{fmt(diff, sign=True)} {unit}, 95% CI [{fmt(low)}, {fmt(high)}], {tail}"
+            )
+            if np.isfinite(row["min_detectable"]):
+                line += f"; this study could detect differences of about {fmt(row['min_detectable'])} {unit} or more"
+        if row["n_prompts"] < floor:
+            needed = row["prompts_needed"] if np.isfinite(row["prompts_needed"]) else floor
+            line += (
+                f"; with {row['n_prompts']} prompts the signed-rank test cannot reach p < {alpha:g}"
+                f"{f' over {count} comparisons' if count > 1 else ''}: it needs at least {int(needed)} prompts"
+            )
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _formatter(low: float, high: float):
+    """Two decimals, more when the interval is narrower than 0.1 (so its ends differ on the page)."""
+    width = high - low
+    decimals = 2 if not np.isfinite(width) or width <= 0 else min(6, max(2, 1 - math.floor(math.log10(width))))
+    return lambda x, sign=False: "n/a" if np.isnan(x) else f"{x:{'+' if sign else ''}.{decimals}f}"
+
+
+def _p(p: float) -> str:
+    return "n/a" if np.isnan(p) else ("< 0.001" if p < 0.001 else f"{p:.3f}")
