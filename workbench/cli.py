@@ -14,6 +14,24 @@ __all__ = ["SERVE_BACKENDS", "main"]
 
 DEMO_MODEL = "toyworld/sd-small"
 STUDY_HELP = "a notebook path, or the name of a study that ships with the package (workbench studies lists them)"
+COMPARE_HELP = """Compare run B against run A, per model, over the (prompt, seed) units both runs made:
+
+  - each per-image metric (clip_score, other *_score columns, peak_mem_mb): the difference B - A, prompts as
+    the paired units (seeds averaged), with its 95% CI, the Wilcoxon p and Holm's adjustment across models
+    and metrics;
+  - latency_ratio: the median time per image of B over A, with a 95% CI (lower is better);
+  - the images that changed most (mean absolute pixel difference, 0-255).
+
+Prints a one-screen summary and writes an HTML report with the images embedded. A setting that differs
+between the runs, a model in one run only and failed images are named in both.
+
+exit status: 0 no regression; 1 a --fail-if threshold is crossed (each is printed); 2 an error (a run that
+is not there, a --fail-if metric the comparison does not have, no shared units).
+
+example:
+  workbench compare 01_model_evaluation/20260101-120000-ab12cd path/to/other/run \\
+      --fail-if 'clip_score < -1' --fail-if 'latency_ratio > 1.2'
+"""
 DEMO_PROMPTS = (
     "a red circle in the centre, on a white background",
     "a photo of a large blue square on the left, on a grey background",
@@ -163,6 +181,21 @@ def _run(args) -> int:
     return 0
 
 
+def _compare(args) -> int:
+    from workbench.compare import Check, compare_runs
+
+    checks = [Check.parse(text) for text in args.fail_if]
+    comparison = compare_runs(args.run_a, args.run_b, output_root=args.output_root, metrics=args.metric, top=args.top)
+    regressions = comparison.regressions(checks)  # refuses an unknown metric before anything is written
+    report = args.out or Path(args.output_root) / "compare" / f"{comparison.a.id}_vs_{comparison.b.id}.html"
+    comparison.write_html(report, checks)
+    print(comparison.summary(checks))
+    print(f"report: {report}")
+    for line in regressions:
+        print(f"REGRESSION {line}")
+    return 1 if regressions else 0
+
+
 def _sweep(args) -> int:
     from workbench.sweeps import read_grid, run_sweep
 
@@ -276,6 +309,35 @@ def _parser() -> argparse.ArgumentParser:
         "put it after the notebook or write --mlflow=URI",
     )
     run.set_defaults(func=_run)
+
+    compare = sub.add_parser(
+        "compare",
+        help="compare two runs of a study: per model, B - A for each metric and the latency ratio B / A",
+        description=COMPARE_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    for name, side in (("run_a", "A, the baseline"), ("run_b", "B, compared with A")):
+        compare.add_argument(name, metavar=name.upper(), help=f"run {side}: its folder, or STUDY/RUN_ID")
+    compare.add_argument("--output-root", default="outputs", help="where STUDY/RUN_ID is looked up (default outputs)")
+    compare.add_argument(
+        "--out", help="the HTML report's path (default: OUTPUT_ROOT/compare/<A's run id>_vs_<B's run id>.html)"
+    )
+    compare.add_argument(
+        "--fail-if",
+        action="append",
+        default=[],
+        metavar="EXPR",
+        help="a regression threshold, METRIC OP VALUE with OP one of <, <=, >, >= (e.g. 'clip_score < -1', "
+        "'latency_ratio > 1.2'): a regression when the whole 95%% CI of B - A (or of the ratio B / A) lies "
+        "beyond VALUE; repeatable",
+    )
+    compare.add_argument(
+        "--metric",
+        action="append",
+        help="a per-image column to compare (repeatable; default: clip_score, other *_score columns, peak_mem_mb)",
+    )
+    compare.add_argument("--top", type=int, default=8, help="images per model shown in the report (default 8)")
+    compare.set_defaults(func=_compare)
 
     sweep = sub.add_parser("sweep", help="run a study notebook at every point of a parameter grid")
     sweep.add_argument("notebook", help=STUDY_HELP)
