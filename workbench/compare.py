@@ -21,7 +21,7 @@ import io
 import math
 import operator
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -99,16 +99,16 @@ class Comparison:
     """Run B against run A. ``rows``: one per model and metric (``COLUMNS``; mean_diff is B - A, ratio is
     B / A for latency_ratio; change is "better", "worse" or ""); ``images``: one per shared unit with an
     image in both runs (model_id, prompt_id, seed, prompt, pixel_diff, image_a, image_b); ``notes``: what a
-    reader must know (models in one run only, settings that differ, failed images)."""
+    reader must know (models in one run only, settings that differ, failed images). A change is
+    "better" or "worse" where p_holm < alpha and the CI excludes 0, for latency_ratio where its CI excludes 1."""
 
     a: ComparedRun
     b: ComparedRun
     rows: pd.DataFrame
     images: pd.DataFrame
+    metrics: tuple[str, ...]  # the per-image columns compared (latency_ratio aside)
     notes: tuple[str, ...] = ()
-    top: int = 8
-    alpha: float = 0.05
-    metrics: tuple[str, ...] = field(default=())
+    top: int = 8  # images per model in the report
 
     def regressions(self, checks: list[Check] | tuple[Check, ...] = ()) -> list[str]:
         """One line per model and check whose whole CI lies beyond the threshold; an unknown metric is refused."""
@@ -215,7 +215,7 @@ def compare_runs(
     table = pd.DataFrame(rows, columns=COLUMNS).sort_values("model_id", kind="stable", ignore_index=True)
     # 5. How much each image changed.
     images = _pixel_differences(units, run_a.folder, run_b.folder, notes)
-    return Comparison(run_a, run_b, table, images, tuple(notes), top, alpha, tuple(metrics))
+    return Comparison(run_a, run_b, table, images, tuple(metrics), tuple(notes), top)
 
 
 # --- reading ----------------------------------------------------------------------------------------
@@ -381,8 +381,8 @@ def _pixel_differences(units: pd.DataFrame, folder_a: Path, folder_b: Path, note
         if image_a.shape != image_b.shape:
             skipped["size"] += 1
             continue
-        prompt = unit.get("prompt_a") if "prompt_a" in unit else unit.get("prompt")
         diff = float(np.abs(image_a.astype(np.int16) - image_b.astype(np.int16)).mean())
+        prompt = unit.get("prompt_a", unit.get("prompt"))
         rows.append([unit["model_id"], unit["prompt_id"], unit["seed"], prompt, diff, path_a, path_b])
     if skipped["missing"]:
         notes.append(f"{skipped['missing']} shared images are missing from a run folder: not compared")
