@@ -122,3 +122,39 @@ def test_a_failed_run_is_logged_to_mlflow_and_still_fails(fake_tracking, capsys)
     assert main(["run", "study", "--mlflow"]) == 2
     err = capsys.readouterr().err
     assert "not logged to MLflow: logging to MLflow needs mlflow" in err and "error: cell 3 failed" in err
+
+
+@pytest.mark.slow
+def test_run_with_mlflow_logs_to_a_sqlite_store(monkeypatch, tmp_path, capsys):
+    import json
+
+    pytest.importorskip("mlflow")
+    from mlflow import MlflowClient
+
+    from workbench import studies
+    from workbench.errors import NotebookRunError
+
+    folders = {}
+    for status in ("ok", "failed"):
+        folder = folders[status] = tmp_path / "outputs" / "study" / f"run-{status}"
+        folder.mkdir(parents=True)
+        manifest = {"study": "study", "run_id": folder.name, "parameters": {"steps": 2}, "status": status}
+        (folder / "manifest.json").write_text(json.dumps(manifest | {"started": "2026-11-29T12:00:00+0000"}))
+
+    def run_study(notebook, parameters, *, output_root, resume):
+        if notebook == "broken":
+            raise NotebookRunError(folders["failed"] / "executed.ipynb", 1, "ValueError", "boom")
+        return studies.StudyRun(folders["ok"], folders["ok"] / "report.html", {})
+
+    monkeypatch.setattr(studies, "run_study", run_study)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    client.create_experiment("study", artifact_location=(tmp_path / "artifacts").as_uri())
+    assert main(["run", "study", "--mlflow", uri]) == 0
+    assert main(["run", "broken", "--mlflow", uri]) == 2
+    out = capsys.readouterr().out
+    ids = [line.split()[2] for line in out.splitlines() if line.startswith("MLflow run: ")]
+    assert len(ids) == 2
+    runs = [client.get_run(i) for i in ids]
+    assert [r.info.status for r in runs] == ["FINISHED", "FAILED"]
+    assert [r.info.run_name for r in runs] == ["run-ok", "run-failed"] and runs[0].data.params["steps"] == "2"
