@@ -191,3 +191,17 @@ def test_a_check_needs_the_whole_interval_past_its_threshold():
     with pytest.raises(ConfigError, match="is not METRIC OP VALUE") as error:
         Check.parse("clip_score < inf")
     assert error.value.field == "fail_if"
+
+
+def test_a_version_1_run_reads_in_the_current_form(runs):
+    from workbench.run_files import ADDED_COLUMNS, COMPARISON_COLUMNS, read_comparisons, read_results, read_summary
+
+    old, new = runs / "study" / "20260101-100000-aaaaaa", runs / "study" / "20260102-100000-bbbbbb"
+    results = read_results(old)
+    assert (results["schema_version"] == 1).all() and (read_results(new)["schema_version"] == 2).all()
+    for column in ADDED_COLUMNS[2]:
+        assert column in results and results[column].isna().all()
+    assert read_summary(old)["rows"][0]["model_id"] == "m/a" and read_summary(old)["schema_version"] == 1
+    assert list(read_comparisons(old).columns) == COMPARISON_COLUMNS and read_comparisons(old).empty
+    with pytest.raises(ConfigError, match=r"has no results\.parquet"):
+        read_results(runs)
