@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
+import tempfile
 
 import pytest
 import torch
@@ -42,3 +44,18 @@ def tiny_model_dir(tmp_path_factory):
 @pytest.fixture
 def tiny_pipe(tiny_model_dir):
     return load(str(tiny_model_dir), device="cpu", cache=None)
+
+
+@pytest.fixture(scope="session")
+def local_ray():
+    """A local Ray instance on loopback with its state in a temporary folder. Token auth is off: on, Ray
+    writes a token under the home folder, and this process reads the mode once, when it imports ray."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("RAY_AUTH_MODE", "disabled")
+    ray = pytest.importorskip("ray")
+    folder = tempfile.mkdtemp(prefix="ray")
+    ray.init(num_cpus=2, include_dashboard=False, _temp_dir=folder, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+    patch.undo()
+    shutil.rmtree(folder, ignore_errors=True)

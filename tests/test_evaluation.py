@@ -4,9 +4,10 @@ import pandas as pd
 import pytest
 
 from workbench.config import GenerationConfig
-from workbench.evaluation import ModelEvaluator, ResultStore, bootstrap_ci, summarize
+from workbench.evaluation import ModelEvaluator, summarize
 from workbench.generation import read_settings
 from workbench.metrics import CLIPScorer
+from workbench.results import ResultStore
 
 FAST = GenerationConfig(steps=2, batch_size=2)
 PROMPTS = ["a red circle in the centre, on a white background", "a sketch of a blue square", "a green cross"]
@@ -116,13 +117,6 @@ def test_failed_rows_count_as_failed_not_as_speed():
     )
     row = summarize(df).iloc[0]
     assert row.images == 2 and row.failed == 1 and row.latency_mean_s == 1.0
-
-
-def test_bootstrap_ci_is_seeded_and_brackets_the_mean():
-    values = [1.0, 2.0, 3.0, 4.0, 10.0]
-    assert bootstrap_ci(values) == bootstrap_ci(values)
-    low, high = bootstrap_ci(values)
-    assert low < 4.0 < high
 
 
 def test_results_are_this_evaluations_rows_even_in_a_shared_folder(tiny_model_dir, tmp_path):

@@ -1,8 +1,6 @@
 """Sweeps (local and on Ray) and the server as a Ray Serve deployment, on a local Ray instance on the CPU."""
 
 import json
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -88,21 +86,6 @@ def test_cli_sweep_runs_every_point_and_records_the_failed_one(tmp_path, capsys)
 
 
 # --- on Ray --------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    """A local Ray instance on loopback with its state in a temporary folder. Token auth is off: on, Ray
-    writes a token under the home folder, and this process reads the mode once, when it imports ray."""
-    patch = pytest.MonkeyPatch()
-    patch.setenv("RAY_AUTH_MODE", "disabled")
-    ray = pytest.importorskip("ray")
-    folder = tempfile.mkdtemp(prefix="ray")
-    ray.init(num_cpus=2, include_dashboard=False, _temp_dir=folder, log_to_driver=False)
-    yield ray
-    ray.shutdown()
-    patch.undo()
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.mark.slow

@@ -16,7 +16,7 @@ from workbench.errors import (
     UnknownModelError,
     WorkbenchError,
 )
-from workbench.evaluation import ModelEvaluator, ResultStore, summarize, summary_table
+from workbench.evaluation import ModelEvaluator, compare_models, summarize, summary_table
 from workbench.generation import (
     ReproduceResult,
     accelerate,
@@ -33,6 +33,7 @@ from workbench.plots import image_grid
 from workbench.prompts import OptimizedPrompt, PromptOptimizer, StylePreset, expand_template, load_prompts, load_styles
 from workbench.records import GenerationRecord
 from workbench.resources import package_version
+from workbench.results import ResultStore
 from workbench.routing import (
     Classifier,
     EmbeddingClassifier,
@@ -90,6 +91,7 @@ __all__ = [
     "accelerate",
     "available_models",
     "benchmark_acceleration",
+    "compare_models",
     "expand_template",
     "fidelity",
     "generate",

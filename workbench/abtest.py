@@ -23,10 +23,11 @@ from PIL import Image
 
 from workbench.config import GenerationConfig
 from workbench.errors import ConfigError
-from workbench.evaluation import prompt_frame, result_row, settings_key
+from workbench.evaluation import prompt_frame
 from workbench.generation import save_image
 from workbench.models import default_cache
 from workbench.plan import resolve, run, target_label
+from workbench.results import result_row, settings_key
 from workbench.run_files import save_study_results
 from workbench.stats import compare_groups, mean_over_prompts, verdict
 

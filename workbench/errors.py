@@ -29,6 +29,7 @@ __all__ = [
     "RemoteError",
     "UnknownModelError",
     "WorkbenchError",
+    "WorkerLost",
 ]
 
 
@@ -89,3 +90,7 @@ class QueueFull(WorkbenchError):
     def __init__(self, queued: int, retry_after: int):
         self.queued, self.retry_after = queued, retry_after
         super().__init__(f"the queue is full ({queued} requests waiting); retry after {retry_after} s")
+
+
+class WorkerLost(WorkbenchError):
+    """A worker of a sharded study stopped mid-way: its unfinished batch is not stored (a rerun makes it)."""

@@ -2,21 +2,20 @@
 
 ``ModelEvaluator.run()`` reads like a script::
 
-    for each target (a model id, a pipeline, or a Router: each prompt's route picks model and settings):
-      for each prompt: plan.resolve (a model's first use makes one untimed warm-up image)
-                       -> plan.run its seeds -> CLIP-score the batch -> save PNGs -> append rows (result_row)
+    units: for each target (a model id, a pipeline, or a Router: each prompt's route picks model and settings)
+           x each prompt x each seed not yet stored -> plan.resolve once per prompt
+    engine: batches across prompts, targets interleaved in rotating rounds -> run inline, on worker
+           processes (one per device) or on Ray actors -> the driver saves PNGs and appends rows
 
-Rows go to a ``ResultStore`` (JSON lines, one fsync'd line per row), so a study killed half-way
-resumes where it stopped: rows already stored are skipped, nothing is done twice or lost.
+Rows go to a ``ResultStore`` (JSON lines, one fsync'd append per batch), so a study killed half-way resumes
+where it stopped. ``summarize`` gives each model's latency (median with a CI, a ratio to the reference model
+with a CI, and a note when the timing is noisy), quality and cost; ``compare_models`` pairs every model with
+the reference prompt by prompt (``workbench.stats``).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,64 +23,21 @@ import numpy as np
 import pandas as pd
 
 from workbench.config import GenerationConfig
-from workbench.errors import ConfigError, WorkbenchError
+from workbench.engine import BatchResult, BatchRunner, RunnerSpec, Unit, execute, plan_batches
+from workbench.errors import ConfigError
 from workbench.generation import save_image
-from workbench.plan import ROUTED, resolve, run, target_label
+from workbench.plan import ROUTED, resolve, target_label
+from workbench.results import ResultStore, settings_key
+from workbench.stats import compare_groups, holm, mean_over_prompts, median_ci, paired_ratio, ratio_of_medians
 
 __all__ = [
-    "ROW_KEY",
     "ModelEvaluator",
-    "ResultStore",
-    "bootstrap_ci",
+    "compare_models",
+    "latency_summary",
     "prompt_frame",
-    "result_row",
-    "settings_key",
     "summarize",
     "summary_table",
 ]
-
-ROW_KEY = ("model_id", "prompt_id", "seed", "settings")  # what makes a row unique within a run
-
-
-class ResultStore:
-    """Append-only JSON-lines file of result rows. A line cut short by a crash is dropped on reading."""
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-
-    def rows(self) -> list[dict[str, Any]]:
-        if not self.path.exists():
-            return []
-        rows = []
-        for line in self.path.read_text().splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a partial last line from an interrupted write
-        return rows
-
-    def done(self) -> set[tuple]:
-        """The keys (ROW_KEY) of the rows already stored."""
-        return {tuple(row[k] for k in ROW_KEY) for row in self.rows()}
-
-    def append(self, rows: Sequence[dict[str, Any]]) -> None:
-        with open(self.path, "a+b") as fh:
-            fh.seek(0, os.SEEK_END)
-            if fh.tell() and not self._ends_with_newline(fh):
-                fh.write(b"\n")  # close off a line cut short by a crash
-            for row in rows:
-                fh.write(json.dumps(row, default=str).encode() + b"\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-
-    @staticmethod
-    def _ends_with_newline(fh) -> bool:
-        fh.seek(-1, os.SEEK_END)
-        return fh.read(1) == b"\n"
-
-    def frame(self) -> pd.DataFrame:
-        return pd.DataFrame(self.rows())
 
 
 def prompt_frame(prompts: Sequence[str] | pd.DataFrame) -> pd.DataFrame:
@@ -104,51 +60,17 @@ def prompt_frame(prompts: Sequence[str] | pd.DataFrame) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
-def settings_key(config: GenerationConfig) -> str:
-    """A short hash of the settings: rows made with other settings are other rows."""
-    return hashlib.sha256(config.to_json().encode()).hexdigest()[:12]
-
-
-def result_row(
-    record,
-    *,
-    target: str,
-    run_id: str,
-    prompt_id: str,
-    category: str,
-    settings: str,
-    image_path: str | None,
-    scores=None,
-    index: int = 0,
-    **extra: Any,
-) -> dict[str, Any]:
-    """One image's row, the same columns in every study: who made it (``target``: a model id, or "routed" with
-    the model used as routed_model_id), the prompt, seed and settings, the measurements, the CLIP score
-    (``scores``, a ``ClipScores`` for the batch, this image at ``index``) and where the PNG is."""
-    return {
-        "run_id": run_id,
-        "model_id": target,
-        "routed_model_id": record.model_id if record.model_id != target else None,
-        "prompt": record.prompt,
-        "prompt_id": prompt_id,
-        "category": category,
-        "seed": record.seed,
-        "settings": settings,
-        **{k: v for k, v in record.to_row().items() if k not in {"model_id", "prompt", "seed"}},
-        **extra,
-        "clip_score": scores.scores[index] if scores else None,
-        "clip_model": scores.clip_model if scores else None,
-        "clip_truncated": scores.truncated[index] if scores else None,
-        "image_path": image_path,
-    }
-
-
 class ModelEvaluator:
     """Runs every prompt with every model and seed, scores and stores each image as a row.
 
     ``models`` are targets: model ids, pipelines, or a ``Router`` (each prompt then goes to the model and
     settings of its route, ``batch_size`` from ``config``; its rows have model_id "routed", the model used as
     routed_model_id, and the routing decision).
+
+    ``workers``: 1 runs here; a count spreads batches over worker processes, one per visible GPU (or CPU
+    workers sharing the cores), or give a list of devices; ``backend="ray"`` runs ``workers`` Ray actors
+    ($RAY_ADDRESS, or a local Ray). Workers load their own pipelines, so targets must then be model ids or
+    Routers. ``threads``: CPU threads per worker (default: the cores shared out).
     """
 
     def __init__(
@@ -163,6 +85,9 @@ class ModelEvaluator:
         run_id: str = "run",
         device: str | None = None,
         warmup: bool = True,
+        workers: int | Sequence[str] = 1,
+        backend: str = "local",
+        threads: int | None = None,
     ):
         if isinstance(models, str) or not models:
             raise ConfigError(f"models must be a non-empty list of model ids, pipelines or Routers, got {models!r}")
@@ -171,6 +96,8 @@ class ModelEvaluator:
         self.prompts = prompt_frame(prompts)
         self.models = list(models)
         self.labels = [target_label(m) for m in self.models]
+        if len(set(self.labels)) < len(self.labels):
+            raise ConfigError(f"each model may appear once, got {self.labels}", "models")
         self.seeds = [int(s) for s in seeds]
         if not self.seeds:
             raise ConfigError("seeds must not be empty")
@@ -180,56 +107,44 @@ class ModelEvaluator:
         self.scorer = scorer
         self.run_id = run_id
         self.device = device
-        self.warmup = warmup
+        self.workers, self.backend, self.threads = workers, backend, threads
+        self.spec = RunnerSpec(
+            run_id, settings_key(self.config), type(scorer) if scorer else None,
+            getattr(scorer, "model_id", None), warmup,
+        )  # fmt: skip
+        self.runner = BatchRunner(self.spec, scorer=scorer, device=device)
+
+    def units(self) -> list[Unit]:
+        """What is still to make: every target x prompt x seed not in the store, a plan per prompt."""
+        settings, done = self.spec.settings, self.store.done()
+        units = []
+        for target, label in zip(self.models, self.labels, strict=True):
+            for prompt in self.prompts.itertuples():
+                seeds = [s for s in self.seeds if (label, prompt.prompt_id, s, settings) not in done]
+                if seeds:
+                    plan = resolve(target, prompt.prompt, self.config)
+                    units += [Unit(label, prompt.prompt_id, prompt.prompt, prompt.category, s, plan) for s in seeds]
+        return units
 
     def run(self, progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
-        """Generate what is missing from the store, then return this evaluation's rows (``results()``)."""
-        settings = settings_key(self.config)
-        done = self.store.done()
-        todo = [
-            (target, label, [
-                (prompt, missing)
-                for prompt in self.prompts.itertuples()
-                if (missing := [s for s in self.seeds if (label, prompt.prompt_id, s, settings) not in done])
-            ])
-            for target, label in zip(self.models, self.labels, strict=True)
-        ]  # fmt: skip
+        """Make and store what is missing, then return this evaluation's rows (``results()``)."""
+        units = self.units()
         total = len(self.models) * len(self.prompts) * len(self.seeds)
-        finished = total - sum(len(seeds) for _, _, work in todo for _, seeds in work)
-        warmed: set[str] = set()
-        for target, label, work in todo:
-            for prompt, seeds in work:
-                # 1. Plan (a Router decides per prompt); a model's first use makes an untimed warm-up image.
-                plan = resolve(target, prompt.prompt, self.config)
-                if self.warmup and plan.model_id not in warmed:
-                    warmup = replace(plan, config=plan.config.replace(batch_size=1))
-                    run(warmup, prompt.prompt, 0, device=self.device)
-                    warmed.add(plan.model_id)
-                # 2. Generate this prompt's missing seeds; a failure becomes rows that say so.
-                try:
-                    records = run(plan, prompt.prompt, seeds, device=self.device)
-                except WorkbenchError:
-                    raise
-                except Exception as error:  # keep the study going; the row records what happened
-                    self.store.append([self._error_row(label, prompt, s, settings, error) for s in seeds])
-                    finished += len(seeds)
-                    continue
-                # 3. Score, save, store.
-                scores = (
-                    self.scorer.score([r.image for r in records], [r.prompt for r in records]) if self.scorer else None
-                )
-                rows = [
-                    result_row(
-                        record, target=label, run_id=self.run_id, prompt_id=prompt.prompt_id,
-                        category=prompt.category, settings=settings, scores=scores, index=i,
-                        image_path=str(save_image(record, self.output_dir / "images").relative_to(self.output_dir)),
-                    )
-                    for i, record in enumerate(records)
-                ]  # fmt: skip
-                self.store.append(rows)
-                finished += len(rows)
-                if progress is not None:
-                    progress(finished, total)
+        finished = total - len(units)
+
+        def store(result: BatchResult) -> None:
+            nonlocal finished
+            for record in result.records:  # images first: a stored row always has its PNG
+                save_image(record, self.output_dir / "images")
+            self.store.append(result.rows)
+            finished += len(result.rows)
+            if progress is not None:
+                progress(finished, total)
+
+        execute(
+            plan_batches(units), self.spec, store, workers=self.workers, backend=self.backend,
+            runner=self.runner, threads=self.threads,
+        )  # fmt: skip
         return self.results()
 
     def results(self) -> pd.DataFrame:
@@ -241,49 +156,103 @@ class ModelEvaluator:
             frame["model_id"].isin(self.labels)
             & frame["prompt_id"].isin(self.prompts["prompt_id"])
             & frame["seed"].isin(self.seeds)
-            & (frame["settings"] == settings_key(self.config))
+            & (frame["settings"] == self.spec.settings)
         )
         return frame[mine].reset_index(drop=True)
 
-    def _error_row(self, label: str, prompt, seed: int, settings: str, error: Exception) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id,
-            "model_id": label,
-            "prompt": prompt.prompt,
-            "prompt_id": prompt.prompt_id,
-            "category": prompt.category,
-            "seed": seed,
-            "settings": settings,
-            **self.config.to_dict(),
-            "status": f"error: {type(error).__name__}: {error}",
+
+# --- latency --------------------------------------------------------------------------------------
+
+NOISY_SPREAD = 0.25  # per-batch latency IQR over its median above this: noisy
+LOAD_CHANGE = 0.25  # other processes' CPU share moving by more than this during a model's batches: noisy
+
+
+def _batch_latencies(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per batch: its per-image latency, round, size and the other processes' CPU share (rows made
+    before batches were recorded count one batch per row)."""
+    rows = rows.assign(**{c: rows.get(c, np.nan) for c in ("batch_id", "batch_round", "cpu_busy_other")})
+    rows["batch_id"] = rows["batch_id"].fillna(pd.Series(-1 - np.arange(len(rows)), index=rows.index))
+    return rows.groupby("batch_id").agg(
+        latency_s=("latency_s", "first"),
+        batch_round=("batch_round", "first"),
+        cpu_busy_other=("cpu_busy_other", "first"),
+        images=("latency_s", "size"),
+    )
+
+
+def _timing_note(batches: pd.DataFrame) -> str:
+    """In words: is this model's timing steady, or noisy (spread, or other processes' load changing)?"""
+    latency = batches["latency_s"].astype(float)
+    if len(latency) < 3:
+        return f"only {len(latency)} batch(es) timed: too few to judge the timing's noise"
+    median = latency.median()
+    spread = (latency.quantile(0.75) - latency.quantile(0.25)) / median
+    notes = []
+    if spread > NOISY_SPREAD:
+        notes.append(f"per-batch latency varies widely (interquartile range {spread:.0%} of the median)")
+    busy = batches["cpu_busy_other"].dropna().astype(float)
+    if len(busy) and busy.max() - busy.min() > LOAD_CHANGE:
+        notes.append(
+            f"the machine's load changed during the study: other processes used {busy.min():.0%} to "
+            f"{busy.max():.0%} of the CPU while this model ran"
+        )
+    if notes:
+        return "noisy timing: " + "; ".join(notes)
+    load = f", other processes at most {busy.max():.0%} of the CPU" if len(busy) else ""
+    return f"steady timing: interquartile range {spread:.0%} of the median over {len(latency)} batches{load}"
+
+
+def latency_summary(rows: pd.DataFrame, reference: str | None = None) -> pd.DataFrame:
+    """Per model: the per-image latency median with its distribution-free CI over batches, the ratio to
+    ``reference`` (default the first model) with a CI, and the timing note. The ratio pairs the two models'
+    batches of the same interleaving round (median of the per-round ratios), so drift that hits a round
+    hits both; rows without rounds fall back to a ratio of medians over independent batches."""
+    ok = rows[rows["status"] == "ok"]
+    batches = {model: _batch_latencies(group) for model, group in ok.groupby("model_id", sort=False)}
+    if not batches:
+        return pd.DataFrame(columns=["model_id"])
+    reference = reference if reference is not None else next(iter(batches))
+    out = []
+    for model, own in batches.items():
+        low, high = median_ci(own["latency_s"])
+        row = {
+            "model_id": model,
+            "latency_median_s": own["latency_s"].median(),
+            "latency_median_ci_low": low,
+            "latency_median_ci_high": high,
+            "batches": len(own),
+            "batch_images": own["images"].median(),
+            "timing_note": _timing_note(own),
         }
+        if reference in batches and model != reference:
+            keys = ("latency_ratio", "latency_ratio_ci_low", "latency_ratio_ci_high")
+            row |= dict(zip(keys, _ratio(batches[reference], own), strict=True))
+        out.append(row)
+    return pd.DataFrame(out)
 
 
-def bootstrap_ci(values: Sequence[float], *, n: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap confidence interval of the mean."""
-    values = np.asarray(values, dtype=float)
-    if len(values) < 2:
-        return (float("nan"), float("nan"))
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, len(values), size=(n, len(values)))].mean(axis=1)
-    tail = (1 - level) / 2 * 100
-    return float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))
+def _ratio(reference: pd.DataFrame, other: pd.DataFrame) -> tuple[float, float, float]:
+    """other / reference per-image latency: paired by round where rounds were recorded, else independent."""
+    paired = pd.concat(
+        [reference.groupby("batch_round")["latency_s"].median(), other.groupby("batch_round")["latency_s"].median()],
+        axis=1, keys=["a", "b"],
+    ).dropna()  # fmt: skip
+    if len(paired) >= 2:
+        return paired_ratio(paired["a"], paired["b"])
+    return ratio_of_medians(reference["latency_s"], other["latency_s"])
 
 
-def clip_over_prompts(rows: pd.DataFrame) -> dict[str, float]:
-    """clip_mean with clip_ci_low/clip_ci_high: a 95% bootstrap CI over prompts, seeds averaged within a
-    prompt first (prompts, not images, are the independent units)."""
-    per_prompt = rows.groupby("prompt_id")["clip_score"].mean()
-    low, high = bootstrap_ci(per_prompt.to_numpy())
-    return {"clip_mean": per_prompt.mean(), "clip_ci_low": low, "clip_ci_high": high}
+# --- the summary and the comparisons ---------------------------------------------------------------
 
 
-def summarize(df: pd.DataFrame, gpu_hour_cost: float | None = None) -> pd.DataFrame:
-    """Per model: images, latency mean/median/p95, images per second, peak memory, CLIP mean with a
-    95% bootstrap CI over prompts (seeds averaged within a prompt first), and cost per image from a
-    price per GPU-hour. Only rows with status ``ok`` count towards quality and speed."""
+def summarize(df: pd.DataFrame, gpu_hour_cost: float | None = None, *, reference: str | None = None) -> pd.DataFrame:
+    """Per model: images, latency (mean, median with a CI, p95; the ratio to ``reference``, default the first
+    model, with a CI; a note on the timing's noise), images per second, peak memory, CLIP mean with a 95% CI
+    over prompts (seeds averaged within a prompt first), and cost per image from a price per GPU-hour.
+    Only rows with status ``ok`` count towards quality and speed."""
     if df.empty:
         raise ConfigError("no results to summarize")
+    timing = latency_summary(df, reference).set_index("model_id")
     rows = []
     for model_id, group in df.groupby("model_id", sort=False):
         ok = group[group["status"] == "ok"]
@@ -293,18 +262,43 @@ def summarize(df: pd.DataFrame, gpu_hour_cost: float | None = None) -> pd.DataFr
             "images": len(group),
             "failed": int((group["status"] != "ok").sum()),
             "latency_mean_s": latency.mean(),
-            "latency_median_s": latency.median(),
             "latency_p95_s": latency.quantile(0.95),
             "images_per_s": 1 / latency.mean() if len(latency) else float("nan"),
             "peak_mem_mb": ok["peak_mem_mb"].max(),
             "mem_kind": ", ".join(sorted(ok["mem_kind"].dropna().unique())) if "mem_kind" in ok else "",
         }
+        if model_id in timing.index:
+            row |= timing.loc[model_id].dropna().to_dict()
         if "clip_score" in ok and ok["clip_score"].notna().any():
-            row |= clip_over_prompts(ok)
+            row |= mean_over_prompts(ok, "clip_score")
         if gpu_hour_cost is not None:
             row["cost_per_image"] = gpu_hour_cost * latency.mean() / 3600
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def compare_models(
+    df: pd.DataFrame, reference: str | None = None, *, metrics: Sequence[str] = ("clip_score",), alpha: float = 0.05
+) -> pd.DataFrame:
+    """Every model against ``reference`` (default the first), prompt by prompt (seeds averaged): mean
+    difference with its CI, Wilcoxon p, Holm across models and metrics, win rate, prompts, and the smallest
+    difference the study could detect (``compare_groups``). A routed target is also compared with
+    every single model, so the policy's quality stands against each model it chooses among."""
+    models = list(dict.fromkeys(df["model_id"]))
+    reference = reference if reference is not None else models[0]
+    if reference not in models:
+        raise ConfigError(f"reference model {reference!r} is not among the results' models {models}", "reference_model")
+    if len(models) < 2:
+        return pd.DataFrame()
+    tables = [compare_groups(df, by="model_id", reference=reference, metrics=metrics, alpha=alpha)]
+    if ROUTED in models:
+        for other in (m for m in models if m not in (ROUTED, reference)):
+            both = df[df["model_id"].isin([ROUTED, other])]
+            table = compare_groups(both, by="model_id", reference=other, metrics=metrics, alpha=alpha)
+            tables.append(table[table["model_id"] == ROUTED])
+    table = pd.concat(tables, ignore_index=True)
+    table["p_holm"] = holm(table["p_value"].fillna(1.0))
+    return table
 
 
 def summary_table(summary: pd.DataFrame):

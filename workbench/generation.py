@@ -37,6 +37,7 @@ __all__ = [
     "as_list",
     "check_seeds",
     "generate",
+    "image_file_name",
     "png_with_settings",
     "read_settings",
     "reproduce",
@@ -140,7 +141,8 @@ def accelerate(pipe, config: AccelerationConfig | None = None) -> Iterator[Accel
 # --- saving and reproducing ----------------------------------------------------------------------
 
 
-def _file_name(record: GenerationRecord) -> str:
+def image_file_name(record: GenerationRecord) -> str:
+    """The PNG's name: the seed and a hash of the settings (never prompt text)."""
     digest = hashlib.sha256(json.dumps(record.settings(), sort_keys=True).encode()).hexdigest()[:16]
     return f"s{record.seed}-{digest}.png"
 
@@ -166,10 +168,12 @@ def save_image(record: GenerationRecord, folder: str | Path) -> Path:
     """Write ``record.image`` as a PNG with its settings in the metadata; the name is seed + settings hash."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / _file_name(record)
+    path = folder / image_file_name(record)
     if not path.resolve().is_relative_to(folder.resolve()):  # the name has no user text, but stay sure
         raise ConfigError(f"refusing to write outside {folder}: {path}")
-    path.write_bytes(png_with_settings(record))
+    partial = path.with_suffix(".partial")
+    partial.write_bytes(png_with_settings(record))
+    partial.replace(path)  # whole or absent: a crash never leaves a torn PNG
     return path
 
 

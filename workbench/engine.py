@@ -1,0 +1,347 @@
+"""The evaluation engine: a study's units (target, prompt, seed) planned into batches, run, and stored.
+
+::
+
+    units ─► plan_batches: a target's units that share a plan (model, settings, toggles) in batches of up
+             to batch_size across prompts; rounds interleave the groups, the first one rotating each round,
+             so a machine that slows down or speeds up part-way hits every model alike
+          ─► an executor: inline (this process), local worker processes (one per device), or Ray actors;
+             each runs batches with a BatchRunner: warm up once per plan and batch shape (untimed) ->
+             generate the batch (each image its own seeded generator) -> score -> rows with the batch's
+             time, size and the machine's load meanwhile
+          ─► ``sink``: the driver alone saves the PNGs and appends the rows, batch by batch
+
+A batch's images do not depend on where it runs; per-image latency is the batch's time over its images.
+A worker that dies loses only the batch it was running: the others go on, and ``WorkerLost`` is raised at
+the end (a rerun of the study makes what is missing).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import multiprocessing.connection
+import os
+import pickle
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+
+from workbench.errors import ConfigError, WorkbenchError, WorkerLost
+from workbench.generation import image_file_name
+from workbench.models import PipelineCache, default_cache, pick_device
+from workbench.plan import Plan, run
+from workbench.records import GenerationRecord
+from workbench.results import error_row, result_row
+from workbench.system_load import measure_load
+
+__all__ = ["WORKER_BACKENDS", "Batch", "BatchResult", "BatchRunner", "RunnerSpec", "Unit", "execute", "plan_batches"]
+
+WARMUP_STEPS = 2  # a warm-up batch has the real batch's shapes; its step count does not change them
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One image to make: the target's name in rows, the prompt, the seed, and the plan that makes it."""
+
+    label: str
+    prompt_id: str
+    prompt: str
+    category: str
+    seed: int
+    plan: Plan
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Units that go through the pipeline in one call (they share ``plan``'s model, settings and toggles)."""
+
+    batch_id: int
+    round: int
+    units: tuple[Unit, ...]
+
+    @property
+    def plan(self) -> Plan:
+        return self.units[0].plan
+
+
+@dataclass
+class BatchResult:
+    """A finished batch: its rows, and the records whose images the driver saves (none for a failed batch)."""
+
+    batch_id: int
+    rows: list[dict[str, Any]]
+    records: list[GenerationRecord] = field(default_factory=list)
+
+
+def _group_key(unit: Unit) -> tuple:
+    plan = unit.plan
+    acceleration = plan.acceleration.to_dict() if plan.acceleration else None
+    return (unit.label, plan.model_id, plan.config.to_json(), repr(acceleration), id(plan.backend))
+
+
+def plan_batches(units: Sequence[Unit]) -> list[Batch]:
+    """Units in batches (see the module docstring): groups in order of first appearance, each split into
+    batches of its plan's ``batch_size``; round r holds every group's r-th batch, starting at group r mod G."""
+    groups: dict[tuple, list[Unit]] = {}
+    for unit in units:
+        groups.setdefault(_group_key(unit), []).append(unit)
+    chunks = []
+    for members in groups.values():
+        size = members[0].plan.config.batch_size
+        chunks.append([tuple(members[i : i + size]) for i in range(0, len(members), size)])
+    batches: list[Batch] = []
+    for round_ in range(max((len(c) for c in chunks), default=0)):
+        for offset in range(len(chunks)):
+            group = chunks[(round_ + offset) % len(chunks)]
+            if round_ < len(group):
+                batches.append(Batch(len(batches), round_, group[round_]))
+    return batches
+
+
+@dataclass(frozen=True)
+class RunnerSpec:
+    """What a worker needs to build its own ``BatchRunner``: plain data (it crosses process boundaries).
+    A scorer is rebuilt as ``scorer_class(scorer_id, device=...)`` on the worker's device."""
+
+    run_id: str
+    settings: str
+    scorer_class: type | None = None
+    scorer_id: str | None = None
+    warmup: bool = True
+
+    def runner(self, device: str | None, worker: str) -> BatchRunner:
+        scorer = self.scorer_class(self.scorer_id, device=device) if self.scorer_class else None
+        return BatchRunner(self, scorer=scorer, device=device, cache=PipelineCache(), worker=worker)
+
+
+class BatchRunner:
+    """Runs batches in one process with its own pipelines (``cache``) and scorer, on ``device``."""
+
+    def __init__(self, spec: RunnerSpec, *, scorer=None, device=None, cache=default_cache, worker="main"):
+        self.spec, self.scorer, self.device, self.cache, self.worker = spec, scorer, device, cache, worker
+        self.load_device = str(pick_device(device))
+        self._warmed: set[tuple] = set()
+
+    def __call__(self, batch: Batch) -> BatchResult:
+        units, plan = batch.units, batch.plan
+        prompts, seeds = [u.prompt for u in units], [u.seed for u in units]
+        batch_columns = {"batch_id": batch.batch_id, "batch_round": batch.round, "batch_images": len(units)}
+        # 1. Warm up, untimed, once per plan and batch shape.
+        try:
+            shape = (*_group_key(units[0]), len(units))
+            if self.spec.warmup and shape not in self._warmed:
+                warmup = replace(plan, config=plan.config.replace(steps=min(plan.config.steps, WARMUP_STEPS)))
+                run(warmup, prompts, seeds, pairs=True, device=self.device, cache=self.cache)
+                self._warmed.add(shape)
+            # 2. Generate, timed, with the machine's load meanwhile.
+            started = time.time()
+            with measure_load(self.load_device) as load:
+                records = run(plan, prompts, seeds, pairs=True, device=self.device, cache=self.cache)
+        except WorkbenchError:
+            raise
+        except Exception as error:  # keep the study going; the rows record what happened
+            rows = [
+                error_row(
+                    target=u.label, run_id=self.spec.run_id, prompt_id=u.prompt_id, prompt=u.prompt,
+                    category=u.category, seed=u.seed, settings=self.spec.settings, config=u.plan.config,
+                    error=error, **batch_columns, worker=self.worker,
+                )
+                for u in units
+            ]  # fmt: skip
+            return BatchResult(batch.batch_id, rows)
+        # 3. Each image with its own unit's context (a route decision is per prompt); score; rows.
+        records = [replace(r, context=dict(u.plan.context)) for r, u in zip(records, units, strict=True)]
+        scores = self.scorer.score([r.image for r in records], prompts) if self.scorer else None
+        rows = [
+            result_row(
+                record, target=unit.label, run_id=self.spec.run_id, prompt_id=unit.prompt_id,
+                category=unit.category, settings=self.spec.settings, scores=scores, index=i,
+                image_path=f"images/{image_file_name(record)}", **batch_columns, batch_started=started,
+                worker=self.worker, **load.values,
+            )
+            for i, (record, unit) in enumerate(zip(records, units, strict=True))
+        ]  # fmt: skip
+        return BatchResult(batch.batch_id, rows, records)
+
+
+# --- executors ------------------------------------------------------------------------------------
+
+Sink = Callable[[BatchResult], None]
+
+
+def _inline(batches: list[Batch], runner: BatchRunner, sink: Sink) -> None:
+    for batch in batches:
+        sink(runner(batch))
+
+
+def _portable(error: BaseException) -> BaseException:
+    """``error`` if it survives pickling (to cross to the driver), else a WorkbenchError with its text."""
+    try:
+        pickle.loads(pickle.dumps(error))
+        return error
+    except Exception:
+        return WorkbenchError(f"{type(error).__name__}: {error}")
+
+
+def _process_worker(spec: RunnerSpec, device: str, threads: int, name: str, connection) -> None:
+    """A local worker process: batches from its pipe until None, each answered by its result (or an error)."""
+    torch.set_num_threads(threads)
+    try:
+        runner = spec.runner(device, name)
+        while (batch := connection.recv()) is not None:
+            connection.send(("done", runner(batch)))
+    except BaseException as error:
+        connection.send(("error", _portable(error)))
+
+
+def _local_processes(batches: list[Batch], spec: RunnerSpec, devices: list[str], threads: int, sink: Sink) -> None:
+    """One process per device, each with a pipe of its own (a worker killed mid-batch cannot leave a lock
+    held that others wait on); the driver hands out batches in plan order as workers come free."""
+    context = multiprocessing.get_context("spawn")  # CUDA cannot be forked; spawn everywhere alike
+    workers = {}
+    for index, device in enumerate(devices):
+        name = f"worker{index}:{device}"
+        here, there = context.Pipe()
+        process = context.Process(target=_process_worker, args=(spec, device, threads, name, there), daemon=True)
+        process.start()
+        there.close()
+        workers[here] = (name, process)
+    todo, running, lost = list(reversed(batches)), {}, []
+
+    def hand_out(connection) -> None:
+        running[connection] = todo.pop() if todo else None
+        connection.send(running[connection])
+
+    try:
+        for connection in workers:
+            hand_out(connection)
+        while any(batch is not None for batch in running.values()):
+            for connection in multiprocessing.connection.wait([c for c, b in running.items() if b is not None]):
+                try:
+                    kind, payload = connection.recv()
+                except (EOFError, ConnectionError):  # the worker died: its batch is lost, the others go on
+                    lost.append((workers[connection][0], running.pop(connection).batch_id))
+                    continue
+                if kind == "error":
+                    raise payload
+                sink(payload)
+                hand_out(connection)
+    finally:
+        for connection, (_, process) in workers.items():
+            process.join(timeout=10 if connection in running and running[connection] is None else 0)
+            if process.is_alive():
+                process.terminate()
+                process.join(timeout=10)
+    _raise_lost(lost, {b.batch_id for b in todo})
+
+
+class _RayWorker:
+    """A Ray actor holding a ``BatchRunner``."""
+
+    def __init__(self, spec: RunnerSpec, device: str, threads: int, name: str):
+        torch.set_num_threads(threads)
+        self.runner = spec.runner(device, name)
+
+    def run(self, batch: Batch) -> BatchResult:
+        return self.runner(batch)
+
+
+def _ray_actors(batches: list[Batch], spec: RunnerSpec, count: int, threads: int, sink: Sink) -> None:
+    from workbench.ray_cluster import connect, gpu_count
+
+    ray = connect()
+    on_gpu = gpu_count() > 0
+    actor = ray.remote(num_gpus=1 if on_gpu else 0, num_cpus=0 if on_gpu else threads)(_RayWorker)
+    device = "cuda" if on_gpu else "cpu"
+    workers = {f"actor{i}:{device}": None for i in range(count)}
+    handles = {name: actor.remote(spec, device, threads, name) for name in workers}
+    todo, in_flight, lost = list(reversed(batches)), {}, []
+    idle = list(handles)
+    while todo or in_flight:
+        while todo and idle:
+            name, batch = idle.pop(), todo.pop()
+            in_flight[handles[name].run.remote(batch)] = (name, batch.batch_id)
+        if not in_flight:
+            break  # every actor is gone
+        (ref,), _ = ray.wait(list(in_flight), num_returns=1)
+        name, batch_id = in_flight.pop(ref)
+        try:
+            result = ray.get(ref)
+        except ray.exceptions.RayActorError:
+            lost.append((name, batch_id))
+            continue
+        except ray.exceptions.RayTaskError as error:
+            raise error.as_instanceof_cause() from None
+        idle.append(name)
+        sink(result)
+    pending = {b.batch_id for b in todo}
+    for handle in handles.values():
+        with contextlib.suppress(Exception):
+            ray.kill(handle)
+    _raise_lost(lost, pending)
+
+
+def _raise_lost(lost: list[tuple[str, int]], pending: set[int]) -> None:
+    if lost or pending:
+        died = ", ".join(f"{name} (batch {batch_id})" for name, batch_id in lost) or "every worker"
+        raise WorkerLost(
+            f"{died} stopped before finishing; {len(lost) + len(pending)} batch(es) not stored. Everything "
+            "else is stored: run the study again (it resumes) to make the rest."
+        )
+
+
+WORKER_BACKENDS = ("local", "ray")
+
+
+def worker_devices(workers: int | Sequence[str]) -> list[str]:
+    """``workers`` as one device per worker: a count spread over the visible GPUs (or the CPU), or a list."""
+    if isinstance(workers, int) and not isinstance(workers, bool):
+        if workers < 1:
+            raise ConfigError(f"workers must be a count >= 1 or a list of devices, got {workers!r}", "workers")
+        gpus = torch.cuda.device_count()
+        return [f"cuda:{i % gpus}" for i in range(workers)] if gpus else ["cpu"] * workers
+    devices = [str(d) for d in workers] if not isinstance(workers, str) else []
+    if not devices:
+        raise ConfigError(f"workers must be a count >= 1 or a list of devices, got {workers!r}", "workers")
+    for device in devices:
+        pick_device(device)  # refuses a device that is not here
+    return devices
+
+
+def execute(
+    batches: list[Batch],
+    spec: RunnerSpec,
+    sink: Sink,
+    *,
+    workers: int | Sequence[str] = 1,
+    backend: str = "local",
+    runner: BatchRunner | None = None,
+    threads: int | None = None,
+) -> None:
+    """Run ``batches``, giving each result to ``sink`` as it finishes (in this process, always).
+
+    One local worker runs them here with ``runner``; more run in worker processes, one per device
+    (``worker_devices``), or on ``count`` Ray actors (``backend="ray"``; $RAY_ADDRESS or a local Ray).
+    ``threads``: CPU threads per worker (default: the cores shared out among the workers on the CPU).
+    """
+    if backend not in WORKER_BACKENDS:
+        raise ConfigError(f"backend must be one of {list(WORKER_BACKENDS)}, got {backend!r}", "backend")
+    if backend == "local" and workers == 1:
+        _inline(batches, runner or spec.runner(None, "main"), sink)
+        return
+    if any(b.plan.backend is not None for b in batches):
+        raise ConfigError(
+            "workers load their own pipelines: give model ids (or a Router), not pipeline objects", "workers"
+        )
+    if backend == "ray":
+        if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+            raise ConfigError(f"with backend='ray', workers must be a count >= 1, got {workers!r}", "workers")
+        _ray_actors(batches, spec, workers, threads or max(1, (os.cpu_count() or 1) // workers), sink)
+        return
+    devices = worker_devices(workers)
+    on_cpu = sum(d == "cpu" for d in devices) or 1
+    _local_processes(batches, spec, devices, threads or max(1, (os.cpu_count() or 1) // on_cpu), sink)

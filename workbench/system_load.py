@@ -1,0 +1,78 @@
+"""What else the machine was doing while something ran: the evidence that a timing can be trusted or not.
+
+``LoadSample`` is taken around a block (a batch of images)::
+
+    with measure_load(device) as load:
+        ...                      # the timed work
+    load.values  # {"load_avg_1m": ..., "cpu_busy_other": ..., "gpu_util": ...}
+
+``cpu_busy_other`` is the share of the machine's CPU time (all cores) that other processes used during the
+block: the machine's busy time minus this process's, over the wall time times the cores. ``gpu_util`` is the
+device's utilisation in percent from NVML (None without it); ``load_avg_1m`` the 1-minute load average.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import psutil
+
+__all__ = ["LOAD_COLUMNS", "LoadSample", "measure_load"]
+
+LOAD_COLUMNS = ("load_avg_1m", "cpu_busy_other", "gpu_util")
+
+
+@dataclass
+class LoadSample:
+    """The load around one block; ``values`` is filled when the block ends."""
+
+    values: dict[str, Any] = field(default_factory=lambda: dict.fromkeys(LOAD_COLUMNS))
+
+
+def _busy_seconds(times) -> float:
+    """CPU seconds spent not idle (all cores together)."""
+    idle = times.idle + getattr(times, "iowait", 0.0)
+    return sum(times) - idle - getattr(times, "guest", 0.0) - getattr(times, "guest_nice", 0.0)
+
+
+def _own_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
+def _gpu_util(device: str | None) -> float | None:
+    """The CUDA device's utilisation (percent) through NVML, or None (no CUDA device, or no NVML)."""
+    if not device or not str(device).startswith("cuda"):
+        return None
+    try:
+        import torch
+
+        return float(torch.cuda.utilization(device))
+    except Exception:  # NVML missing or unusable: utilisation is unknown, not an error
+        return None
+
+
+@contextmanager
+def measure_load(device: str | None = None) -> Iterator[LoadSample]:
+    """Sample the machine's load over the block (see the module docstring)."""
+    sample = LoadSample()
+    process = psutil.Process()
+    start_wall, start_busy, start_own = time.perf_counter(), _busy_seconds(psutil.cpu_times()), _own_seconds(process)
+    try:
+        yield sample
+    finally:
+        wall = time.perf_counter() - start_wall
+        busy = _busy_seconds(psutil.cpu_times()) - start_busy
+        own = _own_seconds(process) - start_own
+        capacity = wall * (psutil.cpu_count() or 1)
+        other = min(max((busy - own) / capacity, 0.0), 1.0) if capacity > 0 else None
+        sample.values = {
+            "load_avg_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+            "cpu_busy_other": round(other, 3) if other is not None else None,
+            "gpu_util": _gpu_util(device),
+        }
