@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from workbench.errors import ConfigError
+from workbench.system_load import LOAD_COLUMNS
 
 __all__ = [
     "ADDED_COLUMNS",
@@ -34,10 +35,12 @@ SCHEMA_VERSION = 2  # 2: rows with batch and machine-load columns; summary.json 
 # The row columns each version added, with the value older rows get: callers can rely on every column.
 ADDED_COLUMNS: dict[int, dict[str, Any]] = {
     2: {
-        "batch_images": float("nan"),  # images in the pipeline call that made this one
-        "batch_started": None,  # when that call started
-        "load_cpu_percent": float("nan"),  # the machine's load while it ran
-        "load_gpu_percent": float("nan"),
+        "batch_id": float("nan"),  # the engine's batch (one pipeline call) that made this image
+        "batch_round": float("nan"),  # its round of the interleaved models
+        "batch_images": float("nan"),  # the images in that call
+        "batch_started": float("nan"),  # when the call started (seconds since the epoch)
+        "worker": None,  # the worker (device or Ray actor) that ran it
+        **dict.fromkeys(LOAD_COLUMNS, float("nan")),  # the machine's load meanwhile (system_load)
     },
 }
 
