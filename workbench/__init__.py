@@ -16,7 +16,16 @@ from workbench.errors import (
     UnknownModelError,
     WorkbenchError,
 )
-from workbench.evaluation import ModelEvaluator, compare_models, summarize, summary_table
+from workbench.evaluation import (
+    ModelComparison,
+    ModelEvaluator,
+    compare_models,
+    comparisons_table,
+    cost_table,
+    model_comparison,
+    summarize,
+    summary_table,
+)
 from workbench.generation import (
     ReproduceResult,
     accelerate,
@@ -67,6 +76,7 @@ __all__ = [
     "ImageBackend",
     "ImageMetadataError",
     "KeywordClassifier",
+    "ModelComparison",
     "ModelEvaluator",
     "ModelLoader",
     "NotebookRunError",
@@ -92,6 +102,8 @@ __all__ = [
     "available_models",
     "benchmark_acceleration",
     "compare_models",
+    "comparisons_table",
+    "cost_table",
     "expand_template",
     "fidelity",
     "generate",
@@ -101,6 +113,7 @@ __all__ = [
     "load",
     "load_prompts",
     "load_styles",
+    "model_comparison",
     "model_targets",
     "plots",
     "read_settings",

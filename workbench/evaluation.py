@@ -16,6 +16,7 @@ the reference prompt by prompt (``workbench.stats``).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,17 +24,24 @@ import numpy as np
 import pandas as pd
 
 from workbench.config import GenerationConfig
+from workbench.costs import Prices, load_prices, self_hosting_cost
 from workbench.engine import BatchResult, BatchRunner, RunnerSpec, Unit, execute, plan_batches
 from workbench.errors import ConfigError
 from workbench.generation import save_image
 from workbench.plan import ROUTED, resolve, target_label
 from workbench.results import ResultStore, settings_key
-from workbench.stats import compare_groups, holm, mean_over_prompts, median_ci, paired_ratio, ratio_of_medians
+from workbench.run_files import save_study_results
+from workbench.stats import compare_groups, holm, mean_over_prompts, median_ci, paired_ratio, ratio_of_medians, verdict
 
 __all__ = [
+    "ModelComparison",
     "ModelEvaluator",
     "compare_models",
+    "comparisons_table",
+    "cost_table",
     "latency_summary",
+    "model_comparison",
+    "priced_gpu",
     "prompt_frame",
     "summarize",
     "summary_table",
@@ -245,13 +253,41 @@ def _ratio(reference: pd.DataFrame, other: pd.DataFrame) -> tuple[float, float, 
 # --- the summary and the comparisons ---------------------------------------------------------------
 
 
-def summarize(df: pd.DataFrame, gpu_hour_cost: float | None = None, *, reference: str | None = None) -> pd.DataFrame:
+def priced_gpu(rows: pd.DataFrame, prices: Prices) -> str:
+    """The entry of ``prices`` for the device the rows ran on: "cpu", or the GPU whose name the CUDA device's
+    name contains (an "NVIDIA H200" is "H200"). Unknown hardware asks for a GPU type."""
+    devices = set(rows.get("device", pd.Series(dtype=str)).dropna().astype(str))
+    if not any(d.startswith("cuda") for d in devices):
+        return "cpu"
+    import torch
+
+    name = torch.cuda.get_device_name() if torch.cuda.is_available() else ""
+    known = sorted(prices.gpus, key=len, reverse=True)  # "A100-80GB" before "A100"
+    match = next((gpu for gpu in known if gpu.split("-")[0].casefold() in name.casefold() and gpu != "cpu"), None)
+    if match is None:
+        raise ConfigError(f"no price for this GPU ({name or 'unknown'}): give gpu_type, one of {list(prices.gpus)}")
+    return match
+
+
+def summarize(
+    df: pd.DataFrame,
+    gpu_hour_cost: float | None = None,
+    *,
+    reference: str | None = None,
+    gpu_type: str | None = None,
+    utilisation: float | None = None,
+    prices: Prices | None = None,
+) -> pd.DataFrame:
     """Per model: images, latency (mean, median with a CI, p95; the ratio to ``reference``, default the first
     model, with a CI; a note on the timing's noise), images per second, peak memory, CLIP mean with a 95% CI
-    over prompts (seeds averaged within a prompt first), and cost per image from a price per GPU-hour.
-    Only rows with status ``ok`` count towards quality and speed."""
+    over prompts (seeds averaged within a prompt first), and what an image costs self-hosted at the measured
+    time per image (batch time / images): on ``gpu_type`` (default: the device the rows ran on) or at
+    ``gpu_hour_cost`` $/hour, busy ``utilisation`` of the time, against every image API in ``prices``
+    (``workbench.costs``). Only rows with status ``ok`` count towards quality, speed and cost."""
     if df.empty:
         raise ConfigError("no results to summarize")
+    prices = prices or load_prices()
+    gpu_type = gpu_type if gpu_type is not None or gpu_hour_cost is not None else priced_gpu(df, prices)
     timing = latency_summary(df, reference).set_index("model_id")
     rows = []
     for model_id, group in df.groupby("model_id", sort=False):
@@ -271,8 +307,13 @@ def summarize(df: pd.DataFrame, gpu_hour_cost: float | None = None, *, reference
             row |= timing.loc[model_id].dropna().to_dict()
         if "clip_score" in ok and ok["clip_score"].notna().any():
             row |= mean_over_prompts(ok, "clip_score")
-        if gpu_hour_cost is not None:
-            row["cost_per_image"] = gpu_hour_cost * latency.mean() / 3600
+        if len(latency):
+            batch = int(ok["batch_images"].median()) if ok.get("batch_images", pd.Series()).notna().any() else 1
+            cost = self_hosting_cost(
+                latency.mean(), gpu_type, usd_per_hour=gpu_hour_cost, utilisation=utilisation, batch_size=batch,
+                prices=prices,
+            )  # fmt: skip
+            row |= cost.to_dict()
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -301,23 +342,123 @@ def compare_models(
     return table
 
 
+@dataclass
+class ModelComparison:
+    """What the evaluation study reports: per-model ``summary``, paired ``comparisons`` with the reference
+    model, and the ``verdict`` in words."""
+
+    summary: pd.DataFrame
+    comparisons: pd.DataFrame
+    reference: str
+    verdict: str
+
+    def save(self, results: pd.DataFrame, output_dir: str | Path) -> None:
+        """results.parquet, summary.json (with the reference and the verdict) and comparisons.json."""
+        save_study_results(
+            results, self.summary, output_dir, comparisons=self.comparisons, reference_model=self.reference,
+            verdict=self.verdict,
+        )  # fmt: skip
+
+
+def model_comparison(
+    results: pd.DataFrame,
+    reference: str | None = None,
+    *,
+    gpu_hour_cost: float | None = None,
+    gpu_type: str | None = None,
+    utilisation: float | None = None,
+    metrics: Sequence[str] = ("clip_score",),
+    alpha: float = 0.05,
+) -> ModelComparison:
+    """The summary (``summarize``), the paired comparisons (``compare_models``) and their verdict, with
+    ``reference`` (default the first model) as the model every other is measured against."""
+    reference = reference if reference is not None else next(iter(dict.fromkeys(results["model_id"])), None)
+    summary = summarize(results, gpu_hour_cost, reference=reference, gpu_type=gpu_type, utilisation=utilisation)
+    comparisons = compare_models(results, reference, metrics=metrics, alpha=alpha)
+    words = verdict(comparisons, by="model_id", alpha=alpha) if len(comparisons) else "only one model: no comparison"
+    return ModelComparison(summary, comparisons, reference, words)
+
+
+def _interval(value: float, low: float, high: float, digits: int) -> str:
+    if pd.isna(value):
+        return ""
+    if pd.isna(low) or pd.isna(high):
+        return f"{value:.{digits}f}"
+    return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
 def summary_table(summary: pd.DataFrame):
-    """The summary as a readable table: labelled columns with units, sensible rounding."""
+    """The summary as a readable table: labelled columns with units, values with their 95% CIs, rounding."""
     columns = {
-        "model_id": ("model", "{}"),
-        "images": ("images", "{}"),
-        "failed": ("failed", "{}"),
-        "latency_mean_s": ("latency mean (s)", "{:.3f}"),
-        "latency_median_s": ("median (s)", "{:.3f}"),
-        "latency_p95_s": ("p95 (s)", "{:.3f}"),
-        "images_per_s": ("images / s", "{:.1f}"),
-        "peak_mem_mb": ("peak memory (MB)", "{:.0f}"),
-        "mem_kind": ("memory measure", "{}"),
-        "clip_mean": ("CLIP score", "{:.2f}"),
-        "clip_ci_low": ("95% CI low", "{:.2f}"),
-        "clip_ci_high": ("95% CI high", "{:.2f}"),
-        "cost_per_image": ("$ / image", "${:.6f}"),
+        "model": summary["model_id"],
+        "images": summary["images"],
+        "failed": summary["failed"],
+        "latency median (s) [95% CI]": [
+            _interval(r.get("latency_median_s"), r.get("latency_median_ci_low"), r.get("latency_median_ci_high"), 3)
+            for r in summary.to_dict("records")
+        ],
+        "latency / reference [95% CI]": [
+            _interval(r.get("latency_ratio"), r.get("latency_ratio_ci_low"), r.get("latency_ratio_ci_high"), 2)
+            for r in summary.to_dict("records")
+        ],
+        "images / s": summary["images_per_s"].map("{:.1f}".format),
+        "peak memory (MB)": summary["peak_mem_mb"].map("{:.0f}".format),
     }
-    shown = summary[[c for c in columns if c in summary]].rename(columns={k: v[0] for k, v in columns.items()})
-    formats = {label: fmt for key, (label, fmt) in columns.items() if key in summary}
-    return shown.style.format(formats).hide(axis="index")
+    if "clip_mean" in summary:
+        columns["CLIP score [95% CI]"] = [
+            _interval(r["clip_mean"], r["clip_ci_low"], r["clip_ci_high"], 2) for r in summary.to_dict("records")
+        ]
+    if "usd_per_1000" in summary:
+        columns["$ / 1,000 images"] = summary["usd_per_1000"].map("${:.4f}".format)
+    if "timing_note" in summary:
+        columns["timing"] = summary["timing_note"]
+    return pd.DataFrame(columns).style.hide(axis="index")
+
+
+def comparisons_table(comparisons: pd.DataFrame):
+    """Paired comparisons as a readable table: model - reference per metric, CI, p (raw and Holm), win rate,
+    prompts, and the smallest difference the study could have detected."""
+    if comparisons.empty:
+        return pd.DataFrame({"comparison": ["only one model: nothing to compare"]}).style.hide(axis="index")
+    rows = comparisons.to_dict("records")
+    table = pd.DataFrame(
+        {
+            "metric": [r["metric"] for r in rows],
+            "model − reference": [f"{r['model_id']} − {r['reference']}" for r in rows],
+            "difference [95% CI]": [_interval(r["mean_diff"], r["ci_low"], r["ci_high"], 2) for r in rows],
+            "p": [f"{r['p_value']:.3g}" for r in rows],
+            "p (Holm)": [f"{r['p_holm']:.3g}" for r in rows],
+            "win rate": [f"{r['win_rate']:.0%}" for r in rows],
+            "prompts": [r["n_prompts"] for r in rows],
+            "detectable (80% power)": [f"{r['min_detectable']:.2f}" for r in rows],
+        }
+    )
+    return table.style.hide(axis="index")
+
+
+def cost_table(summary: pd.DataFrame):
+    """What an image costs per model, under the summary's stated assumptions, and per image API the monthly
+    volume from which self-hosting is cheaper and how many times cheaper it is then."""
+    if "usd_per_image" not in summary:
+        return pd.DataFrame({"cost": ["no cost: no image was made"]}).style.hide(axis="index")
+    apis = [c.removeprefix("times_cheaper_than_") for c in summary if c.startswith("times_cheaper_than_")]
+    table = pd.DataFrame(
+        {
+            "model": summary["model_id"],
+            "hardware": [
+                f"{g} at ${h:.3f}/h, {u:.0%} busy"
+                for g, h, u in summary[["gpu", "usd_per_gpu_hour", "utilisation"]].itertuples(index=False)
+            ],
+            "batch": summary["batch_size"],
+            "$ / image": summary["usd_per_image"].map("${:.6f}".format),
+            "$ / 1,000": summary["usd_per_1000"].map("${:.4f}".format),
+        }
+    )
+    for api in apis:
+        volume = summary[f"breakeven_images_per_month_{api}"]
+        times = summary[f"times_cheaper_than_{api}"]
+        table[f"vs {api}"] = [
+            "never cheaper" if pd.isna(v) else f"from {v:,.0f} images/month; {t:,.0f}x cheaper"
+            for v, t in zip(volume, times, strict=True)
+        ]
+    return table.style.hide(axis="index")
