@@ -10,6 +10,7 @@ import pytest
 import workbench as wb
 from workbench.cli import main
 from workbench.errors import ConfigError
+from workbench.run_files import read_results
 from workbench.sweeps import BACKENDS, grid_points, read_grid, run_sweep, sweep_backend
 
 BROKEN = Path(__file__).parent / "notebooks" / "broken.ipynb"  # parameter fail: True raises in a cell
@@ -58,6 +59,19 @@ def test_a_sweep_takes_a_bundled_study_by_name(tmp_path):
     with pytest.raises(ConfigError, match=r"no study '01_model_evaluaton'.*bundled studies"):
         run_sweep("01_model_evaluaton", {"n_prompts": [1]}, output_root=tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_sweep_can_shard_each_points_evaluation_over_workers(tmp_path):
+    with pytest.raises(ConfigError, match=r"broken\.ipynb has no workers parameter"):
+        run_sweep(BROKEN, {"fail": [False]}, output_root=tmp_path / "out", workers=2)
+    with pytest.raises(ConfigError, match="backend 'local'"):
+        run_sweep("01_model_evaluation", {"steps": [2]}, backend="ray", output_root=tmp_path / "out", workers=2)
+    fixed = {"models": ["toyworld/sd-small"], "n_prompts": 2, "seeds": [0], "batch_size": 1}
+    result = run_sweep("01_model_evaluation", {"steps": [2]}, fixed=fixed, output_root=tmp_path / "out", workers=2)
+    (point,) = result.points
+    assert point.status == "ok" and point.parameters["workers"] == 2
+    rows = read_results(tmp_path / "out" / point.run)
+    assert sorted(set(rows["worker"])) == ["worker0:cpu", "worker1:cpu"]
 
 
 def _check_sweep(result, root: Path) -> None:

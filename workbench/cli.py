@@ -200,7 +200,9 @@ def _sweep(args) -> int:
     from workbench.sweeps import read_grid, run_sweep
 
     grid, fixed = read_grid(args.grid)
-    result = run_sweep(args.notebook, grid, fixed=fixed, backend=args.backend, output_root=args.output_root)
+    result = run_sweep(
+        args.notebook, grid, fixed=fixed, backend=args.backend, output_root=args.output_root, workers=args.workers
+    )
     for point in result.points:
         where = point.run or ""
         print(f"{point.index:3d} {point.status:7s} {json.dumps(point.parameters)} {where}")
@@ -344,6 +346,9 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--grid", required=True, help="a YAML file: grid (name: [values]) and optional fixed")
     sweep.add_argument("--backend", choices=list(SWEEP_BACKENDS), default="local")
     sweep.add_argument("--output-root", default="outputs")
+    sweep.add_argument(
+        "--workers", type=int, help="shard each point's evaluation over N worker processes (one per visible GPU)"
+    )
     sweep.set_defaults(func=_sweep)
 
     srv = sub.add_parser("serve", help="serve generation over HTTP (docs at /docs, progress as Server-Sent Events)")

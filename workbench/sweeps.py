@@ -142,13 +142,22 @@ def run_sweep(
     backend: str = "local",
     output_root: str | Path = "outputs",
     ray_address: str | None = None,
+    workers: int | None = None,
 ) -> SweepResult:
     """Run ``notebook`` (a path, or a bundled study's name) at every grid point: one after another, or as Ray
-    tasks with a GPU each where the cluster has GPUs. Every point's parameters are checked before any runs."""
-    from workbench.studies import check_parameters, find_study, write_index
+    tasks with a GPU each where the cluster has GPUs. Every point's parameters are checked before any runs.
+    ``workers`` shards each point's evaluation (the study's ``workers`` parameter: worker processes, one per
+    visible GPU) when points run one after another."""
+    from workbench.studies import check_parameters, find_study, notebook_parameters, write_index
 
     run_points = sweep_backend(backend)
     notebook = find_study(notebook).resolve()
+    if workers is not None:
+        if "workers" not in notebook_parameters(notebook):
+            raise ConfigError(f"{notebook.name} has no workers parameter: its points cannot be sharded", "workers")
+        if backend != "local":
+            raise ConfigError(f"workers shard points run one after another (backend 'local'), not {backend!r}")
+        fixed = {**(fixed or {}), "workers": workers}
     points = grid_points(grid, fixed)
     for parameters in points:
         check_parameters(notebook, parameters)
