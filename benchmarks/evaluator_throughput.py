@@ -3,7 +3,7 @@ saved) against ModelEvaluator on the same images (batches across prompts, CLIP i
 process, the pipeline and the CLIP loaded beforehand, in interleaved rounds.
 
     python benchmarks/evaluator_throughput.py [--model toyworld/sd-small] [--prompts 48] [--steps 20]
-        [--batch-sizes 16 48] [--rounds 3]
+        [--batch-sizes 8 16] [--rounds 3]
 
 Prints seconds per round and the speed-up of each batch size over the loop (the median of the per-round
 ratios); writes benchmarks/results/evaluator_throughput.json.
@@ -44,7 +44,7 @@ def main() -> None:
     parser.add_argument("--model", default="toyworld/sd-small")
     parser.add_argument("--prompts", type=int, default=48)
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 48])
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 16])
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 

@@ -1,13 +1,27 @@
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from workbench.config import GenerationConfig
-from workbench.evaluation import ModelEvaluator, summarize
+from workbench.costs import load_prices
+from workbench.errors import ConfigError
+from workbench.evaluation import (
+    ModelEvaluator,
+    compare_models,
+    comparisons_table,
+    cost_table,
+    latency_summary,
+    model_comparison,
+    priced_gpu,
+    summarize,
+    summary_table,
+)
 from workbench.generation import read_settings
 from workbench.metrics import CLIPScorer
 from workbench.results import ResultStore
+from workbench.run_files import read_summary
 
 FAST = GenerationConfig(steps=2, batch_size=2)
 PROMPTS = ["a red circle in the centre, on a white background", "a sketch of a blue square", "a green cross"]
@@ -125,3 +139,78 @@ def test_results_are_this_evaluations_rows_even_in_a_shared_folder(tiny_model_di
     df = other.run()
     assert len(df) == 2 and set(df["steps"]) == {3}
     assert len(other.store.rows()) == 3
+
+
+def _batched(model: str, latencies: list[float], busy: list[float], images: int = 2) -> pd.DataFrame:
+    """Rows of ``model``: one batch per latency (round = its index), ``images`` rows each."""
+    rows = []
+    for index, (latency, load) in enumerate(zip(latencies, busy, strict=True)):
+        for image in range(images):
+            rows.append({
+                "model_id": model, "prompt_id": f"p{index}", "seed": image, "latency_s": latency,
+                "batch_id": f"{model}-{index}", "batch_round": index, "batch_images": images,
+                "cpu_busy_other": load, "status": "ok", "peak_mem_mb": 1.0, "clip_score": 50.0 + image,
+            })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_latency_ratio_pairs_rounds_so_a_slow_patch_of_the_machine_cancels():
+    slow = [1, 1, 1, 3, 3, 3, 1, 1]  # the machine slowed down three-fold for rounds 3-5: both models alike
+    rows = pd.concat([
+        _batched("a", [0.1 * f for f in slow], [0.0] * 3 + [0.9] * 3 + [0.0] * 2),
+        _batched("b", [0.2 * f for f in slow], [0.0] * 3 + [0.9] * 3 + [0.0] * 2),
+    ])  # fmt: skip
+    table = latency_summary(rows).set_index("model_id")
+    assert table.loc["b", "latency_ratio"] == pytest.approx(2.0)
+    assert table.loc["b", "latency_ratio_ci_low"] == pytest.approx(2.0)  # every round says 2
+    assert table.loc["a", "latency_median_s"] == pytest.approx(0.1) and table.loc["a", "batches"] == 8
+    low, high = table.loc["a", ["latency_median_ci_low", "latency_median_ci_high"]]
+    assert low <= 0.1 <= high
+    assert table.loc["a", "timing_note"].startswith("noisy timing: per-batch latency varies widely")
+    assert "from 0% to 90% of the CPU" in table.loc["a", "timing_note"]
+
+
+def test_steady_timing_and_a_busy_machine_are_said_in_words():
+    steady = latency_summary(_batched("a", [0.1, 0.101, 0.099, 0.1], [0.05] * 4)).iloc[0]["timing_note"]
+    assert steady.startswith("steady timing: interquartile range") and "busy" not in steady
+    busy = latency_summary(_batched("a", [0.1, 0.101, 0.099, 0.1], [0.6] * 4)).iloc[0]["timing_note"]
+    assert busy.startswith("steady timing") and "the machine was busy (other processes used a median 60%" in busy
+    few = latency_summary(_batched("a", [0.1, 0.2], [0.0] * 2)).iloc[0]["timing_note"]
+    assert few == "only 2 batch(es) timed: too few to judge the timing's noise"
+
+
+def test_the_comparison_pairs_prompts_and_words_the_verdict(tmp_path):
+    rows = pd.concat([_batched(m, [0.1] * 8, [0.0] * 8) for m in ("a", "b")], ignore_index=True)
+    rows.loc[rows["model_id"] == "b", "clip_score"] += np.linspace(4, 6, 16)  # b better on every prompt
+    study = model_comparison(rows, gpu_hour_cost=3.6)
+    (row,) = study.comparisons.to_dict("records")
+    assert (row["model_id"], row["reference"], row["n_prompts"], row["win_rate"]) == ("b", "a", 8, 1.0)
+    assert row["ci_low"] > 0 and row["p_holm"] < 0.01
+    assert study.verdict.startswith("b beats a by 5.00 CLIP points, 95% CI [")
+    summary = study.summary.set_index("model_id")
+    assert summary.loc["b", "usd_per_image"] == pytest.approx(3.6 * 0.1 / 3600 / 0.5)  # at 50% utilisation
+    assert summary.loc["b", "batch_size"] == 2
+    study.save(rows, tmp_path)
+    saved = read_summary(tmp_path)
+    assert saved["reference_model"] == "a" and saved["verdict"] == study.verdict
+    assert json.loads((tmp_path / "comparisons.json").read_text())[0]["model_id"] == "b"
+    for table in (summary_table(study.summary), comparisons_table(study.comparisons), cost_table(study.summary)):
+        assert "<table" in table.to_html()
+    with pytest.raises(ConfigError, match=r"reference model 'c' is not among the results' models \['a', 'b'\]"):
+        compare_models(rows, "c")
+
+
+def test_a_routed_policy_is_compared_with_every_single_model():
+    rows = pd.concat([_batched(m, [0.1] * 6, [0.0] * 6) for m in ("a", "b", "routed")], ignore_index=True)
+    table = compare_models(rows, "a")
+    assert list(zip(table["model_id"], table["reference"], strict=True)) == [
+        ("b", "a"), ("routed", "a"), ("routed", "b"),
+    ]  # fmt: skip
+    assert (table["p_holm"] >= table["p_value"]).all()
+
+
+def test_the_price_is_the_hardware_the_rows_ran_on():
+    prices = load_prices()
+    assert priced_gpu(pd.DataFrame({"device": ["cpu"]}), prices) == "cpu"
+    summary = summarize(_batched("a", [0.2] * 3, [0.0] * 3))
+    assert summary.loc[0, "gpu"] == "cpu" and summary.loc[0, "usd_per_gpu_hour"] == prices.gpus["cpu"].usd_per_hour

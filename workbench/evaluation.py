@@ -173,6 +173,7 @@ class ModelEvaluator:
 
 NOISY_SPREAD = 0.25  # per-batch latency IQR over its median above this: noisy
 LOAD_CHANGE = 0.25  # other processes' CPU share moving by more than this during a model's batches: noisy
+BUSY = 0.25  # other processes' median CPU share above this: the machine was busy
 
 
 def _batch_latencies(rows: pd.DataFrame) -> pd.DataFrame:
@@ -189,25 +190,33 @@ def _batch_latencies(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def _timing_note(batches: pd.DataFrame) -> str:
-    """In words: is this model's timing steady, or noisy (spread, or other processes' load changing)?"""
+    """In words: is this model's timing steady, or noisy (spread, or other processes' load changing)? A load
+    that stayed high is said too: absolute latencies are then too high, though ratios between interleaved
+    models hold."""
     latency = batches["latency_s"].astype(float)
     if len(latency) < 3:
         return f"only {len(latency)} batch(es) timed: too few to judge the timing's noise"
-    median = latency.median()
-    spread = (latency.quantile(0.75) - latency.quantile(0.25)) / median
+    spread = (latency.quantile(0.75) - latency.quantile(0.25)) / latency.median()
+    busy = batches["cpu_busy_other"].dropna().astype(float)
     notes = []
     if spread > NOISY_SPREAD:
         notes.append(f"per-batch latency varies widely (interquartile range {spread:.0%} of the median)")
-    busy = batches["cpu_busy_other"].dropna().astype(float)
     if len(busy) and busy.max() - busy.min() > LOAD_CHANGE:
         notes.append(
-            f"the machine's load changed during the study: other processes used {busy.min():.0%} to "
-            f"{busy.max():.0%} of the CPU while this model ran"
+            f"the machine's load changed while this model ran: other processes used from {busy.min():.0%} to "
+            f"{busy.max():.0%} of the CPU"
         )
-    if notes:
-        return "noisy timing: " + "; ".join(notes)
-    load = f", other processes at most {busy.max():.0%} of the CPU" if len(busy) else ""
-    return f"steady timing: interquartile range {spread:.0%} of the median over {len(latency)} batches{load}"
+    verdict = (
+        "noisy timing: " + "; ".join(notes)
+        if notes
+        else (f"steady timing: interquartile range {spread:.0%} of the median over {len(latency)} batches")
+    )
+    if len(busy) and busy.median() > BUSY:
+        verdict += (
+            f"; the machine was busy (other processes used a median {busy.median():.0%} of the CPU), so absolute "
+            "latencies are higher than on an idle machine"
+        )
+    return verdict
 
 
 def latency_summary(rows: pd.DataFrame, reference: str | None = None) -> pd.DataFrame:
