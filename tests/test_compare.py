@@ -205,3 +205,11 @@ def test_a_version_1_run_reads_in_the_current_form(runs):
     assert list(read_comparisons(old).columns) == COMPARISON_COLUMNS and read_comparisons(old).empty
     with pytest.raises(ConfigError, match=r"has no results\.parquet"):
         read_results(runs)
+
+
+def test_a_version_1_summary_keeps_its_keys_and_its_cost_reads_as_usd_per_image(tmp_path):
+    from workbench.run_files import read_summary
+
+    (tmp_path / "summary.json").write_text(json.dumps([{"model_id": "m", "clip_mean": 30.0, "cost_per_image": 0.001}]))
+    (row,) = read_summary(tmp_path)["rows"]
+    assert row == {"model_id": "m", "clip_mean": 30.0, "cost_per_image": 0.001, "usd_per_image": 0.001}

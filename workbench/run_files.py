@@ -30,7 +30,9 @@ __all__ = [
     "save_study_results",
 ]
 
-SCHEMA_VERSION = 2  # 2: rows with batch and machine-load columns; summary.json an object with "rows"
+# 2: rows with batch and machine-load columns; summary.json an object with "rows", whose cost is usd_per_image
+# (version 1's cost_per_image, read as usd_per_image) with the workbench.costs columns beside it
+SCHEMA_VERSION = 2
 
 # The row columns each version added, with the value older rows get: callers can rely on every column.
 ADDED_COLUMNS: dict[int, dict[str, Any]] = {
@@ -76,7 +78,8 @@ def read_summary(path: str | Path) -> dict[str, Any]:
     """summary.json (a run folder or the file) in the current form: a version-1 list becomes ``{"rows": ...}``."""
     data = json.loads(_file(path, "summary.json").read_text())
     if isinstance(data, list):
-        return {"schema_version": 1, "rows": data}
+        rows = [{"usd_per_image": row["cost_per_image"], **row} if "cost_per_image" in row else row for row in data]
+        return {"schema_version": 1, "rows": rows}
     return data
 
 
