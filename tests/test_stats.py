@@ -99,6 +99,7 @@ def test_median_ci_is_the_binomial_order_statistics():
     assert median_ci(np.arange(10.0), level=0.9) == (1.0, 8.0)
     assert median_ci(np.arange(10.0), level=0.8) == (2.0, 7.0)  # P(B <= 2) = 0.0547 <= 0.1
     assert median_ci(np.arange(6.0)) == (0.0, 5.0)  # 2/64 < 0.05: the smallest n at 95%
+    assert median_ci([np.nan, *np.arange(6.0), np.nan]) == (0.0, 5.0)  # NaNs dropped
     assert all(math.isnan(v) for v in median_ci(np.arange(5.0)))
     assert median_ci(np.arange(5.0), level=0.9375) == (0.0, 4.0)  # exactly 1 - 2/32
 

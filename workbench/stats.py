@@ -114,8 +114,9 @@ def mean_ci(
 def median_ci(values: Sequence[float], *, level: float = 0.95) -> tuple[float, float]:
     """Distribution-free interval of the median from order statistics: [x_(k), x_(n-k+1)] with the largest
     k whose binomial(n, 1/2) tail P(B <= k - 1) is at most (1 - level) / 2, so it covers at least
-    ``level``. (nan, nan) when n is too small for the level (n < 6 at 95%)."""
+    ``level``. NaNs are dropped; (nan, nan) when n is too small for the level (n < 6 at 95%)."""
     x = np.sort(np.asarray(values, dtype=float))
+    x = x[~np.isnan(x)]
     if not 0 < level < 1:
         raise ConfigError(f"level must lie strictly between 0 and 1, got {level!r}", field="level")
     n = len(x)
