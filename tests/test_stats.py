@@ -154,6 +154,10 @@ def test_power_figures_by_hand():
     three = paired_statistics(diff, comparisons=3)
     assert three["min_detectable"] == pytest.approx(factor(n, 0.05 / 3) * sd / math.sqrt(n))
     assert paired_statistics([2.0, 2.0, 2.0])["prompts_needed"] == 6  # no spread: the test's own floor
+    rounding = paired_statistics([1.0, -1.0, 2.0, -2.0, 1e-16])  # a mean of rounding error: nothing to power for
+    assert math.isnan(rounding["prompts_needed"])
+    tiny = paired_statistics([1.0, -1.0, 1.0, -1.0, 0.01])  # a real but tiny effect: a large, finite count
+    assert 1e5 < tiny["prompts_needed"] < 1e7
 
 
 def test_three_prompts_cannot_be_significant_and_the_verdict_says_so():

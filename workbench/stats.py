@@ -263,9 +263,12 @@ def _prompts_needed(mean: float, sd: float, alpha: float, comparisons: int) -> f
     if sd == 0:
         return floor
     level, effect = alpha / comparisons, abs(mean) / sd
-    # the normal approximation is a lower bound; step up to the first n the t quantiles allow
+    if effect < 1e-6:  # a difference lost in rounding (a million million prompts): no effect to power for
+        return float("nan")
+    # the normal approximation is a lower bound; step up to the first n the t quantiles allow (t is the
+    # normal's to many digits long before a million prompts)
     n = max(2, math.floor((sps.norm.ppf(1 - level / 2) + sps.norm.ppf(POWER)) ** 2 / effect**2))
-    while _power_factor(n, level) / math.sqrt(n) > effect:
+    while n < 1_000_000 and _power_factor(n, level) / math.sqrt(n) > effect:
         n += 1
     return max(n, floor)
 
