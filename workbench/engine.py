@@ -254,35 +254,39 @@ def _ray_actors(batches: list[Batch], spec: RunnerSpec, count: int, threads: int
     from workbench.ray_cluster import connect, gpu_count
 
     ray = connect()
-    on_gpu = gpu_count() > 0
+    gpus, cpus = gpu_count(), int(ray.cluster_resources().get("CPU", 0))
+    on_gpu = gpus > 0
+    capacity = gpus if on_gpu else cpus // threads
+    if count > capacity:  # an actor that cannot be placed would wait for ever
+        have = f"{gpus} GPU(s)" if on_gpu else f"{cpus} CPU(s), {threads} thread(s) per actor"
+        raise ConfigError(f"the Ray cluster has room for {capacity} actor(s) ({have}), not workers={count}", "workers")
     actor = ray.remote(num_gpus=1 if on_gpu else 0, num_cpus=0 if on_gpu else threads)(_RayWorker)
     device = "cuda" if on_gpu else "cpu"
-    workers = {f"actor{i}:{device}": None for i in range(count)}
-    handles = {name: actor.remote(spec, device, threads, name) for name in workers}
-    todo, in_flight, lost = list(reversed(batches)), {}, []
-    idle = list(handles)
-    while todo or in_flight:
-        while todo and idle:
-            name, batch = idle.pop(), todo.pop()
-            in_flight[handles[name].run.remote(batch)] = (name, batch.batch_id)
-        if not in_flight:
-            break  # every actor is gone
-        (ref,), _ = ray.wait(list(in_flight), num_returns=1)
-        name, batch_id = in_flight.pop(ref)
-        try:
-            result = ray.get(ref)
-        except ray.exceptions.RayActorError:
-            lost.append((name, batch_id))
-            continue
-        except ray.exceptions.RayTaskError as error:
-            raise error.as_instanceof_cause() from None
-        idle.append(name)
-        sink(result)
-    pending = {b.batch_id for b in todo}
-    for handle in handles.values():
-        with contextlib.suppress(Exception):
-            ray.kill(handle)
-    _raise_lost(lost, pending)
+    handles = {f"actor{i}:{device}": actor.remote(spec, device, threads, f"actor{i}:{device}") for i in range(count)}
+    todo, in_flight, lost, idle = list(reversed(batches)), {}, [], list(reversed(handles))
+    try:
+        while todo or in_flight:
+            while todo and idle:
+                name, batch = idle.pop(), todo.pop()
+                in_flight[handles[name].run.remote(batch)] = (name, batch.batch_id)
+            if not in_flight:
+                break  # every actor is gone
+            (ref,), _ = ray.wait(list(in_flight), num_returns=1)
+            name, batch_id = in_flight.pop(ref)
+            try:
+                result = ray.get(ref)
+            except ray.exceptions.RayActorError:  # the actor died: its batch is lost, the others go on
+                lost.append((name, batch_id))
+                continue
+            except ray.exceptions.RayTaskError as error:
+                raise error.as_instanceof_cause() from None
+            idle.append(name)
+            sink(result)
+    finally:
+        for handle in handles.values():
+            with contextlib.suppress(Exception):
+                ray.kill(handle)
+    _raise_lost(lost, {b.batch_id for b in todo})
 
 
 def _raise_lost(lost: list[tuple[str, int]], pending: set[int]) -> None:

@@ -206,17 +206,17 @@ def _timing_note(batches: pd.DataFrame) -> str:
             f"the machine's load changed while this model ran: other processes used from {busy.min():.0%} to "
             f"{busy.max():.0%} of the CPU"
         )
-    verdict = (
+    note = (
         "noisy timing: " + "; ".join(notes)
         if notes
         else (f"steady timing: interquartile range {spread:.0%} of the median over {len(latency)} batches")
     )
     if len(busy) and busy.median() > BUSY:
-        verdict += (
+        note += (
             f"; the machine was busy (other processes used a median {busy.median():.0%} of the CPU), so absolute "
             "latencies are higher than on an idle machine"
         )
-    return verdict
+    return note
 
 
 def latency_summary(rows: pd.DataFrame, reference: str | None = None) -> pd.DataFrame:
