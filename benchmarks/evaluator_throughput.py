@@ -1,4 +1,4 @@
-"""Throughput of a whole evaluation: the seed-style loop (one diffusers call per image, scored by torchmetrics'
+"""Throughput of a whole evaluation: the naive loop (one diffusers call per image, scored by torchmetrics'
 clip_score as the diffusers evaluation docs do it, a PNG each), and a leaner one-at-a-time loop (a loaded
 CLIP called per image), against ModelEvaluator on the same images (batches across prompts, CLIP in batches, saved), one
 process, the pipeline and the CLIP loaded beforehand, in interleaved rounds.
@@ -52,8 +52,8 @@ def _clip_from_disk():
 
 
 @torch.no_grad()
-def seed_loop(pipe, scorer, prompts: list[str], config: GenerationConfig, folder: Path) -> int:
-    """The seed document's loop, as the diffusers evaluation docs write it: per prompt one diffusers call,
+def naive_loop(pipe, scorer, prompts: list[str], config: GenerationConfig, folder: Path) -> int:
+    """The naive loop, as the diffusers evaluation docs write it: per prompt one diffusers call,
     torchmetrics' clip_score with a model path (which loads the CLIP every call), one PNG."""
     from torchmetrics.functional.multimodal import clip_score
 
@@ -104,11 +104,11 @@ def main() -> None:
         raise SystemExit("the prompts must be distinct")
     pipe, scorer = load(args.model), CLIPScorer("toyworld/clip")
     config = GenerationConfig(steps=args.steps)
-    arms = {"seed loop": (seed_loop, config), "lean loop": (lean_loop, config)} | {
+    arms = {"naive loop": (naive_loop, config), "lean loop": (lean_loop, config)} | {
         f"ModelEvaluator batch_size={b}": (engine, config.replace(batch_size=b)) for b in args.batch_sizes
     }
     with tempfile.TemporaryDirectory() as tmp:
-        seed_loop(pipe, scorer, prompts[:2], config, Path(tmp) / "warm")  # load-time costs out of every arm
+        naive_loop(pipe, scorer, prompts[:2], config, Path(tmp) / "warm")  # load-time costs out of every arm
         seconds: dict[str, list[float]] = {name: [] for name in arms}
         for round_ in range(args.rounds):
             names = list(arms)[round_ % len(arms) :] + list(arms)[: round_ % len(arms)]  # rotate who goes first
@@ -136,10 +136,10 @@ def main() -> None:
                 for name, times in seconds.items()
                 if not name.endswith("loop")
             }
-            for baseline in ("seed loop", "lean loop")
+            for baseline in ("naive loop", "lean loop")
         },
     }
-    for baseline in ("seed loop", "lean loop"):
+    for baseline in ("naive loop", "lean loop"):
         print(f"{baseline}: {statistics.median(seconds[baseline]):.2f} s")
         for name, speedup in result[f"speedup_over_{baseline.replace(' ', '_')}"].items():
             print(f"  {name}: {statistics.median(seconds[name]):.2f} s, {speedup:.2f}x the {baseline}")

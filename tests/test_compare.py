@@ -213,3 +213,10 @@ def test_a_version_1_summary_keeps_its_keys_and_its_cost_reads_as_usd_per_image(
     (tmp_path / "summary.json").write_text(json.dumps([{"model_id": "m", "clip_mean": 30.0, "cost_per_image": 0.001}]))
     (row,) = read_summary(tmp_path)["rows"]
     assert row == {"model_id": "m", "clip_mean": 30.0, "cost_per_image": 0.001, "usd_per_image": 0.001}
+
+
+def test_an_unreadable_run_is_an_error_not_a_regression(runs, capsys):
+    a, b = "study/20260101-100000-aaaaaa", "study/20260102-100000-bbbbbb"
+    (runs / b / "results.parquet").write_bytes(b"not a parquet file")
+    assert main(["compare", a, b, "--output-root", str(runs), "--fail-if", "clip_score < -1"]) == 2
+    assert f"error: cannot compare {a} with {b}:" in capsys.readouterr().err

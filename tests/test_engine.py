@@ -178,8 +178,11 @@ def test_a_worker_killed_mid_batch_loses_only_its_batch_and_a_rerun_finishes(sin
         evaluator().run(progress=kill_a_worker)
     stored = evaluator().results()
     assert 0 < len(stored) < len(single) and not stored.duplicated(["model_id", "prompt_id", "seed"]).any()
-    finished = evaluator().run()  # the lost batch again, as the only batch of its round: its numbering differs
+    finished = evaluator().run()  # the lost batch again, numbered on from the stored ones
     _check_same_run(finished, single, (folder, tmp_path), ignore=("batch_id", "batch_round"))
+    new = finished[~finished["batch_started"].isin(stored["batch_started"])]
+    assert new["batch_id"].min() > stored["batch_id"].max() and new["batch_round"].min() > stored["batch_round"].max()
+    assert list(finished["model_id"].drop_duplicates()) == MODELS  # rows in the order the models were given
 
 
 def test_pipeline_objects_cannot_be_sharded(tmp_path):

@@ -113,7 +113,7 @@ def test_summary_numbers_on_a_hand_made_table():
     assert m.images_per_s == 0.25 and m.peak_mem_mb == 120
     assert m.clip_mean == 40.0  # the mean of the prompt means (20, 60), not of the images (30)
     assert m.clip_ci_low <= m.clip_mean <= m.clip_ci_high
-    assert m.cost_per_image == pytest.approx(3.6 * 4.0 / 3600)
+    assert m.usd_per_image == pytest.approx(3.6 * 4.0 / 3600 / 0.5)  # $/h x s/image, busy half the time
     assert summary.loc["n"].clip_mean == 6.0
 
 
@@ -201,16 +201,42 @@ def test_the_comparison_pairs_prompts_and_words_the_verdict(tmp_path):
 
 
 def test_a_routed_policy_is_compared_with_every_single_model():
-    rows = pd.concat([_batched(m, [0.1] * 6, [0.0] * 6) for m in ("a", "b", "routed")], ignore_index=True)
+    rows = pd.concat([_batched(m, [0.1] * 6, [0.0] * 6) for m in ("a", "b", "routed:default")], ignore_index=True)
+    rows["routed_model_id"] = np.where(rows["model_id"] == "routed:default", "a", None)  # what a Router's rows say
     table = compare_models(rows, "a")
     assert list(zip(table["model_id"], table["reference"], strict=True)) == [
-        ("b", "a"), ("routed", "a"), ("routed", "b"),
+        ("b", "a"), ("routed:default", "a"), ("routed:default", "b"),
     ]  # fmt: skip
     assert (table["p_holm"] >= table["p_value"]).all()
+    against_policy = compare_models(rows, "routed:default")  # the policy as reference: each pair once
+    assert list(against_policy["model_id"]) == ["a", "b"]
+    rows.loc[rows["model_id"] == "b", "status"] = "error: out of memory"  # b made nothing: left out
+    assert list(compare_models(rows, "a")["model_id"]) == ["routed:default"]
+    rows.loc[rows["model_id"] == "a", "status"] = "error: out of memory"
+    assert compare_models(rows, "a").empty  # no scored reference: nothing to compare, no crash
+    assert model_comparison(rows, "a").verdict.startswith("nothing to compare: no scored images of a")
 
 
-def test_the_price_is_the_hardware_the_rows_ran_on():
+@pytest.mark.parametrize(
+    ("name", "gpu"),
+    [
+        ("NVIDIA H200", "H200"), ("NVIDIA A100-SXM4-80GB", "A100-80GB"), ("NVIDIA A100-SXM4-40GB", "A100-40GB"),
+        ("NVIDIA A100 80GB PCIe", "A100-80GB"), ("Tesla T4", "T4"), ("NVIDIA L4", "L4"), ("NVIDIA L40S", None),
+        ("NVIDIA GH200 480GB", None), ("NVIDIA GeForce RTX 4090", None),
+    ],
+)  # fmt: skip
+def test_the_price_is_the_hardware_the_rows_ran_on(name, gpu):
     prices = load_prices()
-    assert priced_gpu(pd.DataFrame({"device": ["cpu"]}), prices) == "cpu"
-    summary = summarize(_batched("a", [0.2] * 3, [0.0] * 3))
-    assert summary.loc[0, "gpu"] == "cpu" and summary.loc[0, "usd_per_gpu_hour"] == prices.gpus["cpu"].usd_per_hour
+    assert priced_gpu(pd.DataFrame({"device": ["cuda:1"], "device_name": [name]}), prices) == gpu
+
+
+def test_a_cpu_study_is_priced_as_a_cpu_and_unknown_hardware_is_not_priced():
+    rows = _batched("a", [0.2] * 3, [0.0] * 3).assign(device="cpu")
+    summary = summarize(rows)
+    assert (
+        summary.loc[0, "gpu"] == "cpu" and summary.loc[0, "usd_per_gpu_hour"] == load_prices().gpus["cpu"].usd_per_hour
+    )
+    unknown = summarize(rows.assign(device="cuda:0", device_name="NVIDIA GeForce RTX 4090"))
+    assert "usd_per_image" not in unknown  # no guess: the table does not list it
+    assert "not in the price table: give gpu_type or gpu_hour_cost" in cost_table(unknown).to_html()
+    assert summarize(rows.assign(device="cuda:0"), gpu_type="L4").loc[0, "gpu"] == "L4"

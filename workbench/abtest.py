@@ -75,8 +75,10 @@ class ABTestResult:
         """results.parquet and summary.json (as every study leaves them), comparisons.json and verdict.txt."""
         output_dir = Path(output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
-        save_study_results(self.rows, self.summary, output_dir)
-        (output_dir / "comparisons.json").write_text(self.comparisons.to_json(orient="records", indent=2))
+        save_study_results(
+            self.rows, self.summary, output_dir, comparisons=self.comparisons, control=self.control,
+            verdict=self.verdict,
+        )  # fmt: skip
         (output_dir / "verdict.txt").write_text(self.verdict + "\n")
 
     @property

@@ -185,10 +185,17 @@ def _compare(args) -> int:
     from workbench.compare import Check, compare_runs
 
     checks = [Check.parse(text) for text in args.fail_if]
-    comparison = compare_runs(args.run_a, args.run_b, output_root=args.output_root, metrics=args.metric, top=args.top)
-    regressions = comparison.regressions(checks)  # refuses an unknown metric before anything is written
-    report = args.out or Path(args.output_root) / "compare" / f"{comparison.a.id}_vs_{comparison.b.id}.html"
-    comparison.write_html(report, checks)
+    try:
+        comparison = compare_runs(
+            args.run_a, args.run_b, output_root=args.output_root, metrics=args.metric, top=args.top
+        )
+        regressions = comparison.regressions(checks)  # refuses an unknown metric before anything is written
+        report = args.out or Path(args.output_root) / "compare" / f"{comparison.a.id}_vs_{comparison.b.id}.html"
+        comparison.write_html(report, checks)
+    except (OSError, ValueError, KeyError) as error:  # an unreadable run is an error (2), never a regression (1)
+        raise WorkbenchError(
+            f"cannot compare {args.run_a} with {args.run_b}: {type(error).__name__}: {error}"
+        ) from None
     print(comparison.summary(checks))
     print(f"report: {report}")
     for line in regressions:

@@ -343,7 +343,10 @@ def _latency(units: pd.DataFrame, *, seed: int) -> list[dict[str, Any]]:
         keep = (a > 0) & (b > 0)
         if not keep.any():
             continue
-        ratio, low, high = ratio_of_medians(a[keep].to_numpy(), b[keep].to_numpy(), seed=seed)
+        # A batch's images share its latency: resample batches, not images, or the interval is too narrow.
+        ratio, low, high = ratio_of_medians(
+            _per_batch(group[keep], a[keep], "_a"), _per_batch(group[keep], b[keep], "_b"), seed=seed
+        )
         rows.append({
             "model_id": model, "metric": LATENCY, "mean_diff": math.nan, "ratio": ratio, "ci_low": low,
             "ci_high": high, "p_value": math.nan, "p_holm": math.nan, "win_rate": _win_rate(a[keep], b[keep]),
@@ -351,6 +354,14 @@ def _latency(units: pd.DataFrame, *, seed: int) -> list[dict[str, Any]]:
             "change": _direction(low > 1, LATENCY) if low > 1 or high < 1 else "",
         })  # fmt: skip
     return rows
+
+
+def _per_batch(units: pd.DataFrame, latency: pd.Series, suffix: str) -> np.ndarray:
+    """One latency per batch of one run (rows from before batches were recorded: one per image)."""
+    keys = [f"{c}{suffix}" for c in ("batch_id", "batch_started") if f"{c}{suffix}" in units]
+    if not keys or units[keys].isna().all(axis=None):
+        return latency.to_numpy()
+    return latency.groupby([units[k] for k in keys], dropna=False).first().to_numpy()
 
 
 def _win_rate(a: pd.Series, b: pd.Series) -> float:

@@ -36,7 +36,7 @@ from workbench.models import PipelineCache, default_cache, pick_device
 from workbench.plan import Plan, run
 from workbench.records import GenerationRecord
 from workbench.results import error_row, result_row
-from workbench.system_load import measure_load
+from workbench.system_load import device_name, measure_load
 
 __all__ = ["WORKER_BACKENDS", "Batch", "BatchResult", "BatchRunner", "RunnerSpec", "Unit", "execute", "plan_batches"]
 
@@ -72,7 +72,6 @@ class Batch:
 class BatchResult:
     """A finished batch: its rows, and the records whose images the driver saves (none for a failed batch)."""
 
-    batch_id: int
     rows: list[dict[str, Any]]
     records: list[GenerationRecord] = field(default_factory=list)
 
@@ -83,9 +82,11 @@ def _group_key(unit: Unit) -> tuple:
     return (unit.label, plan.model_id, plan.config.to_json(), repr(acceleration), id(plan.backend))
 
 
-def plan_batches(units: Sequence[Unit]) -> list[Batch]:
+def plan_batches(units: Sequence[Unit], *, first_batch: int = 0, first_round: int = 0) -> list[Batch]:
     """Units in batches (see the module docstring): groups in order of first appearance, each split into
-    batches of its plan's ``batch_size``; round r holds every group's r-th batch, starting at group r mod G."""
+    batches of its plan's ``batch_size``; round r holds every group's r-th batch, starting at group r mod G.
+    Batches and rounds are numbered from ``first_batch`` and ``first_round`` (a resumed study goes on from
+    the numbers it had stored, so a batch is known by its number within the run)."""
     groups: dict[tuple, list[Unit]] = {}
     for unit in units:
         groups.setdefault(_group_key(unit), []).append(unit)
@@ -98,7 +99,7 @@ def plan_batches(units: Sequence[Unit]) -> list[Batch]:
         for offset in range(len(chunks)):
             group = chunks[(round_ + offset) % len(chunks)]
             if round_ < len(group):
-                batches.append(Batch(len(batches), round_, group[round_]))
+                batches.append(Batch(first_batch + len(batches), first_round + round_, group[round_]))
     return batches
 
 
@@ -112,6 +113,7 @@ class RunnerSpec:
     scorer_class: type | None = None
     scorer_id: str | None = None
     warmup: bool = True
+    study: int | None = None  # the driver's process id: its workers' CPU time is the study's own, not "other"
 
     def runner(self, device: str | None, worker: str) -> BatchRunner:
         scorer = self.scorer_class(self.scorer_id, device=device) if self.scorer_class else None
@@ -124,12 +126,16 @@ class BatchRunner:
     def __init__(self, spec: RunnerSpec, *, scorer=None, device=None, cache=default_cache, worker="main"):
         self.spec, self.scorer, self.device, self.cache, self.worker = spec, scorer, device, cache, worker
         self.load_device = str(pick_device(device))
+        self.device_name = device_name(self.load_device)
         self._warmed: set[tuple] = set()
 
     def __call__(self, batch: Batch) -> BatchResult:
         units, plan = batch.units, batch.plan
         prompts, seeds = [u.prompt for u in units], [u.seed for u in units]
-        batch_columns = {"batch_id": batch.batch_id, "batch_round": batch.round, "batch_images": len(units)}
+        batch_columns = {
+            "batch_id": batch.batch_id, "batch_round": batch.round, "batch_images": len(units),
+            "device_name": self.device_name,
+        }  # fmt: skip
         # 1. Warm up, untimed, once per plan and batch shape.
         try:
             shape = (*_group_key(units[0]), len(units))
@@ -139,7 +145,7 @@ class BatchRunner:
                 self._warmed.add(shape)
             # 2. Generate, timed, with the machine's load meanwhile.
             started = time.time()
-            with measure_load(self.load_device) as load:
+            with measure_load(self.load_device, study=self.spec.study) as load:
                 records = run(plan, prompts, seeds, pairs=True, device=self.device, cache=self.cache)
         except WorkbenchError:
             raise
@@ -152,7 +158,7 @@ class BatchRunner:
                 )
                 for u in units
             ]  # fmt: skip
-            return BatchResult(batch.batch_id, rows)
+            return BatchResult(rows)
         # 3. Each image with its own unit's context (a route decision is per prompt); score; rows.
         records = [replace(r, context=dict(u.plan.context)) for r, u in zip(records, units, strict=True)]
         scores = self.scorer.score([r.image for r in records], prompts) if self.scorer else None
@@ -165,7 +171,7 @@ class BatchRunner:
             )
             for i, (record, unit) in enumerate(zip(records, units, strict=True))
         ]  # fmt: skip
-        return BatchResult(batch.batch_id, rows, records)
+        return BatchResult(rows, records)
 
 
 # --- executors ------------------------------------------------------------------------------------
@@ -213,8 +219,14 @@ def _local_processes(batches: list[Batch], spec: RunnerSpec, devices: list[str],
     todo, running, lost = list(reversed(batches)), {}, []
 
     def hand_out(connection) -> None:
-        running[connection] = todo.pop() if todo else None
-        connection.send(running[connection])
+        batch = todo.pop() if todo else None
+        try:
+            connection.send(batch)
+            running[connection] = batch
+        except OSError:  # the worker died between batches: its next batch goes to another
+            running.pop(connection, None)
+            if batch is not None:
+                todo.append(batch)
 
     try:
         for connection in workers:
@@ -260,6 +272,7 @@ def _ray_actors(batches: list[Batch], spec: RunnerSpec, count: int, threads: int
     if count > capacity:  # an actor that cannot be placed would wait for ever
         have = f"{gpus} GPU(s)" if on_gpu else f"{cpus} CPU(s), {threads} thread(s) per actor"
         raise ConfigError(f"the Ray cluster has room for {capacity} actor(s) ({have}), not workers={count}", "workers")
+    spec = replace(spec, study=None)  # an actor may run on another machine: its own process is the study's
     actor = ray.remote(num_gpus=1 if on_gpu else 0, num_cpus=0 if on_gpu else threads)(_RayWorker)
     device = "cuda" if on_gpu else "cpu"
     handles = {f"actor{i}:{device}": actor.remote(spec, device, threads, f"actor{i}:{device}") for i in range(count)}
@@ -275,8 +288,8 @@ def _ray_actors(batches: list[Batch], spec: RunnerSpec, count: int, threads: int
             name, batch_id = in_flight.pop(ref)
             try:
                 result = ray.get(ref)
-            except ray.exceptions.RayActorError:  # the actor died: its batch is lost, the others go on
-                lost.append((name, batch_id))
+            except ray.exceptions.RayActorError as error:  # the actor died: its batch is lost, the others go on
+                lost.append((f"{name}: {str(error).strip().splitlines()[-1][:300]}", batch_id))
                 continue
             except ray.exceptions.RayTaskError as error:
                 raise error.as_instanceof_cause() from None
@@ -290,8 +303,9 @@ def _ray_actors(batches: list[Batch], spec: RunnerSpec, count: int, threads: int
 
 
 def _raise_lost(lost: list[tuple[str, int]], pending: set[int]) -> None:
+    """``WorkerLost`` naming each worker that stopped (and why, where known) and its batch, if any was lost."""
     if lost or pending:
-        died = ", ".join(f"{name} (batch {batch_id})" for name, batch_id in lost) or "every worker"
+        died = "; ".join(f"{name} (batch {batch_id})" for name, batch_id in lost) or "every worker"
         raise WorkerLost(
             f"{died} stopped before finishing; {len(lost) + len(pending)} batch(es) not stored. Everything "
             "else is stored: run the study again (it resumes) to make the rest."
@@ -334,6 +348,8 @@ def execute(
     """
     if backend not in WORKER_BACKENDS:
         raise ConfigError(f"backend must be one of {list(WORKER_BACKENDS)}, got {backend!r}", "backend")
+    if not batches:
+        return
     if backend == "local" and workers == 1:
         _inline(batches, runner or spec.runner(None, "main"), sink)
         return

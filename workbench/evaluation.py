@@ -15,6 +15,8 @@ the reference prompt by prompt (``workbench.stats``).
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +29,7 @@ from workbench.config import GenerationConfig
 from workbench.costs import Prices, load_prices, self_hosting_cost
 from workbench.engine import BatchResult, BatchRunner, RunnerSpec, Unit, execute, plan_batches
 from workbench.errors import ConfigError
-from workbench.generation import save_image
+from workbench.generation import as_list, check_seeds, save_image
 from workbench.plan import ROUTED, resolve, target_label
 from workbench.results import ResultStore, settings_key
 from workbench.run_files import save_study_results
@@ -106,9 +108,10 @@ class ModelEvaluator:
         self.labels = [target_label(m) for m in self.models]
         if len(set(self.labels)) < len(self.labels):
             raise ConfigError(f"each model may appear once, got {self.labels}", "models")
-        self.seeds = [int(s) for s in seeds]
-        if not self.seeds:
-            raise ConfigError("seeds must not be empty")
+        self.seeds = as_list(seeds, int, "seeds")
+        check_seeds(self.seeds)
+        if len(set(self.seeds)) < len(self.seeds):
+            raise ConfigError(f"seeds must not repeat, got {self.seeds}", "seeds")
         self.config = config or GenerationConfig()
         self.output_dir = Path(output_dir)
         self.store = ResultStore(self.output_dir / "results.jsonl")
@@ -118,7 +121,7 @@ class ModelEvaluator:
         self.workers, self.backend, self.threads = workers, backend, threads
         self.spec = RunnerSpec(
             run_id, settings_key(self.config), type(scorer) if scorer else None,
-            getattr(scorer, "model_id", None), warmup,
+            getattr(scorer, "model_id", None), warmup, os.getpid(),
         )  # fmt: skip
         self.runner = BatchRunner(self.spec, scorer=scorer, device=device)
 
@@ -137,6 +140,11 @@ class ModelEvaluator:
     def run(self, progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
         """Make and store what is missing, then return this evaluation's rows (``results()``)."""
         units = self.units()
+        stored = self.store.frame()
+        numbered = {  # a resumed run numbers its batches and rounds on from the stored ones
+            f"first_{key}": int(stored[column].max()) + 1 if column in stored and stored[column].notna().any() else 0
+            for key, column in (("batch", "batch_id"), ("round", "batch_round"))
+        }
         total = len(self.models) * len(self.prompts) * len(self.seeds)
         finished = total - len(units)
 
@@ -150,23 +158,29 @@ class ModelEvaluator:
                 progress(finished, total)
 
         execute(
-            plan_batches(units), self.spec, store, workers=self.workers, backend=self.backend,
+            plan_batches(units, **numbered), self.spec, store, workers=self.workers, backend=self.backend,
             runner=self.runner, threads=self.threads,
         )  # fmt: skip
         return self.results()
 
     def results(self) -> pd.DataFrame:
-        """The stored rows of this evaluation (its models, prompts, seeds and settings), in stored order."""
+        """The stored rows of this evaluation (its models, prompts, seeds and settings), in the order they were
+        given: models, then prompts, then seeds."""
         frame = self.store.frame()
         if frame.empty:
             return frame
-        mine = (
+        mine = frame[
             frame["model_id"].isin(self.labels)
             & frame["prompt_id"].isin(self.prompts["prompt_id"])
             & frame["seed"].isin(self.seeds)
             & (frame["settings"] == self.spec.settings)
-        )
-        return frame[mine].reset_index(drop=True)
+        ]
+        order = [  # models, prompts and seeds as given, whichever worker stored a row first
+            mine["model_id"].map({label: i for i, label in enumerate(self.labels)}),
+            mine["prompt_id"].map({p: i for i, p in enumerate(self.prompts["prompt_id"])}),
+            mine["seed"].map({seed: i for i, seed in enumerate(self.seeds)}),
+        ]
+        return mine.iloc[np.lexsort(order[::-1])].reset_index(drop=True)
 
 
 # --- latency --------------------------------------------------------------------------------------
@@ -262,20 +276,27 @@ def _ratio(reference: pd.DataFrame, other: pd.DataFrame) -> tuple[float, float, 
 # --- the summary and the comparisons ---------------------------------------------------------------
 
 
-def priced_gpu(rows: pd.DataFrame, prices: Prices) -> str:
-    """The entry of ``prices`` for the device the rows ran on: "cpu", or the GPU whose name the CUDA device's
-    name contains (an "NVIDIA H200" is "H200"). Unknown hardware asks for a GPU type."""
+def priced_gpu(rows: pd.DataFrame, prices: Prices) -> str | None:
+    """The entry of ``prices`` for the hardware the rows ran on (their ``device_name``): "cpu", or the GPU whose
+    name is a word of the device's ("NVIDIA H200" is "H200", not "GH200"; "A100-80GB" needs "80GB" in it).
+    None when the rows ran on a GPU the table does not list (or on several kinds)."""
+    names = set(rows.get("device_name", pd.Series(dtype=str)).dropna().astype(str))
     devices = set(rows.get("device", pd.Series(dtype=str)).dropna().astype(str))
     if not any(d.startswith("cuda") for d in devices):
-        return "cpu"
-    import torch
+        return "cpu" if "cpu" in prices.gpus else None
+    if len(names) != 1:
+        return None
+    (name,) = names
 
-    name = torch.cuda.get_device_name() if torch.cuda.is_available() else ""
-    known = sorted(prices.gpus, key=len, reverse=True)  # "A100-80GB" before "A100"
-    match = next((gpu for gpu in known if gpu.split("-")[0].casefold() in name.casefold() and gpu != "cpu"), None)
-    if match is None:
-        raise ConfigError(f"no price for this GPU ({name or 'unknown'}): give gpu_type, one of {list(prices.gpus)}")
-    return match
+    def named(word: str) -> bool:
+        return re.search(rf"\b{re.escape(word)}\b", name.replace(" ", "-"), re.IGNORECASE) is not None
+
+    matches = [
+        gpu
+        for gpu in prices.gpus
+        if gpu != "cpu" and named(gpu.partition("-")[0]) and (not gpu.partition("-")[2] or named(gpu.partition("-")[2]))
+    ]
+    return matches[0] if len(matches) == 1 else None
 
 
 def summarize(
@@ -290,13 +311,16 @@ def summarize(
     """Per model: images, latency (mean, median with a CI, p95; the ratio to ``reference``, default the first
     model, with a CI; a note on the timing's noise), images per second, peak memory, CLIP mean with a 95% CI
     over prompts (seeds averaged within a prompt first), and what an image costs self-hosted at the measured
-    time per image (batch time / images): on ``gpu_type`` (default: the device the rows ran on) or at
-    ``gpu_hour_cost`` $/hour, busy ``utilisation`` of the time, against every image API in ``prices``
-    (``workbench.costs``). Only rows with status ``ok`` count towards quality, speed and cost."""
+    time per image (batch time / images): on ``gpu_type`` (default: the hardware the rows ran on, when the
+    price table lists it; else no cost) or at ``gpu_hour_cost`` $/hour, busy ``utilisation`` of the time,
+    against every image API in ``prices`` (``workbench.costs``). Only rows with status ``ok`` count towards
+    quality, speed and cost."""
     if df.empty:
         raise ConfigError("no results to summarize")
     prices = prices or load_prices()
-    gpu_type = gpu_type if gpu_type is not None or gpu_hour_cost is not None else priced_gpu(df, prices)
+    if gpu_type is None and gpu_hour_cost is None:
+        gpu_type = priced_gpu(df, prices)
+    priced = gpu_type is not None or gpu_hour_cost is not None
     timing = latency_summary(df, reference).set_index("model_id")
     rows = []
     for model_id, group in df.groupby("model_id", sort=False):
@@ -316,7 +340,7 @@ def summarize(
             row |= timing.loc[model_id].dropna().to_dict()
         if "clip_score" in ok and ok["clip_score"].notna().any():
             row |= mean_over_prompts(ok, "clip_score")
-        if len(latency):
+        if len(latency) and priced:
             batch = int(ok["batch_images"].median()) if ok.get("batch_images", pd.Series()).notna().any() else 1
             cost = self_hosting_cost(
                 latency.mean(), gpu_type, usd_per_hour=gpu_hour_cost, utilisation=utilisation, batch_size=batch,
@@ -332,20 +356,26 @@ def compare_models(
 ) -> pd.DataFrame:
     """Every model against ``reference`` (default the first), prompt by prompt (seeds averaged): mean
     difference with its CI, Wilcoxon p, Holm across models and metrics, win rate, prompts, and the smallest
-    difference the study could detect (``compare_groups``). A routed target is also compared with
-    every single model, so the policy's quality stands against each model it chooses among."""
+    difference the study could detect (``compare_groups``). A routed policy (rows with a ``routed_model_id``)
+    is also compared with every single model, so its quality stands against each model it chooses among.
+    Models without a scored image are left out; without a scored reference the table is empty."""
     models = list(dict.fromkeys(df["model_id"]))
     reference = reference if reference is not None else models[0]
     if reference not in models:
         raise ConfigError(f"reference model {reference!r} is not among the results' models {models}", "reference_model")
-    if len(models) < 2:
+    ok = df[df["status"] == "ok"] if "status" in df else df
+    present = [m for m in metrics if m in ok]
+    scored = set(ok.loc[ok[present].notna().any(axis=1), "model_id"]) if present else set()
+    if reference not in scored or len(scored) < 2:
         return pd.DataFrame()
-    tables = [compare_groups(df, by="model_id", reference=reference, metrics=metrics, alpha=alpha)]
-    if ROUTED in models:
-        for other in (m for m in models if m not in (ROUTED, reference)):
-            both = df[df["model_id"].isin([ROUTED, other])]
-            table = compare_groups(both, by="model_id", reference=other, metrics=metrics, alpha=alpha)
-            tables.append(table[table["model_id"] == ROUTED])
+    ok = ok[ok["model_id"].isin(scored)]
+    tables = [compare_groups(ok, by="model_id", reference=reference, metrics=present, alpha=alpha)]
+    routed = set(ok.loc[ok.get("routed_model_id", pd.Series(index=ok.index)).notna(), "model_id"])
+    for policy in (m for m in models if m in routed and m != reference):
+        for other in (m for m in models if m in scored and m not in routed and m != reference):
+            both = ok[ok["model_id"].isin([policy, other])]
+            table = compare_groups(both, by="model_id", reference=other, metrics=present, alpha=alpha)
+            tables.append(table[table["model_id"] == policy])
     table = pd.concat(tables, ignore_index=True)
     table["p_holm"] = holm(table["p_value"].fillna(1.0))
     return table
@@ -376,15 +406,26 @@ def model_comparison(
     gpu_hour_cost: float | None = None,
     gpu_type: str | None = None,
     utilisation: float | None = None,
+    prices: Prices | str | Path | None = None,
     metrics: Sequence[str] = ("clip_score",),
     alpha: float = 0.05,
 ) -> ModelComparison:
     """The summary (``summarize``), the paired comparisons (``compare_models``) and their verdict, with
-    ``reference`` (default the first model) as the model every other is measured against."""
-    reference = reference if reference is not None else next(iter(dict.fromkeys(results["model_id"])), None)
-    summary = summarize(results, gpu_hour_cost, reference=reference, gpu_type=gpu_type, utilisation=utilisation)
+    ``reference`` (default the first model) as the model every other is measured against; ``prices`` a
+    ``Prices`` or a price file of one's own (default: the bundled table)."""
+    models = list(dict.fromkeys(results["model_id"]))
+    reference = reference if reference is not None else models[0]
+    prices = prices if isinstance(prices, Prices) or prices is None else load_prices(prices)
+    summary = summarize(
+        results, gpu_hour_cost, reference=reference, gpu_type=gpu_type, utilisation=utilisation, prices=prices
+    )
     comparisons = compare_models(results, reference, metrics=metrics, alpha=alpha)
-    words = verdict(comparisons, by="model_id", alpha=alpha) if len(comparisons) else "only one model: no comparison"
+    if len(comparisons):
+        words = verdict(comparisons, by="model_id", alpha=alpha)
+    elif len(models) < 2:
+        words = "only one model: nothing to compare"
+    else:
+        words = f"nothing to compare: no scored images of {reference} and another model ({', '.join(metrics)})"
     return ModelComparison(summary, comparisons, reference, words)
 
 
@@ -448,9 +489,15 @@ def comparisons_table(comparisons: pd.DataFrame):
 def cost_table(summary: pd.DataFrame):
     """What an image costs per model, under the summary's stated assumptions, and per image API the monthly
     volume from which self-hosting is cheaper and how many times cheaper it is then."""
-    if "usd_per_image" not in summary:
-        return pd.DataFrame({"cost": ["no cost: no image was made"]}).style.hide(axis="index")
+    if "usd_per_image" not in summary or summary["usd_per_image"].isna().all():
+        why = (
+            "no image was made"
+            if summary.get("images_per_s", pd.Series()).isna().all()
+            else ("the hardware is not in the price table: give gpu_type or gpu_hour_cost")
+        )
+        return pd.DataFrame({"cost": [f"no cost: {why}"]}).style.hide(axis="index")
     apis = [c.removeprefix("times_cheaper_than_") for c in summary if c.startswith("times_cheaper_than_")]
+    summary = summary[summary["usd_per_image"].notna()]  # a model with no image made has no cost
     table = pd.DataFrame(
         {
             "model": summary["model_id"],

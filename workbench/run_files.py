@@ -42,6 +42,7 @@ ADDED_COLUMNS: dict[int, dict[str, Any]] = {
         "batch_images": float("nan"),  # the images in that call
         "batch_started": float("nan"),  # when the call started (seconds since the epoch)
         "worker": None,  # the worker (device or Ray actor) that ran it
+        "device_name": None,  # the hardware it ran on ("NVIDIA H200", "cpu"): what its cost is priced as
         **dict.fromkeys(LOAD_COLUMNS, float("nan")),  # the machine's load meanwhile (system_load)
     },
 }
@@ -65,7 +66,9 @@ def save_study_results(
     (``{"schema_version", "rows": one per model or arm, **extra}``) and, given, comparisons.json."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    results.assign(schema_version=SCHEMA_VERSION).to_parquet(output_dir / "results.parquet", index=False)
+    # Rows keep the version they were made with (a resumed version-1 run's old rows stay 1).
+    version = results["schema_version"].fillna(1) if "schema_version" in results else SCHEMA_VERSION
+    results.assign(schema_version=version).to_parquet(output_dir / "results.parquet", index=False)
     document = {"schema_version": SCHEMA_VERSION, "rows": _records(summary), **extra}
     (output_dir / "summary.json").write_text(json.dumps(document, indent=2, default=str, allow_nan=False))
     if comparisons is not None:
@@ -78,8 +81,7 @@ def read_summary(path: str | Path) -> dict[str, Any]:
     """summary.json (a run folder or the file) in the current form: a version-1 list becomes ``{"rows": ...}``."""
     data = json.loads(_file(path, "summary.json").read_text())
     if isinstance(data, list):
-        rows = [{"usd_per_image": row["cost_per_image"], **row} if "cost_per_image" in row else row for row in data]
-        return {"schema_version": 1, "rows": rows}
+        return {"schema_version": 1, "rows": _version_1_rows(data)}
     return data
 
 
@@ -114,7 +116,14 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     manifest.setdefault("schema_version", 1)
     if isinstance(manifest.get("summary"), dict):
         manifest["summary"] = manifest["summary"].get("rows", [])
+    elif manifest["schema_version"] == 1 and manifest.get("summary"):
+        manifest["summary"] = _version_1_rows(manifest["summary"])
     return manifest
+
+
+def _version_1_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Version-1 summary rows with version 2's names added: cost_per_image is usd_per_image."""
+    return [{"usd_per_image": row["cost_per_image"], **row} if "cost_per_image" in row else row for row in rows]
 
 
 def _file(path: str | Path, name: str) -> Path:

@@ -7,7 +7,8 @@
     load.values  # {"load_avg_1m": ..., "cpu_busy_other": ..., "gpu_util": ...}
 
 ``cpu_busy_other`` is the share of the machine's CPU time (all cores) that other processes used during the
-block: the machine's busy time minus this process's, over the wall time times the cores. ``gpu_util`` is the
+block: the machine's busy time minus the study's own (this process and its children, or a sharded study's
+driver and all its workers), over the wall time times the cores. ``gpu_util`` is the
 device's utilisation in percent from NVML (None without it); ``load_avg_1m`` the 1-minute load average.
 """
 
@@ -22,7 +23,7 @@ from typing import Any
 
 import psutil
 
-__all__ = ["LOAD_COLUMNS", "LoadSample", "measure_load"]
+__all__ = ["LOAD_COLUMNS", "LoadSample", "device_name", "measure_load"]
 
 LOAD_COLUMNS = ("load_avg_1m", "cpu_busy_other", "gpu_util")
 
@@ -40,9 +41,16 @@ def _busy_seconds(times) -> float:
     return sum(times) - idle - getattr(times, "guest", 0.0) - getattr(times, "guest_nice", 0.0)
 
 
-def _own_seconds(process: psutil.Process) -> float:
-    times = process.cpu_times()
-    return times.user + times.system + times.children_user + times.children_system
+def _family_seconds(root: psutil.Process) -> dict[int, float]:
+    """CPU seconds of ``root`` and each of its living descendants, by process id."""
+    seconds = {}
+    for process in [root, *root.children(recursive=True)]:
+        try:
+            times = process.cpu_times()
+            seconds[process.pid] = times.user + times.system
+        except psutil.Error:  # gone meanwhile
+            continue
+    return seconds
 
 
 def _gpu_util(device: str | None) -> float | None:
@@ -57,18 +65,29 @@ def _gpu_util(device: str | None) -> float | None:
         return None
 
 
+def device_name(device: str) -> str:
+    """What the hardware is called: the CUDA device's name ("NVIDIA H200"), else the device type ("cpu")."""
+    if str(device).startswith("cuda"):
+        import torch
+
+        return torch.cuda.get_device_name(device)
+    return str(device).partition(":")[0]
+
+
 @contextmanager
-def measure_load(device: str | None = None) -> Iterator[LoadSample]:
-    """Sample the machine's load over the block (see the module docstring)."""
+def measure_load(device: str | None = None, *, study: int | None = None) -> Iterator[LoadSample]:
+    """Sample the machine's load over the block (see the module docstring). ``study``: the process id at the
+    root of the work being measured (a sharded study's driver), whose descendants, this process's sibling
+    workers among them, are not "other" processes; default this process."""
     sample = LoadSample()
-    process = psutil.Process()
-    start_wall, start_busy, start_own = time.perf_counter(), _busy_seconds(psutil.cpu_times()), _own_seconds(process)
+    root = psutil.Process(study) if study else psutil.Process()
+    start_wall, start_busy, start_own = time.perf_counter(), _busy_seconds(psutil.cpu_times()), _family_seconds(root)
     try:
         yield sample
     finally:
         wall = time.perf_counter() - start_wall
         busy = _busy_seconds(psutil.cpu_times()) - start_busy
-        own = _own_seconds(process) - start_own
+        own = sum(seconds - start_own.get(pid, 0.0) for pid, seconds in _family_seconds(root).items())
         capacity = wall * (psutil.cpu_count() or 1)
         other = min(max((busy - own) / capacity, 0.0), 1.0) if capacity > 0 else None
         sample.values = {
