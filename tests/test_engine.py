@@ -189,3 +189,16 @@ def test_pipeline_objects_cannot_be_sharded(tmp_path):
     pipe = load(MODELS[0], device="cpu")
     with pytest.raises(ConfigError, match="workers load their own pipelines: give model ids"):
         ModelEvaluator(PROMPTS[:1], [pipe], [0], CONFIG, output_dir=tmp_path, workers=2).run()
+
+
+def test_a_routed_batch_spans_prompts_and_each_image_keeps_its_own_decision(tmp_path):
+    from workbench.generation import read_settings
+    from workbench.routing import Router
+
+    prompts = ["a watercolor of a red circle", "an oil painting of a blue square"]  # one route, two reasons
+    router = Router("toyworld", "keyword")
+    df = ModelEvaluator(prompts, [router], [0], CONFIG, output_dir=tmp_path).run()
+    assert df["batch_id"].nunique() == 1 and list(df["route"]) == ["artistic", "artistic"]
+    assert "'watercolor'" in df.loc[0, "route_reason"] and "'oil painting'" in df.loc[1, "route_reason"]
+    for row in df.itertuples():
+        assert read_settings(tmp_path / row.image_path)["context"]["route_reason"] == row.route_reason

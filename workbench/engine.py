@@ -130,7 +130,7 @@ class BatchRunner:
         self._warmed: set[tuple] = set()
 
     def __call__(self, batch: Batch) -> BatchResult:
-        units, plan = batch.units, batch.plan
+        units, plan = batch.units, replace(batch.plan, context={})  # each unit's own context is added below
         prompts, seeds = [u.prompt for u in units], [u.seed for u in units]
         batch_columns = {
             "batch_id": batch.batch_id, "batch_round": batch.round, "batch_images": len(units),
@@ -159,8 +159,9 @@ class BatchRunner:
                 for u in units
             ]  # fmt: skip
             return BatchResult(rows)
-        # 3. Each image with its own unit's context (a route decision is per prompt); score; rows.
-        records = [replace(r, context=dict(u.plan.context)) for r, u in zip(records, units, strict=True)]
+        # 3. Each image with its own unit's context (a route decision is per prompt) beside what the backend
+        # recorded (a server's URL); score; rows.
+        records = [replace(r, context={**r.context, **u.plan.context}) for r, u in zip(records, units, strict=True)]
         scores = self.scorer.score([r.image for r in records], prompts) if self.scorer else None
         rows = [
             result_row(
