@@ -202,3 +202,23 @@ def test_a_routed_batch_spans_prompts_and_each_image_keeps_its_own_decision(tmp_
     assert "'watercolor'" in df.loc[0, "route_reason"] and "'oil painting'" in df.loc[1, "route_reason"]
     for row in df.itertuples():
         assert read_settings(tmp_path / row.image_path)["context"]["route_reason"] == row.route_reason
+
+
+def test_a_failed_batch_becomes_error_rows_and_a_rerun_makes_it_again(tiny_model_dir, tmp_path):
+    pipe = load(str(tiny_model_dir), device="cpu", cache=None)
+    forward, calls = pipe.unet.forward, []
+
+    def fails_once(*args, **kwargs):  # the first UNet call of the study runs out of memory, say
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("out of memory")
+        return forward(*args, **kwargs)
+
+    pipe.unet.forward = fails_once
+    config = GenerationConfig(steps=2, batch_size=2)
+    first = ModelEvaluator(PROMPTS[:2], [pipe], [0], config, output_dir=tmp_path, warmup=False).run()
+    assert list(first["status"]) == ["error: RuntimeError: out of memory", "error: RuntimeError: out of memory"]
+    assert not (tmp_path / "images").exists()  # no image, and no PNG pretending to be one
+    again = ModelEvaluator(PROMPTS[:2], [pipe], [0], config, output_dir=tmp_path, warmup=False).run()
+    assert list(again["status"]) == ["ok", "ok"] and len(again) == 2  # the error rows are superseded
+    assert len((tmp_path / "results.jsonl").read_text().splitlines()) == 4  # and kept in the store

@@ -31,7 +31,7 @@ from workbench.engine import BatchResult, BatchRunner, RunnerSpec, Unit, execute
 from workbench.errors import ConfigError
 from workbench.generation import as_list, check_seeds, save_image
 from workbench.plan import ROUTED, resolve, target_label
-from workbench.results import ResultStore, settings_key
+from workbench.results import ROW_KEY, ResultStore, settings_key
 from workbench.run_files import save_study_results
 from workbench.stats import compare_groups, holm, mean_over_prompts, median_ci, paired_ratio, ratio_of_medians, verdict
 
@@ -164,8 +164,8 @@ class ModelEvaluator:
         return self.results()
 
     def results(self) -> pd.DataFrame:
-        """The stored rows of this evaluation (its models, prompts, seeds and settings), in the order they were
-        given: models, then prompts, then seeds."""
+        """The stored rows of this evaluation (its models, prompts, seeds and settings; an image's latest row),
+        in the order they were given: models, then prompts, then seeds."""
         frame = self.store.frame()
         if frame.empty:
             return frame
@@ -174,7 +174,7 @@ class ModelEvaluator:
             & frame["prompt_id"].isin(self.prompts["prompt_id"])
             & frame["seed"].isin(self.seeds)
             & (frame["settings"] == self.spec.settings)
-        ]
+        ].drop_duplicates(list(ROW_KEY), keep="last")  # a failed image made again: its latest row
         order = [  # models, prompts and seeds as given, whichever worker stored a row first
             mine["model_id"].map({label: i for i, label in enumerate(self.labels)}),
             mine["prompt_id"].map({p: i for i, p in enumerate(self.prompts["prompt_id"])}),

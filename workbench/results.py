@@ -3,7 +3,8 @@
 A row is one image: who made it, the prompt, seed and settings, the measurements, the CLIP score and where
 the PNG is; rows made by the evaluation engine add the batch they ran in and the machine's load meanwhile.
 The ``ResultStore`` is a JSON-lines file written by one writer, one fsync'd append per batch, so a study
-killed half-way resumes where it stopped: rows already stored are skipped, nothing is done twice or lost.
+killed half-way resumes where it stopped: images already made are skipped, nothing is done twice or lost,
+and an image that failed is tried again (its later row supersedes the error).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from workbench.config import GenerationConfig
 from workbench.run_files import SCHEMA_VERSION
 from workbench.system_load import LOAD_COLUMNS
 
-__all__ = ["ROW_KEY", "TIMING_COLUMNS", "ResultStore", "error_row", "result_row", "settings_key"]
+__all__ = ["ROW_KEY", "TIMING_COLUMNS", "ResultStore", "error_row", "is_error", "result_row", "settings_key"]
 
 ROW_KEY = ("model_id", "prompt_id", "seed", "settings")  # what makes a row unique within a run
 # What differs between two runs of the same units on the same batches: when and how fast they ran, and where.
@@ -66,6 +67,11 @@ def result_row(
         "clip_truncated": scores.truncated[index] if scores else None,
         "image_path": image_path,
     }
+
+
+def is_error(status: Any) -> bool:
+    """Whether a row's status says its image failed (``error: ...``), rather than was made (ok, nan, black)."""
+    return str(status).startswith("error")
 
 
 def error_row(
@@ -116,8 +122,8 @@ class ResultStore:
         return rows
 
     def done(self) -> set[tuple]:
-        """The keys (ROW_KEY) of the rows already stored."""
-        return {tuple(row[k] for k in ROW_KEY) for row in self.rows()}
+        """The keys (ROW_KEY) of the images already made (an image that failed is made again on a rerun)."""
+        return {tuple(row[k] for k in ROW_KEY) for row in self.rows() if not is_error(row.get("status"))}
 
     def append(self, rows: Sequence[dict[str, Any]]) -> None:
         with open(self.path, "a+b") as fh:
