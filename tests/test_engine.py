@@ -222,3 +222,22 @@ def test_a_failed_batch_becomes_error_rows_and_a_rerun_makes_it_again(tiny_model
     again = ModelEvaluator(PROMPTS[:2], [pipe], [0], config, output_dir=tmp_path, warmup=False).run()
     assert list(again["status"]) == ["ok", "ok"] and len(again) == 2  # the error rows are superseded
     assert len((tmp_path / "results.jsonl").read_text().splitlines()) == 4  # and kept in the store
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"backend": "dask"}, r"backend must be one of \['local', 'ray'\], got 'dask'"),
+        ({"workers": 0}, "workers must be a count >= 1 or a list of devices, got 0"),
+        ({"workers": ["cpu", "cuda:7"]}, "device 'cuda:7' is not available here"),
+        ({"workers": "2", "backend": "ray"}, "with backend='ray', workers must be a count >= 1, got '2'"),
+        ({"threads": 0}, r"threads must be a whole number >= 1 \(CPU threads per worker\), got 0"),
+        ({"seeds": [0, 1, 0]}, r"seeds must not repeat, got \[0, 1, 0\]"),
+        ({"seeds": [-1]}, "seeds must be from 0 to"),
+    ],
+)
+def test_bad_sharding_and_seed_options_are_refused_before_anything_runs(tmp_path, options, message):
+    seeds = options.pop("seeds", [0])
+    with pytest.raises(ConfigError, match=message):
+        ModelEvaluator(PROMPTS[:1], MODELS[:1], seeds, CONFIG, output_dir=tmp_path / "run", **options)
+    assert not (tmp_path / "run" / "results.jsonl").exists()

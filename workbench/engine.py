@@ -38,7 +38,18 @@ from workbench.records import GenerationRecord
 from workbench.results import error_row, result_row
 from workbench.system_load import device_name, measure_load
 
-__all__ = ["WORKER_BACKENDS", "Batch", "BatchResult", "BatchRunner", "RunnerSpec", "Unit", "execute", "plan_batches"]
+__all__ = [
+    "WORKER_BACKENDS",
+    "Batch",
+    "BatchResult",
+    "BatchRunner",
+    "RunnerSpec",
+    "Unit",
+    "check_workers",
+    "execute",
+    "plan_batches",
+    "worker_devices",
+]
 
 WARMUP_STEPS = 2  # a warm-up batch has the real batch's shapes; its step count does not change them
 
@@ -331,6 +342,19 @@ def worker_devices(workers: int | Sequence[str]) -> list[str]:
     return devices
 
 
+def check_workers(workers: int | Sequence[str], backend: str, threads: int | None) -> None:
+    """Refuse, naming the value, a backend, worker count or device list, or thread count that cannot run."""
+    if backend not in WORKER_BACKENDS:
+        raise ConfigError(f"backend must be one of {list(WORKER_BACKENDS)}, got {backend!r}", "backend")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ConfigError(f"threads must be a whole number >= 1 (CPU threads per worker), got {threads!r}", "threads")
+    if backend == "ray":
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ConfigError(f"with backend='ray', workers must be a count >= 1, got {workers!r}", "workers")
+    else:
+        worker_devices(workers)
+
+
 def execute(
     batches: list[Batch],
     spec: RunnerSpec,
@@ -347,8 +371,7 @@ def execute(
     (``worker_devices``), or on ``count`` Ray actors (``backend="ray"``; $RAY_ADDRESS or a local Ray).
     ``threads``: CPU threads per worker (default: the cores shared out among the workers on the CPU).
     """
-    if backend not in WORKER_BACKENDS:
-        raise ConfigError(f"backend must be one of {list(WORKER_BACKENDS)}, got {backend!r}", "backend")
+    check_workers(workers, backend, threads)
     if not batches:
         return
     if backend == "local" and workers == 1:
@@ -359,8 +382,6 @@ def execute(
             "workers load their own pipelines: give model ids (or a Router), not pipeline objects", "workers"
         )
     if backend == "ray":
-        if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
-            raise ConfigError(f"with backend='ray', workers must be a count >= 1, got {workers!r}", "workers")
         _ray_actors(batches, spec, workers, threads or max(1, (os.cpu_count() or 1) // workers), sink)
         return
     devices = worker_devices(workers)

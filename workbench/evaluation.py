@@ -27,7 +27,7 @@ import pandas as pd
 
 from workbench.config import GenerationConfig
 from workbench.costs import Prices, load_prices, self_hosting_cost
-from workbench.engine import BatchResult, BatchRunner, RunnerSpec, Unit, execute, plan_batches
+from workbench.engine import BatchResult, BatchRunner, RunnerSpec, Unit, check_workers, execute, plan_batches
 from workbench.errors import ConfigError
 from workbench.generation import as_list, check_seeds, save_image
 from workbench.plan import ROUTED, resolve, target_label
@@ -118,6 +118,7 @@ class ModelEvaluator:
         self.scorer = scorer
         self.run_id = run_id
         self.device = device
+        check_workers(workers, backend, threads)
         self.workers, self.backend, self.threads = workers, backend, threads
         self.spec = RunnerSpec(
             run_id, settings_key(self.config), type(scorer) if scorer else None,
