@@ -11,7 +11,8 @@
              time, size and the machine's load meanwhile
           ─► ``sink``: the driver alone saves the PNGs and appends the rows, batch by batch
 
-A batch's images do not depend on where it runs; per-image latency is the batch's time over its images.
+A batch's images do not depend on where it runs (at the same CPU thread count); per-image latency is the batch's
+time over its images.
 A worker that dies loses only the batch it was running: the others go on, and ``WorkerLost`` is raised at
 the end (a rerun of the study makes what is missing).
 """
