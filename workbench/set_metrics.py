@@ -1,0 +1,360 @@
+"""Per-set image metrics: how realistic a set of images is against a reference set. All three are lower
+is better and need a feature extractor and a reference set.
+
+``fid``   Fréchet distance between Gaussians fitted to the two sets' features (torchmetrics'
+          FrechetInceptionDistance, fed our features). Biased upward at small n.
+``kid``   unbiased MMD² with the cubic polynomial kernel ``(x·y / d + 1)³`` (torchmetrics' ``poly_mmd``),
+          averaged over random equal-size subsets of at most ``subset_size`` images (Bińkowski et al. 2018).
+``cmmd``  unbiased MMD² with the Gaussian RBF kernel ``exp(-|x - y|² / 2σ²)``, σ = 10, on unit-length CLIP
+          image embeddings, reported × 1000 (Jayasumana et al. 2024, "Rethinking FID"). The paper defines
+          the unbiased estimator; the authors' code reports the biased one (× 1000), which is larger by
+          about ``1000 (1 - mean off-diagonal k) (1/m + 1/n)``, so compare only values of one estimator.
+
+Features come from a FeatureExtractor: CLIPFeatures (the default: the toy world's CLIP, offline; or any CLIP
+checkpoint id or folder CLIPScorer loads) or InceptionFeatures (FID's Inception, only where torch-fidelity
+and its weights file are on disk: nothing is ever downloaded here).
+
+Intervals (``set_metric``) come from subsets drawn without replacement, never a bootstrap, which repeats
+images and biases FID and KID: ``subsets`` times, half of each set is drawn at random (images distinct
+within a subset) and the metric computed on the halves; the delete-d jackknife (Shao & Wu 1989) turns
+their spread into the variance of the full-set value, ``var = r / d * var(half values)`` with ``r`` images
+kept and ``d`` left out of ``n`` (1 for halves), and the interval is ``value ± z * sqrt(var)`` (normal, not
+clipped at 0). A shift of the half values, such as FID's small-sample bias, does not move the interval.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from statistics import NormalDist
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from workbench.errors import ConfigError
+from workbench.metrics import DEFAULT_CLIP, CLIPScorer
+
+__all__ = [
+    "CMMD_SCALE",
+    "CMMD_SIGMA",
+    "INCEPTION_WEIGHTS_URL",
+    "SET_METRICS",
+    "CLIPFeatures",
+    "FeatureExtractor",
+    "InceptionFeatures",
+    "SetMetricSpec",
+    "bias_note",
+    "cmmd",
+    "feature_extractor",
+    "fid",
+    "kid",
+    "set_metric",
+]
+
+CMMD_SIGMA = 10.0
+CMMD_SCALE = 1000.0
+INCEPTION_WEIGHTS_URL = (
+    "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth"
+)
+_NEEDS = ("feature extractor", "reference set")
+
+
+@dataclass(frozen=True)
+class SetMetricSpec:
+    """What a set metric is, for a metrics registry: it compares a set of images with a reference set."""
+
+    name: str
+    description: str
+    estimator: str
+    bias: str
+    lower_is_better: bool = True
+    kind: str = "set"
+    needs: tuple[str, ...] = _NEEDS
+
+
+SET_METRICS = {
+    spec.name: spec
+    for spec in (
+        SetMetricSpec(
+            "fid",
+            "Fréchet distance between Gaussians fitted to the two sets' image features",
+            "plug-in Fréchet distance of the sample means and covariances (torchmetrics)",
+            "biased upward at small n (the covariance estimates' noise adds to it): compare only at equal n",
+        ),
+        SetMetricSpec(
+            "kid",
+            "kernel distance between the two sets' image features (cubic polynomial kernel)",
+            "unbiased MMD², polynomial kernel (x.y/d + 1)^3, mean over equal-size subsets (torchmetrics)",
+            "unbiased at any n (can be slightly negative when the sets match)",
+        ),
+        SetMetricSpec(
+            "cmmd",
+            "kernel distance between the two sets' CLIP image embeddings (Gaussian RBF kernel, sigma 10)",
+            "unbiased MMD² x 1000, Gaussian RBF kernel, sigma 10, unit-length CLIP embeddings",
+            "unbiased at any n (can be slightly negative when the sets match)",
+        ),
+    )
+}
+
+
+def _spec(name: str) -> SetMetricSpec:
+    if name not in SET_METRICS:
+        raise ConfigError(f"unknown set metric {name!r}; known: {', '.join(SET_METRICS)}", field="name")
+    return SET_METRICS[name]
+
+
+def bias_note(name: str) -> str:
+    """How the metric's estimate behaves at small sample sizes."""
+    return _spec(name).bias
+
+
+@runtime_checkable
+class FeatureExtractor(Protocol):
+    """Turns images into an (images, features) tensor; ``name`` says which features (for reports)."""
+
+    name: str
+
+    def __call__(self, images: Sequence[Image.Image]) -> torch.Tensor: ...
+
+
+class CLIPFeatures:
+    """Unit-length projected CLIP image embeddings (what CMMD uses), from any CLIP that CLIPScorer loads."""
+
+    def __init__(self, model_id: str = DEFAULT_CLIP, device: str | None = None, batch_size: int = 32):
+        self.scorer = CLIPScorer(model_id, device=device, batch_size=batch_size)
+        self.name = f"clip:{model_id}"
+
+    def __call__(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        return self.scorer.image_embeddings(images).detach().cpu().double()
+
+
+class InceptionFeatures:
+    """FID's Inception-v3 pool features (2048), via torchmetrics and torch-fidelity, from weights on disk.
+
+    ``weights`` is the weights file; by default torch hub's cache, where torch-fidelity keeps it. Without
+    the file (or torch-fidelity) this refuses, naming what to get: it never downloads."""
+
+    name = "inception-v3"
+
+    def __init__(self, weights: str | Path | None = None, device: str | None = None, batch_size: int = 32):
+        from torchmetrics.utilities.imports import _TORCH_FIDELITY_AVAILABLE
+
+        from workbench.models import pick_device
+
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size!r}", field="batch_size")
+        default = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_WEIGHTS_URL.rpartition("/")[2]
+        path = Path(weights).expanduser() if weights is not None else default
+        missing = []
+        if not path.is_file():
+            missing.append(f"the weights file {path} (download {INCEPTION_WEIGHTS_URL} there, or pass its path)")
+        if not _TORCH_FIDELITY_AVAILABLE:
+            missing.append("the torch-fidelity package (pip install torch-fidelity)")
+        if missing:
+            raise ConfigError(
+                "Inception features need " + " and ".join(missing) + "; nothing is downloaded here. "
+                "Offline, use CLIP features (the default, 'toyworld/clip').",
+                field="extractor",
+            )
+        from torchmetrics.image.fid import NoTrainInceptionV3
+
+        self.device = pick_device(device)
+        self.batch_size = batch_size
+        self.model = NoTrainInceptionV3(
+            name="inception-v3-compat", features_list=["2048"], feature_extractor_weights_path=str(path)
+        ).to(self.device)
+
+    @torch.no_grad()
+    def __call__(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        sizes = {image.size for image in images}
+        if len(sizes) > 1:
+            raise ConfigError(f"Inception features need images of one size, got sizes {sorted(sizes)}")
+        chunks = []
+        for start in range(0, len(images), self.batch_size):
+            batch = np.stack([np.asarray(image.convert("RGB")) for image in images[start : start + self.batch_size]])
+            pixels = torch.from_numpy(batch).permute(0, 3, 1, 2).to(self.device)
+            chunks.append(self.model(pixels).cpu().double())
+        return torch.cat(chunks)
+
+
+def feature_extractor(spec: str | FeatureExtractor = DEFAULT_CLIP) -> FeatureExtractor:
+    """An extractor from ``spec``: ``"inception"`` or ``"inception:<weights file>"``, a CLIP id or folder,
+    or an extractor (returned as is)."""
+    if isinstance(spec, FeatureExtractor):
+        return spec
+    if not isinstance(spec, str) or not spec.strip():
+        raise ConfigError(
+            f"extractor must be a CLIP id or folder, 'inception', 'inception:<weights file>' or a "
+            f"FeatureExtractor, got {spec!r}",
+            field="extractor",
+        )
+    if spec == "inception" or spec.startswith("inception:"):
+        return InceptionFeatures(spec.partition(":")[2] or None)
+    return CLIPFeatures(spec)
+
+
+def _as_features(data, which: str, extractor: Callable[[], FeatureExtractor]) -> torch.Tensor:
+    """``data`` as an (images, features) float64 tensor: features given as an array, or images to extract."""
+    if isinstance(data, torch.Tensor | np.ndarray):
+        features = torch.as_tensor(data).detach().cpu().double()
+        if features.ndim != 2:
+            raise ConfigError(
+                f"{which} features must be a 2-D (images, features) array, got shape {tuple(features.shape)}",
+                field=which,
+            )
+    else:
+        images = list(data)
+        bad = [type(item).__name__ for item in images if not isinstance(item, Image.Image)]
+        if bad:
+            raise ConfigError(
+                f"{which} must be PIL images or an (images, features) array, got items of type {bad[0]}", field=which
+            )
+        features = extractor()(images).detach().cpu().double() if images else torch.empty(0, 0)
+    if not torch.isfinite(features).all():
+        raise ConfigError(f"{which} features contain NaN or infinite values", field=which)
+    return features
+
+
+def _check_pair(x: torch.Tensor, y: torch.Tensor, minimum: int, name: str) -> None:
+    if x.ndim != 2 or y.ndim != 2:
+        raise ConfigError(f"{name} needs 2-D feature arrays, got shapes {tuple(x.shape)} and {tuple(y.shape)}")
+    for which, count in (("images", len(x)), ("reference", len(y))):
+        if count < minimum:
+            raise ConfigError(f"{name} needs at least {minimum} {which}, got {count}", field=which)
+    if x.shape[1] != y.shape[1]:
+        raise ConfigError(
+            f"{name} needs features of one size, got {x.shape[1]} for the images and {y.shape[1]} for the "
+            "reference (use one extractor for both)",
+            field="reference",
+        )
+
+
+class _Given(torch.nn.Module):
+    """The identity, as torchmetrics' feature network: the features are computed before."""
+
+    def __init__(self, num_features: int):
+        super().__init__()
+        self.num_features = num_features
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return features
+
+
+def fid(x: torch.Tensor, y: torch.Tensor) -> float:
+    """FID between two (images, features) sets, torchmetrics' computation (float64)."""
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    x, y = torch.as_tensor(x).double(), torch.as_tensor(y).double()
+    _check_pair(x, y, 2, "fid")
+    metric = FrechetInceptionDistance(feature=_Given(x.shape[1]))
+    metric.update(y, real=True)
+    metric.update(x, real=False)
+    return float(metric.compute())
+
+
+def kid(x: torch.Tensor, y: torch.Tensor, *, subsets: int = 100, subset_size: int = 1000, seed: int = 0) -> float:
+    """KID between two (images, features) sets: torchmetrics' unbiased polynomial-kernel MMD², averaged over
+    ``subsets`` random pairs of subsets of ``min(subset_size, len(x), len(y))`` distinct images (computed
+    once when that is both whole sets)."""
+    from torchmetrics.image.kid import poly_mmd
+
+    x, y = torch.as_tensor(x).double(), torch.as_tensor(y).double()
+    _check_pair(x, y, 2, "kid")
+    if subsets < 1 or subset_size < 2:
+        raise ConfigError(f"kid needs subsets >= 1 and subset_size >= 2, got {subsets} and {subset_size}")
+    m = min(subset_size, len(x), len(y))
+    if m == len(x) == len(y):
+        return float(poly_mmd(x, y))
+    rng = np.random.default_rng(seed)
+    values = [poly_mmd(x[rng.permutation(len(x))[:m]], y[rng.permutation(len(y))[:m]]) for _ in range(subsets)]
+    return float(torch.stack(values).mean())
+
+
+def cmmd(x: torch.Tensor, y: torch.Tensor) -> float:
+    """CMMD between two sets of unit-length CLIP embeddings: the unbiased MMD² estimator ::
+
+        sum_{i != j} k(x_i, x_j) / m(m-1) + sum_{i != j} k(y_i, y_j) / n(n-1) - 2 sum_{i,j} k(x_i, y_j) / mn
+
+    with ``k(a, b) = exp(-|a - b|² / 2σ²)``, σ = CMMD_SIGMA, times CMMD_SCALE (1000)."""
+    x, y = torch.as_tensor(x).double(), torch.as_tensor(y).double()
+    _check_pair(x, y, 2, "cmmd")
+    gamma = 1.0 / (2 * CMMD_SIGMA**2)
+
+    def kernel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return torch.exp(-gamma * torch.cdist(a, b).square())
+
+    m, n = len(x), len(y)
+    k_xx, k_yy = kernel(x, x), kernel(y, y)
+    within_x = (k_xx.sum() - k_xx.diagonal().sum()) / (m * (m - 1))
+    within_y = (k_yy.sum() - k_yy.diagonal().sum()) / (n * (n - 1))
+    return float(CMMD_SCALE * (within_x + within_y - 2 * kernel(x, y).mean()))
+
+
+_COMPUTE = {"fid": fid, "kid": kid, "cmmd": cmmd}
+
+
+def set_metric(
+    name: str,
+    images,
+    reference,
+    *,
+    extractor: str | FeatureExtractor | None = None,
+    subsets: int = 50,
+    level: float = 0.95,
+    seed: int = 0,
+) -> dict:
+    """``name`` ("fid", "kid" or "cmmd") of ``images`` against ``reference``, with an interval.
+
+    Each of ``images`` and ``reference`` is a sequence of PIL images (featurised by ``extractor``: default
+    the toy world's CLIP) or an (images, features) array from one extractor. The interval is the
+    half-sampling jackknife of the module docstring over ``subsets`` draws (``subsets=0``: none), at
+    ``level``. Returns ``metric``, ``value``, ``ci_low``, ``ci_high``, ``level``, ``n``, ``n_reference``,
+    ``subsets``, ``subset_sizes``, ``estimator``, ``bias``, ``features`` and ``lower_is_better``."""
+    spec = _spec(name)
+    if not isinstance(subsets, int) or subsets < 0 or subsets == 1:
+        raise ConfigError(f"subsets must be 0 (no interval) or an integer >= 2, got {subsets!r}", field="subsets")
+    if not 0 < level < 1:
+        raise ConfigError(f"level must be between 0 and 1, got {level!r}", field="level")
+    chosen: list[FeatureExtractor] = []
+
+    def get_extractor() -> FeatureExtractor:
+        if not chosen:
+            chosen.append(feature_extractor(DEFAULT_CLIP if extractor is None else extractor))
+            if name == "cmmd" and isinstance(chosen[0], InceptionFeatures):
+                raise ConfigError("cmmd needs CLIP image embeddings, got Inception features", field="extractor")
+        return chosen[0]
+
+    x = _as_features(images, "images", get_extractor)
+    y = _as_features(reference, "reference", get_extractor)
+    _check_pair(x, y, 4 if subsets else 2, name)
+    compute = _COMPUTE[name]
+    value = compute(x, y)
+    result = {
+        "metric": name,
+        "value": value,
+        "ci_low": None,
+        "ci_high": None,
+        "level": level,
+        "n": len(x),
+        "n_reference": len(y),
+        "subsets": subsets,
+        "subset_sizes": None,
+        "estimator": spec.estimator,
+        "bias": spec.bias,
+        "features": chosen[0].name if chosen else "given",
+        "lower_is_better": spec.lower_is_better,
+    }
+    if subsets:
+        rng = np.random.default_rng(seed)
+        kept_x, kept_y = len(x) // 2, len(y) // 2
+        halves = [
+            compute(x[rng.choice(len(x), kept_x, replace=False)], y[rng.choice(len(y), kept_y, replace=False)])
+            for _ in range(subsets)
+        ]
+        kept = (kept_x / len(x) + kept_y / len(y)) / 2
+        half_width = NormalDist().inv_cdf((1 + level) / 2) * float(np.sqrt(kept / (1 - kept) * np.var(halves, ddof=1)))
+        result.update(ci_low=value - half_width, ci_high=value + half_width, subset_sizes=[kept_x, kept_y])
+    return result
