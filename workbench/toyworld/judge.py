@@ -1,24 +1,174 @@
-"""Judging toy world images two independent ways: the toy CLIP's zero-shot reading and a pixel check.
+"""Judging toy world images: a pixel judge with no learned weights, and the toy CLIP's zero-shot reading.
 
-The CLIP reads every attribute: for each one, the score of a value is the log-sum-exp of the image's
-similarity to every caption with that value (marginalising the other attributes). The pixel check
-(``scenes.pixel_attributes``) reads colour, background, size and position without any model.
+The pixel judge (``read_image``, ``judge_image``, ``judge_images``) shares nothing with the toy CLIP, so
+it can measure how far the CLIP score agrees with the truth. Colour, background, size and position come
+from ``scenes.pixel_attributes``. Shape: the foreground (pixels as saturated as the shape, holes filled)
+is compared with the mask the scene renderer draws for each shape, placed and sized from the
+foreground's centroid and area; the best intersection-over-union wins. Style: an outline leaves the
+filled foreground hollow (sketch); otherwise a photo's light makes the shape darker from top left to
+bottom right, a plain fill is flat.
+
+The toy CLIP (``ToyJudge``) reads every attribute: for each one, the score of a value is the log-sum-exp
+of the image's similarity to every caption with that value (marginalising the other attributes).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
+from scipy import ndimage
 
+from workbench.errors import ConfigError
 from workbench.toyworld import scenes
+from workbench.toyworld.captions import parse_prompt
 
-__all__ = ["PIXEL_ATTRIBUTES", "ToyJudge", "accuracy"]
+__all__ = ["AttributeJudgement", "Judgement", "ToyJudge", "accuracy", "judge_image", "judge_images", "read_image"]
 
-PIXEL_ATTRIBUTES = ("colour", "background", "size", "position")
 _BATCH = 256
+_SUPERSAMPLE = 4
+_ALPHA = 0.4  # share of the shape's colour that makes a pixel foreground
+_HOLLOW = 0.05  # share of the filled foreground an outline leaves empty: 0 for fills, >= 0.12 for sketches
+_SHADING = 0.12  # relative brightness drop across the shape: 0 for plain fills, >= 0.24 for photos
+
+
+@dataclass(frozen=True)
+class AttributeJudgement:
+    """One attribute: the prompt's value, the image's, and whether they agree."""
+
+    expected: str
+    read: str | None
+    right: bool
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """An image against its prompt: the judged attributes, and the share (``composition``) of them right.
+
+    ``composition_all`` is 1.0 when every judged attribute is right, else 0.0. For a prompt outside the
+    toy world nothing is judged: both are None and ``reason`` says why.
+    """
+
+    attributes: dict[str, AttributeJudgement]
+    composition: float | None
+    composition_all: float | None
+    reason: str | None = None
+
+
+def _shape_mask(shape: str, cx: float, cy: float, r: float, size: int = scenes.IMAGE_SIZE) -> np.ndarray:
+    """The coverage (0-1) of ``shape`` as the renderer draws it filled, at ``size`` x ``size``."""
+    k = _SUPERSAMPLE
+    mask = Image.new("L", (size * k, size * k), 0)
+    scenes._draw_shape(ImageDraw.Draw(mask), shape, cx * k, cy * k, r * k, fill=255)
+    return np.asarray(mask.resize((size, size), Image.Resampling.BOX), dtype=np.float64) / 255.0
+
+
+def _moments(shape: str) -> tuple[float, float]:
+    """Area and centroid's downward offset of ``shape`` at radius 1 (from a large drawing)."""
+    r = 100.0
+    mask = _shape_mask(shape, 128.0, 128.0, r, size=256)
+    centroid = float(((np.arange(256)[:, None] + 0.5) * mask).sum() / mask.sum())
+    return float(mask.sum()) / r**2, (centroid - 128.0) / r
+
+
+_MOMENTS = {shape: _moments(shape) for shape in scenes.SHAPES}
+
+
+def _pixels(image) -> np.ndarray:
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(np.asarray(image, dtype=np.uint8))
+    if not isinstance(image, Image.Image):
+        raise ConfigError(f"image must be a PIL image or an HxWx3 uint8 array, not {type(image).__name__}", "image")
+    return np.asarray(image.convert("RGB").resize((scenes.IMAGE_SIZE, scenes.IMAGE_SIZE)), dtype=np.float64)
+
+
+def _foreground(pixels: np.ndarray) -> np.ndarray:
+    """How much of the shape's colour each pixel holds (0-1): its chroma over the shape's."""
+    hi, lo = pixels.max(axis=2), pixels.min(axis=2)
+    chroma = hi - lo
+    saturated = (chroma / np.maximum(hi, 1.0) > 0.45) & (hi > 60)
+    if saturated.sum() < 4:
+        return np.zeros(chroma.shape)
+    return np.clip(chroma / np.percentile(chroma[saturated], 75), 0.0, 1.0)
+
+
+def _read_shape(filled: np.ndarray) -> tuple[str, float]:
+    """The shape whose renderer mask best overlaps ``filled``, and its fitted radius."""
+    area = float(filled.sum())
+    ys, xs = np.nonzero(filled)
+    cx, cy = xs.mean() + 0.5, ys.mean() + 0.5
+    best, best_iou, best_r = scenes.SHAPES[0], -1.0, 0.0
+    for shape, (unit_area, offset) in _MOMENTS.items():
+        r = np.sqrt(area / unit_area)
+        template = _shape_mask(shape, cx, cy - offset * r, r) > 0.5
+        iou = (template & filled).sum() / max((template | filled).sum(), 1)
+        if iou > best_iou:
+            best, best_iou, best_r = shape, iou, r
+    return best, best_r
+
+
+def _read_style(pixels: np.ndarray, mask: np.ndarray, filled: np.ndarray, r: float) -> str:
+    if 1.0 - mask.sum() / filled.sum() > _HOLLOW:
+        return "sketch"
+    core = filled
+    for _ in range(2):
+        eroded = ndimage.binary_erosion(core)
+        if eroded.sum() < 6:
+            break
+        core = eroded
+    ys, xs = np.nonzero(core)
+    brightness = pixels.sum(axis=2)[core]
+    diagonal = (xs + ys).astype(np.float64)
+    if diagonal.std() == 0:
+        return "plain"
+    slope = np.polyfit(diagonal, brightness, 1)[0]
+    return "photo" if -slope * 2 * r / max(brightness.mean(), 1.0) > _SHADING else "plain"
+
+
+def read_image(image) -> dict[str, str | None]:
+    """Every attribute of a toy world image read off its pixels (no model); None where no shape is found."""
+    pixels = _pixels(image)
+    result: dict[str, str | None] = dict(scenes.pixel_attributes(Image.fromarray(pixels.astype(np.uint8))))
+    mask = _foreground(pixels) > _ALPHA
+    filled = ndimage.binary_fill_holes(mask)
+    if filled.sum() < 4 or result["colour"] is None:
+        return {a: result.get(a) for a in scenes.ATTRIBUTES}
+    result["shape"], r = _read_shape(filled)
+    result["style"] = _read_style(pixels, mask, filled, r)
+    return {a: result[a] for a in scenes.ATTRIBUTES}
+
+
+def _judge(read: dict[str, str | None], expected: dict[str, str]) -> Judgement:
+    attributes = {a: AttributeJudgement(v, read[a], read[a] == v) for a, v in expected.items()}
+    right = [j.right for j in attributes.values()]
+    return Judgement(attributes, sum(right) / len(right), float(all(right)))
+
+
+def judge_image(image, prompt: str) -> Judgement:
+    """Judge ``image`` against the attributes ``prompt`` names (see ``captions.parse_prompt``)."""
+    parsed = parse_prompt(prompt)
+    if parsed.reason is not None:
+        return Judgement({}, None, None, parsed.reason)
+    return _judge(read_image(image), parsed.attributes)
+
+
+def judge_images(images: Sequence, prompts: Sequence[str]) -> list[Judgement]:
+    """``judge_image`` over pairs (one prompt per image)."""
+    if isinstance(prompts, str) or len(images) != len(prompts):
+        count = 1 if isinstance(prompts, str) else len(prompts)
+        raise ConfigError(f"{len(images)} images but {count} prompts: give one prompt per image", "prompts")
+    parsed = {p: parse_prompt(p) for p in dict.fromkeys(prompts)}
+    judgements = []
+    for image, prompt in zip(images, prompts, strict=True):
+        if parsed[prompt].reason is not None:
+            judgements.append(Judgement({}, None, None, parsed[prompt].reason))
+        else:
+            judgements.append(_judge(read_image(image), parsed[prompt].attributes))
+    return judgements
 
 
 class ToyJudge:
@@ -70,8 +220,8 @@ class ToyJudge:
         for image, scene, reading in zip(images, truth, self.read(images), strict=True):
             row = {"clip_caption": reading["caption"] == scene}
             row |= {f"clip_{a}": reading[a] == getattr(scene, a) for a in scenes.ATTRIBUTES}
-            pixels = scenes.pixel_attributes(image)
-            row |= {f"pixel_{a}": pixels[a] == getattr(scene, a) for a in PIXEL_ATTRIBUTES}
+            pixels = read_image(image)
+            row |= {f"pixel_{a}": pixels[a] == getattr(scene, a) for a in scenes.ATTRIBUTES}
             rows.append(row)
         return rows
 
