@@ -14,6 +14,7 @@ of the image's similarity to every caption with that value (marginalising the ot
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,9 @@ __all__ = ["AttributeJudgement", "Judgement", "ToyJudge", "accuracy", "judge_ima
 _BATCH = 256
 _SUPERSAMPLE = 4
 _ALPHA = 0.4  # share of the shape's colour that makes a pixel foreground
-_HOLLOW = 0.05  # share of the filled foreground an outline leaves empty: 0 for fills, >= 0.12 for sketches
+_HOLLOW = 0.03  # share of the filled foreground an outline leaves empty: 0 for fills, >= 0.06 for sketches
+_CLOSE = 0.08  # IoU gap under which the best two shapes are refitted
+_NUDGES = list(itertools.product((-0.5, 0.0, 0.5), (-0.5, 0.0, 0.5), (0.9, 1.0, 1.1)))
 _SHADING = 0.12  # relative brightness drop across the shape: 0 for plain fills, >= 0.24 for photos
 
 
@@ -87,28 +90,42 @@ def _pixels(image) -> np.ndarray:
 
 
 def _foreground(pixels: np.ndarray) -> np.ndarray:
-    """How much of the shape's colour each pixel holds (0-1): its chroma over the shape's."""
+    """How much of the shape's colour each pixel holds (0-1): its chroma over the shape's nearby.
+
+    Nearby (the 3x3 maximum), since a photo's light makes the shape's own chroma vary across it.
+    """
     hi, lo = pixels.max(axis=2), pixels.min(axis=2)
     chroma = hi - lo
     saturated = (chroma / np.maximum(hi, 1.0) > 0.45) & (hi > 60)
     if saturated.sum() < 4:
         return np.zeros(chroma.shape)
-    return np.clip(chroma / np.percentile(chroma[saturated], 75), 0.0, 1.0)
+    floor = 0.5 * np.percentile(chroma[saturated], 75)
+    return np.clip(chroma / np.maximum(ndimage.maximum_filter(chroma, 3), floor), 0.0, 1.0)
 
 
 def _read_shape(filled: np.ndarray) -> tuple[str, float]:
-    """The shape whose renderer mask best overlaps ``filled``, and its fitted radius."""
+    """The shape whose renderer mask best overlaps ``filled``, and its fitted radius.
+
+    Each shape is placed and sized from the foreground's centroid and area; when the best two are close,
+    both are also tried half a pixel and a tenth of their size around that fit.
+    """
     area = float(filled.sum())
     ys, xs = np.nonzero(filled)
     cx, cy = xs.mean() + 0.5, ys.mean() + 0.5
-    best, best_iou, best_r = scenes.SHAPES[0], -1.0, 0.0
-    for shape, (unit_area, offset) in _MOMENTS.items():
-        r = np.sqrt(area / unit_area)
-        template = _shape_mask(shape, cx, cy - offset * r, r) > 0.5
-        iou = (template & filled).sum() / max((template | filled).sum(), 1)
-        if iou > best_iou:
-            best, best_iou, best_r = shape, iou, r
-    return best, best_r
+
+    def iou(shape: str, dx: float = 0.0, dy: float = 0.0, scale: float = 1.0) -> tuple[float, float]:
+        unit_area, offset = _MOMENTS[shape]
+        r = np.sqrt(area / unit_area) * scale
+        template = _shape_mask(shape, cx + dx, cy + dy - offset * r, r) > 0.5
+        return float((template & filled).sum() / max((template | filled).sum(), 1)), r
+
+    fits = {shape: iou(shape) for shape in scenes.SHAPES}
+    ranked = sorted(fits, key=lambda s: fits[s][0], reverse=True)
+    if fits[ranked[0]][0] - fits[ranked[1]][0] < _CLOSE:
+        for shape in ranked[:2]:
+            fits[shape] = max(iou(shape, dx, dy, scale) for dx, dy, scale in _NUDGES)
+    best = max(ranked[:2], key=lambda s: fits[s][0])
+    return best, fits[best][1]
 
 
 def _read_style(pixels: np.ndarray, mask: np.ndarray, filled: np.ndarray, r: float) -> str:
