@@ -107,6 +107,9 @@ def test_cmmd_is_the_unbiased_mmd2_times_1000_by_hand():
     assert cmmd(x, y) == pytest.approx(1000 * unbiased) == pytest.approx(500 * (math.exp(-0.5) - 1))
     biased = (1 - math.exp(-0.125)) / 2  # the authors' code's estimate (diagonals included), for contrast
     assert cmmd(x, y) != pytest.approx(1000 * biased)
+    # ... larger by 1000 ((1 - k_x) / m + (1 - k_y) / n), as the module docstring says
+    offset = (1 - math.exp(-0.125)) / 2 + (1 - math.exp(-0.5)) / 2
+    assert 1000 * biased - cmmd(x, y) == pytest.approx(1000 * offset)
 
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=(3, 4)), rng.normal(size=(5, 4))  # unequal sizes
@@ -225,6 +228,12 @@ def test_inception_without_torch_fidelity_refuses_naming_it(tmp_path, no_network
     with pytest.raises(ConfigError, match="pip install torch-fidelity") as error:
         InceptionFeatures(weights)
     assert str(weights) not in str(error.value)
+
+
+def test_cmmd_refuses_inception_features():
+    inception = object.__new__(InceptionFeatures)  # as if its weights were on disk: never called here
+    with pytest.raises(ConfigError, match="cmmd needs CLIP image embeddings, got Inception features"):
+        set_metric("cmmd", _images(4, 0), _images(4, 1), extractor=inception)
 
 
 @pytest.mark.parametrize(

@@ -7,8 +7,9 @@ is better and need a feature extractor and a reference set.
           averaged over random equal-size subsets of at most ``subset_size`` images (Bińkowski et al. 2018).
 ``cmmd``  unbiased MMD² with the Gaussian RBF kernel ``exp(-|x - y|² / 2σ²)``, σ = 10, on unit-length CLIP
           image embeddings, reported × 1000 (Jayasumana et al. 2024, "Rethinking FID"). The paper defines
-          the unbiased estimator; the authors' code reports the biased one (× 1000), which is larger by
-          about ``1000 (1 - mean off-diagonal k) (1/m + 1/n)``, so compare only values of one estimator.
+          the unbiased estimator; the authors' code reports the biased one (× 1000), larger by exactly
+          ``1000 ((1 - k̄_x) / m + (1 - k̄_y) / n)`` (k̄ a set's mean kernel value over pairs of distinct
+          images), so compare only values of one estimator.
 
 Features come from a FeatureExtractor: CLIPFeatures (the default: the toy world's CLIP, offline; or any CLIP
 checkpoint id or folder CLIPScorer loads) or InceptionFeatures (FID's Inception, only where torch-fidelity
