@@ -31,6 +31,7 @@ from PIL import Image
 
 from workbench.config import GenerationConfig
 from workbench.errors import ConfigError
+from workbench.evaluation import batch_latencies
 from workbench.run_files import read_manifest, read_results
 from workbench.stats import holm, paired_statistics, ratio_of_medians
 
@@ -357,11 +358,10 @@ def _latency(units: pd.DataFrame, *, seed: int) -> list[dict[str, Any]]:
 
 
 def _per_batch(units: pd.DataFrame, latency: pd.Series, suffix: str) -> np.ndarray:
-    """One latency per batch of one run (rows from before batches were recorded: one per image)."""
-    keys = [f"{c}{suffix}" for c in ("batch_id", "batch_started") if f"{c}{suffix}" in units]
-    if not keys or units[keys].isna().all(axis=None):
-        return latency.to_numpy()
-    return latency.groupby([units[k] for k in keys], dropna=False).first().to_numpy()
+    """One latency per batch of one run's side of the shared units (``evaluation.batch_latencies``)."""
+    columns = [c for c in ("batch_id", "batch_round") if f"{c}{suffix}" in units]
+    side = units[[f"{c}{suffix}" for c in columns]].set_axis(columns, axis=1).assign(latency_s=latency)
+    return batch_latencies(side)["latency_s"].to_numpy()
 
 
 def _win_rate(a: pd.Series, b: pd.Series) -> float:

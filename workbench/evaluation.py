@@ -38,6 +38,7 @@ from workbench.stats import compare_groups, holm, mean_over_prompts, median_ci, 
 __all__ = [
     "ModelComparison",
     "ModelEvaluator",
+    "batch_latencies",
     "compare_models",
     "comparisons_table",
     "cost_table",
@@ -191,7 +192,7 @@ LOAD_CHANGE = 0.25  # other processes' CPU share moving by more than this during
 BUSY = 0.25  # other processes' median CPU share above this: the machine was busy
 
 
-def _batch_latencies(rows: pd.DataFrame) -> pd.DataFrame:
+def batch_latencies(rows: pd.DataFrame) -> pd.DataFrame:
     """One row per batch: its per-image latency, round, size and the other processes' CPU share (rows made
     before batches were recorded count one batch per row)."""
     rows = rows.assign(**{c: rows.get(c, np.nan) for c in ("batch_id", "batch_round", "cpu_busy_other")})
@@ -240,7 +241,7 @@ def latency_summary(rows: pd.DataFrame, reference: str | None = None) -> pd.Data
     batches of the same interleaving round (median of the per-round ratios), so drift that hits a round
     hits both; rows without rounds fall back to a ratio of medians over independent batches."""
     ok = rows[rows["status"] == "ok"]
-    batches = {model: _batch_latencies(group) for model, group in ok.groupby("model_id", sort=False)}
+    batches = {model: batch_latencies(group) for model, group in ok.groupby("model_id", sort=False)}
     if not batches:
         return pd.DataFrame(columns=["model_id"])
     reference = reference if reference is not None else next(iter(batches))
