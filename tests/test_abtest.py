@@ -84,7 +84,7 @@ def test_known_effect_the_right_colour_wins(tester):
     b_prompts = result.rows.loc[result.rows["arm"] == "B", "prompt"]
     assert b_prompts.str.contains("blue").all() and not b_prompts.str.contains("red").any()
     summary = result.summary.set_index("arm")
-    assert summary.loc["A", "clip_mean"] > summary.loc["B", "clip_mean"]
+    assert summary.loc["A", "clip_score_mean"] > summary.loc["B", "clip_score_mean"]
 
 
 def test_a_a_identical_arms_show_no_difference(tester):

@@ -212,7 +212,20 @@ def test_a_version_1_summary_keeps_its_keys_and_its_cost_reads_as_usd_per_image(
 
     (tmp_path / "summary.json").write_text(json.dumps([{"model_id": "m", "clip_mean": 30.0, "cost_per_image": 0.001}]))
     (row,) = read_summary(tmp_path)["rows"]
-    assert row == {"model_id": "m", "clip_mean": 30.0, "cost_per_image": 0.001, "usd_per_image": 0.001}
+    assert row == {
+        "model_id": "m", "clip_mean": 30.0, "cost_per_image": 0.001, "usd_per_image": 0.001, "clip_score_mean": 30.0
+    }  # fmt: skip
+
+
+def test_a_version_2_summary_reads_its_clip_keys_as_clip_score_keys(tmp_path):
+    from workbench.run_files import read_manifest, read_summary
+
+    old = {"model_id": "m", "clip_mean": 30.0, "clip_ci_low": 29.0, "clip_ci_high": 31.0}
+    (tmp_path / "summary.json").write_text(json.dumps({"schema_version": 2, "rows": [old]}))
+    (row,) = read_summary(tmp_path)["rows"]
+    assert row == old | {"clip_score_mean": 30.0, "clip_score_ci_low": 29.0, "clip_score_ci_high": 31.0}
+    (tmp_path / "manifest.json").write_text(json.dumps({"schema_version": 2, "summary": {"rows": [old]}}))
+    assert read_manifest(tmp_path)["summary"][0]["clip_score_ci_high"] == 31.0
 
 
 def test_an_unreadable_run_is_an_error_not_a_regression(runs, capsys):

@@ -111,10 +111,10 @@ def test_summary_numbers_on_a_hand_made_table():
     assert m.latency_mean_s == 4.0 and m.latency_median_s == 2.5
     assert m.latency_p95_s == pytest.approx(pd.Series([1.0, 2.0, 3.0, 10.0]).quantile(0.95))
     assert m.images_per_s == 0.25 and m.peak_mem_mb == 120
-    assert m.clip_mean == 40.0  # the mean of the prompt means (20, 60), not of the images (30)
-    assert m.clip_ci_low <= m.clip_mean <= m.clip_ci_high
+    assert m.clip_score_mean == 40.0  # the mean of the prompt means (20, 60), not of the images (30)
+    assert m.clip_score_ci_low <= m.clip_score_mean <= m.clip_score_ci_high
     assert m.usd_per_image == pytest.approx(3.6 * 4.0 / 3600 / 0.5)  # $/h x s/image, busy half the time
-    assert summary.loc["n"].clip_mean == 6.0
+    assert summary.loc["n"].clip_score_mean == 6.0
 
 
 def test_failed_rows_count_as_failed_not_as_speed():

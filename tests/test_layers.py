@@ -15,7 +15,7 @@ LAYERS = [
     ["errors", "config", "resources", "data", "notebooks", "system_load", "ray_cluster"],
     ["records", "backends", "acceleration", "models", "toyworld", "local_pipeline", "checkpoints", "costs"],
     ["generation"],
-    ["prompts", "routing", "metrics", "set_metrics", "plan"],
+    ["prompts", "routing", "metrics", "plan"],
     ["stats", "run_files", "results", "engine", "evaluation", "abtest", "acceleration_benchmark", "plots"],
     ["studies", "compare", "tracking", "sweeps", "widgets", "serve", "client", "cli"],
 ]

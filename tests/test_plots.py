@@ -19,12 +19,12 @@ def test_study_figures_draw_from_tidy_results():
         {
             "model_id": ["a", "b"],
             "latency_mean_s": [0.1, 0.3],
-            "clip_mean": [20.0, 25.0],
-            "clip_ci_low": [19.0, 24.0],
-            "clip_ci_high": [21.0, 26.0],
+            "clip_score_mean": [20.0, 25.0],
+            "clip_score_ci_low": [19.0, 24.0],
+            "clip_score_ci_high": [21.0, 26.0],
         }
     )
-    assert plots.latency_vs_clip(summary).axes[0].get_xlabel().startswith("mean latency")
+    assert plots.latency_vs_quality(summary).axes[0].get_xlabel().startswith("mean latency")
     results = pd.DataFrame(
         {
             "model_id": ["a", "a", "b", "b"],
@@ -33,7 +33,7 @@ def test_study_figures_draw_from_tidy_results():
             "status": ["ok"] * 4,
         }
     )
-    assert len(plots.clip_by_category(results).axes[0].patches) >= 4
+    assert len(plots.metric_by_category(results).axes[0].patches) >= 4
 
 
 def test_cost_vs_quality_draws_models_as_points_and_apis_as_lines():
@@ -41,9 +41,9 @@ def test_cost_vs_quality_draws_models_as_points_and_apis_as_lines():
         {
             "model_id": ["a", "b"],
             "usd_per_1000": [0.5, 2.0],
-            "clip_mean": [20.0, 25.0],
-            "clip_ci_low": [19.0, 24.0],
-            "clip_ci_high": [21.0, 26.0],
+            "clip_score_mean": [20.0, 25.0],
+            "clip_score_ci_low": [19.0, 24.0],
+            "clip_score_ci_high": [21.0, 26.0],
         }
     )
     prices = Prices({}, {"dear": ApiPrice(0.04), "cheap": ApiPrice(0.002)}, 0.5, 730)
@@ -54,7 +54,7 @@ def test_cost_vs_quality_draws_models_as_points_and_apis_as_lines():
     lines = [line.get_xdata()[0] for line in ax.get_lines() if line.get_linestyle() == "--"]
     assert sorted(lines) == pytest.approx([2.0, 40.0])  # the APIs' $ per 1,000
     assert len(ax.collections) == 2  # the points and their error bars
-    no_ci = plots.cost_vs_quality(summary.drop(columns=["clip_ci_low", "clip_ci_high"]), ["dear"], prices)
+    no_ci = plots.cost_vs_quality(summary.drop(columns=["clip_score_ci_low", "clip_score_ci_high"]), ["dear"], prices)
     assert len(no_ci.collections) == 1 and [t.get_text() for t in no_ci.texts] == ["a", "b", "dear"]
     assert "dalle3_hd" in [t.get_text() for t in plots.cost_vs_quality(summary).texts]  # the bundled prices
     same = Prices({}, {"x": ApiPrice(0.04), "y": ApiPrice(0.04)}, 0.5, 730)

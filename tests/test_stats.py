@@ -245,7 +245,11 @@ def test_mean_over_prompts_keeps_the_clip_key_names():
     summary = mean_over_prompts(a, "clip_score")
     means = a.groupby("prompt_id")["clip_score"].mean()
     assert summary == pytest.approx(
-        {"clip_mean": means.mean(), "clip_ci_low": mean_ci(means)[0], "clip_ci_high": mean_ci(means)[1]}
+        {
+            "clip_score_mean": means.mean(),
+            "clip_score_ci_low": mean_ci(means)[0],
+            "clip_score_ci_high": mean_ci(means)[1],
+        }
     )
     assert set(mean_over_prompts(a, "latency_s", prefix="lat")) == {"lat_mean", "lat_ci_low", "lat_ci_high"}
 

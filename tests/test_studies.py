@@ -181,7 +181,7 @@ def _version_1_run(folder: Path, study: str, run_id: str, *, started: str, model
     bare list (and the manifest's summary that list)."""
     run = folder / study / run_id
     run.mkdir(parents=True)
-    summary = [{"model_id": m, "latency_mean_s": 0.25, "clip_mean": 30.0 + i} for i, m in enumerate(models)]
+    summary = [{"model_id": m, "latency_mean_s": 0.25, "clip_score_mean": 30.0 + i} for i, m in enumerate(models)]
     (run / "summary.json").write_text(json.dumps(summary))
     rows = [{"run_id": run_id, "model_id": m, "prompt_id": "p0", "seed": 0, "status": "ok"} for m in models]
     pd.DataFrame(rows).to_parquet(run / "results.parquet", index=False)

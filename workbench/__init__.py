@@ -22,7 +22,9 @@ from workbench.evaluation import (
     compare_models,
     comparisons_table,
     cost_table,
+    metrics_table,
     model_comparison,
+    prompt_differences,
     summarize,
     summary_table,
 )
@@ -35,7 +37,7 @@ from workbench.generation import (
     reproduction_code,
     save_image,
 )
-from workbench.metrics import CLIPScorer, fidelity
+from workbench.metrics import METRICS, CLIPScorer, MetricOptions, fidelity, register_metric
 from workbench.models import ModelLoader, PipelineCache, available_models, load, register_loader
 from workbench.plan import ROUTED, Plan, resolve, run
 from workbench.plots import image_grid
@@ -61,6 +63,7 @@ from workbench.studies import StudyRun, run_study
 __version__ = package_version()
 
 __all__ = [
+    "METRICS",
     "ROUTED",
     "SCHEDULERS",
     "ABTestResult",
@@ -76,6 +79,7 @@ __all__ = [
     "ImageBackend",
     "ImageMetadataError",
     "KeywordClassifier",
+    "MetricOptions",
     "ModelComparison",
     "ModelEvaluator",
     "ModelLoader",
@@ -113,12 +117,15 @@ __all__ = [
     "load",
     "load_prompts",
     "load_styles",
+    "metrics_table",
     "model_comparison",
     "model_targets",
     "plots",
+    "prompt_differences",
     "read_settings",
     "read_summary",
     "register_loader",
+    "register_metric",
     "reproduce",
     "reproduction_code",
     "resolve",

@@ -1,5 +1,6 @@
 """A/B tests of prompt variations: every arm sees the same base prompts and the same seeds, each image is
-CLIP-scored (against the base prompt by default), and each arm is compared with a control arm.
+scored by a per-image metric (CLIP score by default; any ``ImageScorer``), against the base prompt by
+default, and each arm is compared with a control arm.
 
 ``PromptABTester.run()`` reads like a script::
 
@@ -63,12 +64,14 @@ def arms_verdict(comparisons: pd.DataFrame, *, alpha: float = 0.05) -> str:
 
 @dataclass
 class ABTestResult:
-    """The tidy rows (one per image), per-arm summary, comparisons with the control, and the verdict."""
+    """The tidy rows (one per image), per-arm summary, comparisons with the control on ``metric``, and the
+    verdict."""
 
     rows: pd.DataFrame
     comparisons: pd.DataFrame
     control: str
     verdict: str
+    metric: str = "clip_score"
     images: dict[tuple[str, str, int], Image.Image] = field(default_factory=dict, repr=False)  # (arm, prompt_id, seed)
 
     def save(self, output_dir: str | Path) -> None:
@@ -83,14 +86,15 @@ class ABTestResult:
 
     @property
     def summary(self) -> pd.DataFrame:
-        """Per arm: images, mean CLIP score with a 95% CI over prompts (``stats.mean_over_prompts``), mean latency."""
+        """Per arm: images, the metric's mean with a 95% CI over prompts (``stats.mean_over_prompts``), mean
+        latency."""
         out = []
         for arm, group in self.rows.groupby("arm", sort=False):
             out.append(
                 {
                     "arm": arm,
                     "images": len(group),
-                    **mean_over_prompts(group, "clip_score"),
+                    **mean_over_prompts(group, self.metric),
                     "latency_mean_s": group["latency_s"].mean(),
                 }
             )
@@ -99,19 +103,24 @@ class ABTestResult:
 
 class PromptABTester:
     """Runs prompt variations on one pipeline (or through a router: each base prompt's route decides the
-    model and settings for all its arms, so arms differ only in their prompts), CLIP-scored."""
+    model and settings for all its arms, so arms differ only in their prompts), scored by ``scorer`` (an
+    ``ImageScorer``: a ``CLIPScorer``, or any registry metric's) on its first metric, or ``metric``."""
 
     def __init__(
         self,
         target,
         scorer,
         *,
+        metric: str | None = None,
         config: GenerationConfig | None = None,
         output_dir: str | Path | None = None,
         device: str | None = None,
         run_id: str = "ab",
     ):
         self.target, self.scorer = target, scorer
+        self.metric = metric if metric is not None else scorer.metrics[0]
+        if self.metric not in scorer.metrics:
+            raise ConfigError(f"metric must be one the scorer fills, {list(scorer.metrics)}, got {metric!r}", "metric")
         self.config = config or GenerationConfig()
         self.output_dir = Path(output_dir) if output_dir else None
         self.device = device
@@ -159,7 +168,7 @@ class PromptABTester:
                 arm_plan = replace(plan, config=config, context={**plan.context, "arm": arm})
                 records = run(arm_plan, text, arm_seeds, device=self.device, cache=self.cache)
                 against = [prompt.prompt if score_against == "base" else text] * len(records)
-                scores = self.scorer.score([r.image for r in records], against)
+                scores = self.scorer.score_columns([r.image for r in records], against)
                 for i, record in enumerate(records):
                     images[(arm, prompt.prompt_id, seeds[i])] = record.image
                     rows.append(
@@ -176,8 +185,8 @@ class PromptABTester:
 
         # 3. Compare each arm with the control.
         frame = pd.DataFrame(rows)
-        comparisons = compare_arms(frame, control)
-        return ABTestResult(frame, comparisons, control, arms_verdict(comparisons), images)
+        comparisons = compare_arms(frame, control, metric=self.metric)
+        return ABTestResult(frame, comparisons, control, arms_verdict(comparisons), self.metric, images)
 
     def _save(self, record) -> str | None:
         """Write the PNG under output_dir/images (when there is an output_dir); its path relative to it."""

@@ -32,6 +32,7 @@ from PIL import Image
 from workbench.config import GenerationConfig
 from workbench.errors import ConfigError
 from workbench.evaluation import batch_latencies
+from workbench.metrics import METRICS
 from workbench.run_files import read_manifest, read_results
 from workbench.stats import holm, paired_statistics, ratio_of_medians
 
@@ -237,8 +238,8 @@ def _results(run: ComparedRun) -> pd.DataFrame:
 
 
 def _metrics(a: pd.DataFrame, b: pd.DataFrame, asked: list[str] | tuple[str, ...] | None) -> list[str]:
-    """The per-image metric columns to compare: those asked for, else every ``*_score`` column and
-    peak_mem_mb that both runs have values of (clip_score first)."""
+    """The per-image metric columns to compare: those asked for, else every registry per-image metric,
+    ``*_score`` column and peak_mem_mb that both runs have values of (clip_score first)."""
     if asked is not None:
         for metric in asked:
             if metric not in a or metric not in b or metric == "latency_s":
@@ -247,7 +248,8 @@ def _metrics(a: pd.DataFrame, b: pd.DataFrame, asked: list[str] | tuple[str, ...
                     f"metric {metric!r} is not a per-image column of both runs; columns there: {numeric}", "metric"
                 )
         return list(asked)
-    names = [c for c in a if c in b and (c.endswith("_score") or c == "peak_mem_mb")]
+    image_metrics = {name for name, entry in METRICS.items() if entry.kind == "image"}
+    names = [c for c in a if c in b and (c in image_metrics or c.endswith("_score") or c == "peak_mem_mb")]
     found = [c for c in names if _numeric(a[c]) and _numeric(b[c])]
     return sorted(found, key=lambda c: (c != "clip_score", c == "peak_mem_mb", c))
 

@@ -33,6 +33,7 @@ import torch
 
 from workbench.errors import ConfigError, WorkbenchError, WorkerLost
 from workbench.generation import image_file_name
+from workbench.metrics import MetricOptions, image_scorers
 from workbench.models import PipelineCache, default_cache, pick_device
 from workbench.plan import Plan, run
 from workbench.records import GenerationRecord
@@ -118,25 +119,26 @@ def plan_batches(units: Sequence[Unit], *, first_batch: int = 0, first_round: in
 @dataclass(frozen=True)
 class RunnerSpec:
     """What a worker needs to build its own ``BatchRunner``: plain data (it crosses process boundaries).
-    A scorer is rebuilt as ``scorer_class(scorer_id, device=...)`` on the worker's device."""
+    A worker builds the scorers of the per-image ``metrics`` from ``metric_options`` on its own device."""
 
     run_id: str
     settings: str
-    scorer_class: type | None = None
-    scorer_id: str | None = None
+    metrics: tuple[str, ...] = ()
+    metric_options: MetricOptions = field(default_factory=MetricOptions)
     warmup: bool = True
     study: int | None = None  # the driver's process id: its workers' CPU time is the study's own, not "other"
 
     def runner(self, device: str | None, worker: str) -> BatchRunner:
-        scorer = self.scorer_class(self.scorer_id, device=device) if self.scorer_class else None
-        return BatchRunner(self, scorer=scorer, device=device, cache=PipelineCache(), worker=worker)
+        scorers = image_scorers(self.metrics, self.metric_options, device=device)
+        return BatchRunner(self, scorers=scorers, device=device, cache=PipelineCache(), worker=worker)
 
 
 class BatchRunner:
-    """Runs batches in one process with its own pipelines (``cache``) and scorer, on ``device``."""
+    """Runs batches in one process with its own pipelines (``cache``) and ``scorers`` (``ImageScorer``s),
+    on ``device``."""
 
-    def __init__(self, spec: RunnerSpec, *, scorer=None, device=None, cache=default_cache, worker="main"):
-        self.spec, self.scorer, self.device, self.cache, self.worker = spec, scorer, device, cache, worker
+    def __init__(self, spec: RunnerSpec, *, scorers=(), device=None, cache=default_cache, worker="main"):
+        self.spec, self.scorers, self.device, self.cache, self.worker = spec, list(scorers), device, cache, worker
         self.load_device = str(pick_device(device))
         self.device_name = device_name(self.load_device)
         self._warmed: set[tuple] = set()
@@ -174,7 +176,12 @@ class BatchRunner:
         # 3. Each image with its own unit's context (a route decision is per prompt) beside what the backend
         # recorded (a server's URL); score; rows.
         records = [replace(r, context={**r.context, **u.plan.context}) for r, u in zip(records, units, strict=True)]
-        scores = self.scorer.score([r.image for r in records], prompts) if self.scorer else None
+        images = [r.image for r in records]
+        scores = {
+            column: values
+            for scorer in self.scorers
+            for column, values in scorer.score_columns(images, prompts).items()
+        }
         rows = [
             result_row(
                 record, target=unit.label, run_id=self.spec.run_id, prompt_id=unit.prompt_id,

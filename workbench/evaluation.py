@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,16 @@ from workbench.costs import Prices, load_prices, self_hosting_cost
 from workbench.engine import BatchResult, BatchRunner, RunnerSpec, Unit, check_workers, execute, plan_batches
 from workbench.errors import ConfigError
 from workbench.generation import as_list, check_seeds, save_image
+from workbench.metrics import (
+    METRICS,
+    ImageScorer,
+    MetricOptions,
+    check_metrics,
+    image_metric_names,
+    image_scorers,
+    set_metric_names,
+)
+from workbench.metrics.sets import set_metric_notes, set_metrics_by_model
 from workbench.plan import ROUTED, resolve, target_label
 from workbench.results import ROW_KEY, ResultStore, settings_key
 from workbench.run_files import save_study_results
@@ -42,9 +52,14 @@ __all__ = [
     "compare_models",
     "comparisons_table",
     "cost_table",
+    "image_metrics_in",
     "latency_summary",
+    "metric_notes",
+    "metric_summary_columns",
+    "metrics_table",
     "model_comparison",
     "priced_gpu",
+    "prompt_differences",
     "prompt_frame",
     "summarize",
     "summary_table",
@@ -78,6 +93,12 @@ class ModelEvaluator:
     settings of its route, ``batch_size`` from ``config``; its rows have model_id "routed", the model used as
     routed_model_id, and the routing decision).
 
+    ``metrics``: registry names (``workbench.metrics.METRICS``): per-image ones become columns of the rows,
+    per-set ones are measured by ``compare()`` against the reference set of ``metric_options``. Default:
+    clip_score when a ``scorer`` is given, else none. ``scorer``: a scorer (``ImageScorer``, e.g. a
+    ``CLIPScorer``) or a list of them, used here for the metrics it fills; workers build their own from
+    ``metric_options`` (a given CLIPScorer's checkpoint becomes its ``clip_model``).
+
     ``workers``: 1 runs here; a count spreads batches over worker processes, one per visible GPU (or CPU
     workers sharing the cores), or give a list of devices; ``backend="ray"`` runs ``workers`` Ray actors
     ($RAY_ADDRESS, or a local Ray). Workers load their own pipelines, so targets must then be model ids or
@@ -92,7 +113,9 @@ class ModelEvaluator:
         config: GenerationConfig | None = None,
         *,
         output_dir: str | Path,
-        scorer=None,
+        metrics: Sequence[str] | None = None,
+        metric_options: MetricOptions | None = None,
+        scorer: ImageScorer | Sequence[ImageScorer] | None = None,
         run_id: str = "run",
         device: str | None = None,
         warmup: bool = True,
@@ -116,16 +139,31 @@ class ModelEvaluator:
         self.config = config or GenerationConfig()
         self.output_dir = Path(output_dir)
         self.store = ResultStore(self.output_dir / "results.jsonl")
-        self.scorer = scorer
+        given = [] if scorer is None else [scorer] if isinstance(scorer, ImageScorer) else list(scorer)
+        self.metrics = list(metrics) if metrics is not None else ["clip_score"] if given else []
+        self.image_metrics, self.set_metrics = image_metric_names(self.metrics), set_metric_names(self.metrics)
+        self.metric_options = metric_options or MetricOptions()
+        check_metrics(self.metrics, list(self.prompts["prompt"]), reference_images=self.metric_options.reference_images)
+        clip = next((s.model_id for s in given if "clip_score" in s.metrics and hasattr(s, "model_id")), None)
+        if clip is not None:
+            self.metric_options = replace(self.metric_options, clip_model=clip)
         self.run_id = run_id
         self.device = device
         check_workers(workers, backend, threads)
         self.workers, self.backend, self.threads = workers, backend, threads
         self.spec = RunnerSpec(
-            run_id, settings_key(self.config), type(scorer) if scorer else None,
-            getattr(scorer, "model_id", None), warmup, os.getpid(),
-        )  # fmt: skip
-        self.runner = BatchRunner(self.spec, scorer=scorer, device=device)
+            run_id, settings_key(self.config), tuple(self.image_metrics), self.metric_options, warmup, os.getpid()
+        )
+        self._given = given
+        self._runner: BatchRunner | None = None
+
+    @property
+    def runner(self) -> BatchRunner:
+        """The in-process runner, its scorers built on first use (workers build their own)."""
+        if self._runner is None:
+            scorers = image_scorers(self.image_metrics, self.metric_options, device=self.device, given=self._given)
+            self._runner = BatchRunner(self.spec, scorers=scorers, device=self.device)
+        return self._runner
 
     def units(self) -> list[Unit]:
         """What is still to make: every target x prompt x seed not in the store, a plan per prompt."""
@@ -161,9 +199,31 @@ class ModelEvaluator:
 
         execute(
             plan_batches(units, **numbered), self.spec, store, workers=self.workers, backend=self.backend,
-            runner=self.runner, threads=self.threads,
+            runner=self.runner if self.backend == "local" and self.workers == 1 else None, threads=self.threads,
         )  # fmt: skip
         return self.results()
+
+    def compare(
+        self,
+        reference: str | None = None,
+        *,
+        gpu_hour_cost: float | None = None,
+        gpu_type: str | None = None,
+        utilisation: float | None = None,
+        prices: Prices | str | Path | None = None,
+        alpha: float = 0.05,
+    ) -> ModelComparison:
+        """``model_comparison`` of ``results()`` on this evaluation's metrics: the per-image ones from the
+        rows, the per-set ones measured now against the reference set (``set_metrics_by_model``)."""
+        results = self.results()
+        if results.empty:
+            raise ConfigError("nothing to compare: run() has stored no results yet")
+        measured = set_metrics_by_model(results, self.output_dir, self.set_metrics, self.metric_options)
+        return model_comparison(
+            results, reference, gpu_hour_cost=gpu_hour_cost, gpu_type=gpu_type, utilisation=utilisation,
+            prices=prices, metrics=self.image_metrics, set_metrics=measured, metric_options=self.metric_options,
+            alpha=alpha,
+        )  # fmt: skip
 
     def results(self) -> pd.DataFrame:
         """The stored rows of this evaluation (its models, prompts, seeds and settings; an image's latest row),
@@ -301,6 +361,32 @@ def priced_gpu(rows: pd.DataFrame, prices: Prices) -> str | None:
     return matches[0] if len(matches) == 1 else None
 
 
+def prompt_differences(results: pd.DataFrame, metric: str, *, top: int = 3) -> pd.DataFrame:
+    """The ``top`` prompts on which the models differ most on a per-image ``metric``: prompt_id, prompt,
+    spread (the largest minus the smallest model mean, seeds averaged) and each model's mean."""
+    ok = results[results["status"] == "ok"] if "status" in results else results
+    if metric not in ok:
+        raise ConfigError(f"the results have no column {metric!r}; metrics there: {image_metrics_in(ok)}", "metric")
+    means = ok.pivot_table(index="prompt_id", columns="model_id", values=metric, aggfunc="mean", sort=False)
+    table = means.assign(spread=means.max(axis=1) - means.min(axis=1)).dropna(subset=["spread"])
+    table = table.sort_values("spread", ascending=False, kind="stable").head(top).reset_index()
+    prompts = ok.drop_duplicates("prompt_id").set_index("prompt_id")["prompt"]
+    table.insert(1, "prompt", table["prompt_id"].map(prompts))
+    table.columns.name = None
+    return table
+
+
+def image_metrics_in(rows: pd.DataFrame) -> list[str]:
+    """The registry's per-image metrics that ``rows`` have values of, in registry order."""
+    return [n for n, m in METRICS.items() if m.kind == "image" and n in rows and rows[n].notna().any()]
+
+
+def metric_summary_columns(name: str) -> tuple[str, str, str]:
+    """A metric's value and CI columns in a summary: ``<name>_mean`` etc. per image, ``<name>`` etc. per set."""
+    value = f"{name}_mean" if name in METRICS and METRICS[name].kind == "image" else name
+    return value, f"{name}_ci_low", f"{name}_ci_high"
+
+
 def summarize(
     df: pd.DataFrame,
     gpu_hour_cost: float | None = None,
@@ -311,8 +397,9 @@ def summarize(
     prices: Prices | None = None,
 ) -> pd.DataFrame:
     """Per model: images, latency (mean, median with a CI, p95; the ratio to ``reference``, default the first
-    model, with a CI; a note on the timing's noise), images per second, peak memory, CLIP mean with a 95% CI
-    over prompts (seeds averaged within a prompt first), and what an image costs self-hosted at the measured
+    model, with a CI; a note on the timing's noise), images per second, peak memory, each per-image metric's
+    mean with a 95% CI over prompts (``<name>_mean``, ``_ci_low``, ``_ci_high``; seeds averaged within a prompt
+    first), and what an image costs self-hosted at the measured
     time per image (batch time / images): on ``gpu_type`` (default: the hardware the rows ran on, when the
     price table lists it; else no cost) or at ``gpu_hour_cost`` $/hour, busy ``utilisation`` of the time,
     against every image API in ``prices`` (``workbench.costs``). Only rows with status ``ok`` count towards
@@ -340,8 +427,8 @@ def summarize(
         }
         if model_id in timing.index:
             row |= timing.loc[model_id].dropna().to_dict()
-        if "clip_score" in ok and ok["clip_score"].notna().any():
-            row |= mean_over_prompts(ok, "clip_score")
+        for name in image_metrics_in(ok):
+            row |= mean_over_prompts(ok, name)
         if len(latency) and priced:
             batch = int(ok["batch_images"].median()) if ok.get("batch_images", pd.Series()).notna().any() else 1
             cost = self_hosting_cost(
@@ -354,9 +441,10 @@ def summarize(
 
 
 def compare_models(
-    df: pd.DataFrame, reference: str | None = None, *, metrics: Sequence[str] = ("clip_score",), alpha: float = 0.05
+    df: pd.DataFrame, reference: str | None = None, *, metrics: Sequence[str] | None = None, alpha: float = 0.05
 ) -> pd.DataFrame:
-    """Every model against ``reference`` (default the first), prompt by prompt (seeds averaged): mean
+    """Every model against ``reference`` (default the first), on each per-image metric (default: every one
+    the rows have values of), prompt by prompt (seeds averaged): mean
     difference with its CI, Wilcoxon p, Holm across models and metrics, win rate, prompts, and the smallest
     difference the study could detect (``compare_groups``). A routed policy (rows with a ``routed_model_id``)
     is also compared with every single model, so its quality stands against each model it chooses among.
@@ -366,7 +454,7 @@ def compare_models(
     if reference not in models:
         raise ConfigError(f"reference model {reference!r} is not among the results' models {models}", "reference_model")
     ok = df[df["status"] == "ok"] if "status" in df else df
-    present = [m for m in metrics if m in ok]
+    present = [m for m in (image_metrics_in(ok) if metrics is None else metrics) if m in ok]
     scored = set(ok.loc[ok[present].notna().any(axis=1), "model_id"]) if present else set()
     if reference not in scored or len(scored) < 2:
         return pd.DataFrame()
@@ -386,19 +474,37 @@ def compare_models(
 @dataclass
 class ModelComparison:
     """What the evaluation study reports: per-model ``summary``, paired ``comparisons`` with the reference
-    model, and the ``verdict`` in words."""
+    model, the ``verdict`` in words, and ``metrics``: what each reported metric is (``metric_notes``)."""
 
     summary: pd.DataFrame
     comparisons: pd.DataFrame
     reference: str
     verdict: str
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def save(self, results: pd.DataFrame, output_dir: str | Path) -> None:
-        """results.parquet, summary.json (with the reference and the verdict) and comparisons.json."""
+        """results.parquet, summary.json (with the reference, the verdict and the metrics' notes) and
+        comparisons.json."""
         save_study_results(
             results, self.summary, output_dir, comparisons=self.comparisons, reference_model=self.reference,
-            verdict=self.verdict,
+            verdict=self.verdict, metrics=self.metrics,
         )  # fmt: skip
+
+
+def metric_notes(names: Sequence[str], options: MetricOptions | None = None) -> dict[str, dict[str, Any]]:
+    """Per metric: kind, description, which way is better, unit, what it needs, a note for readers (e.g.
+    an offline stand-in), and for per-set metrics the estimator, its small-sample bias and the reference."""
+    notes = {
+        name: {
+            "kind": METRICS[name].kind, "description": METRICS[name].description,
+            "higher_is_better": METRICS[name].higher_is_better, "unit": METRICS[name].unit,
+            "needs": list(METRICS[name].needs), "note": METRICS[name].note_for(options or MetricOptions()),
+        }
+        for name in names
+    }  # fmt: skip
+    for name, extra in set_metric_notes([n for n in names if METRICS[n].kind == "set"], options).items():
+        notes[name] |= extra
+    return notes
 
 
 def model_comparison(
@@ -409,26 +515,39 @@ def model_comparison(
     gpu_type: str | None = None,
     utilisation: float | None = None,
     prices: Prices | str | Path | None = None,
-    metrics: Sequence[str] = ("clip_score",),
+    metrics: Sequence[str] | None = None,
+    set_metrics: pd.DataFrame | None = None,
+    metric_options: MetricOptions | None = None,
     alpha: float = 0.05,
 ) -> ModelComparison:
-    """The summary (``summarize``), the paired comparisons (``compare_models``) and their verdict, with
-    ``reference`` (default the first model) as the model every other is measured against; ``prices`` a
-    ``Prices`` or a price file of one's own (default: the bundled table)."""
+    """The summary (``summarize``, with the per-set metrics of ``set_metrics``, a ``set_metrics_by_model``
+    table, merged in), the paired comparisons (``compare_models`` on the per-image ``metrics``, default
+    every one the results have) and their verdict, with ``reference`` (default the first model) as the
+    model every other is measured against; ``prices`` a ``Prices`` or a price file of one's own (default:
+    the bundled table)."""
     models = list(dict.fromkeys(results["model_id"]))
     reference = reference if reference is not None else models[0]
     prices = prices if isinstance(prices, Prices) or prices is None else load_prices(prices)
     summary = summarize(
         results, gpu_hour_cost, reference=reference, gpu_type=gpu_type, utilisation=utilisation, prices=prices
     )
-    comparisons = compare_models(results, reference, metrics=metrics, alpha=alpha)
+    if set_metrics is not None and len(set_metrics.columns) > 1:
+        summary = summary.merge(set_metrics, on="model_id", how="left")
+    image_metrics = image_metrics_in(results) if metrics is None else list(metrics)
+    comparisons = compare_models(results, reference, metrics=image_metrics, alpha=alpha)
     if len(comparisons):
-        words = verdict(comparisons, by="model_id", alpha=alpha)
+        words = verdict(
+            comparisons, by="model_id", alpha=alpha,
+            units={m: METRICS[m].unit for m in image_metrics if m in METRICS and METRICS[m].unit},
+            lower_is_better=[m for m in image_metrics if m in METRICS and not METRICS[m].higher_is_better],
+        )  # fmt: skip
     elif len(models) < 2:
         words = "only one model: nothing to compare"
     else:
-        words = f"nothing to compare: no scored images of {reference} and another model ({', '.join(metrics)})"
-    return ModelComparison(summary, comparisons, reference, words)
+        words = f"nothing to compare: no scored images of {reference} and another model ({', '.join(image_metrics)})"
+    set_names = [c for c in (set_metrics.columns if set_metrics is not None else []) if c in METRICS]
+    notes = metric_notes([*image_metrics, *set_names], metric_options)
+    return ModelComparison(summary, comparisons, reference, words, notes)
 
 
 def _interval(value: float, low: float, high: float, digits: int) -> str:
@@ -440,7 +559,8 @@ def _interval(value: float, low: float, high: float, digits: int) -> str:
 
 
 def summary_table(summary: pd.DataFrame):
-    """The summary as a readable table: labelled columns with units, values with their 95% CIs, rounding."""
+    """The summary as a readable table: labelled columns with units, values with their 95% CIs, rounding; a
+    column per metric (↑ higher is better, ↓ lower)."""
     columns = {
         "model": summary["model_id"],
         "images": summary["images"],
@@ -456,10 +576,14 @@ def summary_table(summary: pd.DataFrame):
         "images / s": summary["images_per_s"].map("{:.1f}".format),
         "peak memory (MB)": summary["peak_mem_mb"].map("{:.0f}".format),
     }
-    if "clip_mean" in summary:
-        columns["CLIP score [95% CI]"] = [
-            _interval(r["clip_mean"], r["clip_ci_low"], r["clip_ci_high"], 2) for r in summary.to_dict("records")
-        ]
+    for name in METRICS:
+        value, low, high = metric_summary_columns(name)
+        if value in summary and summary[value].notna().any():
+            better = "↑" if METRICS[name].higher_is_better else "↓"
+            digits = 3 if summary[value].abs().max() < 10 else 2
+            columns[f"{name} {better} [95% CI]"] = [
+                _interval(r[value], r.get(low), r.get(high), digits) for r in summary.to_dict("records")
+            ]
     if "usd_per_1000" in summary:
         columns["$ / 1,000 images"] = summary["usd_per_1000"].map("${:.4f}".format)
     if "timing_note" in summary:
@@ -486,6 +610,32 @@ def comparisons_table(comparisons: pd.DataFrame):
         }
     )
     return table.style.hide(axis="index")
+
+
+def metrics_table(notes: dict[str, dict[str, Any]]):
+    """What each reported metric is (a ``ModelComparison.metrics``): kind, which way is better, what it
+    measures, and what to keep in mind reading it (offline stand-ins; a per-set metric's estimator,
+    small-sample bias, features, reference set and interval)."""
+    rows = []
+    for name, note in notes.items():
+        caveats = [note.get("note")] if note.get("note") else []
+        if note["kind"] == "set":
+            caveats += [
+                f"estimator: {note['estimator']}", f"small samples: {note['bias']}", f"features: {note['features']}",
+                f"reference: {note['reference']}", f"interval: {note['interval']}",
+            ]  # fmt: skip
+        rows.append(
+            {
+                "metric": name,
+                "per": "image" if note["kind"] == "image" else "set of images",
+                "better": "higher" if note["higher_is_better"] else "lower",
+                "what it measures": note["description"],
+                "keep in mind": "; ".join(caveats),
+            }
+        )
+    return pd.DataFrame(rows, columns=["metric", "per", "better", "what it measures", "keep in mind"]).style.hide(
+        axis="index"
+    )
 
 
 def cost_table(summary: pd.DataFrame):

@@ -14,12 +14,14 @@ __all__ = [
     "ab_paired_lines",
     "ab_report",
     "acceleration_images",
-    "clip_by_category",
     "confusion_heatmap",
     "cost_vs_quality",
     "image_grid",
-    "latency_vs_clip",
+    "latency_vs_quality",
+    "metric_by_category",
+    "metric_heatmap",
     "pareto",
+    "prompt_drilldown",
     "results_grid",
 ]
 
@@ -33,11 +35,11 @@ def image_grid(
     pad: int = 2,
 ) -> Image.Image:
     """Images laid out row by row, ``cols`` per row, each enlarged ``scale`` times (nearest neighbour),
-    with an optional small label under each."""
+    with an optional small label under each (lines split at "\n")."""
     if not images:
         raise ValueError("image_grid needs at least one image")
     width, height = (side * scale for side in images[0].size)
-    label_height = 12 if labels else 0
+    label_height = 12 * max(label.count("\n") + 1 for label in labels) if labels else 0
     rows = -(-len(images) // cols)
     grid = Image.new("RGB", (cols * (width + pad) + pad, rows * (height + label_height + pad) + pad), "white")
     draw = ImageDraw.Draw(grid)
@@ -46,35 +48,56 @@ def image_grid(
         y = pad + (i // cols) * (height + label_height + pad)
         grid.paste(image.convert("RGB").resize((width, height), Image.Resampling.NEAREST), (x, y))
         if labels:
-            draw.text((x, y + height), labels[i][: max(1, width // 6)], fill="black")
+            for line, text in enumerate(labels[i].split("\n")):
+                draw.text((x, y + height + 12 * line), text[: max(1, width // 6)], fill="black")
     return grid
 
 
-def latency_vs_clip(summary: pd.DataFrame):
-    """Each model's mean latency against its mean CLIP score, with the score's 95% CI as error bars."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
+def _metric_axis(summary: pd.DataFrame, metric: str) -> tuple[pd.Series, list | None, str]:
+    """A metric's values in a summary, its error bars (None without a CI) and an axis label."""
+    from workbench.errors import ConfigError
+    from workbench.evaluation import metric_summary_columns
+    from workbench.metrics import METRICS
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    sns.scatterplot(data=summary, x="latency_mean_s", y="clip_mean", hue="model_id", s=80, ax=ax)
-    sns.move_legend(ax, "upper left", bbox_to_anchor=(1, 1))
-    ax.errorbar(
-        summary["latency_mean_s"],
-        summary["clip_mean"],
-        yerr=[summary["clip_mean"] - summary["clip_ci_low"], summary["clip_ci_high"] - summary["clip_mean"]],
-        fmt="none",
-        ecolor="grey",
-        capsize=4,
+    value, low, high = metric_summary_columns(metric)
+    if value not in summary:
+        raise ConfigError(f"the summary has no {metric!r} ({value}); columns: {list(summary.columns)}", "metric")
+    y = summary[value].astype(float)
+    yerr = [y - summary[low], summary[high] - y] if {low, high} <= set(summary.columns) else None
+    better = (
+        ""
+        if metric not in METRICS
+        else " (higher is better)"
+        if METRICS[metric].higher_is_better
+        else (" (lower is better)")
     )
-    ax.set(xlabel="mean latency per image (s)", ylabel="CLIP score (95% CI over prompts)", title="Speed vs quality")
+    return y, yerr, f"{metric}{better}"
+
+
+def latency_vs_quality(summary: pd.DataFrame, metric: str = "clip_score"):
+    """Each model's mean latency against a metric (a per-image metric's mean or a per-set metric's value),
+    with its 95% CI as error bars."""
+    import matplotlib.pyplot as plt
+
+    y, yerr, label = _metric_axis(summary, metric)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    if yerr is not None:
+        ax.errorbar(summary["latency_mean_s"], y, yerr=yerr, fmt="none", ecolor="grey", capsize=4)
+    ax.scatter(summary["latency_mean_s"], y, color="black", zorder=3)
+    for x, value, model in zip(summary["latency_mean_s"], y, summary["model_id"], strict=True):
+        ax.annotate(model, (x, value), fontsize=7, xytext=(4, 3), textcoords="offset points")
+    ax.set(xlabel="mean latency per image (s)", ylabel=f"{label}, 95% CI", title=f"Speed vs {metric}")
     fig.tight_layout()
     return fig
 
 
-def cost_vs_quality(summary: pd.DataFrame, apis: Sequence[str] | None = None, prices=None, ax=None):
-    """Each model's dollars per 1,000 images (``usd_per_1000``, log scale) against its mean CLIP score, with the
-    score's 95% CI as error bars where the summary has it; the image APIs (``apis``, default all in ``prices``,
-    default the bundled ones) as vertical lines at their price: their CLIP score is not measured here."""
+def cost_vs_quality(
+    summary: pd.DataFrame, apis: Sequence[str] | None = None, prices=None, ax=None, *, metric: str = "clip_score"
+):
+    """Each model's dollars per 1,000 images (``usd_per_1000``, log scale) against a metric (default the
+    CLIP score), with its 95% CI as error bars where the summary has it; the image APIs (``apis``, default
+    all in ``prices``, default the bundled ones) as vertical lines at their price: their quality is not
+    measured here."""
     import matplotlib.pyplot as plt
 
     from workbench.costs import load_prices
@@ -84,16 +107,14 @@ def cost_vs_quality(summary: pd.DataFrame, apis: Sequence[str] | None = None, pr
     apis = list(prices.apis) if apis is None else list(apis)
     if unknown := [name for name in apis if name not in prices.apis]:
         raise ConfigError(f"unknown image API(s) {unknown}; known: {', '.join(prices.apis)}", field="apis")
+    y, yerr, label = _metric_axis(summary, metric)
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 4.5))
-    if {"clip_ci_low", "clip_ci_high"} <= set(summary.columns):
-        yerr = [summary["clip_mean"] - summary["clip_ci_low"], summary["clip_ci_high"] - summary["clip_mean"]]
-        ax.errorbar(summary["usd_per_1000"], summary["clip_mean"], yerr=yerr, fmt="none", ecolor="grey", capsize=4)
-    ax.scatter(summary["usd_per_1000"], summary["clip_mean"], color="black", zorder=3)
-    for row in summary.itertuples():
-        ax.annotate(
-            row.model_id, (row.usd_per_1000, row.clip_mean), fontsize=7, xytext=(4, 3), textcoords="offset points"
-        )
+    if yerr is not None:
+        ax.errorbar(summary["usd_per_1000"], y, yerr=yerr, fmt="none", ecolor="grey", capsize=4)
+    ax.scatter(summary["usd_per_1000"], y, color="black", zorder=3)
+    for x, value, model in zip(summary["usd_per_1000"], y, summary["model_id"], strict=True):
+        ax.annotate(model, (x, value), fontsize=7, xytext=(4, 3), textcoords="offset points")
     at_price: dict[float, list[str]] = {}  # one line per price, naming every API at it
     for name in apis:
         at_price.setdefault(prices.apis[name].usd_per_image * 1000, []).append(name)
@@ -102,24 +123,75 @@ def cost_vs_quality(summary: pd.DataFrame, apis: Sequence[str] | None = None, pr
         ax.annotate(", ".join(names), (usd_per_1000, 1), xycoords=("data", "axes fraction"), rotation=90, fontsize=7,
                     color="tab:red", xytext=(-3, -3), textcoords="offset points", ha="right", va="top")  # fmt: skip
     ax.set_xscale("log")
-    ax.set(xlabel="$ per 1,000 images (log scale)", ylabel="mean CLIP score (bars: 95% CI)",
+    ax.set(xlabel="$ per 1,000 images (log scale)", ylabel=f"{label} (bars: 95% CI)",
            title="Cost vs quality: self-hosted models (points), image APIs (lines)")  # fmt: skip
     return ax
 
 
-def clip_by_category(results: pd.DataFrame):
-    """Mean CLIP score per prompt category and model (bars with 95% bootstrap CIs)."""
+def metric_by_category(results: pd.DataFrame, metric: str = "clip_score"):
+    """A per-image metric's mean per prompt category and model (bars with 95% bootstrap CIs)."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
     ok = results[results["status"] == "ok"]
     fig, ax = plt.subplots(figsize=(7, 4))
-    sns.barplot(data=ok, x="category", y="clip_score", hue="model_id", errorbar=("ci", 95), ax=ax)
-    ax.set(xlabel="prompt category", ylabel="CLIP score", title="CLIP score by category")
+    sns.barplot(data=ok, x="category", y=metric, hue="model_id", errorbar=("ci", 95), ax=ax)
+    ax.set(xlabel="prompt category", ylabel=metric, title=f"{metric} by category")
     sns.move_legend(ax, "upper left", bbox_to_anchor=(1, 1))
     ax.tick_params(axis="x", rotation=30)
     fig.tight_layout()
     return fig
+
+
+def metric_heatmap(summary: pd.DataFrame, metrics: Sequence[str] | None = None):
+    """Metrics (rows) by models (columns): each cell the model's value, coloured by its rank among the models
+    on that metric (dark: best, whichever way the metric points), so metrics of any scale share one map."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    from workbench.evaluation import metric_summary_columns
+    from workbench.metrics import METRICS
+
+    metrics = [m for m in METRICS if metric_summary_columns(m)[0] in summary] if metrics is None else list(metrics)
+    values = pd.DataFrame({m: _metric_axis(summary, m)[0].to_numpy() for m in metrics}, index=summary["model_id"]).T
+    flipped = [m for m in metrics if m in METRICS and not METRICS[m].higher_is_better]
+    goodness = values.copy()
+    goodness.loc[flipped] = -goodness.loc[flipped]
+    ranks = goodness.rank(axis=1, pct=True)
+    fig, ax = plt.subplots(figsize=(1.6 + 1.5 * len(values.columns), 0.9 + 0.5 * len(values)))
+    labels = values.map(lambda v: "" if pd.isna(v) else f"{v:.3g}")
+    sns.heatmap(ranks, annot=labels, fmt="", cmap="Greens", cbar=False, linewidths=0.5, ax=ax)
+    ax.set_yticklabels([f"{m} {'↓' if m in flipped else '↑'}" for m in values.index], rotation=0)
+    ax.set(xlabel="", ylabel="", title="Metrics by model (darker: better among these models)")
+    ax.tick_params(axis="x", rotation=20)
+    fig.tight_layout()
+    return fig
+
+
+def prompt_drilldown(
+    results: pd.DataFrame, root: str | Path, metric: str = "clip_score", *, top: int = 3, scale: int = 4
+) -> list[tuple[str, Image.Image]]:
+    """The ``top`` prompts on which the models differ most on ``metric`` (``evaluation.prompt_differences``),
+    each as (a caption, an image row): every model's image of the prompt (first seed) side by side, with
+    every per-image metric's value under it."""
+    from workbench.evaluation import image_metrics_in, prompt_differences
+
+    ok = results[results["status"] == "ok"]
+    metrics = image_metrics_in(ok)
+    parts = []
+    for row in prompt_differences(results, metric, top=top).itertuples():
+        of_prompt = ok[ok["prompt_id"] == row.prompt_id]
+        seed = int(of_prompt["seed"].min())
+        chosen = of_prompt[of_prompt["seed"] == seed]
+        images, labels = [], []
+        for image in chosen.itertuples():
+            with Image.open(Path(root) / image.image_path) as file:
+                images.append(file.convert("RGB"))
+            values = [f"{m} {getattr(image, m):.3g}" for m in metrics if pd.notna(getattr(image, m))]
+            labels.append("\n".join([str(image.model_id).rpartition("/")[2], *values]))
+        caption = f"{row.prompt_id}: {row.prompt!r}; {metric} differs by {row.spread:.3g} across models (seed {seed})"
+        parts.append((caption, image_grid(images, cols=len(images), scale=scale, labels=labels)))
+    return parts
 
 
 def results_grid(results: pd.DataFrame, root: str | Path, seed: int | None = None, max_prompts: int = 8) -> Image.Image:

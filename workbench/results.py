@@ -1,6 +1,6 @@
 """Result rows: one builder for every study's rows, and the append-only store a study resumes from.
 
-A row is one image: who made it, the prompt, seed and settings, the measurements, the CLIP score and where
+A row is one image: who made it, the prompt, seed and settings, the measurements, the metrics and where
 the PNG is; rows made by the evaluation engine add the batch they ran in and the machine's load meanwhile.
 The ``ResultStore`` is a JSON-lines file written by one writer, one fsync'd append per batch, so a study
 killed half-way resumes where it stopped: images already made are skipped, nothing is done twice or lost,
@@ -48,8 +48,9 @@ def result_row(
     **extra: Any,
 ) -> dict[str, Any]:
     """One image's row, the same columns in every study: who made it (``target``: a model id, or "routed" with
-    the model used as routed_model_id), the prompt, seed and settings, the measurements, the CLIP score
-    (``scores``, a ``ClipScores`` for the batch, this image at ``index``) and where the PNG is."""
+    the model used as routed_model_id), the prompt, seed and settings, the measurements, the metrics
+    (``scores``: the batch's metric columns, ``ImageScorer.score_columns``, this image at ``index``) and
+    where the PNG is."""
     return {
         "schema_version": SCHEMA_VERSION,
         "run_id": run_id,
@@ -62,9 +63,7 @@ def result_row(
         "settings": settings,
         **{k: v for k, v in record.to_row().items() if k not in {"model_id", "prompt", "seed"}},
         **extra,
-        "clip_score": scores.scores[index] if scores else None,
-        "clip_model": scores.clip_model if scores else None,
-        "clip_truncated": scores.truncated[index] if scores else None,
+        **{column: values[index] for column, values in (scores or {}).items()},
         "image_path": image_path,
     }
 

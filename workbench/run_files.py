@@ -32,7 +32,11 @@ __all__ = [
 
 # 2: rows with batch and machine-load columns; summary.json an object with "rows", whose cost is usd_per_image
 # (version 1's cost_per_image, read as usd_per_image) with the workbench.costs columns beside it
-SCHEMA_VERSION = 2
+# 3: rows with a column per per-image metric (workbench.metrics); summary rows with <metric>_mean, _ci_low and
+# _ci_high per per-image metric (versions 1 and 2's clip_mean, clip_ci_low and clip_ci_high are read as
+# clip_score_mean, ...) and <metric>, _ci_low, _ci_high per per-set metric; summary.json's "metrics" says what
+# each metric is
+SCHEMA_VERSION = 3
 
 # The row columns each version added, with the value older rows get: callers can rely on every column.
 ADDED_COLUMNS: dict[int, dict[str, Any]] = {
@@ -81,7 +85,9 @@ def read_summary(path: str | Path) -> dict[str, Any]:
     """summary.json (a run folder or the file) in the current form: a version-1 list becomes ``{"rows": ...}``."""
     data = json.loads(_file(path, "summary.json").read_text())
     if isinstance(data, list):
-        return {"schema_version": 1, "rows": _version_1_rows(data)}
+        data = {"schema_version": 1, "rows": _version_1_rows(data)}
+    if data.get("schema_version", 1) < 3:
+        data["rows"] = _version_2_rows(data["rows"])
     return data
 
 
@@ -118,12 +124,20 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
         manifest["summary"] = manifest["summary"].get("rows", [])
     elif manifest["schema_version"] == 1 and manifest.get("summary"):
         manifest["summary"] = _version_1_rows(manifest["summary"])
+    if manifest["schema_version"] < 3 and manifest.get("summary"):
+        manifest["summary"] = _version_2_rows(manifest["summary"])
     return manifest
 
 
 def _version_1_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Version-1 summary rows with version 2's names added: cost_per_image is usd_per_image."""
     return [{"usd_per_image": row["cost_per_image"], **row} if "cost_per_image" in row else row for row in rows]
+
+
+def _version_2_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Summary rows before version 3 with its names added: clip_mean is clip_score_mean (and its CI)."""
+    renamed = {"clip_mean": "clip_score_mean", "clip_ci_low": "clip_score_ci_low", "clip_ci_high": "clip_score_ci_high"}
+    return [{**row, **{new: row[old] for old, new in renamed.items() if old in row}} for row in rows]
 
 
 def _file(path: str | Path, name: str) -> Path:

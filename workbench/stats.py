@@ -346,8 +346,8 @@ def mean_over_prompts(
 ) -> dict[str, float]:
     """{prefix}_mean with {prefix}_ci_low/{prefix}_ci_high: the mean of per-prompt means (seeds averaged
     within a prompt first: prompts are the independent units) with its 95% ``mean_ci``. The prefix is the
-    metric without "_score" by default (clip_score -> clip_mean, clip_ci_low, clip_ci_high)."""
-    prefix = metric.removesuffix("_score") if prefix is None else prefix
+    metric by default (clip_score -> clip_score_mean, clip_score_ci_low, clip_score_ci_high)."""
+    prefix = metric if prefix is None else prefix
     if metric not in rows:
         raise ConfigError(f"rows have no column {metric!r}; columns: {list(rows.columns)}", field="metric")
     ok = rows[rows["status"] == "ok"] if "status" in rows else rows

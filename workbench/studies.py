@@ -38,6 +38,7 @@ from workbench.run_files import SCHEMA_VERSION, read_manifest, read_results, rea
 __all__ = [
     "StudyRun",
     "check_parameters",
+    "check_study_metrics",
     "notebook_parameters",
     "run_study",
     "table_page",
@@ -188,6 +189,28 @@ def check_parameters(notebook: str | Path, parameters: dict[str, Any]) -> None:
             )
 
 
+def check_study_metrics(notebook: str | Path, parameters: dict[str, Any]) -> None:
+    """For a study with a ``metrics`` parameter: refuse unknown metric names, and per-set metrics without a
+    reference set for prompts with no known answer (``metrics.check_metrics``), before any kernel starts.
+    The prompts are the ones the study loads: ``prompt_set``, ``categories`` and ``n_prompts``."""
+    from workbench.metrics import check_metrics, set_metric_names
+    from workbench.prompts import load_prompts
+
+    known = notebook_parameters(notebook)
+    if "metrics" not in known:
+        return
+
+    def value(name: str) -> Any:
+        return parameters[name] if name in parameters else ast.literal_eval(known[name]["default"])
+
+    names = value("metrics")
+    prompts: list[str] = []
+    if "prompt_set" in known and not isinstance(names, str) and set_metric_names(names):
+        prompts = list(load_prompts(value("prompt_set"), categories=value("categories") or None,
+                                    n=value("n_prompts") or None)["prompt"])  # fmt: skip
+    check_metrics(names, prompts, reference_images=value("reference_images") if "reference_images" in known else None)
+
+
 @contextmanager
 def _interpreter_kernel() -> Iterator[str]:
     """A kernelspec that runs this very interpreter, found before any other kernelspec on the machine."""
@@ -279,6 +302,7 @@ def run_study(
         parameters = {k: v for k, v in earlier["parameters"].items() if k != "output_dir"} | parameters
         run_id = earlier["run_id"]
     check_parameters(notebook, parameters)
+    check_study_metrics(notebook, parameters)
     if resume is None:
         digest = hashlib.sha256(json.dumps(parameters, sort_keys=True, default=str).encode()).hexdigest()[:6]
         run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{digest}"
@@ -353,7 +377,7 @@ def _headline(manifest: dict[str, Any]) -> str:
     parts = []
     for row in manifest.get("summary") or []:
         figures = [f"{row['latency_mean_s']:.3f} s/img"] if row.get("latency_mean_s") is not None else []
-        figures += [f"CLIP {row['clip_mean']:.1f}"] if row.get("clip_mean") is not None else []
+        figures += [f"CLIP {row['clip_score_mean']:.1f}"] if row.get("clip_score_mean") is not None else []
         parts.append(f"{row.get('model_id') or row.get('arm')}: {', '.join(figures)}")
     return "; ".join(parts)
 

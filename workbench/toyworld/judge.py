@@ -28,7 +28,16 @@ from workbench.errors import ConfigError
 from workbench.toyworld import scenes
 from workbench.toyworld.captions import parse_prompt
 
-__all__ = ["AttributeJudgement", "Judgement", "ToyJudge", "accuracy", "judge_image", "judge_images", "read_image"]
+__all__ = [
+    "AttributeJudgement",
+    "Judgement",
+    "ToyJudge",
+    "accuracy",
+    "judge_accuracy",
+    "judge_image",
+    "judge_images",
+    "read_image",
+]
 
 _BATCH = 256
 _SUPERSAMPLE = 4
@@ -186,6 +195,16 @@ def judge_images(images: Sequence, prompts: Sequence[str]) -> list[Judgement]:
         else:
             judgements.append(_judge(read_image(image), parsed[prompt].attributes))
     return judgements
+
+
+def judge_accuracy(n: int = 1000, seed: int = 0) -> dict[str, float]:
+    """The pixel judge's accuracy per attribute on ``n`` rendered scenes (seeded draws, jittered renders)."""
+    if n < 1:
+        raise ConfigError(f"n must be >= 1 scene, got {n!r}", "n")
+    truth = scenes.sample_scenes(n, seed=seed)
+    rng = np.random.default_rng(seed)
+    judgements = judge_images([scenes.render(s, rng) for s in truth], [scenes.caption(s) for s in truth])
+    return {a: float(np.mean([j.attributes[a].right for j in judgements])) for a in scenes.ATTRIBUTES}
 
 
 class ToyJudge:

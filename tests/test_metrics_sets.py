@@ -9,9 +9,9 @@ import scipy.linalg
 import torch
 from PIL import Image
 
-from workbench import set_metrics
 from workbench.errors import ConfigError
-from workbench.set_metrics import (
+from workbench.metrics import sets as set_metrics
+from workbench.metrics.sets import (
     CMMD_SCALE,
     CMMD_SIGMA,
     INCEPTION_WEIGHTS_URL,

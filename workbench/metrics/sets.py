@@ -29,14 +29,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import NormalDist
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+import pandas as pd
 import torch
 from PIL import Image
 
 from workbench.errors import ConfigError
-from workbench.metrics import DEFAULT_CLIP, CLIPScorer
+from workbench.metrics.clip import DEFAULT_CLIP, CLIPScorer
+from workbench.metrics.registry import MetricOptions, set_metric_names
 
 __all__ = [
     "CMMD_SCALE",
@@ -53,6 +55,9 @@ __all__ = [
     "fid",
     "kid",
     "set_metric",
+    "set_metric_notes",
+    "set_metric_value",
+    "set_metrics_by_model",
 ]
 
 CMMD_SIGMA = 10.0
@@ -297,6 +302,11 @@ def cmmd(x: torch.Tensor, y: torch.Tensor) -> float:
 _COMPUTE = {"fid": fid, "kid": kid, "cmmd": cmmd}
 
 
+def set_metric_value(name: str, x: torch.Tensor, y: torch.Tensor) -> float:
+    """``name`` ("fid", "kid" or "cmmd") of the features ``x`` against ``y``, without an interval."""
+    return _COMPUTE[_spec(name).name](x, y)
+
+
 def set_metric(
     name: str,
     images,
@@ -359,3 +369,85 @@ def set_metric(
         half_width = NormalDist().inv_cdf((1 + level) / 2) * float(np.sqrt(kept / (1 - kept) * np.var(halves, ddof=1)))
         result.update(ci_low=value - half_width, ci_high=value + half_width, subset_sizes=[kept_x, kept_y])
     return result
+
+
+def set_metrics_by_model(
+    rows: pd.DataFrame,
+    images_root: str | Path,
+    names: Sequence[str],
+    options: MetricOptions | None = None,
+    *,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Each per-set metric among ``names`` for each model of ``rows`` (its images with status ok, read from
+    ``images_root``/image_path) against the reference set: ``options.reference_images`` (a folder, the same
+    for every model) or, for toy world prompts, the ground truth of the model's own prompts and seeds.
+    Columns per metric: ``<name>``, ``<name>_ci_low``, ``<name>_ci_high``, ``<name>_n``, and ``<name>_note``
+    where a model could not be measured (too few images). Features are extracted once per image."""
+    from workbench.metrics.reference import folder_images, ground_truth_image
+
+    options = options or MetricOptions()
+    names = set_metric_names(names)
+    ok = rows[(rows["status"] == "ok") & rows["image_path"].notna()] if len(rows) else rows
+    if not names or ok.empty:
+        return pd.DataFrame({"model_id": list(dict.fromkeys(rows.get("model_id", [])))})
+    images = [_open(Path(images_root) / path) for path in ok["image_path"]]
+    if options.reference_images is not None:
+        reference = folder_images(options.reference_images)
+        units = None
+    else:
+        units = list(dict.fromkeys(zip(ok["prompt"], ok["seed"].astype(int), strict=True)))
+        reference = [ground_truth_image(prompt, seed) for prompt, seed in units]
+    features: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    for spec in dict.fromkeys(_features_of(name, options) for name in names):
+        extract = feature_extractor(spec)
+        features[spec] = (extract(images).double(), extract(reference).double())
+    out = []
+    for model_id in dict.fromkeys(ok["model_id"]):
+        mine = (ok["model_id"] == model_id).to_numpy()
+        row: dict[str, Any] = {"model_id": model_id}
+        for name in names:
+            x, y = features[_features_of(name, options)]
+            if units is not None:  # the ground truth of this model's own prompts and seeds
+                own = set(zip(ok.loc[mine, "prompt"], ok.loc[mine, "seed"].astype(int), strict=True))
+                y = y[[i for i, unit in enumerate(units) if unit in own]]
+            try:
+                value = set_metric(name, x[mine], y, subsets=options.subsets, seed=seed)
+            except ConfigError as error:
+                row |= {name: float("nan"), f"{name}_n": int(mine.sum()), f"{name}_note": str(error)}
+                continue
+            row |= {
+                name: value["value"], f"{name}_ci_low": value["ci_low"], f"{name}_ci_high": value["ci_high"],
+                f"{name}_n": value["n"],
+            }  # fmt: skip
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def set_metric_notes(names: Sequence[str], options: MetricOptions | None = None) -> dict[str, dict[str, Any]]:
+    """What each per-set metric among ``names`` reports, for a summary: estimator, small-sample bias,
+    features, reference set and interval."""
+    options = options or MetricOptions()
+    return {
+        name: {
+            "estimator": SET_METRICS[name].estimator,
+            "bias": SET_METRICS[name].bias,
+            "features": _features_of(name, options),
+            "reference": options.reference_images or "the toy world's ground truth for the same prompts and seeds",
+            "interval": f"95% half-sampling jackknife over {options.subsets} subsets drawn without replacement",
+            "lower_is_better": True,
+        }
+        for name in set_metric_names(names)
+    }
+
+
+def _features_of(name: str, options: MetricOptions) -> str:
+    """The extractor a per-set metric uses: CMMD always the CLIP, FID and KID ``options.features``."""
+    return options.clip_model if name == "cmmd" else options.features
+
+
+def _open(path: Path) -> Image.Image:
+    if not path.is_file():
+        raise ConfigError(f"the image {path} of a result row is missing", "images_root")
+    with Image.open(path) as image:
+        return image.convert("RGB")

@@ -51,9 +51,19 @@ class ClipScores:
 
 
 class CLIPScorer:
-    """Scores images against prompts with a CLIP model, in batches, caching each prompt's embedding."""
+    """Scores images against prompts with a CLIP model, in batches, caching each prompt's embedding.
+    ``processor_id``: where the image and text processor loads from when the checkpoint has none."""
 
-    def __init__(self, model_id: str = DEFAULT_CLIP, device: str | None = None, batch_size: int = 32):
+    metrics: tuple[str, ...] = ("clip_score",)
+
+    def __init__(
+        self,
+        model_id: str = DEFAULT_CLIP,
+        device: str | None = None,
+        batch_size: int = 32,
+        *,
+        processor_id: str | None = None,
+    ):
         from transformers import CLIPModel, CLIPProcessor
 
         from workbench.models import pick_device
@@ -61,13 +71,17 @@ class CLIPScorer:
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size!r}")
         source, local_only = _clip_source(model_id)
+        processor_source, processor_local = _clip_source(processor_id) if processor_id else (source, local_only)
         try:
             self.model = CLIPModel.from_pretrained(source, dtype=torch.float32, local_files_only=local_only)
-            self.processor = CLIPProcessor.from_pretrained(source, local_files_only=local_only)
+            self.processor = CLIPProcessor.from_pretrained(processor_source, local_files_only=processor_local)
         except OSError as error:
             from workbench.models import available_models
 
-            raise UnknownModelError(model_id, f"cannot load a CLIP from it ({error})", available_models()) from None
+            hint = "" if local_only else f"; on a machine with internet: huggingface-cli download {model_id}"
+            raise UnknownModelError(
+                model_id, f"cannot load a CLIP from it ({error}){hint}", available_models()
+            ) from None
         self.device = pick_device(device)
         self.model = self.model.eval().to(self.device)
         self.model_id = model_id
@@ -115,6 +129,15 @@ class CLIPScorer:
         cosine = (self.image_embeddings(images) * self.text_embeddings(prompts)).sum(dim=-1)
         scores = (100 * cosine.clamp(min=0)).cpu().tolist()
         return ClipScores(scores, [self.is_truncated(p) for p in prompts], self.model_id)
+
+    def score_columns(self, images: Sequence[Image.Image], prompts: Sequence[str]) -> dict[str, list]:
+        """The rows' columns: clip_score, clip_model and clip_truncated (``ImageScorer``)."""
+        scores = self.score(images, prompts)
+        return {
+            "clip_score": scores.scores,
+            "clip_model": [scores.clip_model] * len(scores.scores),
+            "clip_truncated": scores.truncated,
+        }
 
 
 def fidelity(reference: Image.Image, candidate: Image.Image, scorer: CLIPScorer | None = None) -> dict[str, float]:

@@ -1,0 +1,266 @@
+"""How far each metric can be trusted, measured on the toy world, where every prompt has a known answer.
+
+``run_ladder`` makes a ladder of generators (rungs: model x steps x guidance) on many toy prompts; the
+pixel judge (``composition_all``: the image is right on every attribute the prompt names) knows each
+rung's true quality. ``validity`` then asks of every metric:
+
+``kendall_tau``     Kendall's τ-b between the metric's ranking of the rungs and the judge's (1: same order).
+``auc_wrong``       per-image metrics: the chance that a right image scores above a wrong one (pooled over
+                    rungs; 0.5 is a coin); null for per-set metrics.
+``prompts_needed``  for neighbouring rungs (in the judge's order) that the judge separates by at least
+                    ``min_gap`` points: the fewest prompts (of a doubling grid) with which the metric orders
+                    the two as the judge does in ``coverage`` of random prompt subsets drawn without
+                    replacement; the median over such pairs, null when the metric never gets there with the
+                    prompts available (a pair it never reaches counts as beyond them). Subsets go up to half
+                    the prompts: larger ones would hardly differ from the whole set.
+
+The judge's score of a rung is 100 x its share of images right on every attribute (seeds averaged within a
+prompt); per-image metrics are means over prompts, per-set metrics are computed on the rung's images
+against the toy world's ground truth of the same prompts and seeds. ``composition`` and ``composition_all``
+are the judge's own readings: their agreement with it is by construction, listed for completeness.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+from scipy import stats as scipy_stats
+
+from workbench.config import GenerationConfig
+from workbench.errors import ConfigError
+from workbench.evaluation import ModelEvaluator
+from workbench.metrics import METRICS, MetricOptions, image_metric_names, set_metric_names
+from workbench.metrics.reference import ground_truth_image
+from workbench.metrics.sets import feature_extractor, set_metric_value
+from workbench.toyworld import scenes
+
+__all__ = ["JUDGE", "Rung", "ladder", "run_ladder", "rung_table", "toy_prompts", "validity", "validity_records"]
+
+JUDGE = "composition_all"  # the judge's per-image verdict: right on every attribute the prompt names
+
+
+@dataclass(frozen=True)
+class Rung:
+    """One generator of the ladder: a model at a number of steps and a guidance scale."""
+
+    model: str
+    steps: int
+    guidance: float
+
+    @property
+    def label(self) -> str:
+        return f"{self.model.rpartition('/')[2]} {self.steps} steps g{self.guidance:g}"
+
+
+def ladder(models: Sequence[str], steps: Sequence[int], guidances: Sequence[float]) -> list[Rung]:
+    """Every model x steps x guidance, as rungs."""
+    rungs = [Rung(m, int(s), float(g)) for m, s, g in itertools.product(models, steps, guidances)]
+    if len(rungs) < 2:
+        raise ConfigError(f"a ladder needs at least two rungs, got {[r.label for r in rungs]}", "steps")
+    return rungs
+
+
+def toy_prompts(n: int, seed: int = 0) -> pd.DataFrame:
+    """``n`` distinct toy world captions (drawn without replacement, seeded) as a prompt table; the
+    category is the scene's style."""
+    every = scenes.all_scenes()
+    if not 2 <= n <= len(every):
+        raise ConfigError(f"n_prompts must be between 2 and {len(every)} (the toy world's scenes), got {n!r}")
+    chosen = [every[i] for i in np.random.default_rng(seed).choice(len(every), n, replace=False)]
+    return pd.DataFrame(
+        {
+            "prompt_id": [f"v{i:04d}" for i in range(n)],
+            "prompt": [scenes.caption(s) for s in chosen],
+            "category": [s.style for s in chosen],
+        }
+    )
+
+
+def run_ladder(
+    prompts: pd.DataFrame,
+    rungs: Sequence[Rung],
+    seeds: Sequence[int],
+    output_dir: str | Path,
+    *,
+    metrics: Sequence[str],
+    metric_options: MetricOptions | None = None,
+    batch_size: int = 16,
+    device: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> pd.DataFrame:
+    """Every rung x prompt x seed, scored on the per-image ``metrics`` and the judge, stored (resumable) in
+    ``output_dir``; the rows with a ``rung`` column. One evaluation per (steps, guidance), its models
+    interleaved."""
+    image_metrics = list(dict.fromkeys([*image_metric_names(metrics), "composition", JUDGE]))
+    settings = dict.fromkeys((r.steps, r.guidance) for r in rungs)
+    frames = []
+    for index, (steps, guidance) in enumerate(settings):
+        models = [r.model for r in rungs if (r.steps, r.guidance) == (steps, guidance)]
+        config = GenerationConfig(steps=steps, guidance=guidance, batch_size=batch_size)
+        evaluator = ModelEvaluator(
+            prompts, models, seeds, config, output_dir=output_dir, metrics=image_metrics,
+            metric_options=metric_options, device=device, run_id="validity", warmup=False,
+        )  # fmt: skip
+        rows = evaluator.run()
+        rows["rung"] = [Rung(m, steps, guidance).label for m in rows["model_id"]]
+        frames.append(rows)
+        if progress is not None:
+            progress(index + 1, len(settings))
+    rows = pd.concat(frames, ignore_index=True)
+    failed = rows[rows["status"] != "ok"]
+    if len(failed):
+        raise ConfigError(f"{len(failed)} ladder images failed, e.g. {failed['status'].iloc[0]}; run again to retry")
+    return rows
+
+
+# --- the measures ---------------------------------------------------------------------------------
+
+
+def _per_prompt(rows: pd.DataFrame, column: str) -> pd.DataFrame:
+    """prompts x rungs: the column's mean over a prompt's seeds."""
+    return rows.pivot_table(index="prompt_id", columns="rung", values=column, aggfunc="mean", sort=False)
+
+
+class _SetMetric:
+    """A per-set metric of any subset of prompts, for every rung: features extracted once per image."""
+
+    def __init__(self, name: str, rows: pd.DataFrame, root: Path, options: MetricOptions):
+        extract = feature_extractor(options.clip_model if name == "cmmd" else options.features)
+        self.name = name
+        images = []
+        for path in rows["image_path"]:
+            with Image.open(root / path) as image:
+                images.append(image.convert("RGB"))
+        units = list(zip(rows["prompt"], rows["seed"].astype(int), strict=True))
+        truth = {unit: i for i, unit in enumerate(dict.fromkeys(units))}
+        features = extract(images).double()
+        reference = extract([ground_truth_image(prompt, seed) for prompt, seed in truth]).double()
+        self.by_rung = {}
+        for rung in dict.fromkeys(rows["rung"]):
+            mine = np.flatnonzero((rows["rung"] == rung).to_numpy())
+            self.by_rung[rung] = (
+                features[mine],
+                reference[[truth[units[i]] for i in mine]],
+                rows["prompt_id"].to_numpy()[mine],
+            )
+
+    def value(self, rung: str, prompts: np.ndarray | None = None) -> float:
+        """The metric of the rung's images (of ``prompts``, default all) against their ground truth."""
+        x, y, ids = self.by_rung[rung]
+        if prompts is not None:
+            keep = torch.from_numpy(np.isin(ids, prompts))
+            x, y = x[keep], y[keep]
+        return set_metric_value(self.name, x, y)
+
+
+def rung_table(rows: pd.DataFrame, root: str | Path, metrics: Sequence[str], options: MetricOptions | None = None):
+    """Per rung: the judge's score (``judge``: % of images right on every attribute) and every metric's value
+    (per-image: mean over prompts; per-set: against the ground truth), best judge first."""
+    options = options or MetricOptions()
+    table = pd.DataFrame({"judge": 100 * _per_prompt(rows, JUDGE).mean()})
+    for name in image_metric_names(metrics):
+        table[name] = _per_prompt(rows, name).mean()
+    for name in set_metric_names(metrics):
+        measure = _SetMetric(name, rows, Path(root), options)
+        table[name] = [measure.value(rung) for rung in table.index]
+    return table.sort_values("judge", ascending=False).rename_axis("rung").reset_index()
+
+
+def _auc(scores: np.ndarray, right: np.ndarray) -> float | None:
+    """P(a right image's score > a wrong one's) + half the ties (Mann-Whitney U / n1 n0)."""
+    keep = ~np.isnan(scores)
+    scores, right = scores[keep], right[keep].astype(bool)
+    if right.all() or not right.any():
+        return None
+    u = scipy_stats.mannwhitneyu(scores[right], scores[~right], alternative="two-sided").statistic
+    return float(u / (right.sum() * (~right).sum()))
+
+
+def _prompt_grid(n: int) -> list[int]:
+    """2, 4, 8, ... up to half the prompts, and half the prompts: larger subsets of ``n`` would hardly vary."""
+    half = max(2, n // 2)
+    return sorted({*(2**k for k in range(1, int(np.log2(half)) + 1)), half})
+
+
+def validity(
+    rows: pd.DataFrame,
+    root: str | Path,
+    metrics: Sequence[str],
+    options: MetricOptions | None = None,
+    *,
+    min_gap: float = 2.0,
+    coverage: float = 0.95,
+    draws: int = 200,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """For every metric: kendall_tau, auc_wrong and prompts_needed (module docstring), from ladder rows
+    (``run_ladder``) whose images lie under ``root``; also ``pairs`` (the neighbouring rung pairs the judge
+    separates by ``min_gap`` points) and ``pairs_reached`` (those the metric orders with the prompts
+    available)."""
+    options = options or MetricOptions()
+    if draws < 10 or not 0.5 < coverage < 1:
+        raise ConfigError(f"need draws >= 10 and 0.5 < coverage < 1, got {draws} and {coverage}", "draws")
+    judge = 100 * _per_prompt(rows, JUDGE)  # prompts x rungs
+    order = judge.mean().sort_values(ascending=False)
+    pairs = [
+        (better, worse) for better, worse in itertools.pairwise(order.index) if order[better] - order[worse] >= min_gap
+    ]
+    prompt_ids = judge.index.to_numpy()
+    grid = _prompt_grid(len(prompt_ids))
+    rng = np.random.default_rng(seed)
+    subsets = {k: [rng.choice(prompt_ids, k, replace=False) for _ in range(draws)] for k in grid}
+    right = rows[JUDGE].to_numpy(dtype=float) == 1.0
+    out = []
+    for name in metrics:
+        sign = 1.0 if METRICS[name].higher_is_better else -1.0
+        if METRICS[name].kind == "image":
+            table = _per_prompt(rows, name).reindex(index=judge.index)
+            position = {p: i for i, p in enumerate(table.index)}
+
+            def value(rung: str, chosen: np.ndarray | None = None, table=table, position=position) -> float:
+                column = table[rung].to_numpy(dtype=float)
+                return float(np.nanmean(column if chosen is None else column[[position[p] for p in chosen]]))
+
+            auc = _auc(sign * rows[name].to_numpy(dtype=float), right)
+        else:
+            value = _SetMetric(name, rows, Path(root), options).value
+            auc = None
+        values = {rung: value(rung) for rung in order.index}
+        tau = scipy_stats.kendalltau([sign * values[r] for r in order.index], order.to_numpy(), variant="b").statistic
+        needed = []
+        for better, worse in pairs:
+            reached = next(
+                (
+                    k
+                    for k in grid
+                    if np.mean([sign * (value(better, c) - value(worse, c)) > 0 for c in subsets[k]]) >= coverage
+                ),
+                None,
+            )
+            needed.append(reached if reached is not None else np.inf)
+        median = float(np.median(needed)) if needed else np.inf
+        out.append(
+            {
+                "metric": name,
+                "kendall_tau": None if np.isnan(tau) else float(tau),
+                "auc_wrong": auc,
+                "prompts_needed": median if np.isfinite(median) else None,
+                "pairs": len(pairs),
+                "pairs_reached": int(np.isfinite(needed).sum()),
+            }
+        )
+    return pd.DataFrame(out)
+
+
+def validity_records(table: pd.DataFrame) -> list[dict[str, Any]]:
+    """validity.json's list: ``{metric, kendall_tau, auc_wrong, prompts_needed}`` per metric (null for none)."""
+    keys = ["metric", "kendall_tau", "auc_wrong", "prompts_needed"]
+    return [{k: (None if pd.isna(row[k]) else row[k]) for k in keys} for row in table.to_dict("records")]
