@@ -16,7 +16,17 @@ LAYERS = [
     ["records", "backends", "acceleration", "models", "toyworld", "local_pipeline", "checkpoints", "costs"],
     ["generation"],
     ["prompts", "routing", "metrics", "plan"],
-    ["stats", "run_files", "results", "engine", "evaluation", "abtest", "acceleration_benchmark", "plots"],
+    [
+        "stats",
+        "run_files",
+        "results",
+        "engine",
+        "evaluation",
+        "abtest",
+        "acceleration_benchmark",
+        "plots",
+        "metric_validity",
+    ],
     ["studies", "compare", "tracking", "sweeps", "widgets", "serve", "client", "cli"],
 ]
 LAYER = {name: index for index, names in enumerate(LAYERS) for name in names}

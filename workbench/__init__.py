@@ -1,6 +1,6 @@
 """t2i-workbench: evaluate, route, optimize, A/B test, accelerate and serve text-to-image diffusion models."""
 
-from workbench import plots
+from workbench import metric_validity, plots
 from workbench.abtest import ABTestResult, PromptABTester
 from workbench.acceleration import image_flops, share_of_peak
 from workbench.acceleration_benchmark import AccelerationBenchmark, benchmark_acceleration
@@ -117,6 +117,7 @@ __all__ = [
     "load",
     "load_prompts",
     "load_styles",
+    "metric_validity",
     "metrics_table",
     "model_comparison",
     "model_targets",

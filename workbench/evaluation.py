@@ -368,10 +368,10 @@ def prompt_differences(results: pd.DataFrame, metric: str, *, top: int = 3) -> p
     if metric not in ok:
         raise ConfigError(f"the results have no column {metric!r}; metrics there: {image_metrics_in(ok)}", "metric")
     means = ok.pivot_table(index="prompt_id", columns="model_id", values=metric, aggfunc="mean", sort=False)
-    table = means.assign(spread=means.max(axis=1) - means.min(axis=1)).dropna(subset=["spread"])
-    table = table.sort_values("spread", ascending=False, kind="stable").head(top).reset_index()
+    spread = (means.max(axis=1) - means.min(axis=1)).dropna().sort_values(ascending=False, kind="stable").head(top)
     prompts = ok.drop_duplicates("prompt_id").set_index("prompt_id")["prompt"]
-    table.insert(1, "prompt", table["prompt_id"].map(prompts))
+    table = pd.concat([spread.index.map(prompts).to_series(index=spread.index, name="prompt"),
+                       spread.rename("spread"), means.loc[spread.index]], axis=1).reset_index()  # fmt: skip
     table.columns.name = None
     return table
 

@@ -23,6 +23,7 @@ are the judge's own readings: their agreement with it is by construction, listed
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +43,17 @@ from workbench.metrics.reference import ground_truth_image
 from workbench.metrics.sets import feature_extractor, set_metric_value
 from workbench.toyworld import scenes
 
-__all__ = ["JUDGE", "Rung", "ladder", "run_ladder", "rung_table", "toy_prompts", "validity", "validity_records"]
+__all__ = [
+    "JUDGE",
+    "Rung",
+    "ladder",
+    "run_ladder",
+    "rung_table",
+    "save_validity",
+    "toy_prompts",
+    "validity",
+    "validity_records",
+]
 
 JUDGE = "composition_all"  # the judge's per-image verdict: right on every attribute the prompt names
 
@@ -264,3 +275,18 @@ def validity_records(table: pd.DataFrame) -> list[dict[str, Any]]:
     """validity.json's list: ``{metric, kendall_tau, auc_wrong, prompts_needed}`` per metric (null for none)."""
     keys = ["metric", "kendall_tau", "auc_wrong", "prompts_needed"]
     return [{k: (None if pd.isna(row[k]) else row[k]) for k in keys} for row in table.to_dict("records")]
+
+
+def save_validity(
+    output_dir: str | Path, table: pd.DataFrame, judge: dict[str, float], rows: pd.DataFrame, rungs: pd.DataFrame
+) -> None:
+    """validity.json (``validity_records``), judge.json (``{attribute: accuracy}`` on rendered scenes), and
+    what every study leaves (results.parquet; summary.json with the full validity table as its rows, the rung
+    table and the judge's accuracy)."""
+    from workbench.run_files import save_study_results
+
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "validity.json").write_text(json.dumps(validity_records(table), indent=2))
+    (output_dir / "judge.json").write_text(json.dumps(judge, indent=2))
+    save_study_results(rows, table, output_dir, rungs=json.loads(rungs.to_json(orient="records")), judge=judge)

@@ -20,6 +20,7 @@ __all__ = [
     "latency_vs_quality",
     "metric_by_category",
     "metric_heatmap",
+    "metrics_against_judge",
     "pareto",
     "prompt_drilldown",
     "results_grid",
@@ -139,6 +140,27 @@ def metric_by_category(results: pd.DataFrame, metric: str = "clip_score"):
     ax.set(xlabel="prompt category", ylabel=metric, title=f"{metric} by category")
     sns.move_legend(ax, "upper left", bbox_to_anchor=(1, 1))
     ax.tick_params(axis="x", rotation=30)
+    fig.tight_layout()
+    return fig
+
+
+def metrics_against_judge(rungs: pd.DataFrame, metrics: Sequence[str]):
+    """One panel per metric: each rung of a validity ladder (``metric_validity.rung_table``) as a point, the
+    judge's score (% of images right on every attribute) across, the metric's value up; a metric that can
+    be trusted rises (or falls, where lower is better) with the judge."""
+    import matplotlib.pyplot as plt
+
+    from workbench.metrics import METRICS
+
+    cols = min(4, len(metrics))
+    fig, axes = plt.subplots(-(-len(metrics) // cols), cols, figsize=(3.2 * cols, 2.8 * -(-len(metrics) // cols)),
+                             squeeze=False)  # fmt: skip
+    for ax, name in zip(axes.flat, metrics, strict=False):
+        ax.scatter(rungs["judge"], rungs[name], color="black", s=14)
+        better = "" if name not in METRICS else " ↑" if METRICS[name].higher_is_better else " ↓"
+        ax.set(title=f"{name}{better}", xlabel="judge: % images right")
+    for ax in list(axes.flat)[len(metrics) :]:
+        ax.set_visible(False)
     fig.tight_layout()
     return fig
 

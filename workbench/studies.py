@@ -378,7 +378,8 @@ def _headline(manifest: dict[str, Any]) -> str:
     for row in manifest.get("summary") or []:
         figures = [f"{row['latency_mean_s']:.3f} s/img"] if row.get("latency_mean_s") is not None else []
         figures += [f"CLIP {row['clip_score_mean']:.1f}"] if row.get("clip_score_mean") is not None else []
-        parts.append(f"{row.get('model_id') or row.get('arm')}: {', '.join(figures)}")
+        figures += [f"τ {row['kendall_tau']:.2f}"] if row.get("kendall_tau") is not None else []
+        parts.append(f"{row.get('model_id') or row.get('arm') or row.get('metric')}: {', '.join(figures)}")
     return "; ".join(parts)
 
 

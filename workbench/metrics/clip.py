@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,8 +28,6 @@ DEFAULT_CLIP = "toyworld/clip"
 
 def _clip_source(model_id: str) -> tuple[str, bool]:
     """Where a CLIP id loads from, and whether only local files may be used."""
-    from pathlib import Path
-
     from workbench.models import TOYWORLD_DIR, available_models, is_offline
 
     if model_id.startswith("toyworld/"):
@@ -39,6 +38,18 @@ def _clip_source(model_id: str) -> tuple[str, bool]:
     if Path(model_id).expanduser().is_dir():
         return str(Path(model_id).expanduser()), True
     return model_id, is_offline()
+
+
+def _from_pretrained(loader, model_id: str, **kwargs):
+    """``loader.from_pretrained`` on a CLIP id or folder; refused, naming what to download, when it cannot."""
+    from workbench.models import available_models
+
+    source, local_only = _clip_source(model_id)
+    try:
+        return loader.from_pretrained(source, local_files_only=local_only, **kwargs)
+    except OSError as error:
+        hint = "" if Path(source).is_dir() else f"; download it on a machine with internet: hf download {model_id}"
+        raise UnknownModelError(model_id, f"cannot load a CLIP from it ({error}){hint}", available_models()) from None
 
 
 @dataclass(frozen=True)
@@ -70,18 +81,8 @@ class CLIPScorer:
 
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size!r}")
-        source, local_only = _clip_source(model_id)
-        processor_source, processor_local = _clip_source(processor_id) if processor_id else (source, local_only)
-        try:
-            self.model = CLIPModel.from_pretrained(source, dtype=torch.float32, local_files_only=local_only)
-            self.processor = CLIPProcessor.from_pretrained(processor_source, local_files_only=processor_local)
-        except OSError as error:
-            from workbench.models import available_models
-
-            hint = "" if local_only else f"; on a machine with internet: huggingface-cli download {model_id}"
-            raise UnknownModelError(
-                model_id, f"cannot load a CLIP from it ({error}){hint}", available_models()
-            ) from None
+        self.model = _from_pretrained(CLIPModel, model_id, dtype=torch.float32)
+        self.processor = _from_pretrained(CLIPProcessor, processor_id or model_id)
         self.device = pick_device(device)
         self.model = self.model.eval().to(self.device)
         self.model_id = model_id

@@ -404,17 +404,17 @@ def set_metrics_by_model(
         features[spec] = (extract(images).double(), extract(reference).double())
     out = []
     for model_id in dict.fromkeys(ok["model_id"]):
-        mine = (ok["model_id"] == model_id).to_numpy()
+        mine = torch.from_numpy(np.flatnonzero(ok["model_id"].to_numpy() == model_id))
         row: dict[str, Any] = {"model_id": model_id}
         for name in names:
             x, y = features[_features_of(name, options)]
             if units is not None:  # the ground truth of this model's own prompts and seeds
-                own = set(zip(ok.loc[mine, "prompt"], ok.loc[mine, "seed"].astype(int), strict=True))
+                own = set(zip(ok["prompt"].iloc[mine], ok["seed"].iloc[mine].astype(int), strict=True))
                 y = y[[i for i, unit in enumerate(units) if unit in own]]
             try:
                 value = set_metric(name, x[mine], y, subsets=options.subsets, seed=seed)
             except ConfigError as error:
-                row |= {name: float("nan"), f"{name}_n": int(mine.sum()), f"{name}_note": str(error)}
+                row |= {name: float("nan"), f"{name}_n": len(mine), f"{name}_note": str(error)}
                 continue
             row |= {
                 name: value["value"], f"{name}_ci_low": value["ci_low"], f"{name}_ci_high": value["ci_high"],
