@@ -23,6 +23,7 @@ from workbench.metrics import CLIPScorer
 from workbench.models import load
 from workbench.plan import Plan
 from workbench.results import TIMING_COLUMNS
+from workbench.run_files import SCHEMA_VERSION
 
 MODELS = ["toyworld/sd-small", "toyworld/sd-base"]
 PROMPTS = [
@@ -108,7 +109,7 @@ def test_rows_record_when_each_batch_ran_and_the_machines_load(tmp_path):
     assert list(df["batch_round"]) == [0, 0, 0, 0] and df["batch_started"].is_monotonic_increasing
     assert df["cpu_busy_other"].between(0, 1).all() and (df["load_avg_1m"] >= 0).all()
     assert df["gpu_util"].isna().all() if not torch.cuda.is_available() else True
-    assert (df["schema_version"] == 2).all() and set(df["worker"]) == {"main"}
+    assert (df["schema_version"] == SCHEMA_VERSION).all() and set(df["worker"]) == {"main"}
 
 
 def _comparable(df: pd.DataFrame, ignore=()) -> pd.DataFrame:

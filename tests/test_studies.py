@@ -8,6 +8,7 @@ import pytest
 from workbench.cli import main
 from workbench.errors import ConfigError, NotebookRunError
 from workbench.resources import bundled_studies
+from workbench.run_files import SCHEMA_VERSION
 from workbench.studies import check_parameters, describe_studies, find_study, notebook_parameters, run_study
 
 EVALUATION = Path(__file__).parent.parent / "notebooks" / "01_model_evaluation.ipynb"
@@ -263,7 +264,7 @@ def test_a_version_1_run_resumes_and_is_migrated(tmp_path):
     run = run_study(notebook, {}, output_root=out, progress=False, resume="old-run")
     assert run.folder == earlier and (earlier / "seen.txt").read_text() == "cpu"
     manifest = json.loads((earlier / "manifest.json").read_text())
-    assert manifest["schema_version"] == 2 and manifest["run_id"] == "old-run"
+    assert manifest["schema_version"] == SCHEMA_VERSION and manifest["run_id"] == "old-run"
     assert manifest["images"] == 2 and manifest["model_ids"] == ["m/a", "m/b"]
     assert [row["model_id"] for row in manifest["summary"]] == ["m/a", "m/b"]  # read from the bare list
     assert "m/b: 0.250 s/img, CLIP 31.0" in (out / "index.html").read_text()
