@@ -66,14 +66,17 @@ def test_bad_metric_choices_are_refused_naming_what_is_missing(names, prompts, m
 
 
 def test_a_reference_folder_lets_set_metrics_run_on_any_prompts(tmp_path):
-    assert check_metrics(["fid"], ["a robot"], reference_images=str(tmp_path)) == ["fid"]
     with pytest.raises(ConfigError, match=r"reference_images .*nope.* is not a folder"):
         check_metrics(["fid"], ["a robot"], reference_images=str(tmp_path / "nope"))
-    with pytest.raises(ConfigError, match=r"holds no images"):
-        folder_images(tmp_path)
+    for refuse in (check_metrics, folder_images):  # before generation, and when read
+        with pytest.raises(ConfigError, match=r"holds no images"):
+            refuse(["fid"], ["a robot"], reference_images=str(tmp_path)) if refuse is check_metrics else refuse(
+                tmp_path
+            )
     Image.new("RGB", (8, 8), "red").save(tmp_path / "b.png")
     Image.new("RGB", (8, 8), "blue").save(tmp_path / "a.png")
     (tmp_path / "notes.txt").write_text("not an image")
+    assert check_metrics(["fid"], ["a robot"], reference_images=str(tmp_path)) == ["fid"]
     assert [im.getpixel((0, 0)) for im in folder_images(tmp_path)] == [(0, 0, 255), (255, 0, 0)]  # name order
 
 
@@ -256,3 +259,66 @@ def test_features_of_a_set_come_from_the_clip_for_cmmd(tmp_path):
     assert set_metrics_by_model(rows, tmp_path, ["cmmd"], options)["cmmd"].notna().all()  # no Inception needed
     with pytest.raises(ConfigError, match=r"Inception features need"):
         set_metrics_by_model(rows, tmp_path, ["fid"], options)
+
+
+def test_a_resumed_evaluation_scores_its_stored_images_on_metrics_asked_for_later(tmp_path):
+    first = ModelEvaluator(TOY, ["toyworld/sd-small"], [0], FAST, output_dir=tmp_path, metrics=["clip_score"])
+    before = first.run()
+    assert "composition" not in before
+    again = ModelEvaluator(
+        TOY, ["toyworld/sd-small"], [0], FAST, output_dir=tmp_path, metrics=["clip_score", "composition"]
+    )
+    assert again.units() == []  # nothing to make again
+    rows = again.run()
+    assert rows["composition"].notna().all() and list(rows["clip_score"]) == list(before["clip_score"])
+    expected = CompositionScorer().score_columns(
+        [Image.open(tmp_path / p).convert("RGB") for p in rows["image_path"]], TOY
+    )["composition"]
+    assert list(rows["composition"]) == expected
+    appended = len(again.store.rows())
+    again.run()  # nothing is stale now
+    assert len(again.store.rows()) == appended
+
+
+def test_workers_refuse_scorers_they_cannot_build(tmp_path):
+    custom = wb.Metric(
+        "mean_red", "image", "mean red channel", True, (), "mean_red",
+        lambda options, device: CompositionScorer(),
+    )  # fmt: skip
+    wb.register_metric(custom)
+    try:
+        with pytest.raises(ConfigError, match=r"cannot use mean_red .*use workers=1"):
+            ModelEvaluator(TOY, ["toyworld/sd-small"], [0], FAST, output_dir=tmp_path, metrics=["mean_red"], workers=2)
+    finally:
+        del METRICS["mean_red"]
+    with pytest.raises(ConfigError, match=r"cannot use CompositionScorer"):
+        ModelEvaluator(
+            TOY, ["toyworld/sd-small"], [0], FAST, output_dir=tmp_path, scorer=CompositionScorer(), workers=2
+        )
+    with pytest.raises(ConfigError, match=r"only per-image metrics can be registered"):
+        wb.register_metric(wb.Metric("my_fid", "set", "a set metric", False, ()))
+
+
+def test_given_scorers_choose_the_default_metrics_and_a_scorer_without_columns_is_refused(tmp_path):
+    evaluator = ModelEvaluator(TOY, ["toyworld/sd-small"], [0], FAST, output_dir=tmp_path, scorer=PickScorer())
+    assert evaluator.metrics == ["pickscore"] and evaluator.metric_options.preference_model == "toyworld/clip"
+    assert ModelEvaluator(TOY, ["toyworld/sd-small"], [0], FAST, output_dir=tmp_path).metrics == []
+
+    class OldScorer:
+        def score(self, images, prompts): ...
+
+    with pytest.raises(ConfigError, match=r"scorer must be an ImageScorer"):
+        ModelEvaluator(TOY, ["toyworld/sd-small"], [0], FAST, output_dir=tmp_path, scorer=OldScorer())
+
+
+def test_composition_on_prompts_outside_the_toy_world_reports_without_crashing(tmp_path):
+    prompts = ["a portrait of an astronaut", "a cat on a sofa"]
+    evaluator = ModelEvaluator(
+        prompts, ["toyworld/sd-small", "toyworld/sd-base"], [0], FAST, output_dir=tmp_path,
+        metrics=["clip_score", "composition"],
+    )  # fmt: skip
+    rows = evaluator.run()
+    assert rows["composition"].isna().all() and rows["composition_reason"].str.startswith("not a toy-world").all()
+    study = evaluator.compare()
+    assert study.measured() == ["clip_score"] and study.quality_metric() == "clip_score"
+    assert prompt_differences(rows, "composition").empty and plots.prompt_drilldown(rows, tmp_path, "composition") == []

@@ -69,8 +69,8 @@ def test_the_ladder_and_its_prompts_are_checked():
 
 def test_the_validity_notebook_runs_headlessly_and_writes_its_tables(tmp_path):
     parameters = {
-        "models": ["toyworld/sd-small"], "steps": [1, 8], "guidances": [5.0], "n_prompts": 12, "draws": 20,
-        "judge_scenes": 60, "batch_size": 12,
+        "models": ["toyworld/sd-small"], "steps": [2, 8], "guidances": [5.0], "n_prompts": 24, "draws": 20,
+        "judge_scenes": 60, "batch_size": 24,
     }  # fmt: skip
     run = wb.run_study("06_metric_validity", parameters, output_root=tmp_path, progress=False)
     validity = json.loads((run.folder / "validity.json").read_text())
@@ -87,4 +87,4 @@ def test_the_validity_notebook_runs_headlessly_and_writes_its_tables(tmp_path):
     assert all(v >= 0.95 for v in judge.values())
     report = run.report.read_text()
     assert "How far each metric agrees with the truth" in report and "kendall_tau" in report
-    assert run.manifest["status"] == "ok" and run.manifest["images"] == 24
+    assert run.manifest["status"] == "ok" and run.manifest["images"] == 48

@@ -80,7 +80,7 @@ def test_ab_report_shows_the_verdict_figures_and_grids_in_order():
     )
     images = {(a, p, s): Image.new("RGB", (8, 8), "red") for a in arms for p in prompts for s in seeds}
     table = pd.DataFrame({"arm": ["B"], "mean_diff": [1.0]})
-    result = SimpleNamespace(rows=rows, images=images, control="A", verdict="B beats A")
+    result = SimpleNamespace(rows=rows, images=images, control="A", verdict="B beats A", metric="clip_score")
     result.comparisons = result.summary = table
     shown = []
     parts = plots.ab_report(result, n_prompts=2, show=shown.append)
@@ -88,7 +88,7 @@ def test_ab_report_shows_the_verdict_figures_and_grids_in_order():
     headings = [p.data.splitlines()[0] for p in parts if isinstance(p, Markdown)]
     assert headings == [
         "## Verdict",
-        "## Per-arm CLIP scores, and the same prompts across arms",
+        "## Per-arm clip_score, and the same prompts across arms",
         "## Images: arms (rows) × seeds (columns), for the first prompts",
     ]
     assert [p.data for p in parts if isinstance(p, Pretty)] == ["B beats A", "prompt p0", "prompt p1"]

@@ -37,7 +37,7 @@ from workbench.generation import (
     reproduction_code,
     save_image,
 )
-from workbench.metrics import METRICS, CLIPScorer, MetricOptions, fidelity, register_metric
+from workbench.metrics import METRICS, CLIPScorer, Metric, MetricOptions, fidelity, register_metric
 from workbench.models import ModelLoader, PipelineCache, available_models, load, register_loader
 from workbench.plan import ROUTED, Plan, resolve, run
 from workbench.plots import image_grid
@@ -79,6 +79,7 @@ __all__ = [
     "ImageBackend",
     "ImageMetadataError",
     "KeywordClassifier",
+    "Metric",
     "MetricOptions",
     "ModelComparison",
     "ModelEvaluator",

@@ -16,7 +16,7 @@ DEMO_MODEL = "toyworld/sd-small"
 STUDY_HELP = "a notebook path, or the name of a study that ships with the package (workbench studies lists them)"
 COMPARE_HELP = """Compare run B against run A, per model, over the (prompt, seed) units both runs made:
 
-  - each per-image metric (clip_score, other *_score columns, peak_mem_mb): the difference B - A, prompts as
+  - each per-image metric (clip_score, the other registry metrics, *_score columns, peak_mem_mb): B - A, prompts as
     the paired units (seeds averaged), with its 95% CI, the Wilcoxon p and Holm's adjustment across models
     and metrics;
   - latency_ratio: the median time per image of B over A, with a 95% CI (lower is better);
@@ -343,7 +343,7 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument(
         "--metric",
         action="append",
-        help="a per-image column to compare (repeatable; default: clip_score, other *_score columns, peak_mem_mb)",
+        help="a per-image column to compare (repeatable; default: every per-image metric both runs have, peak_mem_mb)",
     )
     compare.add_argument("--top", type=int, default=8, help="images per model shown in the report (default 8)")
     compare.set_defaults(func=_compare)

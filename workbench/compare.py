@@ -39,7 +39,7 @@ from workbench.stats import holm, paired_statistics, ratio_of_medians
 __all__ = ["LATENCY", "Check", "ComparedRun", "Comparison", "compare_runs", "find_run"]
 
 LATENCY = "latency_ratio"  # the latency row's metric: median s/image of B over A
-LOWER_IS_BETTER = {"peak_mem_mb", LATENCY}
+LOWER_IS_BETTER = {"peak_mem_mb", LATENCY, *(name for name, entry in METRICS.items() if not entry.higher_is_better)}
 UNIT = ["model_id", "prompt_id", "seed"]
 # Columns that make an image what it is: where two runs differ in them, the report says so.
 SETTING_COLUMNS = [*GenerationConfig.__dataclass_fields__, "scheduler_class", "dtype", "device", "acceleration"]

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from PIL import Image
 
 from workbench.config import GenerationConfig
 from workbench.costs import Prices, load_prices, self_hosting_cost
@@ -32,6 +33,7 @@ from workbench.errors import ConfigError
 from workbench.generation import as_list, check_seeds, save_image
 from workbench.metrics import (
     METRICS,
+    CLIPScorer,
     ImageScorer,
     MetricOptions,
     check_metrics,
@@ -39,6 +41,8 @@ from workbench.metrics import (
     image_scorers,
     set_metric_names,
 )
+from workbench.metrics.preference import PickScorer
+from workbench.metrics.registry import BUILT_IN
 from workbench.metrics.sets import set_metric_notes, set_metrics_by_model
 from workbench.plan import ROUTED, resolve, target_label
 from workbench.results import ROW_KEY, ResultStore, settings_key
@@ -95,9 +99,10 @@ class ModelEvaluator:
 
     ``metrics``: registry names (``workbench.metrics.METRICS``): per-image ones become columns of the rows,
     per-set ones are measured by ``compare()`` against the reference set of ``metric_options``. Default:
-    clip_score when a ``scorer`` is given, else none. ``scorer``: a scorer (``ImageScorer``, e.g. a
+    the metrics of the given ``scorer``, else none. ``scorer``: a scorer (``ImageScorer``, e.g. a
     ``CLIPScorer``) or a list of them, used here for the metrics it fills; workers build their own from
-    ``metric_options`` (a given CLIPScorer's checkpoint becomes its ``clip_model``).
+    ``metric_options`` (a given CLIPScorer's or PickScorer's checkpoint becomes its ``clip_model`` or
+    ``preference_model``).
 
     ``workers``: 1 runs here; a count spreads batches over worker processes, one per visible GPU (or CPU
     workers sharing the cores), or give a list of devices; ``backend="ray"`` runs ``workers`` Ray actors
@@ -139,17 +144,35 @@ class ModelEvaluator:
         self.config = config or GenerationConfig()
         self.output_dir = Path(output_dir)
         self.store = ResultStore(self.output_dir / "results.jsonl")
-        given = [] if scorer is None else [scorer] if isinstance(scorer, ImageScorer) else list(scorer)
-        self.metrics = list(metrics) if metrics is not None else ["clip_score"] if given else []
+        given = list(scorer) if isinstance(scorer, list | tuple) else [] if scorer is None else [scorer]
+        if not all(isinstance(s, ImageScorer) for s in given):
+            raise ConfigError(
+                f"scorer must be an ImageScorer (with metrics and score_columns(images, prompts), e.g. a "
+                f"CLIPScorer) or a list of them, got {scorer!r}",
+                "scorer",
+            )
+        self.metrics = (
+            list(metrics) if metrics is not None else list(dict.fromkeys(m for s in given for m in s.metrics))
+        )
         self.image_metrics, self.set_metrics = image_metric_names(self.metrics), set_metric_names(self.metrics)
         self.metric_options = metric_options or MetricOptions()
         check_metrics(self.metrics, list(self.prompts["prompt"]), reference_images=self.metric_options.reference_images)
-        clip = next((s.model_id for s in given if "clip_score" in s.metrics and hasattr(s, "model_id")), None)
-        if clip is not None:
-            self.metric_options = replace(self.metric_options, clip_model=clip)
+        for given_scorer in given:  # workers rebuild a given CLIP or PickScore scorer from its checkpoint
+            if type(given_scorer) in (CLIPScorer, PickScorer):
+                field_name = "clip_model" if type(given_scorer) is CLIPScorer else "preference_model"
+                self.metric_options = replace(self.metric_options, **{field_name: given_scorer.model_id})
         self.run_id = run_id
         self.device = device
         check_workers(workers, backend, threads)
+        if workers != 1 or backend != "local":
+            local_only = [type(s).__name__ for s in given if type(s) not in (CLIPScorer, PickScorer)]
+            local_only += [m for m in self.image_metrics if m not in BUILT_IN]
+            if local_only:
+                raise ConfigError(
+                    f"workers build their scorers from the built-in metrics' names, so they cannot use "
+                    f"{', '.join(local_only)} (given or registered in this process): use workers=1",
+                    "workers",
+                )
         self.workers, self.backend, self.threads = workers, backend, threads
         self.spec = RunnerSpec(
             run_id, settings_key(self.config), tuple(self.image_metrics), self.metric_options, warmup, os.getpid()
@@ -178,7 +201,8 @@ class ModelEvaluator:
         return units
 
     def run(self, progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
-        """Make and store what is missing, then return this evaluation's rows (``results()``)."""
+        """Make and store what is missing (images; per-image metrics asked for after their images were made),
+        then return this evaluation's rows (``results()``)."""
         units = self.units()
         stored = self.store.frame()
         numbered = {  # a resumed run numbers its batches and rounds on from the stored ones
@@ -201,7 +225,34 @@ class ModelEvaluator:
             plan_batches(units, **numbered), self.spec, store, workers=self.workers, backend=self.backend,
             runner=self.runner if self.backend == "local" and self.workers == 1 else None, threads=self.threads,
         )  # fmt: skip
+        self._score_stored()
         return self.results()
+
+    def _score_stored(self, chunk: int = 32) -> None:
+        """Score, from their PNGs, the stored images that lack a per-image metric asked for now (made before it
+        was asked for); their rows are stored again with the new columns (``results()`` keeps the latest)."""
+        wanted = set(self.image_metrics)
+        if not wanted:
+            return
+        prompts = dict(zip(self.prompts["prompt_id"], self.prompts["prompt"], strict=True))
+        latest = {tuple(row.get(k) for k in ROW_KEY): row for row in self.store.rows()}
+        stale = [
+            row
+            for (model, prompt_id, seed, settings), row in latest.items()
+            if model in self.labels and prompt_id in prompts and seed in self.seeds and settings == self.spec.settings
+            and row.get("status") == "ok" and not wanted <= row.keys()
+        ]  # fmt: skip
+        missing = set().union(*(wanted - row.keys() for row in stale)) if stale else set()
+        scorers = [s for s in self.runner.scorers if missing & set(s.metrics)]
+        for start in range(0, len(stale), chunk):
+            rows = stale[start : start + chunk]
+            images = []
+            for row in rows:
+                with Image.open(self.output_dir / row["image_path"]) as image:
+                    images.append(image.convert("RGB"))
+            texts = [prompts[row["prompt_id"]] for row in rows]
+            columns = {k: v for scorer in scorers for k, v in scorer.score_columns(images, texts).items()}
+            self.store.append([row | {k: values[i] for k, values in columns.items()} for i, row in enumerate(rows)])
 
     def compare(
         self,
@@ -367,7 +418,10 @@ def prompt_differences(results: pd.DataFrame, metric: str, *, top: int = 3) -> p
     ok = results[results["status"] == "ok"] if "status" in results else results
     if metric not in ok:
         raise ConfigError(f"the results have no column {metric!r}; metrics there: {image_metrics_in(ok)}", "metric")
+    ok = ok.assign(**{metric: pd.to_numeric(ok[metric], errors="coerce")})  # None (no value) as NaN
     means = ok.pivot_table(index="prompt_id", columns="model_id", values=metric, aggfunc="mean", sort=False)
+    if means.empty:  # no image has a value (e.g. composition on prompts outside the toy world)
+        return pd.DataFrame(columns=["prompt_id", "prompt", "spread"])
     spread = (means.max(axis=1) - means.min(axis=1)).dropna().sort_values(ascending=False, kind="stable").head(top)
     prompts = ok.drop_duplicates("prompt_id").set_index("prompt_id")["prompt"]
     table = pd.concat([spread.index.map(prompts).to_series(index=spread.index, name="prompt"),
@@ -459,12 +513,17 @@ def compare_models(
     if reference not in scored or len(scored) < 2:
         return pd.DataFrame()
     ok = ok[ok["model_id"].isin(scored)]
-    tables = [compare_groups(ok, by="model_id", reference=reference, metrics=present, alpha=alpha)]
+    lower = [m for m in present if m in METRICS and not METRICS[m].higher_is_better]
+    tables = [
+        compare_groups(ok, by="model_id", reference=reference, metrics=present, alpha=alpha, lower_is_better=lower)
+    ]
     routed = set(ok.loc[ok.get("routed_model_id", pd.Series(index=ok.index)).notna(), "model_id"])
     for policy in (m for m in models if m in routed and m != reference):
         for other in (m for m in models if m in scored and m not in routed and m != reference):
             both = ok[ok["model_id"].isin([policy, other])]
-            table = compare_groups(both, by="model_id", reference=other, metrics=present, alpha=alpha)
+            table = compare_groups(
+                both, by="model_id", reference=other, metrics=present, alpha=alpha, lower_is_better=lower
+            )
             tables.append(table[table["model_id"] == policy])
     table = pd.concat(tables, ignore_index=True)
     table["p_holm"] = holm(table["p_value"].fillna(1.0))
@@ -481,6 +540,15 @@ class ModelComparison:
     reference: str
     verdict: str
     metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def measured(self) -> list[str]:
+        """The metrics the summary has values of, in registry order."""
+        values = (metric_summary_columns(m)[0] for m in METRICS)
+        return [m for m, v in zip(METRICS, values, strict=True) if v in self.summary and self.summary[v].notna().any()]
+
+    def quality_metric(self, preferred: str | None = None) -> str | None:
+        """The metric to plot speed and cost against: ``preferred`` if given, else the first measured one."""
+        return preferred if preferred is not None else next(iter(self.measured()), None)
 
     def save(self, results: pd.DataFrame, output_dir: str | Path) -> None:
         """results.parquet, summary.json (with the reference, the verdict and the metrics' notes) and

@@ -5,8 +5,9 @@ pixel judge (``composition_all``: the image is right on every attribute the prom
 rung's true quality. ``validity`` then asks of every metric:
 
 ``kendall_tau``     Kendall's τ-b between the metric's ranking of the rungs and the judge's (1: same order).
-``auc_wrong``       per-image metrics: the chance that a right image scores above a wrong one (pooled over
-                    rungs; 0.5 is a coin); null for per-set metrics.
+``auc_wrong``       per-image metrics: the chance that a right image scores above a wrong one made by the same
+                    rung (so a metric gets no credit for merely telling good rungs from bad ones; 0.5 is a
+                    coin); null for per-set metrics.
 ``prompts_needed``  for neighbouring rungs (in the judge's order) that the judge separates by at least
                     ``min_gap`` points: the fewest prompts (of a doubling grid) with which the metric orders
                     the two as the judge does in ``coverage`` of random prompt subsets drawn without
@@ -17,7 +18,8 @@ rung's true quality. ``validity`` then asks of every metric:
 The judge's score of a rung is 100 x its share of images right on every attribute (seeds averaged within a
 prompt); per-image metrics are means over prompts, per-set metrics are computed on the rung's images
 against the toy world's ground truth of the same prompts and seeds. ``composition`` and ``composition_all``
-are the judge's own readings: their agreement with it is by construction, listed for completeness.
+are the judge's own readings: their agreement with it is by construction, listed for completeness; their
+``prompts_needed`` is the sampling noise of the ladder itself, the floor for every other metric.
 """
 
 from __future__ import annotations
@@ -32,15 +34,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image
 from scipy import stats as scipy_stats
 
 from workbench.config import GenerationConfig
 from workbench.errors import ConfigError
 from workbench.evaluation import ModelEvaluator
 from workbench.metrics import METRICS, MetricOptions, image_metric_names, set_metric_names
-from workbench.metrics.reference import ground_truth_image
-from workbench.metrics.sets import feature_extractor, set_metric_value
+from workbench.metrics.sets import feature_extractor, row_features, set_metric_value
 from workbench.toyworld import scenes
 
 __all__ = [
@@ -146,22 +146,11 @@ class _SetMetric:
     def __init__(self, name: str, rows: pd.DataFrame, root: Path, options: MetricOptions):
         extract = feature_extractor(options.clip_model if name == "cmmd" else options.features)
         self.name = name
-        images = []
-        for path in rows["image_path"]:
-            with Image.open(root / path) as image:
-                images.append(image.convert("RGB"))
-        units = list(zip(rows["prompt"], rows["seed"].astype(int), strict=True))
-        truth = {unit: i for i, unit in enumerate(dict.fromkeys(units))}
-        features = extract(images).double()
-        reference = extract([ground_truth_image(prompt, seed) for prompt, seed in truth]).double()
+        features, truth = row_features(rows, root, extract)
         self.by_rung = {}
         for rung in dict.fromkeys(rows["rung"]):
-            mine = np.flatnonzero((rows["rung"] == rung).to_numpy())
-            self.by_rung[rung] = (
-                features[mine],
-                reference[[truth[units[i]] for i in mine]],
-                rows["prompt_id"].to_numpy()[mine],
-            )
+            mine = torch.from_numpy(np.flatnonzero((rows["rung"] == rung).to_numpy()))
+            self.by_rung[rung] = (features[mine], truth[mine], rows["prompt_id"].to_numpy()[mine.numpy()])
 
     def value(self, rung: str, prompts: np.ndarray | None = None) -> float:
         """The metric of the rung's images (of ``prompts``, default all) against their ground truth."""
@@ -185,14 +174,17 @@ def rung_table(rows: pd.DataFrame, root: str | Path, metrics: Sequence[str], opt
     return table.sort_values("judge", ascending=False).rename_axis("rung").reset_index()
 
 
-def _auc(scores: np.ndarray, right: np.ndarray) -> float | None:
-    """P(a right image's score > a wrong one's) + half the ties (Mann-Whitney U / n1 n0)."""
-    keep = ~np.isnan(scores)
-    scores, right = scores[keep], right[keep].astype(bool)
-    if right.all() or not right.any():
-        return None
-    u = scipy_stats.mannwhitneyu(scores[right], scores[~right], alternative="two-sided").statistic
-    return float(u / (right.sum() * (~right).sum()))
+def _auc(scores: np.ndarray, right: np.ndarray, strata: np.ndarray) -> float | None:
+    """P(a right image's score > a wrong one's of the same stratum (rung)) + half the ties: the Mann-Whitney U
+    summed over strata over the right x wrong pairs there. None without such a pair."""
+    u = pairs = 0.0
+    for stratum in np.unique(strata):
+        keep = (strata == stratum) & ~np.isnan(scores)
+        good, bad = scores[keep & right], scores[keep & ~right]
+        if len(good) and len(bad):
+            u += scipy_stats.mannwhitneyu(good, bad, alternative="two-sided").statistic
+            pairs += len(good) * len(bad)
+    return float(u / pairs) if pairs else None
 
 
 def _prompt_grid(n: int) -> list[int]:
@@ -240,7 +232,7 @@ def validity(
                 column = table[rung].to_numpy(dtype=float)
                 return float(np.nanmean(column if chosen is None else column[[position[p] for p in chosen]]))
 
-            auc = _auc(sign * rows[name].to_numpy(dtype=float), right)
+            auc = _auc(sign * rows[name].to_numpy(dtype=float), right, rows["rung"].to_numpy())
         else:
             value = _SetMetric(name, rows, Path(root), options).value
             auc = None

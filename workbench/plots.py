@@ -251,29 +251,31 @@ def confusion_heatmap(confusion: pd.DataFrame, title: str = "", ax=None):
 
 
 def _per_prompt(result) -> pd.DataFrame:
-    return result.rows.groupby(["arm", "prompt_id"], sort=False)["clip_score"].mean().reset_index()
+    return result.rows.groupby(["arm", "prompt_id"], sort=False)[result.metric].mean().reset_index()
 
 
 def ab_distributions(result, ax=None):
-    """Per arm: each prompt's CLIP score (seeds averaged) as dots, the mean with its 95% bootstrap CI."""
+    """Per arm: each prompt's score on the test's metric (seeds averaged) as dots, the mean with its 95%
+    bootstrap CI."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
     per_prompt = _per_prompt(result)
     if ax is None:
         _, ax = plt.subplots(figsize=(1.6 * per_prompt["arm"].nunique() + 2.5, 4))
-    sns.stripplot(data=per_prompt, x="arm", y="clip_score", alpha=0.35, color="grey", ax=ax)
+    sns.stripplot(data=per_prompt, x="arm", y=result.metric, alpha=0.35, color="grey", ax=ax)
     sns.pointplot(
         data=per_prompt,
         x="arm",
-        y="clip_score",
+        y=result.metric,
         errorbar=("ci", 95),
         color="black",
         linestyle="none",
         capsize=0.2,
         ax=ax,
     )
-    ax.set(xlabel="arm", ylabel="CLIP score (per prompt, seeds averaged)", title="CLIP score per arm, mean and 95% CI")
+    ax.set(xlabel="arm", ylabel=f"{result.metric} (per prompt, seeds averaged)",
+           title=f"{result.metric} per arm, mean and 95% CI")  # fmt: skip
     return ax
 
 
@@ -281,7 +283,7 @@ def ab_paired_lines(result, ax=None):
     """One line per prompt across the arms (control first): the paired design made visible."""
     import matplotlib.pyplot as plt
 
-    per_prompt = _per_prompt(result).pivot(index="prompt_id", columns="arm", values="clip_score")
+    per_prompt = _per_prompt(result).pivot(index="prompt_id", columns="arm", values=result.metric)
     order = [result.control] + [a for a in per_prompt.columns if a != result.control]
     per_prompt = per_prompt[order]
     if ax is None:
@@ -290,7 +292,7 @@ def ab_paired_lines(result, ax=None):
         ax.plot(range(len(order)), values.to_numpy(), color="grey", alpha=0.4, marker="o", markersize=3)
     ax.plot(range(len(order)), per_prompt.mean().to_numpy(), color="black", marker="o", linewidth=2.5, label="mean")
     ax.set_xticks(range(len(order)), order)
-    ax.set(xlabel="arm", ylabel="CLIP score (seeds averaged)", title="Paired: each line is one prompt")
+    ax.set(xlabel="arm", ylabel=f"{result.metric} (seeds averaged)", title="Paired: each line is one prompt")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1))
     return ax
 
@@ -326,7 +328,7 @@ def ab_report(result, *, n_prompts: int = 3, show=None) -> list:
         Pretty(result.verdict),
         result.comparisons.style.format(precision=3).hide(axis="index"),
         result.summary.style.format(precision=2).hide(axis="index"),
-        Markdown("## Per-arm CLIP scores, and the same prompts across arms"),
+        Markdown(f"## Per-arm {result.metric}, and the same prompts across arms"),
     ]
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.2))
     ab_distributions(result, ax=axes[0])

@@ -20,6 +20,7 @@ from workbench.errors import ConfigError
 from workbench.metrics.clip import DEFAULT_CLIP
 
 __all__ = [
+    "BUILT_IN",
     "METRICS",
     "ImageScorer",
     "Metric",
@@ -119,10 +120,16 @@ METRICS: dict[str, Metric] = {}
 
 
 def register_metric(entry: Metric) -> Metric:
-    """Add (or replace) a metric in the registry; an image metric needs ``build`` and ``scorer``."""
-    if entry.kind not in ("image", "set"):
-        raise ConfigError(f"a metric's kind is 'image' or 'set', got {entry.kind!r}", "kind")
-    if entry.kind == "image" and (entry.build is None or entry.scorer is None):
+    """Add (or replace) a per-image metric: it needs ``build`` and ``scorer``. A metric registered at run
+    time is known to this process only: worker processes and Ray actors cannot build it (use one worker).
+    The per-set metrics are fixed (``workbench.metrics.sets``)."""
+    if entry.kind != "image":
+        raise ConfigError(
+            f"only per-image metrics can be registered, got kind {entry.kind!r}; the per-set metrics are "
+            f"{', '.join(n for n, m in METRICS.items() if m.kind == 'set')}",
+            "kind",
+        )
+    if entry.build is None or entry.scorer is None:
         raise ConfigError(f"image metric {entry.name!r} needs a scorer name and a build function", "build")
     METRICS[entry.name] = entry
     return entry
@@ -160,7 +167,9 @@ for _entry in (
         False, (NEEDS_REFERENCE, "a CLIP checkpoint (clip_model)"),
     ),
 ):  # fmt: skip
-    register_metric(_entry)
+    METRICS[_entry.name] = _entry
+
+BUILT_IN = frozenset(METRICS)  # what every process knows (workers build scorers from these names)
 
 
 def metric(name: str) -> Metric:
@@ -205,9 +214,16 @@ def check_metrics(
     if not wanted:
         return names
     if reference_images is not None:
+        from workbench.metrics.reference import IMAGE_SUFFIXES
+
         folder = Path(reference_images).expanduser()
         if not folder.is_dir():
             raise ConfigError(f"reference_images {reference_images!r} is not a folder of images", "reference_images")
+        if not any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.iterdir()):
+            raise ConfigError(
+                f"reference_images {reference_images!r} holds no images ({', '.join(IMAGE_SUFFIXES)})",
+                "reference_images",
+            )
         return names
     without = [(p, parse_prompt(p).reason) for p in prompts if parse_prompt(p).reason is not None]
     if without:

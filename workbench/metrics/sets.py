@@ -54,6 +54,7 @@ __all__ = [
     "feature_extractor",
     "fid",
     "kid",
+    "row_features",
     "set_metric",
     "set_metric_notes",
     "set_metric_value",
@@ -65,20 +66,15 @@ CMMD_SCALE = 1000.0
 INCEPTION_WEIGHTS_URL = (
     "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth"
 )
-_NEEDS = ("feature extractor", "reference set")
 
 
 @dataclass(frozen=True)
 class SetMetricSpec:
-    """What a set metric is, for a metrics registry: it compares a set of images with a reference set."""
+    """How a per-set metric is estimated (its name, kind and direction are in ``workbench.metrics.METRICS``)."""
 
     name: str
-    description: str
     estimator: str
     bias: str
-    lower_is_better: bool = True
-    kind: str = "set"
-    needs: tuple[str, ...] = _NEEDS
 
 
 SET_METRICS = {
@@ -86,19 +82,16 @@ SET_METRICS = {
     for spec in (
         SetMetricSpec(
             "fid",
-            "Fréchet distance between Gaussians fitted to the two sets' image features",
             "plug-in Fréchet distance of the sample means and covariances (torchmetrics)",
             "biased upward at small n (the covariance estimates' noise adds to it): compare only at equal n",
         ),
         SetMetricSpec(
             "kid",
-            "kernel distance between the two sets' image features (cubic polynomial kernel)",
             "unbiased MMD², polynomial kernel (x.y/d + 1)^3, mean over equal-size subsets (torchmetrics)",
             "unbiased at any n (can be slightly negative when the sets match)",
         ),
         SetMetricSpec(
             "cmmd",
-            "kernel distance between the two sets' CLIP image embeddings (Gaussian RBF kernel, sigma 10)",
             "unbiased MMD² x 1000, Gaussian RBF kernel, sigma 10, unit-length CLIP embeddings",
             "unbiased at any n (can be slightly negative when the sets match)",
         ),
@@ -316,14 +309,17 @@ def set_metric(
     subsets: int = 50,
     level: float = 0.95,
     seed: int = 0,
+    paired: bool = False,
 ) -> dict:
     """``name`` ("fid", "kid" or "cmmd") of ``images`` against ``reference``, with an interval.
 
     Each of ``images`` and ``reference`` is a sequence of PIL images (featurised by ``extractor``: default
     the toy world's CLIP) or an (images, features) array from one extractor. The interval is the
     half-sampling jackknife of the module docstring over ``subsets`` draws (``subsets=0``: none), at
-    ``level``. Returns ``metric``, ``value``, ``ci_low``, ``ci_high``, ``level``, ``n``, ``n_reference``,
-    ``subsets``, ``subset_sizes``, ``estimator``, ``bias``, ``features`` and ``lower_is_better``."""
+    ``level``; ``paired``: the i-th reference image belongs to the i-th image (its ground truth), and each
+    half keeps the pairs together. Returns ``metric``, ``value``, ``ci_low``, ``ci_high``, ``level``, ``n``,
+    ``n_reference``, ``subsets``, ``subset_sizes``, ``estimator``, ``bias``, ``features`` and
+    ``lower_is_better``."""
     spec = _spec(name)
     if not isinstance(subsets, int) or subsets < 0 or subsets == 1:
         raise ConfigError(f"subsets must be 0 (no interval) or an integer >= 2, got {subsets!r}", field="subsets")
@@ -341,6 +337,10 @@ def set_metric(
     x = _as_features(images, "images", get_extractor)
     y = _as_features(reference, "reference", get_extractor)
     _check_pair(x, y, 4 if subsets else 2, name)
+    if paired and len(x) != len(y):
+        raise ConfigError(
+            f"paired sets need as many reference images as images, got {len(y)} and {len(x)}", "reference"
+        )
     compute = _COMPUTE[name]
     value = compute(x, y)
     result = {
@@ -356,15 +356,16 @@ def set_metric(
         "estimator": spec.estimator,
         "bias": spec.bias,
         "features": chosen[0].name if chosen else "given",
-        "lower_is_better": spec.lower_is_better,
+        "lower_is_better": True,
     }
     if subsets:
         rng = np.random.default_rng(seed)
         kept_x, kept_y = len(x) // 2, len(y) // 2
-        halves = [
-            compute(x[rng.choice(len(x), kept_x, replace=False)], y[rng.choice(len(y), kept_y, replace=False)])
-            for _ in range(subsets)
-        ]
+        halves = []
+        for _ in range(subsets):
+            keep_x = rng.choice(len(x), kept_x, replace=False)
+            keep_y = keep_x if paired else rng.choice(len(y), kept_y, replace=False)
+            halves.append(compute(x[keep_x], y[keep_y]))
         kept = (kept_x / len(x) + kept_y / len(y)) / 2
         half_width = NormalDist().inv_cdf((1 + level) / 2) * float(np.sqrt(kept / (1 - kept) * np.var(halves, ddof=1)))
         result.update(ci_low=value - half_width, ci_high=value + half_width, subset_sizes=[kept_x, kept_y])
@@ -384,35 +385,30 @@ def set_metrics_by_model(
     for every model) or, for toy world prompts, the ground truth of the model's own prompts and seeds.
     Columns per metric: ``<name>``, ``<name>_ci_low``, ``<name>_ci_high``, ``<name>_n``, and ``<name>_note``
     where a model could not be measured (too few images). Features are extracted once per image."""
-    from workbench.metrics.reference import folder_images, ground_truth_image
+    from workbench.metrics.reference import folder_images
 
     options = options or MetricOptions()
     names = set_metric_names(names)
     ok = rows[(rows["status"] == "ok") & rows["image_path"].notna()] if len(rows) else rows
     if not names or ok.empty:
         return pd.DataFrame({"model_id": list(dict.fromkeys(rows.get("model_id", [])))})
-    images = [_open(Path(images_root) / path) for path in ok["image_path"]]
-    if options.reference_images is not None:
-        reference = folder_images(options.reference_images)
-        units = None
-    else:
-        units = list(dict.fromkeys(zip(ok["prompt"], ok["seed"].astype(int), strict=True)))
-        reference = [ground_truth_image(prompt, seed) for prompt, seed in units]
-    features: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    truth = options.reference_images is None  # then each row's reference is its own ground truth
+    reference = None if truth else folder_images(options.reference_images)
+    features = {}
     for spec in dict.fromkeys(_features_of(name, options) for name in names):
         extract = feature_extractor(spec)
-        features[spec] = (extract(images).double(), extract(reference).double())
+        x, y = row_features(ok, images_root, extract, truth=truth)
+        features[spec] = (x, y if truth else extract(reference).double())
     out = []
     for model_id in dict.fromkeys(ok["model_id"]):
         mine = torch.from_numpy(np.flatnonzero(ok["model_id"].to_numpy() == model_id))
         row: dict[str, Any] = {"model_id": model_id}
         for name in names:
             x, y = features[_features_of(name, options)]
-            if units is not None:  # the ground truth of this model's own prompts and seeds
-                own = set(zip(ok["prompt"].iloc[mine], ok["seed"].iloc[mine].astype(int), strict=True))
-                y = y[[i for i, unit in enumerate(units) if unit in own]]
             try:
-                value = set_metric(name, x[mine], y, subsets=options.subsets, seed=seed)
+                value = set_metric(
+                    name, x[mine], y[mine] if truth else y, subsets=options.subsets, seed=seed, paired=truth
+                )
             except ConfigError as error:
                 row |= {name: float("nan"), f"{name}_n": len(mine), f"{name}_note": str(error)}
                 continue
@@ -422,6 +418,22 @@ def set_metrics_by_model(
             }  # fmt: skip
         out.append(row)
     return pd.DataFrame(out)
+
+
+def row_features(
+    rows: pd.DataFrame, images_root: str | Path, extract: FeatureExtractor, *, truth: bool = True
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Features of each row's image (read from ``images_root``/image_path) and, with ``truth``, of each row's
+    toy world ground truth (its prompt and seed), row for row; features of one image are extracted once."""
+    from workbench.metrics.reference import ground_truth_image
+
+    x = extract([_open(Path(images_root) / path) for path in rows["image_path"]]).double()
+    if not truth:
+        return x, None
+    units = list(zip(rows["prompt"], rows["seed"].astype(int), strict=True))
+    index = {unit: i for i, unit in enumerate(dict.fromkeys(units))}
+    y = extract([ground_truth_image(prompt, seed) for prompt, seed in index]).double()
+    return x, y[[index[unit] for unit in units]]
 
 
 def set_metric_notes(names: Sequence[str], options: MetricOptions | None = None) -> dict[str, dict[str, Any]]:
@@ -434,8 +446,8 @@ def set_metric_notes(names: Sequence[str], options: MetricOptions | None = None)
             "bias": SET_METRICS[name].bias,
             "features": _features_of(name, options),
             "reference": options.reference_images or "the toy world's ground truth for the same prompts and seeds",
-            "interval": f"95% half-sampling jackknife over {options.subsets} subsets drawn without replacement",
-            "lower_is_better": True,
+            "interval": f"95% half-sampling jackknife over {options.subsets} subsets drawn without replacement"
+            + ("; each image kept with its ground truth" if options.reference_images is None else ""),
         }
         for name in set_metric_names(names)
     }
