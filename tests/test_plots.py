@@ -94,7 +94,7 @@ def test_ab_report_shows_the_verdict_figures_and_grids_in_order():
     assert [p.data for p in parts if isinstance(p, Pretty)] == ["B beats A", "prompt p0", "prompt p1"]
     (figure,) = [p for p in parts if isinstance(p, Figure)]
     assert [ax.get_title() for ax in figure.axes] == [
-        "CLIP score per arm, mean and 95% CI",
+        "clip_score per arm, mean and 95% CI",
         "Paired: each line is one prompt",
     ]
     grids = [p for p in parts if isinstance(p, Image.Image)]
