@@ -322,3 +322,13 @@ def test_composition_on_prompts_outside_the_toy_world_reports_without_crashing(t
     study = evaluator.compare()
     assert study.measured() == ["clip_score"] and study.quality_metric() == "clip_score"
     assert prompt_differences(rows, "composition").empty and plots.prompt_drilldown(rows, tmp_path, "composition") == []
+
+
+def test_the_drill_down_shows_the_seed_on_which_the_models_differ_most(tmp_path):
+    image = ground_truth_image(TOY[0], 0)
+    rows = _rows_with_images(tmp_path, {"a": [image, image], "b": [image, image]}, TOY[:2])
+    rows = pd.concat([rows, rows.assign(seed=1)], ignore_index=True)
+    rows["clip_score"] = 50.0
+    rows.loc[(rows["model_id"] == "b") & (rows["seed"] == 1) & (rows["prompt_id"] == "p1"), "clip_score"] = 70.0
+    ((caption, grid),) = plots.prompt_drilldown(rows, tmp_path, "clip_score", top=1)
+    assert caption.startswith("p1:") and caption.endswith("differs by 10 across models (seed 1)")

@@ -193,9 +193,9 @@ def metric_heatmap(summary: pd.DataFrame, metrics: Sequence[str] | None = None):
 def prompt_drilldown(
     results: pd.DataFrame, root: str | Path, metric: str = "clip_score", *, top: int = 3, scale: int = 4
 ) -> list[tuple[str, Image.Image]]:
-    """The ``top`` prompts on which the models differ most on ``metric`` (``evaluation.prompt_differences``),
-    each as (a caption, an image row): every model's image of the prompt (first seed) side by side, with
-    every per-image metric's value under it."""
+    """The ``top`` prompts on which the models differ most on ``metric`` (``evaluation.prompt_differences``,
+    seeds averaged), each as (a caption, an image row): every model's image of the prompt, for the seed on
+    which they differ most, side by side, with every per-image metric's value under it."""
     from workbench.evaluation import image_metrics_in, prompt_differences
 
     ok = results[results["status"] == "ok"]
@@ -203,7 +203,8 @@ def prompt_drilldown(
     parts = []
     for row in prompt_differences(results, metric, top=top).itertuples():
         of_prompt = ok[ok["prompt_id"] == row.prompt_id]
-        seed = int(of_prompt["seed"].min())
+        by_seed = of_prompt.assign(value=pd.to_numeric(of_prompt[metric], errors="coerce")).groupby("seed")["value"]
+        seed = int((by_seed.max() - by_seed.min()).fillna(-1).idxmax())  # the seed on which they differ most
         chosen = of_prompt[of_prompt["seed"] == seed]
         images, labels = [], []
         for image in chosen.itertuples():
