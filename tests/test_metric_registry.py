@@ -332,3 +332,4 @@ def test_the_drill_down_shows_the_seed_on_which_the_models_differ_most(tmp_path)
     rows.loc[(rows["model_id"] == "b") & (rows["seed"] == 1) & (rows["prompt_id"] == "p1"), "clip_score"] = 70.0
     ((caption, grid),) = plots.prompt_drilldown(rows, tmp_path, "clip_score", top=1)
     assert caption.startswith("p1:") and caption.endswith("differs by 10 across models (seed 1)")
+    assert grid.width > 2 * 32 * 4  # both models side by side
