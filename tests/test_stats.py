@@ -10,6 +10,7 @@ from workbench.stats import (
     INTERVAL,
     INTERVALS,
     compare_groups,
+    format_p,
     holm,
     mean_ci,
     mean_over_prompts,
@@ -298,6 +299,14 @@ def test_verdict_follows_the_metric_direction_and_marks_holm():
     assert lines[2].startswith("A beats C by 0.30 s (lower is better), 95% CI [0.20, 0.40]")
     with pytest.raises(ConfigError, match=r"lack the columns \['min_detectable'\]"):
         verdict(comparison().drop(columns="min_detectable"), by="model_id")
+
+
+def test_verdict_reads_p_below_a_thousandth_as_p_less_than():
+    line = verdict(comparison(p_holm=0.00002), by="model_id")
+    assert "p < 0.001, 41 prompts" in line and "p = <" not in line
+    line = verdict(comparison(p_holm=float("nan"), ci_high=0.4), by="model_id")
+    assert "p = n/a" in line
+    assert [format_p(p) for p in (0.00002, 0.0123, float("nan"))] == ["< 0.001", "0.012", "n/a"]
 
 
 def test_verdict_shows_narrow_intervals_with_more_decimals():

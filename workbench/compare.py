@@ -34,7 +34,7 @@ from workbench.errors import ConfigError
 from workbench.evaluation import batch_latencies
 from workbench.metrics import METRICS
 from workbench.run_files import read_manifest, read_results
-from workbench.stats import holm, paired_statistics, ratio_of_medians
+from workbench.stats import format_p, holm, paired_statistics, ratio_of_medians
 
 __all__ = ["LATENCY", "Check", "ComparedRun", "Comparison", "compare_runs", "find_run"]
 
@@ -140,7 +140,7 @@ class Comparison:
         for row in self.rows.to_dict("records"):
             flag = " ".join(filter(None, [row["change"], "REGRESSION" if _failing(row, checks) else ""]))
             ci = f"[{_num(row['ci_low'])}, {_num(row['ci_high'])}]"
-            p = "-" if pd.isna(row["p_holm"]) else f"{row['p_holm']:.3f}"
+            p = "-" if pd.isna(row["p_holm"]) else format_p(row["p_holm"])
             table.append([row["model_id"], row["metric"], _estimate(row), ci, p, str(row["n_prompts"]), flag])
         widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
         for r in table:
@@ -499,8 +499,8 @@ def _table_rows(comparison: Comparison, checks) -> str:
         numbers = [
             _estimate(row),
             f"[{_num(row['ci_low'])}, {_num(row['ci_high'])}]",
-            "-" if pd.isna(row["p_value"]) else f"{row['p_value']:.3g}",
-            "-" if pd.isna(row["p_holm"]) else f"{row['p_holm']:.3g}",
+            "-" if pd.isna(row["p_value"]) else html.escape(format_p(row["p_value"])),
+            "-" if pd.isna(row["p_holm"]) else html.escape(format_p(row["p_holm"])),
             "-" if pd.isna(row["win_rate"]) else f"{row['win_rate']:.0%}",
             str(row["n_prompts"]),
             str(row["n_units"]),

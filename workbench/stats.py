@@ -46,6 +46,7 @@ __all__ = [
     "INTERVAL",
     "INTERVALS",
     "compare_groups",
+    "format_p",
     "holm",
     "mean_ci",
     "mean_over_prompts",
@@ -391,7 +392,7 @@ def verdict(
         group, reference, metric = row[by], row["reference"], row["metric"]
         unit, diff, low, high = units.get(metric, metric), row["mean_diff"], row["ci_low"], row["ci_high"]
         fmt = _formatter(low, high)
-        tail = f"p = {_p(row['p_holm'])}{' (Holm)' if count > 1 else ''}, {row['n_prompts']} prompts"
+        tail = f"{_p(row['p_holm'])}{' (Holm)' if count > 1 else ''}, {row['n_prompts']} prompts"
         if row["p_holm"] < alpha and (low > 0 or high < 0):
             group_wins = (diff > 0) != (metric in lower)
             winner, loser = (group, reference) if group_wins else (reference, group)
@@ -425,5 +426,12 @@ def _formatter(low: float, high: float):
     return lambda x, sign=False: "n/a" if np.isnan(x) else f"{x:{'+' if sign else ''}.{decimals}f}"
 
 
+def format_p(p: float) -> str:
+    """A p-value for a table cell: "< 0.001", "0.012", or "n/a" where there is none."""
+    return "n/a" if p is None or np.isnan(p) else ("< 0.001" if p < 0.001 else f"{p:.3f}")
+
+
 def _p(p: float) -> str:
-    return "n/a" if np.isnan(p) else ("< 0.001" if p < 0.001 else f"{p:.3f}")
+    """A p-value for a sentence: "p < 0.001", "p = 0.012" or "p = n/a" (never "p = < 0.001")."""
+    cell = format_p(p)
+    return f"p {cell}" if cell.startswith("<") else f"p = {cell}"
