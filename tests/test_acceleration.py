@@ -133,6 +133,19 @@ def test_benchmark_compares_with_the_baseline_interleaved(pipe):
     assert (table["unet_s_per_image"] > 0).all() and (table["speedup_total"] > 0).all()  # speed: benchmarks/
     assert 0 < table.loc["deepcache_interval=3", "ssim"] < 1 and len(result.rows) == 6
     assert set(result.images) >= {("baseline", PROMPT, 0), ("deepcache_interval=3", PROMPT, 1)}
+    # an image identical to its baseline reads as identical (inf dB), never NaN
+    assert table.loc["baseline", "psnr"] == np.inf and table.loc["vae_slicing", "psnr"] == np.inf
+    assert np.isfinite(table.loc["deepcache_interval=3", "psnr"])
+
+
+def test_mean_psnr_is_inf_for_identical_images_and_skips_them_otherwise():
+    import pandas as pd
+
+    from workbench.acceleration_benchmark import _mean_psnr
+
+    assert _mean_psnr(pd.Series([np.inf, np.inf])) == np.inf
+    assert _mean_psnr(pd.Series([np.inf, 30.0, 20.0])) == 25.0
+    assert np.isnan(_mean_psnr(pd.Series([], dtype=float)))
 
 
 def test_flops_match_the_published_sizes():

@@ -14,6 +14,30 @@ def test_grid_layout():
     assert grid.getpixel((2, 2)) == (255, 0, 0)
 
 
+def test_grid_labels_wrap_onto_more_lines_instead_of_being_cut():
+    from PIL import ImageDraw
+
+    label = "tome_ratio=0.5, deepcache_interval=3, dtype=bfloat16, channels_last"
+    images = [Image.new("RGB", (32, 32), "red")] * 2
+    lines = plots._wrap(label, 96, ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength)
+    assert len(lines) > 1 and "".join(lines).replace(" ", "") == label.replace(" ", "")  # every character kept
+    assert all(ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength(line) <= 96 for line in lines)
+    one_line = plots.image_grid(images, cols=2, scale=3, labels=["baseline", "x"])
+    wrapped = plots.image_grid(images, cols=2, scale=3, labels=["baseline", label])
+    assert wrapped.size[1] - one_line.size[1] == 12 * (len(lines) - 1)
+
+
+def test_acceleration_images_label_each_config_in_full():
+    from types import SimpleNamespace
+
+    labels = ["baseline", "tome_ratio=0.5, deepcache_interval=3, dtype=bfloat16, channels_last"]
+    images = {(label, "p", 0): Image.new("RGB", (32, 32), "blue") for label in labels}
+    bench = SimpleNamespace(images=images, table=pd.DataFrame({"config": labels}))
+    grid = plots.acceleration_images(bench)
+    assert grid.size == plots.image_grid(list(images.values()), cols=2, scale=3, labels=labels).size
+    assert grid.size[1] > plots.image_grid(list(images.values()), cols=2, scale=3, labels=["a", "b"]).size[1]
+
+
 def test_study_figures_draw_from_tidy_results():
     summary = pd.DataFrame(
         {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -36,11 +37,14 @@ def image_grid(
     pad: int = 2,
 ) -> Image.Image:
     """Images laid out row by row, ``cols`` per row, each enlarged ``scale`` times (nearest neighbour),
-    with an optional small label under each (lines split at "\n")."""
+    with an optional small label under each (lines split at "\n"; a line wider than its image wraps onto
+    more lines, at spaces and punctuation where it can, never cut)."""
     if not images:
         raise ValueError("image_grid needs at least one image")
     width, height = (side * scale for side in images[0].size)
-    label_height = 12 * max(label.count("\n") + 1 for label in labels) if labels else 0
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength
+    lines = [_wrap(label, width, measure) for label in labels] if labels else []
+    label_height = _LINE * max(len(label) for label in lines) if lines else 0
     rows = -(-len(images) // cols)
     grid = Image.new("RGB", (cols * (width + pad) + pad, rows * (height + label_height + pad) + pad), "white")
     draw = ImageDraw.Draw(grid)
@@ -48,10 +52,36 @@ def image_grid(
         x = pad + (i % cols) * (width + pad)
         y = pad + (i // cols) * (height + label_height + pad)
         grid.paste(image.convert("RGB").resize((width, height), Image.Resampling.NEAREST), (x, y))
-        if labels:
-            for line, text in enumerate(labels[i].split("\n")):
-                draw.text((x, y + height + 12 * line), text[: max(1, width // 6)], fill="black")
+        for line, text in enumerate(lines[i] if lines else []):
+            draw.text((x, y + height + _LINE * line), text, fill="black")
     return grid
+
+
+_LINE = 12  # pixels per label line
+_BREAKS = re.compile(r"(?<=[\s,;_=+/-])")  # a label may wrap after a space or these
+
+
+def _wrap(label: str, width: float, measure) -> list[str]:
+    """A label's lines, each no wider than ``width`` pixels (by ``measure``): its own lines ("\n"), each
+    filled greedily with the pieces between break points, a piece wider than a line split between
+    characters."""
+    wrapped = []
+    for text in label.split("\n"):
+        lines, line = [], ""
+        for piece in _BREAKS.split(text):
+            while piece:
+                if measure((line + piece).rstrip()) <= width:
+                    line, piece = line + piece, ""
+                elif line:
+                    lines.append(line.rstrip())
+                    line, piece = "", piece.lstrip()
+                else:  # a piece wider than a line on its own: as many characters as fit (at least one)
+                    cut = next((n for n in range(len(piece), 1, -1) if measure(piece[:n]) <= width), 1)
+                    lines.append(piece[:cut])
+                    piece = piece[cut:].lstrip()
+        lines.append(line.rstrip())
+        wrapped += [line for line in lines if line] or [""]
+    return wrapped
 
 
 def _metric_axis(summary: pd.DataFrame, metric: str) -> tuple[pd.Series, list | None, str]:
@@ -367,10 +397,11 @@ def pareto(table: pd.DataFrame, x: str = "speedup_total", y: str = "ssim", ax=No
 
 
 def acceleration_images(benchmark, prompt: str | None = None, seed: int | None = None, *, scale: int = 3):
-    """The baseline image and each config's image of the same prompt and seed, side by side."""
+    """The baseline image and each config's image of the same prompt and seed, side by side, each under
+    its config's whole label (wrapped onto as many lines as it needs)."""
     keys = list(benchmark.images)
     prompt = prompt if prompt is not None else keys[0][1]
     seed = seed if seed is not None else keys[0][2]
     labels = list(benchmark.table["config"])
     return image_grid([benchmark.images[(label, prompt, seed)] for label in labels], cols=min(6, len(labels)),
-                      scale=scale, labels=[label[:28] for label in labels])  # fmt: skip
+                      scale=scale, labels=labels)  # fmt: skip
