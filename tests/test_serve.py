@@ -20,7 +20,7 @@ from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
 import workbench as wb
-from workbench.client import _sse
+from workbench.client import SERVER_TOGGLES, TICKET_HEADER, _sse
 from workbench.errors import ConfigError, GenerationCancelled
 from workbench.generation import read_settings
 from workbench.serve.app import ServeSettings, create_app
@@ -111,8 +111,66 @@ def test_malformed_bodies_get_422_not_500(client):
 
 
 def test_settings_this_device_cannot_honour_get_422(client):
-    response = client.post("/v1/generate", json={"prompt": PROMPT, "acceleration": {"cpu_offload": True}})
-    assert response.status_code == 422 and "cpu_offload" in response.json()["detail"]
+    response = client.post("/v1/generate", json={"prompt": PROMPT, "acceleration": {"attention_backend": "sdpa-flash"}})
+    assert response.status_code == 422 and "sdpa-flash" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("toggle", ["compile", "dtype", "cpu_offload", "channels_last", "compile_mode"])
+def test_server_owned_toggles_are_refused_per_request_saying_whose_they_are(client, toggle):
+    value = {"compile": True, "dtype": "bfloat16", "cpu_offload": True, "channels_last": True}.get(toggle, "default")
+    response = client.post("/v1/generate", json={"prompt": PROMPT, "acceleration": {toggle: value}})
+    assert response.status_code == 422
+    message = json.dumps(response.json()["detail"])
+    assert f"{toggle} is a server setting" in message and "workbench serve --acceleration" in message
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["AccelerationSettings"]
+    assert toggle not in schema["properties"] and "tome_ratio" in schema["properties"]
+
+
+NON_FINITE = [
+    '{"prompt": "x", "guidance": NaN}',
+    '{"prompt": "x", "guidance": Infinity}',
+    '{"prompt": "x", "steps": -Infinity}',
+    '{"prompt": "x", "acceleration": {"tome_ratio": NaN}}',
+    '{"prompt": "x", "seed": 1e999}',
+    '{"prompt": NaN}',
+    '{"prompt": "x", "colour": [NaN, {"deep": Infinity}]}',
+]
+
+
+def test_numbers_json_does_not_allow_get_422_on_every_endpoint_and_the_connection_lives():
+    with running_server(replace(FAST, preload=False)) as (url, _app), httpx.Client(base_url=url) as http:
+        for body in NON_FINITE:
+            for path in ("/v1/generate", "/v1/generate/stream"):
+                response = http.post(path, content=body, headers={"Content-Type": "application/json"})
+                assert response.status_code == 422, (body, path, response.text)
+                assert response.json()["detail"][0]["loc"][0] == "body"
+            assert http.get("/healthz").status_code == 200  # the same keep-alive connection still answers
+
+
+def test_a_request_that_cannot_finish_in_the_time_limit_is_refused_up_front():
+    with TestClient(create_app(settings(timeout_s=20))) as http:
+        response = http.post(
+            "/v1/generate",
+            json={"prompt": PROMPT, "model": "toyworld/sd-base", "width": 2048, "height": 2048, "steps": 200,
+                  "num_images": 8, "response_format": "json"},
+        )  # fmt: skip
+        assert response.status_code == 422
+        detail = json.dumps(response.json()["detail"])
+        assert "past its time limit of 20 s" in detail and "lower steps" in detail
+        small = http.post("/v1/generate", json={"prompt": PROMPT, "model": "toyworld/sd-base", "steps": 2})
+        assert small.status_code == 200
+
+
+def test_server_toggles_apply_to_every_request_and_are_warmed_at_start():
+    fast = wb.AccelerationConfig(channels_last=True)
+    with TestClient(create_app(settings(acceleration=fast))) as http:
+        response = http.post("/v1/generate", json={"prompt": PROMPT, "steps": 2, "response_format": "json"})
+        assert response.status_code == 200
+        (image,) = response.json()["images"]
+        assert image["record"]["acceleration"]["channels_last"] is True
+        assert (
+            http.app.state.service.pool.predicted_seconds(wb.resolve("toyworld/sd-small", PROMPT)) is not None
+        )  # timed at start-up
 
 
 # --- generating -------------------------------------------------------------------------------------
@@ -169,7 +227,7 @@ def test_openapi_describes_the_request(client):
     assert request["width"]["anyOf"][0]["multipleOf"] == 8 and "prompt" in schema["components"]["schemas"][
         "GenerateRequest"]["required"]  # fmt: skip
     acceleration = schema["components"]["schemas"]["AccelerationSettings"]["properties"]
-    assert set(acceleration) == set(wb.AccelerationConfig.__dataclass_fields__)
+    assert set(acceleration) == set(wb.AccelerationConfig.__dataclass_fields__) - set(SERVER_TOGGLES)
     assert "text/event-stream" in schema["paths"]["/v1/generate/stream"]["post"]["responses"]["200"]["content"]
     assert client.get("/docs").status_code == 200
 
@@ -244,10 +302,74 @@ def test_a_full_queue_answers_429_with_retry_after_and_loses_nothing():
         _wait_until(lambda: pool.queued == 1)
         refused = httpx.post(f"{url}/v1/generate", json=long, timeout=10)
         assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
-        assert "queue is full" in refused.json()["detail"]
+        assert "queue is full" in refused.json()["detail"] and len(refused.headers[TICKET_HEADER]) >= 12
         first.join(60)
         second.join(60)
     assert results["running"].status_code == 200 and results["queued"].status_code == 200
+
+
+def test_requests_refused_for_a_full_queue_get_in_in_the_order_they_first_came():
+    import asyncio
+
+    from workbench.errors import QueueFull
+    from workbench.serve.pool import GenerationTask, Job, WorkerPool
+
+    pool = WorkerPool(["cpu"], max_queue=1)  # not started: jobs stay where they are put
+    pool.workers[0].job = "busy"  # the one worker is busy: no room beyond the queue
+    loop = asyncio.new_event_loop()
+    task = GenerationTask(wb.resolve("toyworld/sd-small", PROMPT), PROMPT, [0])
+
+    def job():
+        return Job(task, loop, 60)
+
+    pool.submit(job())  # fills the queue
+    tickets = []
+    for expected in (1, 2):
+        with pytest.raises(QueueFull) as refused:
+            pool.submit(job())
+        assert refused.value.position == expected and refused.value.retry_after >= 1
+        tickets.append(refused.value.ticket)
+    pool._pending.popleft()  # a worker took the queued job: one place is free
+    with pytest.raises(QueueFull) as late:  # a newcomer without a ticket waits behind both tickets
+        pool.submit(job())
+    assert late.value.position == 3
+    with pytest.raises(QueueFull) as second:  # the second ticket waits for the first
+        pool.submit(job(), tickets[1])
+    assert second.value.ticket == tickets[1] and second.value.position == 2
+    assert pool.submit(job(), tickets[0]) == 1  # the first ticket gets the place
+    pool._pending.popleft()
+    assert pool.submit(job(), tickets[1]) == 1  # then the second
+    pool._tickets[late.value.ticket] = 0.0  # a ticket not presented in time lapses
+    pool._pending.popleft()
+    assert pool.submit(job(), late.value.ticket) == 1  # ... and counts as a newcomer: the room is free
+    loop.close()
+
+
+def test_the_remote_model_keeps_its_place_in_line_with_the_ticket():
+    long = {"prompt": PROMPT, "model": "toyworld/sd-base", "steps": 60}
+    with running_server(settings(max_queue=1)) as (url, app):
+        pool = app.state.service.pool
+        seen = []
+        original = pool.submit
+
+        def submit(job, ticket=None):
+            seen.append(ticket)
+            return original(job, ticket)
+
+        pool.submit = submit
+        busy = [threading.Thread(target=httpx.post, args=(f"{url}/v1/generate",), kwargs={"json": long, "timeout": 60})
+                for _ in range(2)]  # fmt: skip
+        busy[0].start()
+        _wait_until(lambda: pool.busy == 1)
+        busy[1].start()
+        _wait_until(lambda: pool.queued == 1)
+        remote = wb.RemoteModel(url, "toyworld/sd-small")
+        (record,) = wb.generate(remote, [PROMPT], wb.GenerationConfig(steps=2), seeds=[0])
+        for thread in busy:
+            thread.join(60)
+    assert record.status == "ok"
+    tickets = [t for t in seen[2:] if t is not None]
+    assert tickets and len(set(tickets)) == 1  # every retry presented the ticket of the first 429
 
 
 def test_two_workers_take_two_requests_side_by_side():
@@ -286,7 +408,8 @@ def test_a_worker_whose_generation_raises_is_replaced(client):
 
 
 def test_a_request_past_the_time_limit_is_stopped_with_504():
-    with TestClient(create_app(settings(timeout_s=0.5))) as client:
+    # no model has run here yet, so the server cannot tell in advance that this request is too long
+    with TestClient(create_app(settings(timeout_s=0.5, preload=False))) as client:
         start = time.monotonic()
         response = client.post("/v1/generate", json={"prompt": PROMPT, "model": "toyworld/sd-base", "steps": 200})
         assert response.status_code == 504 and "time limit" in response.json()["detail"]
@@ -315,7 +438,58 @@ def test_an_api_key_guards_everything_but_healthz():
         settings(api_key="short")
 
 
+def test_failed_api_keys_are_counted_and_never_shown():
+    key = "a-long-enough-key"
+    with TestClient(create_app(settings(api_key=key, preload=False))) as client:
+        for wrong in ("Bearer nope-nope-nope", "Basic abc", ""):
+            client.get("/v1/models", headers={"Authorization": wrong} if wrong else {})
+        text = client.get("/metrics", headers={"Authorization": f"Bearer {key}"}).text
+        assert "workbench_auth_failures_total 3.0" in text and key not in text
+    assert key not in repr(settings(api_key=key))
+
+
+@pytest.mark.parametrize(
+    ("host", "key", "insecure", "outcome"),
+    [
+        ("127.0.0.1", None, False, "ok"),
+        ("localhost", None, False, "ok"),
+        ("::1", None, False, "ok"),
+        ("0.0.0.0", "a-long-enough-key", False, "ok"),
+        ("0.0.0.0", None, False, "refused"),
+        ("192.168.1.20", None, False, "refused"),
+        ("gpu-box.local", None, False, "refused"),
+        ("0.0.0.0", None, True, "warned"),
+    ],
+)
+def test_serving_beyond_loopback_needs_a_key_or_an_explicit_insecure_flag(host, key, insecure, outcome, capsys):
+    from workbench.serve.app import check_exposure
+
+    if outcome == "refused":
+        with pytest.raises(ConfigError, match=r"refusing to serve .* without an API key.*--insecure-no-auth"):
+            check_exposure(host, key, insecure=insecure)
+        return
+    check_exposure(host, key, insecure=insecure)
+    assert ("WARNING: serving 0.0.0.0 without an API key" in capsys.readouterr().err) == (outcome == "warned")
+
+
+def test_the_serve_command_refuses_an_open_non_loopback_address(capsys, monkeypatch):
+    from workbench.cli import main
+
+    monkeypatch.delenv("WORKBENCH_API_KEY", raising=False)
+    assert main(["serve", "--host", "0.0.0.0", "--port", "1"]) == 2
+    assert "refusing to serve 0.0.0.0 without an API key" in capsys.readouterr().err
+
+
 # --- the client: RemoteModel wherever a pipeline goes ----------------------------------------------
+
+
+def test_the_remote_model_refuses_server_owned_toggles_with_the_reason():
+    remote = wb.RemoteModel("http://127.0.0.1:1", "toyworld/sd-small")
+    refused = pytest.raises(ConfigError, match=r"compile cannot be asked of .* per request: the server sets")
+    with refused, wb.accelerate(remote, wb.AccelerationConfig(compile=True)):
+        pass
+    with wb.accelerate(remote, wb.AccelerationConfig(tome_ratio=0.5)) as config:
+        assert remote._body(PROMPT, None, [0])["acceleration"] == {"tome_ratio": 0.5} and config.tome_ratio == 0.5
 
 
 @pytest.fixture(scope="module")

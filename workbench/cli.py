@@ -217,6 +217,25 @@ def _sweep(args) -> int:
     return 1 if result.failed else 0
 
 
+def _acceleration(text: str):
+    """``compile=true,dtype=float16`` as an AccelerationConfig (None when empty); values are read as YAML."""
+    import yaml
+
+    from workbench.config import AccelerationConfig
+
+    if not text.strip():
+        return None
+    pairs = [item.partition("=") for item in text.split(",") if item.strip()]
+    bad = [name for name, sep, _ in pairs if not sep or not name.strip()]
+    if bad:
+        raise ConfigError(f"--acceleration takes NAME=VALUE pairs separated by commas, got {text!r}", "acceleration")
+    known = set(AccelerationConfig.__dataclass_fields__)
+    unknown = sorted({name.strip() for name, _, _ in pairs} - known)
+    if unknown:
+        raise ConfigError(f"unknown acceleration toggle(s) {unknown}; toggles: {sorted(known)}", "acceleration")
+    return AccelerationConfig(**{name.strip(): yaml.safe_load(value) for name, _, value in pairs})
+
+
 def _serve_locally(settings, args) -> None:
     import uvicorn
 
@@ -244,9 +263,13 @@ def _serve_backend(name: str):
 
 
 def _serve(args) -> int:
-    from workbench.serve.app import ServeSettings
+    import os
+
+    from workbench.client import API_KEY_ENV
+    from workbench.serve.app import ServeSettings, check_exposure
 
     serve = _serve_backend(args.backend)
+    check_exposure(args.host, args.api_key or os.environ.get(API_KEY_ENV), insecure=args.insecure_no_auth)
     settings = ServeSettings(
         **({"devices": tuple(args.devices.split(","))} if args.devices else {}),
         routes=args.routes,
@@ -256,6 +279,7 @@ def _serve(args) -> int:
         timeout_s=args.timeout,
         **({"api_key": args.api_key} if args.api_key else {}),
         preload=not args.no_preload,
+        acceleration=_acceleration(args.acceleration),
     )
     serve(settings, args)
     return 0
@@ -371,6 +395,15 @@ def _parser() -> argparse.ArgumentParser:
     srv.add_argument("--timeout", type=float, default=300.0, help="seconds a request may take before it is stopped")
     srv.add_argument("--api-key", help="require 'Authorization: Bearer KEY' (default: $WORKBENCH_API_KEY, if set)")
     srv.add_argument("--no-preload", action="store_true", help="load models on first use, not at start")
+    srv.add_argument(
+        "--acceleration", default="", metavar="NAME=VALUE,...",
+        help="toggles for every request, e.g. compile=true,dtype=float16 (the only way to set compile, "
+        "compile_mode, dtype, cpu_offload, channels_last: a request may not)",
+    )  # fmt: skip
+    srv.add_argument(
+        "--insecure-no-auth", action="store_true",
+        help="serve a non-loopback address without an API key (anyone who reaches the port can use it)",
+    )  # fmt: skip
     srv.add_argument("--backend", choices=list(SERVE_BACKENDS), default="local", help="ray: a Ray Serve deployment")
     srv.add_argument("--min-replicas", type=int, default=1, help="ray: replicas kept running")
     srv.add_argument("--max-replicas", type=int, help="ray: the most replicas (default: one per GPU)")

@@ -27,9 +27,13 @@ from workbench.config import AccelerationConfig, GenerationConfig
 from workbench.errors import ConfigError, GenerationCancelled, RemoteError
 from workbench.records import GenerationRecord
 
-__all__ = ["API_KEY_ENV", "MAX_IMAGES", "REMOTE_ID", "RemoteModel", "is_remote_id"]
+__all__ = ["API_KEY_ENV", "MAX_IMAGES", "REMOTE_ID", "SERVER_TOGGLES", "TICKET_HEADER", "RemoteModel", "is_remote_id"]
 
 API_KEY_ENV = "WORKBENCH_API_KEY"  # where the server and this client find the API key when not given one
+TICKET_HEADER = "X-Workbench-Ticket"  # a 429's place in line, sent back with the retry
+# Toggles that are the server's to decide (slow the first time, or process-wide): set when it starts
+# (workbench serve --acceleration), for every request; a request may not set them.
+SERVER_TOGGLES = ("compile", "compile_mode", "dtype", "cpu_offload", "channels_last")
 
 REMOTE_ID = re.compile(r"^(?:(?P<model>[^@\s]+)@)?(?P<url>https?://[^\s@]+)$")
 MAX_IMAGES = 8  # images per request: the API's num_images limit
@@ -139,7 +143,15 @@ class RemoteModel:
 
     @contextmanager
     def accelerated(self, config: AccelerationConfig) -> Iterator[AccelerationConfig]:
-        """Send ``config`` with each request made in the block (what ``workbench.accelerate`` does here)."""
+        """Send ``config`` with each request made in the block (what ``workbench.accelerate`` does here).
+        The server-owned toggles (``SERVER_TOGGLES``) are refused: the server sets them for every request."""
+        owned = sorted(set(config.changes()) & set(SERVER_TOGGLES))
+        if owned:
+            raise ConfigError(
+                f"{', '.join(owned)} cannot be asked of {self.url} per request: the server sets "
+                f"{', '.join(SERVER_TOGGLES)} for every request when it starts (workbench serve --acceleration)",
+                owned[0],
+            )
         if self.acceleration is not None:
             raise ConfigError(f"this model is already accelerated ({self.acceleration.label()}); nest no blocks")
         self.acceleration = config
@@ -192,10 +204,13 @@ class RemoteModel:
         import httpx
 
         deadline = time.monotonic() + self.timeout_s
+        ticket: dict[str, str] = {}  # after a 429: the request's place in line, sent with each retry
         while True:
             try:
-                with client.stream("POST", "/v1/generate/stream", json=body) as response:
+                with client.stream("POST", "/v1/generate/stream", json=body, headers=ticket) as response:
                     if response.status_code == 429 and time.monotonic() < deadline:
+                        if TICKET_HEADER in response.headers:
+                            ticket = {TICKET_HEADER: response.headers[TICKET_HEADER]}
                         time.sleep(min(float(response.headers.get("Retry-After", 1)), 10))
                         continue
                     if response.status_code != 200:

@@ -85,11 +85,13 @@ class RemoteError(WorkbenchError):
 
 
 class QueueFull(WorkbenchError):
-    """The queue holds ``queued`` requests; try again after ``retry_after`` seconds."""
+    """The queue holds ``queued`` requests; try again after ``retry_after`` seconds, presenting ``ticket``
+    (the request's place in line: ``position`` among those waiting to get in, 1 = next)."""
 
-    def __init__(self, queued: int, retry_after: int):
-        self.queued, self.retry_after = queued, retry_after
-        super().__init__(f"the queue is full ({queued} requests waiting); retry after {retry_after} s")
+    def __init__(self, queued: int, retry_after: int, ticket: str | None = None, position: int | None = None):
+        self.queued, self.retry_after, self.ticket, self.position = queued, retry_after, ticket, position
+        place = f"; your place in line: {position} (send ticket {ticket})" if ticket else ""
+        super().__init__(f"the queue is full ({queued} requests waiting); retry after {retry_after} s{place}")
 
 
 class WorkerLost(WorkbenchError):

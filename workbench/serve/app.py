@@ -4,10 +4,14 @@
 (never at import), so ``/healthz`` answers only once the server can generate. A request goes::
 
     validate (pydantic, 422 naming the field) -> plan: model and settings (the request's model, its
-    route, or the router's choice) -> queue (429 with Retry-After when full) -> a worker generates
-    -> PNG or JSON; or, on /v1/generate/stream, queued / started / progress / complete / error events
+    route, or the router's choice; refused with 422 when the worker could not finish it within the time
+    limit) -> queue (429 with Retry-After and a ticket, the request's place in line, when full) -> a
+    worker generates -> PNG or JSON; or, on /v1/generate/stream, queued / started / progress / complete /
+    error events
 
-A client that goes away, or a request past the time limit, stops its generation at the next step.
+A client that goes away, or a request past the time limit, stops its generation at the next step. Bad
+input never gets a 5xx: a 5xx is the server's own failure (a worker fault, the time limit). Toggles that
+are slow or process-wide (``SERVER_TOGGLES``) are the server's: set at start-up for every request.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import math
 import os
 import secrets
 import time
@@ -23,7 +28,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
@@ -31,7 +36,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sse_starlette import EventSourceResponse
 
-from workbench.client import API_KEY_ENV
+from workbench.client import API_KEY_ENV, TICKET_HEADER
 from workbench.config import AccelerationConfig
 from workbench.errors import ConfigError, QueueFull
 from workbench.generation import MAX_SEED
@@ -40,7 +45,7 @@ from workbench.serve.metrics import ServerMetrics
 from workbench.serve.pool import TERMINAL, Event, GenerationTask, Job, WorkerPool
 from workbench.serve.schemas import GenerateRequest, GenerateResponse, ModelInfo, RouteInfo, RouteTableInfo
 
-__all__ = ["API_KEY_ENV", "ServeSettings", "create_app", "default_devices"]
+__all__ = ["API_KEY_ENV", "ServeSettings", "check_exposure", "create_app", "default_devices"]
 
 
 def default_devices() -> list[str]:
@@ -53,7 +58,8 @@ def default_devices() -> list[str]:
 @dataclass(frozen=True)
 class ServeSettings:
     """How the server runs. ``models``: the model ids requests may name (default: the route table's and the
-    toy world's). ``api_key``: when set, every endpoint but /healthz needs ``Authorization: Bearer <key>``."""
+    toy world's). ``api_key``: when set, every endpoint but /healthz needs ``Authorization: Bearer <key>``.
+    ``acceleration``: toggles for every request, the server-owned ones (compile, dtype, ...) included."""
 
     devices: tuple[str, ...] = field(default_factory=lambda: tuple(default_devices()))
     routes: str = "toyworld"
@@ -63,9 +69,12 @@ class ServeSettings:
     timeout_s: float = 300.0
     api_key: str | None = field(default_factory=lambda: os.environ.get(API_KEY_ENV) or None, repr=False)
     preload: bool = True
+    acceleration: AccelerationConfig | None = None  # applied to every request, warmed at start-up
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "devices", tuple(self.devices))
+        if self.acceleration is not None and not isinstance(self.acceleration, AccelerationConfig):
+            raise ConfigError(f"acceleration must be an AccelerationConfig, got {self.acceleration!r}", "acceleration")
         from workbench.routing import classifier_factory
 
         classifier_factory(self.classifier)  # an unknown name fails with the registered ones
@@ -81,6 +90,32 @@ class ServeSettings:
             return list(dict.fromkeys(self.models))
         toyworld = [m for m in available_models() if m.startswith("toyworld/")]
         return list(dict.fromkeys([spec.model_id for spec in table.routes.values()] + toyworld))
+
+
+def check_exposure(host: str, api_key: str | None, *, insecure: bool = False) -> None:
+    """Refuse to serve a non-loopback ``host`` without an API key (anyone on the network could generate, read
+    /metrics and the docs), unless ``insecure``: then warn, on every start."""
+    import ipaddress
+    import sys
+
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        loopback = False
+    if loopback or api_key:
+        return
+    if not insecure:
+        raise ConfigError(
+            f"refusing to serve {host} without an API key: anyone who can reach it could generate and read "
+            f"/metrics and /docs. Set one with --api-key KEY or ${API_KEY_ENV} (clients send 'Authorization: "
+            "Bearer KEY'), or pass --insecure-no-auth to serve it open anyway",
+            "api_key",
+        )
+    print(
+        f"WARNING: serving {host} without an API key (--insecure-no-auth): anyone who can reach this port can "
+        "generate, and read /metrics and /docs",
+        file=sys.stderr,
+    )
 
 
 def _invalid(field_name: str | None, message: str, value: Any = None) -> RequestValidationError:
@@ -111,18 +146,34 @@ class Service:
         seed = body.seed if body.seed is not None else secrets.randbelow(2**31)
         if seed + body.num_images - 1 > MAX_SEED:
             raise _invalid("seed", f"seed + num_images - 1 must be at most {MAX_SEED}", seed)
-        acceleration = AccelerationConfig(**body.acceleration.model_dump()) if body.acceleration else None
+        server = self.settings.acceleration.to_dict() if self.settings.acceleration else {}
+        requested = body.acceleration.model_dump() if body.acceleration else {}
+        acceleration = AccelerationConfig(**(server | requested)) if server or requested else None
         plan = await asyncio.to_thread(resolve, target, body.prompt, acceleration=acceleration)
         plan = replace(plan, config=plan.config.replace(**body.overrides(), batch_size=body.num_images))
+        seconds = self.pool.predicted_seconds(plan)
+        if seconds is not None and seconds > self.settings.timeout_s:
+            raise _invalid(
+                "steps",
+                f"this request needs about {seconds:.0f} s on this server's workers ({plan.model_id} at "
+                f"{plan.config.width or 'its'} x {plan.config.height or 'default'} px, {plan.config.steps} steps, "
+                f"{body.num_images} image(s)), past its time limit of {self.settings.timeout_s:g} s: lower steps, "
+                "width x height or num_images",
+                plan.config.steps,
+            )
         seeds = [seed + i for i in range(body.num_images)]
         return GenerationTask(plan, body.prompt, seeds, optimize=body.optimize, style=body.style)
 
-    async def submit(self, body: GenerateRequest) -> Job:
+    async def submit(self, body: GenerateRequest, ticket: str | None = None) -> Job:
+        """Queue the request; a 429 when the queue is full carries a ticket (``X-Workbench-Ticket``) that a
+        retry presents to keep its place in line."""
         job = Job(await self.plan(body), asyncio.get_running_loop(), self.settings.timeout_s)
         try:
-            self.pool.submit(job)
+            self.pool.submit(job, ticket)
         except QueueFull as full:
-            raise HTTPException(429, str(full), headers={"Retry-After": str(full.retry_after)}) from None
+            headers = {"Retry-After": str(full.retry_after)}
+            headers |= {TICKET_HEADER: full.ticket} if full.ticket else {}
+            raise HTTPException(429, str(full), headers=headers) from None
         return job
 
     async def events(self, job: Job, request: Request, *, watch_disconnect: bool) -> AsyncIterator[Event]:
@@ -147,6 +198,19 @@ class Service:
                     return
         finally:
             self.pool.cancel(job)
+
+
+def _writable(value: Any, depth: int = 0) -> Any:
+    """``value`` as JSON can carry it: non-finite numbers as text, anything deeper than 20 levels cut."""
+    if depth > 20:
+        return "..."
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): _writable(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_writable(v, depth + 1) for v in value]
+    return value
 
 
 def _service(request: Request) -> Service:
@@ -182,9 +246,20 @@ _Credentials = Annotated[
     HTTPAuthorizationCredentials | None, Depends(HTTPBearer(auto_error=False, description="the server's API key"))
 ]
 
+_Ticket = Annotated[
+    str | None,
+    Header(alias=TICKET_HEADER, max_length=64, description="the ticket of an earlier 429: keeps its place in line"),
+]
+
 _ERRORS = {
-    422: {"description": "a field has a value that is not allowed; the message names it"},
-    429: {"description": "the queue is full; retry after the Retry-After header's seconds"},
+    422: {
+        "description": "a field has a value that is not allowed, or the request could not finish within the "
+        "server's time limit; the message names the field"
+    },
+    429: {
+        "description": f"the queue is full; retry after the Retry-After header's seconds, sending the "
+        f"{TICKET_HEADER} header it carries to keep this request's place in line"
+    },
     504: {"description": "the generation passed the server's time limit and was stopped"},
 }
 
@@ -202,7 +277,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         models = settings.served_models(router.table)
         pool = WorkerPool(list(settings.devices), max_queue=settings.max_queue, metrics=metrics)
         metrics.watch(pool)
-        await asyncio.to_thread(pool.start, models if settings.preload else ())
+        await asyncio.to_thread(pool.start, models if settings.preload else (), settings.acceleration)
         app.state.service = Service(settings, router, models, pool)
         try:
             yield
@@ -212,6 +287,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     async def require_key(credentials: _Credentials) -> None:
         given = (credentials.credentials if credentials else "").encode()
         if not secrets.compare_digest(given, settings.api_key.encode()):
+            metrics.auth_failed()
             raise HTTPException(
                 401, "this server needs its API key: send 'Authorization: Bearer <key>'",
                 headers={"WWW-Authenticate": "Bearer"},
@@ -275,12 +351,12 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         summary="Generate: a PNG (settings in its metadata), or JSON with base64 PNGs and their records",
         responses={200: {"content": {"image/png": {}}}, **_ERRORS},
     )  # fmt: skip
-    async def generate(body: GenerateRequest, request: Request):
+    async def generate(body: GenerateRequest, request: Request, ticket: _Ticket = None):
         if body.response_format == "png" and body.num_images > 1:
             message = 'num_images > 1 needs response_format "json" (a PNG holds one image)'
             raise _invalid("num_images", message, body.num_images)
         service = _service(request)
-        job = await service.submit(body)
+        job = await service.submit(body, ticket)
         last = None
         async for event in service.events(job, request, watch_disconnect=True):
             last = event
@@ -302,15 +378,20 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         "(step, total, percent), then complete (as POST /v1/generate's JSON) or error (status, detail)",
         responses={200: {"content": {"text/event-stream": {}}}, **_ERRORS},
     )  # fmt: skip
-    async def generate_stream(body: GenerateRequest, request: Request) -> EventSourceResponse:
+    async def generate_stream(body: GenerateRequest, request: Request, ticket: _Ticket = None) -> EventSourceResponse:
         service = _service(request)
-        job = await service.submit(body)
+        job = await service.submit(body, ticket)
 
         async def stream():
             async for event in service.events(job, request, watch_disconnect=False):
                 yield {"event": event.kind, "data": json.dumps(jsonable_encoder(event.data))}
 
         return EventSourceResponse(stream(), ping=15)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+        """422 naming each bad field; whatever the input held (NaN, bytes, deep nesting), it can be written."""
+        return JSONResponse({"detail": _writable(jsonable_encoder(error.errors()))}, status_code=422)
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, error: Exception) -> JSONResponse:

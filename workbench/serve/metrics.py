@@ -30,6 +30,9 @@ class ServerMetrics:
             "workbench_generation_seconds", "time a job spent on a worker", buckets=_SECONDS, registry=r
         )
         self.rejections = Counter("workbench_queue_rejections", "requests refused with 429 (queue full)", registry=r)
+        self.auth_failures = Counter(
+            "workbench_auth_failures", "requests refused with 401 (a missing or wrong API key)", registry=r
+        )
         self.restarts = Counter("workbench_worker_restarts", "workers replaced after a failed generation", registry=r)
         self.queued = Gauge("workbench_queue_depth", "jobs waiting for a worker", registry=r)
         self.busy = Gauge("workbench_workers_busy", "workers generating now", registry=r)
@@ -55,6 +58,9 @@ class ServerMetrics:
 
     def rejected(self) -> None:
         self.rejections.inc()
+
+    def auth_failed(self) -> None:
+        self.auth_failures.inc()
 
     def restarted(self) -> None:
         self.restarts.inc()

@@ -2,7 +2,12 @@
 
 Requests wait in one bounded queue and the first worker to come free takes the oldest, so work goes to
 the least-busy device and a long request never holds up the ones behind it while another device is
-idle. A request is a ``Job``: what to generate, a cancel flag, and the events it sends from the worker
+idle. A request refused because the queue is full gets a ticket: its place in line among the refused
+ones. When room frees up it goes to the tickets in the order they were handed out (a retry presents its
+ticket), so clients that retry after a 429 are served in the order they first came; a request without a
+ticket only gets in when no ticket is waiting for the room. A ticket not presented again in time lapses.
+
+A request is a ``Job``: what to generate, a cancel flag, and the events it sends from the worker
 thread to the event loop (queued, started, progress, complete, error). Diffusers pipelines are not
 thread-safe, so a pipeline is only ever used by the worker that loaded it.
 """
@@ -13,21 +18,30 @@ import asyncio
 import base64
 import contextlib
 import math
+import secrets
 import threading
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from workbench.config import AccelerationConfig
 from workbench.errors import ConfigError, GenerationCancelled, QueueFull, WorkbenchError
 from workbench.generation import png_with_settings
 from workbench.models import PipelineCache, load, pick_device
-from workbench.plan import Plan, run
+from workbench.plan import Plan, resolve, run
 
-__all__ = ["TERMINAL", "Event", "GenerationTask", "Job", "Worker", "WorkerPool"]
+__all__ = ["TERMINAL", "TICKET_GRACE_S", "WARMUP_STEPS", "Event", "GenerationTask", "Job", "Worker", "WorkerPool"]
 
 TERMINAL = ("complete", "error")  # the kinds of event that end a job's stream
+TICKET_GRACE_S = 10.0  # a ticket lapses this long after twice its Retry-After, unless presented again
+WARMUP_STEPS = 2  # steps of the start-up generation that warms a model up and times it
+
+
+def _work(width: int, height: int, steps: int, guidance: float, images: int) -> float:
+    """A generation's work in megapixel-steps (classifier-free guidance runs the denoiser twice)."""
+    return width * height * steps * images * (2 if guidance > 1 else 1) / 1e6
 
 
 @dataclass(frozen=True)
@@ -96,9 +110,17 @@ class Worker:
     def loaded_models(self) -> list[str]:
         return [model_id for model_id, _device, _dtype in self.cache.keys()]  # noqa: SIM118 (not a dict)
 
-    def preload(self, model_ids: Sequence[str]) -> None:
+    def preload(self, model_ids: Sequence[str], acceleration: AccelerationConfig | None = None) -> None:
+        """Load each model, then warm it up (with the server's ``acceleration``: torch.compile compiles now,
+        not on a request) and time a short generation, so the pool can tell how long requests take."""
         for model_id in model_ids:
             load(model_id, device=self.device, cache=self.cache)
+            plan = resolve(model_id, "warm-up", acceleration=acceleration)
+            plan = replace(plan, config=plan.config.replace(steps=WARMUP_STEPS, batch_size=1))
+            run(plan, "warm-up", [0], device=self.device, cache=self.cache)  # untimed: first-call costs
+            started = time.monotonic()
+            records = run(plan, "warm-up", [0], device=self.device, cache=self.cache)
+            self.pool._observe(plan, records, time.monotonic() - started)
 
     def _serve(self) -> None:
         while (job := self.pool._take(self)) is not None:
@@ -134,6 +156,7 @@ class Worker:
         except WorkbenchError as error:  # settings this device cannot honour (an acceleration guard, ...)
             job.emit("error", status=422, detail=str(error))
             return "rejected"
+        self.pool._observe(task.plan, records, time.monotonic() - job.started)
         images = [
             {"png_base64": base64.b64encode(png_with_settings(r)).decode(), "record": r.to_dict()} for r in records
         ]
@@ -160,6 +183,8 @@ class WorkerPool:
         self._cond = threading.Condition()
         self._closed = False
         self._mean_run_s = 1.0  # a running mean of a job's time on a worker, for Retry-After
+        self._tickets: dict[str, float] = {}  # refused requests in arrival order: ticket -> when it lapses
+        self._speed: dict[str, tuple[float, int, int]] = {}  # model -> (fastest s per work unit, its width, height)
         self.outcomes: dict[str, int] = {"ok": 0, "cancelled": 0, "failed": 0, "rejected": 0}
         self.restarts = 0
         self.last_cancelled: Job | None = None
@@ -167,9 +192,10 @@ class WorkerPool:
 
     # --- life ------------------------------------------------------------------------------------
 
-    def start(self, preload: Sequence[str] = ()) -> None:
-        """Load ``preload`` on every worker (in parallel), then start taking jobs."""
-        loaders = [threading.Thread(target=w.preload, args=(preload,)) for w in self.workers]
+    def start(self, preload: Sequence[str] = (), acceleration: AccelerationConfig | None = None) -> None:
+        """Load and warm up ``preload`` on every worker (in parallel, with ``acceleration``), then start taking
+        jobs."""
+        loaders = [threading.Thread(target=w.preload, args=(preload, acceleration)) for w in self.workers]
         for thread in loaders:
             thread.start()
         for thread in loaders:
@@ -195,15 +221,29 @@ class WorkerPool:
 
     # --- the queue -----------------------------------------------------------------------------
 
-    def submit(self, job: Job) -> int:
-        """Queue ``job``; returns its position (1 = next). Raises ``QueueFull`` when the queue is full."""
+    def submit(self, job: Job, ticket: str | None = None) -> int:
+        """Queue ``job``; returns its position (1 = next). When the queue is full (for this request: the room
+        left goes to earlier tickets first) raises ``QueueFull`` with a ticket, ``ticket`` itself when one
+        was presented and is still valid."""
         with self._cond:
             if self._closed:
                 raise QueueFull(len(self._pending), self._retry_after())
-            if len(self._pending) >= self.max_queue and not self._idle_worker():
+            now = time.monotonic()
+            self._tickets = {t: lapses for t, lapses in self._tickets.items() if lapses > now}
+            room = self.max_queue - len(self._pending) + (1 if self._idle_worker() else 0)
+            waiting = list(self._tickets)
+            ahead = waiting.index(ticket) if ticket in self._tickets else len(waiting)
+            if room <= ahead:  # the room left is for the tickets handed out before this request's
+                if ticket not in self._tickets:
+                    ticket = secrets.token_urlsafe(12)
+                    self._tickets[ticket] = 0.0
+                position = list(self._tickets).index(ticket) + 1
+                retry_after = self._retry_after(position)
+                self._tickets[ticket] = now + 2 * retry_after + TICKET_GRACE_S
                 if self.metrics is not None:
                     self.metrics.rejected()
-                raise QueueFull(len(self._pending), self._retry_after())
+                raise QueueFull(len(self._pending), retry_after, ticket, position)
+            self._tickets.pop(ticket, None)
             self._pending.append(job)
             position = len(self._pending)
             job.emit("queued", position=position)
@@ -223,8 +263,9 @@ class WorkerPool:
     def _idle_worker(self) -> bool:
         return any(w.job is None for w in self.workers) and not self._pending
 
-    def _retry_after(self) -> int:
-        return max(1, math.ceil(self._mean_run_s * (len(self._pending) + 1) / len(self.workers)))
+    def _retry_after(self, position: int = 1) -> int:
+        """Seconds until about ``position`` places free up in the queue."""
+        return max(1, math.ceil(self._mean_run_s * position / len(self.workers)))
 
     def _take(self, worker: Worker) -> Job | None:
         """The oldest waiting job for ``worker`` (blocks); None when the pool closes or the worker was retired."""
@@ -268,6 +309,30 @@ class WorkerPool:
             if self.metrics is not None:
                 self.metrics.restarted()
             fresh.thread.start()
+
+    # --- how long requests take ---------------------------------------------------------------
+
+    def _observe(self, plan: Plan, records: Sequence, seconds: float) -> None:
+        """Remember the fastest time per work unit seen for the plan's model (and the size it made)."""
+        if not records:
+            return
+        config = records[0].config
+        work = _work(config.width, config.height, config.steps, config.guidance, len(records))
+        with self._cond:
+            fastest = self._speed.get(plan.model_id, (math.inf, 0, 0))[0]
+            if seconds / work < fastest:
+                self._speed[plan.model_id] = (seconds / work, config.width, config.height)
+
+    def predicted_seconds(self, plan: Plan) -> float | None:
+        """About how long a worker takes for ``plan`` (at least: the fastest rate seen for its model), or None
+        before the model has made an image here."""
+        with self._cond:
+            if plan.model_id not in self._speed:
+                return None
+            rate, width, height = self._speed[plan.model_id]
+        config = plan.config
+        work = _work(config.width or width, config.height or height, config.steps, config.guidance, config.batch_size)
+        return rate * work
 
     # --- state -----------------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
-from workbench.client import MAX_IMAGES
+from workbench.client import MAX_IMAGES, SERVER_TOGGLES
 from workbench.config import SCHEDULERS, AccelerationConfig
 from workbench.generation import MAX_SEED
 
@@ -17,6 +17,7 @@ __all__ = [
     "MAX_PROMPT_CHARS",
     "MAX_SIDE",
     "MAX_STEPS",
+    "SERVER_TOGGLES",
     "AccelerationSettings",
     "GenerateRequest",
     "GenerateResponse",
@@ -32,9 +33,22 @@ MAX_SIDE = 2048
 
 
 def _acceleration_model() -> type[BaseModel]:
-    """A pydantic model with the fields of ``AccelerationConfig``, checked by it (its messages name the field)."""
+    """A pydantic model with the per-request fields of ``AccelerationConfig`` (not ``SERVER_TOGGLES``),
+    checked by it (its messages name the field)."""
     hints = typing.get_type_hints(AccelerationConfig)
-    field_specs = {f.name: (hints[f.name], f.default) for f in fields(AccelerationConfig)}
+    field_specs = {
+        f.name: (hints[f.name], f.default) for f in fields(AccelerationConfig) if f.name not in SERVER_TOGGLES
+    }
+
+    def server_owned(cls, data: Any) -> Any:
+        owned = sorted(set(data) & set(SERVER_TOGGLES)) if isinstance(data, dict) else []
+        if owned:
+            raise ValueError(
+                f"{', '.join(owned)} {'is a server setting' if len(owned) == 1 else 'are server settings'}, not "
+                f"a request's (the server applies them to every request: workbench serve --acceleration); a "
+                f"request may set {', '.join(field_specs)}"
+            )
+        return data
 
     def check(self):
         AccelerationConfig(**self.model_dump())  # raises ConfigError, a ValueError: pydantic reports it
@@ -42,9 +56,13 @@ def _acceleration_model() -> type[BaseModel]:
 
     return create_model(
         "AccelerationSettings",
-        __config__=ConfigDict(extra="forbid"),
-        __doc__="Speed toggles (the fields of workbench.AccelerationConfig); the defaults change nothing.",
-        __validators__={"check": model_validator(mode="after")(check)},
+        __config__=ConfigDict(extra="forbid", allow_inf_nan=False),
+        __doc__="Per-request speed toggles (fields of workbench.AccelerationConfig; the defaults change nothing). "
+        f"{', '.join(SERVER_TOGGLES)} are the server's to set, for every request.",
+        __validators__={
+            "server_owned": model_validator(mode="before")(classmethod(server_owned)),
+            "check": model_validator(mode="after")(check),
+        },
         **field_specs,
     )
 
@@ -58,6 +76,7 @@ class GenerateRequest(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
+        allow_inf_nan=False,
         json_schema_extra={"examples": [{"prompt": "a red circle in the centre, on a white background", "seed": 0}]},
     )
 
