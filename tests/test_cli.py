@@ -158,3 +158,103 @@ def test_run_with_mlflow_logs_to_a_sqlite_store(monkeypatch, tmp_path, capsys):
     runs = [client.get_run(i) for i in ids]
     assert [r.info.status for r in runs] == ["FINISHED", "FAILED"]
     assert [r.info.run_name for r in runs] == ["run-ok", "run-failed"] and runs[0].data.params["steps"] == "2"
+
+
+def _bad_inputs(tmp_path: Path) -> dict[str, Path]:
+    """Files of the wrong kind: text, a .ipynb that is not JSON, JSON that is no notebook, bad YAML, YAML that is
+    no mapping, binary bytes, a PNG that is not one, a run folder whose manifest is not JSON, a folder."""
+    files = {
+        "text": ("some.txt", "hello\n"),
+        "not_json": ("bad.ipynb", "not json\n"),
+        "not_notebook": ("list.ipynb", "[1, 2]"),
+        "bad_yaml": ("bad.yaml", "steps: [1\n"),
+        "list_yaml": ("list.yaml", "- 1\n- 2\n"),
+        "fake_png": ("fake.png", "not a png"),
+        "grid": ("grid.yaml", "grid:\n  steps: [1, 2]\n"),
+    }
+    paths = {key: tmp_path / name for key, (name, _) in files.items()}
+    for key, (_, text) in files.items():
+        paths[key].write_text(text)
+    paths["binary"] = tmp_path / "binary.txt"
+    paths["binary"].write_bytes(bytes(range(128, 256)))
+    paths["folder"] = tmp_path / "folder"
+    paths["folder"].mkdir()
+    paths["bad_run"] = tmp_path / "bad_run"
+    paths["bad_run"].mkdir()
+    (paths["bad_run"] / "manifest.json").write_text("{not json")
+    paths["missing"] = tmp_path / "missing.yaml"
+    return paths
+
+
+BAD_INPUTS = [
+    (["run", "{text}"], "text"),
+    (["run", "{not_json}"], "not_json"),
+    (["run", "{not_notebook}"], "not_notebook"),
+    (["run", "{missing}"], "missing"),
+    (["run", "01_model_evaluation", "-f", "{bad_yaml}"], "bad_yaml"),
+    (["run", "01_model_evaluation", "-f", "{list_yaml}"], "list_yaml"),
+    (["run", "01_model_evaluation", "-f", "{missing}"], "missing"),
+    (["run", "01_model_evaluation", "-f", "{binary}"], "binary"),
+    (["run", "01_model_evaluation", "-f", "{folder}"], "folder"),
+    (["reproduce", "{fake_png}"], "fake_png"),
+    (["reproduce", "{missing}"], "missing"),
+    (["route", "--classifier", "keyword", "--file", "{binary}"], "binary"),
+    (["route", "--classifier", "keyword", "--file", "{missing}"], "missing"),
+    (["sweep", "01_model_evaluation", "--grid", "{bad_yaml}"], "bad_yaml"),
+    (["sweep", "01_model_evaluation", "--grid", "{binary}"], "binary"),
+    (["sweep", "01_model_evaluation", "--grid", "{missing}"], "missing"),
+    (["sweep", "{not_json}", "--grid", "{grid}"], "not_json"),
+    (["compare", "{bad_run}", "{folder}"], "bad_run"),
+    (["compare", "{folder}", "{missing}"], "folder"),
+]
+
+
+@pytest.mark.parametrize(("argv", "culprit"), BAD_INPUTS, ids=lambda v: " ".join(v) if isinstance(v, list) else v)
+def test_a_file_of_the_wrong_kind_is_one_line_naming_it_and_exit_2(argv, culprit, tmp_path, monkeypatch, capsys):
+    import papermill
+
+    monkeypatch.setattr(papermill, "execute_notebook", lambda *a, **k: pytest.fail("a kernel was started"))
+    paths = _bad_inputs(tmp_path)
+    argv = [arg.format(**paths) for arg in argv]
+    if argv[0] in {"run", "sweep", "compare"}:
+        argv += ["--output-root", str(tmp_path / "outputs")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert str(paths[culprit]) in err and "Traceback" not in err
+
+
+def test_an_unreadable_file_is_one_line_naming_it(tmp_path, monkeypatch, capsys):
+    locked = tmp_path / "params.yaml"
+    locked.write_text("steps: 2\n")
+    read_text = Path.read_text
+
+    def refuse(self, *args, **kwargs):
+        if self == locked:
+            raise PermissionError(13, "Permission denied", str(self))
+        return read_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", refuse)
+    assert main(["run", "01_model_evaluation", "-f", str(locked)]) == 2
+    assert capsys.readouterr().err == f"error: cannot read parameters file {locked}: Permission denied\n"
+
+
+def test_an_unreadable_notebook_is_one_line_naming_it(tmp_path, monkeypatch, capsys):
+    import nbformat
+
+    notebook = tmp_path / "study.ipynb"
+    notebook.write_text("{}")
+
+    def refuse(path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(nbformat, "read", refuse)
+    assert main(["run", str(notebook), "--output-root", str(tmp_path / "outputs")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: cannot read {notebook} as a study notebook: Permission denied\n"
+
+
+def test_a_parameter_value_that_is_not_yaml_is_one_line(tmp_path, capsys):
+    assert main(["run", "01_model_evaluation", "-p", "steps", "[1", "--output-root", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: parameter 'steps': VALUE '[1' is not valid YAML") and err.count("\n") == 1

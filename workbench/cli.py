@@ -150,8 +150,6 @@ def _demo(args) -> int:
 
 
 def _run(args) -> int:
-    import yaml
-
     from workbench.errors import NotebookRunError
     from workbench.studies import run_study
 
@@ -163,8 +161,11 @@ def _run(args) -> int:
 
     parameters = {}
     if args.parameters_file:
-        parameters = yaml.safe_load(Path(args.parameters_file).read_text()) or {}
-    parameters |= {name: yaml.safe_load(value) for name, value in args.parameter}
+        where = f"parameters file {args.parameters_file}"
+        parameters = _yaml(_read_text(args.parameters_file, "parameters file"), where) or {}
+        if not isinstance(parameters, dict):
+            raise ConfigError(f"{where}: expected a mapping of NAME: VALUE, got a {type(parameters).__name__}")
+    parameters |= {name: _yaml(value, f"parameter {name!r}: VALUE {value!r}") for name, value in args.parameter}
     try:
         run = run_study(args.notebook, parameters, output_root=args.output_root, resume=args.resume)
     except NotebookRunError as failure:
@@ -182,9 +183,16 @@ def _run(args) -> int:
 
 
 def _compare(args) -> int:
-    from workbench.compare import Check, compare_runs
+    from workbench.compare import Check, compare_runs, find_run
 
     checks = [Check.parse(text) for text in args.fail_if]
+    for run in (args.run_a, args.run_b):  # name the run whose manifest cannot be read
+        try:
+            find_run(run, args.output_root)
+        except WorkbenchError:
+            raise
+        except (OSError, ValueError, KeyError) as error:
+            raise WorkbenchError(f"cannot read run {run}: {type(error).__name__}: {error}") from None
     try:
         comparison = compare_runs(
             args.run_a, args.run_b, output_root=args.output_root, metrics=args.metric, top=args.top
@@ -206,6 +214,7 @@ def _compare(args) -> int:
 def _sweep(args) -> int:
     from workbench.sweeps import read_grid, run_sweep
 
+    _yaml(_read_text(args.grid, "grid file"), f"grid file {args.grid}")  # unreadable or not YAML: one line
     grid, fixed = read_grid(args.grid)
     result = run_sweep(
         args.notebook, grid, fixed=fixed, backend=args.backend, output_root=args.output_root, workers=args.workers
@@ -215,6 +224,45 @@ def _sweep(args) -> int:
         print(f"{point.index:3d} {point.status:7s} {json.dumps(point.parameters)} {where}")
     print(f"sweep index: {result.folder / 'index.html'}")
     return 1 if result.failed else 0
+
+
+# The options that name an input file (argparse dest -> what it is): checked before a command runs, so a
+# missing, unreadable or binary file is one line naming it (commands check what the file holds).
+_INPUT_FILES = {"file": "prompt file", "grid": "grid file", "parameters_file": "parameters file"}
+
+
+def _read_text(path: str | Path, what: str) -> str:
+    """The text of the file at ``path``, or a one-line ConfigError naming it (``what``) and the problem."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{what} {path} does not exist")
+    if not path.is_file():
+        raise ConfigError(f"{what} {path} is not a file")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} {path} is not a text file (not UTF-8)") from None
+    except OSError as error:
+        raise ConfigError(f"cannot read {what} {path}: {error.strerror or error}") from None
+
+
+def _yaml(text: str, where: str):
+    """``text`` read as YAML, or a one-line ConfigError naming ``where`` and the line of the problem."""
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error).strip().splitlines()[0]
+        raise ConfigError(f"{where} is not valid YAML: {problem}{at}") from None
+
+
+def _check_input_files(args) -> None:
+    for dest, what in _INPUT_FILES.items():
+        if getattr(args, dest, None):
+            _read_text(getattr(args, dest), what)
 
 
 def _acceleration(text: str):
@@ -441,9 +489,15 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        _check_input_files(args)
         return args.func(args)
     except WorkbenchError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # a file a command could not read or write: one line naming it, not a traceback
+        if error.filename is None:
+            raise
+        print(f"error: {error.filename}: {error.strerror or error}", file=sys.stderr)
         return 2
 
 

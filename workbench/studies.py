@@ -104,9 +104,7 @@ def notebook_parameters(notebook: str | Path) -> dict[str, dict[str, Any]]:
 
     ``default`` is the value's source text; ``type`` is the annotation as written (``device: str | None = None``
     gives ``"str | None"``), else the type name of the default value."""
-    import nbformat
-
-    cells = nbformat.read(str(find_study(notebook)), as_version=4).cells
+    cells = _read_notebook(find_study(notebook)).cells
     cell = next((c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])), None)
     if cell is None:
         raise ConfigError(f"{notebook} has no cell tagged 'parameters'")
@@ -127,6 +125,30 @@ def notebook_parameters(notebook: str | Path) -> dict[str, dict[str, Any]]:
         default = ast.get_source_segment(cell.source, value) or ast.unparse(value)
         found[name] = {"default": default, "type": _type_name(annotation, value)}
     return found
+
+
+def _read_notebook(path: Path):
+    """The notebook at ``path`` (nbformat, version 4), or a one-line ConfigError naming the file and what is
+    wrong with it: unreadable, not JSON, or JSON that is no notebook."""
+    import nbformat
+    from nbformat.reader import NotJSONError
+
+    try:
+        notebook = nbformat.read(str(path), as_version=4)
+        cells = notebook.cells
+        if not isinstance(cells, list) or not all(isinstance(c, dict) and "source" in c for c in cells):
+            raise ValueError("its cells are not notebook cells")
+    except OSError as error:
+        reason = error.strerror or str(error)
+    except UnicodeDecodeError:
+        reason = "it is not a text file (not UTF-8)"
+    except NotJSONError:
+        reason = "it is not JSON (a .ipynb file is)"
+    except Exception:  # JSON, but no notebook: nbformat's validation and conversion errors vary
+        reason = "it is JSON but not a Jupyter notebook"
+    else:
+        return notebook
+    raise ConfigError(f"cannot read {path} as a study notebook: {reason}", "notebook")
 
 
 def _type_name(annotation: ast.expr | None, value: ast.expr) -> str:
