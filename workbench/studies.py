@@ -123,7 +123,7 @@ def notebook_parameters(notebook: str | Path) -> dict[str, dict[str, Any]]:
         else:
             continue
         default = ast.get_source_segment(cell.source, value) or ast.unparse(value)
-        found[name] = {"default": default, "type": _type_name(annotation, value)}
+        found[name] = {"default": default, "type": _type_name(annotation, value, cell.source)}
     return found
 
 
@@ -151,40 +151,77 @@ def _read_notebook(path: Path):
     raise ConfigError(f"cannot read {path} as a study notebook: {reason}", "notebook")
 
 
-def _type_name(annotation: ast.expr | None, value: ast.expr) -> str:
+def _type_name(annotation: ast.expr | None, value: ast.expr, source: str) -> str:
     if isinstance(annotation, ast.Constant) and isinstance(annotation.value, str):
         return annotation.value  # a quoted annotation
     if annotation is not None:
-        return ast.unparse(annotation)
+        return ast.get_source_segment(source, annotation) or ast.unparse(annotation)
     try:
         return type(ast.literal_eval(value)).__name__
     except (ValueError, SyntaxError, TypeError):
         return "unknown"
 
 
-def _allowed_types(type_name: str) -> tuple[type, ...] | None:
-    """The Python types ``type_name`` admits (``str | None``, ``Optional[int]``, ``list[int]``, ...), or None
-    where it cannot tell (then any value goes)."""
+def _admits(type_name: str, value: Any) -> bool | None:
+    """Whether the annotation ``type_name`` admits ``value`` (``str | None``, ``Optional[int]``, ``list[int]``,
+    ``Literal["local", "ray"]``, ``list[Literal["a", "b"]]``, ...), or None where it cannot tell (then any
+    value goes)."""
     try:
-        return _types_of(ast.parse(type_name, mode="eval").body)
+        return _check(ast.parse(type_name, mode="eval").body, value)
     except SyntaxError:
         return None
 
 
-def _types_of(node: ast.expr) -> tuple[type, ...] | None:
+def _check(node: ast.expr, value: Any) -> bool | None:
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
-        members = [node.left, node.right]
-    elif isinstance(node, ast.Subscript) and _name(node.value) in {"Optional", "Union"}:
+        return _any(_check(member, value) for member in (node.left, node.right))
+    if isinstance(node, ast.Subscript):
+        kind = _name(node.value)
         inner = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
-        members = [*inner, ast.Constant(None)] if _name(node.value) == "Optional" else inner
-    elif isinstance(node, ast.Subscript):  # list[int] is a list; its items are not checked
-        return _types_of(node.value)
-    elif isinstance(node, ast.Constant) and node.value is None:
-        return _TYPES["None"]
-    else:
-        return _TYPES.get(_name(node))
-    allowed = [_types_of(member) for member in members]
-    return None if any(a is None for a in allowed) else tuple(t for a in allowed for t in a)
+        if kind == "Literal":
+            choices = _choices(node)
+            return None if choices is None else any(_same(value, choice) for choice in choices)
+        if kind in {"Optional", "Union"}:
+            members = [*inner, ast.Constant(None)] if kind == "Optional" else inner
+            return _any(_check(member, value) for member in members)
+        outer = _check(node.value, value)
+        if outer and kind in {"list", "List"} and len(inner) == 1:  # list[X]: each item must be an X
+            items = [_check(inner[0], item) for item in value]
+            return False if False in items else outer
+        return outer  # dict[str, int] is a dict; its items are not checked
+    if isinstance(node, ast.Constant) and node.value is None:
+        return value is None
+    allowed = _TYPES.get(_name(node))
+    if allowed is None:
+        return None
+    return isinstance(value, allowed) and (bool in allowed or not isinstance(value, bool))
+
+
+def _any(results) -> bool | None:
+    """True where any member admits the value, False where each refuses it, else None (cannot tell)."""
+    results = list(results)
+    return True if True in results else False if all(r is False for r in results) else None
+
+
+def _same(value: Any, choice: Any) -> bool:
+    """``value`` is the Literal's ``choice`` (True is not 1, 1.0 is not 1)."""
+    return type(value) is type(choice) and value == choice
+
+
+def _choices(node: ast.Subscript) -> list[Any] | None:
+    """A ``Literal[...]``'s values, or None where one is not a plain constant."""
+    elts = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+    try:
+        return [ast.literal_eval(elt) for elt in elts]
+    except ValueError:
+        return None
+
+
+def _literal_values(type_name: str) -> list[Any]:
+    """The values the ``Literal[...]`` parts of an annotation name (none where it has no Literal)."""
+    tree = ast.parse(type_name, mode="eval")
+    literals = [n for n in ast.walk(tree) if isinstance(n, ast.Subscript) and _name(n.value) == "Literal"]
+    return [choice for node in literals for choice in _choices(node) or []]
 
 
 def _name(node: ast.expr) -> str:
@@ -194,19 +231,20 @@ def _name(node: ast.expr) -> str:
 
 def check_parameters(notebook: str | Path, parameters: dict[str, Any]) -> None:
     """Refuse unknown names, and values the parameter's type does not admit, naming them. The type is the
-    annotation's (``device: str | None = None`` takes None or a string), else the default value's."""
+    annotation's (``device: str | None = None`` takes None or a string; ``worker_backend: Literal["local",
+    "ray"] = "local"`` one of those two; ``classifiers: list[Literal["keyword", "embedding"]]`` a list of
+    them), else the default value's."""
     known = notebook_parameters(notebook)
     unknown = sorted(set(parameters) - set(known))
     if unknown:
         raise ConfigError(f"unknown parameter(s) {unknown} for {Path(notebook).name}; valid: {sorted(known)}")
     for name, value in parameters.items():
-        allowed = _allowed_types(known[name]["type"])
-        if allowed is None:
-            continue
-        if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+        if _admits(known[name]["type"], value) is False:
+            choices = _literal_values(known[name]["type"])
+            hint = f"; one of {', '.join(map(repr, choices))}" if choices else ""
             raise ConfigError(
                 f"parameter {name!r} must be {known[name]['type']} (default {known[name]['default']}), "
-                f"got {type(value).__name__} {value!r}",
+                f"got {type(value).__name__} {value!r}{hint}",
                 name,
             )
 
