@@ -156,7 +156,7 @@ def test_a_request_that_cannot_finish_in_the_time_limit_is_refused_up_front():
         )  # fmt: skip
         assert response.status_code == 422
         detail = json.dumps(response.json()["detail"])
-        assert "past its time limit of 20 s" in detail and "lower steps" in detail
+        assert "past its limit of 20 s per request" in detail and "lower steps" in detail
         small = http.post("/v1/generate", json={"prompt": PROMPT, "model": "toyworld/sd-base", "steps": 2})
         assert small.status_code == 200
 

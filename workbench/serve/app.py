@@ -45,7 +45,10 @@ from workbench.serve.metrics import ServerMetrics
 from workbench.serve.pool import TERMINAL, Event, GenerationTask, Job, WorkerPool
 from workbench.serve.schemas import GenerateRequest, GenerateResponse, ModelInfo, RouteInfo, RouteTableInfo
 
-__all__ = ["API_KEY_ENV", "ServeSettings", "check_exposure", "create_app", "default_devices"]
+__all__ = ["API_KEY_ENV", "MAX_BODY_BYTES", "ServeSettings", "check_exposure", "create_app", "default_devices"]
+
+
+MAX_BODY_BYTES = 64 * 1024  # a request is a prompt and settings: a few kB at most
 
 
 def default_devices() -> list[str]:
@@ -59,7 +62,9 @@ def default_devices() -> list[str]:
 class ServeSettings:
     """How the server runs. ``models``: the model ids requests may name (default: the route table's and the
     toy world's). ``api_key``: when set, every endpoint but /healthz needs ``Authorization: Bearer <key>``.
-    ``acceleration``: toggles for every request, the server-owned ones (compile, dtype, ...) included."""
+    ``acceleration``: toggles for every request, the server-owned ones (compile, dtype, ...) included.
+    ``max_request_s``: a request predicted to take longer (from the models' measured speed) is refused up
+    front with a 422 (default: ``timeout_s``, past which a running request is stopped with a 504)."""
 
     devices: tuple[str, ...] = field(default_factory=lambda: tuple(default_devices()))
     routes: str = "toyworld"
@@ -70,6 +75,7 @@ class ServeSettings:
     api_key: str | None = field(default_factory=lambda: os.environ.get(API_KEY_ENV) or None, repr=False)
     preload: bool = True
     acceleration: AccelerationConfig | None = None  # applied to every request, warmed at start-up
+    max_request_s: float | None = None  # refuse requests predicted to take longer (default: timeout_s)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "devices", tuple(self.devices))
@@ -78,8 +84,12 @@ class ServeSettings:
         from workbench.routing import classifier_factory
 
         classifier_factory(self.classifier)  # an unknown name fails with the registered ones
-        if not isinstance(self.timeout_s, (int, float)) or self.timeout_s <= 0:
-            raise ConfigError(f"timeout_s must be a number of seconds > 0, got {self.timeout_s!r}")
+        for name in ("timeout_s", "max_request_s"):
+            value = getattr(self, name)
+            if (value is not None or name == "timeout_s") and (
+                isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf
+            ):
+                raise ConfigError(f"{name} must be a number of seconds > 0, got {value!r}", name)
         if self.api_key is not None and len(self.api_key) < 8:
             raise ConfigError("api_key must be at least 8 characters long")
 
@@ -151,13 +161,13 @@ class Service:
         acceleration = AccelerationConfig(**(server | requested)) if server or requested else None
         plan = await asyncio.to_thread(resolve, target, body.prompt, acceleration=acceleration)
         plan = replace(plan, config=plan.config.replace(**body.overrides(), batch_size=body.num_images))
-        seconds = self.pool.predicted_seconds(plan)
-        if seconds is not None and seconds > self.settings.timeout_s:
+        seconds, limit = self.pool.predicted_seconds(plan), self.settings.max_request_s or self.settings.timeout_s
+        if seconds is not None and seconds > limit:
             raise _invalid(
                 "steps",
-                f"this request needs about {seconds:.0f} s on this server's workers ({plan.model_id} at "
+                f"this request needs about {seconds:.1f} s on this server's workers ({plan.model_id} at "
                 f"{plan.config.width or 'its'} x {plan.config.height or 'default'} px, {plan.config.steps} steps, "
-                f"{body.num_images} image(s)), past its time limit of {self.settings.timeout_s:g} s: lower steps, "
+                f"{body.num_images} image(s)), past its limit of {limit:g} s per request: lower steps, "
                 "width x height or num_images",
                 plan.config.steps,
             )
@@ -201,11 +211,14 @@ class Service:
 
 
 def _writable(value: Any, depth: int = 0) -> Any:
-    """``value`` as JSON can carry it: non-finite numbers as text, anything deeper than 20 levels cut."""
+    """``value`` as JSON can carry it, and short: non-finite numbers as text, long text and anything deeper
+    than 20 levels cut (an error never echoes a huge input back)."""
     if depth > 20:
         return "..."
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
+    if isinstance(value, str) and len(value) > 200:
+        return f"{value[:200]}... ({len(value) - 200} more characters)"
     if isinstance(value, dict):
         return {str(k): _writable(v, depth + 1) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -242,6 +255,51 @@ class _RequestMetrics:
             self.metrics.request(path, status, time.perf_counter() - start)
 
 
+class _BodyLimit:
+    """ASGI middleware answering 413 to a request body over ``limit`` bytes (declared or as it arrives),
+    before anything reads it all."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length", b"0")
+        if declared.isdigit() and int(declared) > self.limit:
+            return await self._refuse(send)
+        received, started = 0, False
+
+        async def counted():
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                raise _TooLarge
+            return message
+
+        async def noted(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted, noted)
+        except _TooLarge:
+            if not started:
+                await self._refuse(send)
+
+    async def _refuse(self, send) -> None:
+        body = json.dumps({"detail": f"the request body is over the server's limit of {self.limit} bytes"}).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+class _TooLarge(Exception):
+    pass
+
+
 _Credentials = Annotated[
     HTTPAuthorizationCredentials | None, Depends(HTTPBearer(auto_error=False, description="the server's API key"))
 ]
@@ -252,6 +310,8 @@ _Ticket = Annotated[
 ]
 
 _ERRORS = {
+    400: {"description": "the body is not readable JSON (invalid UTF-8, nested too deep)"},
+    413: {"description": f"the request body is over the server's limit of {MAX_BODY_BYTES} bytes"},
     422: {
         "description": "a field has a value that is not allowed, or the request could not finish within the "
         "server's time limit; the message names the field"
@@ -398,5 +458,6 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         return JSONResponse({"detail": f"internal error: {type(error).__name__}: {error}"}, status_code=500)
 
     known = {route.path for route in app.routes}  # any other path is counted as "other"
+    app.add_middleware(_BodyLimit, limit=MAX_BODY_BYTES)
     app.add_middleware(_RequestMetrics, metrics=metrics, paths=known)
     return app

@@ -36,7 +36,7 @@ __all__ = ["TERMINAL", "TICKET_GRACE_S", "WARMUP_STEPS", "Event", "GenerationTas
 
 TERMINAL = ("complete", "error")  # the kinds of event that end a job's stream
 TICKET_GRACE_S = 10.0  # a ticket lapses this long after twice its Retry-After, unless presented again
-WARMUP_STEPS = 2  # steps of the start-up generation that warms a model up and times it
+WARMUP_STEPS = 3  # the extra steps whose time, at start-up, says what a model's denoising step costs
 
 
 def _work(width: int, height: int, steps: int, guidance: float, images: int) -> float:
@@ -112,15 +112,21 @@ class Worker:
 
     def preload(self, model_ids: Sequence[str], acceleration: AccelerationConfig | None = None) -> None:
         """Load each model, then warm it up (with the server's ``acceleration``: torch.compile compiles now,
-        not on a request) and time a short generation, so the pool can tell how long requests take."""
+        not on a request) and time what its denoising steps cost (a long and a short generation apart, so
+        encoding and decoding do not count), so the pool can tell how long requests take."""
         for model_id in model_ids:
             load(model_id, device=self.device, cache=self.cache)
             plan = resolve(model_id, "warm-up", acceleration=acceleration)
-            plan = replace(plan, config=plan.config.replace(steps=WARMUP_STEPS, batch_size=1))
+            plan = replace(plan, config=plan.config.replace(steps=1, batch_size=1))
             run(plan, "warm-up", [0], device=self.device, cache=self.cache)  # untimed: first-call costs
-            started = time.monotonic()
-            records = run(plan, "warm-up", [0], device=self.device, cache=self.cache)
-            self.pool._observe(plan, records, time.monotonic() - started)
+            seconds = {}
+            for steps in (1, 1 + WARMUP_STEPS):
+                timed = replace(plan, config=plan.config.replace(steps=steps))
+                started = time.monotonic()
+                records = run(timed, "warm-up", [0], device=self.device, cache=self.cache)
+                seconds[steps] = time.monotonic() - started
+            step_only = replace(records[0], config=records[0].config.replace(steps=WARMUP_STEPS))
+            self.pool._observe(plan, [step_only], max(seconds[1 + WARMUP_STEPS] - seconds[1], 1e-6))
 
     def _serve(self) -> None:
         while (job := self.pool._take(self)) is not None:
