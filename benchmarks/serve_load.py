@@ -1,17 +1,19 @@
 """Load on the server over loopback: many concurrent clients against `workbench serve` on the toy world.
 
     python benchmarks/serve_load.py [--requests 200] [--clients 32] [--model toyworld/sd-small] [--steps 20]
+                                    [--backend local|ray]
 
-Starts `workbench serve` in its own process (one CPU worker), then, side by side in one run:
+Starts `workbench serve` (``--backend ray``: as a Ray Serve deployment, one replica) in its own process,
+one CPU worker, then, side by side in one run:
   1. direct: the same pipeline called in a loop in this process, one image per call (before and after);
   2. load: --requests POSTs to /v1/generate (PNG) from --clients concurrent clients, each request with
      its own seed, against a queue of 64 (no 429 expected);
   3. overload: the same against a queue of 4, where many requests get 429 and their clients try again
-     after the Retry-After seconds, as RemoteModel does.
+     after the time the 429 gives, presenting its ticket (their place in line), as RemoteModel does.
 Every request must come back with its own image (its seed in the X-Workbench-Seed header) or a 429:
 none lost, none duplicated; the server must generate each image once, and its queue (sampled every
 0.1 s from /healthz) must never pass its limit. Prints p50/p99 latency, throughput and the server's
-throughput relative to the direct loop, and writes benchmarks/results/serve_load.json.
+throughput relative to the direct loop, and writes benchmarks/results/serve_load.json (serve_load_ray.json).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from workbench.client import TICKET_HEADER, retry_after
+
 RESULTS = Path(__file__).parent / "results" / "serve_load.json"
 PROMPTS = ("a red circle in the centre, on a white background", "a sketch of a small green triangle at the top")
 
@@ -40,13 +44,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(max_queue: int, model: str) -> tuple[subprocess.Popen, str]:
+def start_server(max_queue: int, model: str, backend: str) -> tuple[subprocess.Popen, str]:
     port = _free_port()
     command = [sys.executable, "-m", "workbench.cli", "serve", "--port", str(port), "--devices", "cpu",
-               "--classifier", "keyword", "--max-queue", str(max_queue), "--models", model]  # fmt: skip
+               "--classifier", "keyword", "--max-queue", str(max_queue), "--models", model,
+               "--backend", backend, "--max-replicas", "1"]  # fmt: skip
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300
     while True:
         try:
             if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
@@ -88,8 +93,9 @@ async def load(url: str, model: str, steps: int, requests: int, clients: int, *,
             response = await http.post(f"{url}/v1/generate", json=body)
             while retry and response.status_code == 429:
                 refusals[0] += 1
-                await asyncio.sleep(float(response.headers["Retry-After"]))
-                response = await http.post(f"{url}/v1/generate", json=body)
+                await asyncio.sleep(retry_after(response.headers))
+                ticket = {TICKET_HEADER: response.headers[TICKET_HEADER]} if TICKET_HEADER in response.headers else {}
+                response = await http.post(f"{url}/v1/generate", json=body, headers=ticket)
             refusals[0] += response.status_code == 429
             answers[i] = (response.status_code, time.perf_counter() - start, response.headers.get("X-Workbench-Seed"))
 
@@ -140,13 +146,14 @@ def main() -> None:
     parser.add_argument("--model", default="toyworld/sd-small")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--direct", type=int, default=100, help="images in each direct loop (one before, one after)")
+    parser.add_argument("--backend", choices=["local", "ray"], default="local", help="ray: a Ray Serve deployment")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     before = direct(args.model, args.steps, args.direct)
     runs = {}
     for name, max_queue in (("load", 64), ("overload", 4)):
-        server, url = start_server(max_queue, args.model)
+        server, url = start_server(max_queue, args.model, args.backend)
         try:
             retry = name == "overload"
             runs[name] = asyncio.run(load(url, args.model, args.steps, args.requests, args.clients, retry=retry))
@@ -160,6 +167,7 @@ def main() -> None:
         "model": args.model,
         "steps": args.steps,
         "device": "cpu, one worker",
+        "backend": args.backend,
         "direct_images_per_s": {"before": round(before, 3), "after": round(after, 3), "mean": round(direct_rate, 3)},
         **runs,
         "server_vs_direct_throughput": round(runs["load"]["throughput_images_per_s"] / direct_rate, 3),
@@ -174,8 +182,9 @@ def main() -> None:
             f"{run['throughput_images_per_s']} images/s"
         )
     print(f"direct loop: {direct_rate:.3f} images/s; server/direct = {result['server_vs_direct_throughput']}")
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    results = RESULTS.with_name(f"serve_load{'_ray' if args.backend == 'ray' else ''}.json")
+    results.parent.mkdir(exist_ok=True)
+    results.write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

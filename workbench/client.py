@@ -27,10 +27,23 @@ from workbench.config import AccelerationConfig, GenerationConfig
 from workbench.errors import ConfigError, GenerationCancelled, RemoteError
 from workbench.records import GenerationRecord
 
-__all__ = ["API_KEY_ENV", "MAX_IMAGES", "REMOTE_ID", "SERVER_TOGGLES", "TICKET_HEADER", "RemoteModel", "is_remote_id"]
+__all__ = [
+    "API_KEY_ENV",
+    "MAX_IMAGES",
+    "REMOTE_ID",
+    "RETRY_MS_HEADER",
+    "SERVER_TOGGLES",
+    "TICKET_HEADER",
+    "RemoteModel",
+    "is_remote_id",
+    "retry_after",
+]
 
 API_KEY_ENV = "WORKBENCH_API_KEY"  # where the server and this client find the API key when not given one
 TICKET_HEADER = "X-Workbench-Ticket"  # a 429's place in line, sent back with the retry
+RETRY_MS_HEADER = (
+    "X-Workbench-Retry-After-Ms"  # a 429's Retry-After in milliseconds (the standard one is whole seconds)
+)
 # Toggles that are the server's to decide (slow the first time, or process-wide): set when it starts
 # (workbench serve --acceleration), for every request; a request may not set them.
 SERVER_TOGGLES = ("compile", "compile_mode", "dtype", "cpu_offload", "channels_last")
@@ -211,7 +224,7 @@ class RemoteModel:
                     if response.status_code == 429 and time.monotonic() < deadline:
                         if TICKET_HEADER in response.headers:
                             ticket = {TICKET_HEADER: response.headers[TICKET_HEADER]}
-                        time.sleep(min(float(response.headers.get("Retry-After", 1)), 10))
+                        time.sleep(min(retry_after(response.headers), 10))
                         continue
                     if response.status_code != 200:
                         response.read()
@@ -235,6 +248,13 @@ class RemoteModel:
         record = GenerationRecord.from_dict(image["record"], pixels)
         record.context = {**record.context, **(context or {}), "server": self.url}
         return record
+
+
+def retry_after(headers) -> float:
+    """Seconds a 429 asks to wait: the server's milliseconds when given, else Retry-After (1 s if absent)."""
+    if RETRY_MS_HEADER in headers:
+        return int(headers[RETRY_MS_HEADER]) / 1000
+    return float(headers.get("Retry-After", 1))
 
 
 def _raise_for_status(response, url: str) -> None:

@@ -88,10 +88,12 @@ class QueueFull(WorkbenchError):
     """The queue holds ``queued`` requests; try again after ``retry_after`` seconds, presenting ``ticket``
     (the request's place in line: ``position`` among those waiting to get in, 1 = next)."""
 
-    def __init__(self, queued: int, retry_after: int, ticket: str | None = None, position: int | None = None):
+    def __init__(
+        self, queued: int, retry_after: float, ticket: str | None = None, position: int | None = None
+    ):  # fmt: skip
         self.queued, self.retry_after, self.ticket, self.position = queued, retry_after, ticket, position
         place = f"; your place in line: {position} (send ticket {ticket})" if ticket else ""
-        super().__init__(f"the queue is full ({queued} requests waiting); retry after {retry_after} s{place}")
+        super().__init__(f"the queue is full ({queued} requests waiting); retry after {retry_after:.1f} s{place}")
 
 
 class WorkerLost(WorkbenchError):

@@ -36,7 +36,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sse_starlette import EventSourceResponse
 
-from workbench.client import API_KEY_ENV, TICKET_HEADER
+from workbench.client import API_KEY_ENV, RETRY_MS_HEADER, TICKET_HEADER
 from workbench.config import AccelerationConfig
 from workbench.errors import ConfigError, QueueFull
 from workbench.generation import MAX_SEED
@@ -181,7 +181,10 @@ class Service:
         try:
             self.pool.submit(job, ticket)
         except QueueFull as full:
-            headers = {"Retry-After": str(full.retry_after)}
+            headers = {
+                "Retry-After": str(math.ceil(full.retry_after)),
+                RETRY_MS_HEADER: str(round(1000 * full.retry_after)),
+            }
             headers |= {TICKET_HEADER: full.ticket} if full.ticket else {}
             raise HTTPException(429, str(full), headers=headers) from None
         return job
@@ -317,8 +320,9 @@ _ERRORS = {
         "server's time limit; the message names the field"
     },
     429: {
-        "description": f"the queue is full; retry after the Retry-After header's seconds, sending the "
-        f"{TICKET_HEADER} header it carries to keep this request's place in line"
+        "description": f"the queue is full; retry after the Retry-After header's seconds ({RETRY_MS_HEADER}: "
+        f"the same in milliseconds, more precisely), sending the {TICKET_HEADER} header it carries to keep this "
+        "request's place in line"
     },
     504: {"description": "the generation passed the server's time limit and was stopped"},
 }

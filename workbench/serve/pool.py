@@ -269,9 +269,9 @@ class WorkerPool:
     def _idle_worker(self) -> bool:
         return any(w.job is None for w in self.workers) and not self._pending
 
-    def _retry_after(self, position: int = 1) -> int:
-        """Seconds until about ``position`` places free up in the queue."""
-        return max(1, math.ceil(self._mean_run_s * position / len(self.workers)))
+    def _retry_after(self, position: int = 1) -> float:
+        """Seconds until about ``position`` places free up in the queue (at least 0.05)."""
+        return max(0.05, self._mean_run_s * position / len(self.workers))
 
     def _take(self, worker: Worker) -> Job | None:
         """The oldest waiting job for ``worker`` (blocks); None when the pool closes or the worker was retired."""
