@@ -325,6 +325,7 @@ def _serve(args) -> int:
         models=tuple(args.models.split(",")) if args.models else None,
         max_queue=args.max_queue,
         timeout_s=args.timeout,
+        max_request_s=args.max_request_s,
         **({"api_key": args.api_key} if args.api_key else {}),
         preload=not args.no_preload,
         acceleration=_acceleration(args.acceleration),
@@ -441,6 +442,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     srv.add_argument("--max-queue", type=int, default=64, help="requests that may wait; more get 429")
     srv.add_argument("--timeout", type=float, default=300.0, help="seconds a request may take before it is stopped")
+    srv.add_argument(
+        "--max-request-s", type=float,
+        help="refuse up front a request predicted to take longer than this (default: --timeout)",
+    )  # fmt: skip
     srv.add_argument("--api-key", help="require 'Authorization: Bearer KEY' (default: $WORKBENCH_API_KEY, if set)")
     srv.add_argument("--no-preload", action="store_true", help="load models on first use, not at start")
     srv.add_argument(
