@@ -71,6 +71,46 @@ def test_long_prompts_are_flagged(scorer, scene_images):
     assert result.truncated == [False, True]
 
 
+class _ChattyTokenizer:
+    """The CLIP's tokenizer, warning as transformers does unless asked for ``verbose=False``: the truncation
+    log line and the max_length warning some versions print for every batch."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+
+    def __getattr__(self, name):
+        return getattr(self.tokenizer, name)
+
+    def __call__(self, *args, **kwargs):
+        import logging
+        import warnings
+
+        if kwargs.get("verbose", True):
+            logging.getLogger("transformers.tokenization_utils_base").warning(
+                "Token indices sequence length is longer than the specified maximum sequence length for this model"
+            )
+            warnings.warn("`max_length` is ignored when `padding`=`True` and there is no truncation", stacklevel=2)
+        return self.tokenizer(*args, **kwargs)
+
+
+def test_long_prompts_are_scored_quietly_and_flagged(scene_images, caplog, monkeypatch):
+    import warnings
+
+    images, _ = scene_images
+    quiet = CLIPScorer("toyworld/clip", batch_size=1)
+    for processor in (quiet.processor, None):  # the real tokenizer, then one that warns unless told not to
+        if processor is None:
+            quiet._text_cache.clear()
+            monkeypatch.setattr(quiet.processor, "tokenizer", _ChattyTokenizer(quiet.processor.tokenizer))
+        caplog.clear()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = quiet.score(images[:3], ["a red circle", "red " * 100, "blue " * 100])
+        assert result.truncated == [False, True, True]
+        assert not caught, [str(w.message) for w in caught]
+        assert not [r for r in caplog.records if r.levelname == "WARNING"], caplog.text
+
+
 def test_mismatched_lengths_are_refused(scorer, scene_images):
     with pytest.raises(ConfigError, match="one prompt per image"):
         scorer.score(scene_images[0][:2], ["a"])

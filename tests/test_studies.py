@@ -241,6 +241,21 @@ def test_a_typed_none_parameter_reaches_the_kernel(tmp_path):
     assert json.loads((run.folder / "seen.json").read_text()) == {"device": "cpu", "threshold": None}
 
 
+def test_a_study_console_shows_no_kernel_or_library_chatter(tmp_path, capfd):
+    notebook = _notebook(
+        tmp_path / "quiet.ipynb",
+        'output_dir = "."',
+        "from diffusers.utils import logging as diffusers_logging\n\n"
+        'for _ in diffusers_logging.tqdm(range(3), desc="Loading pipeline components..."):\n    pass\n'
+        'print("done")',
+    )
+    run = run_study(notebook, {}, output_root=tmp_path / "out", progress=False)
+    err = capfd.readouterr().err
+    assert "without encryption" not in err and "IPKernelApp" not in err, err
+    outputs = json.loads((run.folder / "executed.ipynb").read_text())["cells"][-1]["outputs"]
+    assert [o.get("text") for o in outputs] == [["done\n"]]  # no progress bars in the report
+
+
 def _version_1_run(folder: Path, study: str, run_id: str, *, started: str, models: list[str], **manifest) -> Path:
     """A run folder as runs were written before schema versions: no schema_version anywhere, summary.json a
     bare list (and the manifest's summary that list)."""

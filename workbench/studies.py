@@ -271,6 +271,42 @@ def check_study_metrics(notebook: str | Path, parameters: dict[str, Any]) -> Non
     check_metrics(names, prompts, reference_images=value("reference_images") if "reference_images" in known else None)
 
 
+# ipykernel_launcher, less two kinds of chatter. The console: the kernel's warning that it runs over TCP
+# without encryption (the study's kernel listens on the loopback address for the papermill that started it,
+# with a signing key of its own; its other messages, errors among them, still show). The report: diffusers'
+# "Loading pipeline components..." bars, which no environment variable turns off (the kernel's env below
+# quiets transformers and the hub) and which would be frozen widgets: off as diffusers' logging module loads.
+_KERNEL_LAUNCHER = """
+import importlib.util, logging, sys
+
+if sys.path and sys.path[0] == "":
+    del sys.path[0]
+logging.getLogger("IPKernelApp").addFilter(lambda record: "without encryption" not in record.getMessage())
+
+
+class QuietDiffusers:
+    def find_spec(self, name, path=None, target=None):
+        if name != "diffusers.utils.logging":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        load = spec.loader.exec_module
+
+        def exec_module(module):
+            load(module)
+            getattr(module, "disable_progress_bar", lambda: None)()
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+sys.meta_path.insert(0, QuietDiffusers())
+from ipykernel import kernelapp
+
+kernelapp.launch_new_instance()
+"""
+
+
 @contextmanager
 def _interpreter_kernel() -> Iterator[str]:
     """A kernelspec that runs this very interpreter, found before any other kernelspec on the machine."""
@@ -278,7 +314,7 @@ def _interpreter_kernel() -> Iterator[str]:
     with tempfile.TemporaryDirectory() as folder:
         spec = Path(folder) / "kernels" / name
         spec.mkdir(parents=True)
-        argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+        argv = [sys.executable, "-c", _KERNEL_LAUNCHER, "-f", "{connection_file}"]
         # Library chatter (download bars, backend notices) would end up in the report; errors still show.
         env = {"TRANSFORMERS_VERBOSITY": "error", "DIFFUSERS_VERBOSITY": "error", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
         spec_json = {"argv": argv, "display_name": name, "language": "python", "env": env}

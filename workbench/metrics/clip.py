@@ -100,8 +100,10 @@ class CLIPScorer:
         missing = [p for p in dict.fromkeys(prompts) if p not in self._text_cache]
         for start in range(0, len(missing), self.batch_size):
             chunk = missing[start : start + self.batch_size]
+            # verbose=False: no "sequence length is longer" / "max_length is ignored" warning per batch; a
+            # prompt longer than the window is recorded instead (ClipScores.truncated, clip_truncated).
             tokens = self.processor.tokenizer(
-                chunk, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt"
+                chunk, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt", verbose=False
             ).to(self.device)
             features = self.model.get_text_features(**tokens)
             features = getattr(features, "pooler_output", features)
