@@ -1,66 +1,174 @@
-"""t2i-workbench: evaluate, route, optimize, A/B test, accelerate and serve text-to-image diffusion models."""
+"""t2i-workbench: evaluate, route, optimize, A/B test, accelerate and serve text-to-image diffusion models.
 
-from workbench import metric_validity, plots
-from workbench.abtest import ABTestResult, PromptABTester
-from workbench.acceleration import image_flops, share_of_peak
-from workbench.acceleration_benchmark import AccelerationBenchmark, benchmark_acceleration
-from workbench.backends import ImageBackend
-from workbench.client import RemoteModel
-from workbench.config import SCHEDULERS, AccelerationConfig, GenerationConfig, RouteSpec
-from workbench.errors import (
-    ConfigError,
-    GenerationCancelled,
-    ImageMetadataError,
-    NotebookRunError,
-    RemoteError,
-    UnknownModelError,
-    WorkbenchError,
-)
-from workbench.evaluation import (
-    ModelComparison,
-    ModelEvaluator,
-    compare_models,
-    comparisons_table,
-    cost_table,
-    metrics_table,
-    model_comparison,
-    prompt_differences,
-    summarize,
-    summary_table,
-)
-from workbench.generation import (
-    ReproduceResult,
-    accelerate,
-    generate,
-    read_settings,
-    reproduce,
-    reproduction_code,
-    save_image,
-)
-from workbench.metrics import METRICS, CLIPScorer, Metric, MetricOptions, fidelity, register_metric
-from workbench.models import ModelLoader, PipelineCache, available_models, load, register_loader
-from workbench.plan import ROUTED, Plan, resolve, run
-from workbench.plots import image_grid
-from workbench.prompts import OptimizedPrompt, PromptOptimizer, StylePreset, expand_template, load_prompts, load_styles
-from workbench.records import GenerationRecord
+The public names below are imported on first use (``wb.Router`` imports ``workbench.routing`` then), so that
+``import workbench`` and the ``workbench`` command start in a fraction of a second: the evaluation, plotting and
+diffusion modules bring in torch, diffusers, scipy and matplotlib, which most commands never need.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from typing import TYPE_CHECKING
+
 from workbench.resources import package_version
-from workbench.results import ResultStore
-from workbench.routing import (
-    Classifier,
-    EmbeddingClassifier,
-    KeywordClassifier,
-    Router,
-    RouteTable,
-    RoutingDecision,
-    labelled_prompts,
-    model_targets,
-    routing_latency,
-    score_routing,
-)
-from workbench.run_files import read_summary, save_study_results
-from workbench.studies import StudyRun, run_study
+
+if TYPE_CHECKING:  # for type checkers and editors; at run time, __getattr__ imports each name when first used
+    from workbench import metric_validity, plots
+    from workbench.abtest import ABTestResult, PromptABTester
+    from workbench.acceleration import image_flops, share_of_peak
+    from workbench.acceleration_benchmark import AccelerationBenchmark, benchmark_acceleration
+    from workbench.backends import ImageBackend
+    from workbench.client import RemoteModel
+    from workbench.config import SCHEDULERS, AccelerationConfig, GenerationConfig, RouteSpec
+    from workbench.errors import (
+        ConfigError,
+        GenerationCancelled,
+        ImageMetadataError,
+        NotebookRunError,
+        RemoteError,
+        UnknownModelError,
+        WorkbenchError,
+    )
+    from workbench.evaluation import (
+        ModelComparison,
+        ModelEvaluator,
+        compare_models,
+        comparisons_table,
+        cost_table,
+        metrics_table,
+        model_comparison,
+        prompt_differences,
+        summarize,
+        summary_table,
+    )
+    from workbench.generation import (
+        ReproduceResult,
+        accelerate,
+        generate,
+        read_settings,
+        reproduce,
+        reproduction_code,
+        save_image,
+    )
+    from workbench.metrics import METRICS, CLIPScorer, Metric, MetricOptions, fidelity, register_metric
+    from workbench.models import ModelLoader, PipelineCache, available_models, load, register_loader
+    from workbench.plan import ROUTED, Plan, resolve, run
+    from workbench.plots import image_grid
+    from workbench.prompts import (
+        OptimizedPrompt,
+        PromptOptimizer,
+        StylePreset,
+        expand_template,
+        load_prompts,
+        load_styles,
+    )
+    from workbench.records import GenerationRecord
+    from workbench.results import ResultStore
+    from workbench.routing import (
+        Classifier,
+        EmbeddingClassifier,
+        KeywordClassifier,
+        Router,
+        RouteTable,
+        RoutingDecision,
+        labelled_prompts,
+        model_targets,
+        routing_latency,
+        score_routing,
+    )
+    from workbench.run_files import read_summary, save_study_results
+    from workbench.studies import StudyRun, run_study
 
 __version__ = package_version()
+
+# Where each public name lives (a module of the package: the module itself).
+_EXPORTS: dict[str, str] = {
+    **dict.fromkeys(["metric_validity", "plots"], ""),
+    **dict.fromkeys(["ABTestResult", "PromptABTester"], "abtest"),
+    **dict.fromkeys(["image_flops", "share_of_peak"], "acceleration"),
+    **dict.fromkeys(["AccelerationBenchmark", "benchmark_acceleration"], "acceleration_benchmark"),
+    "ImageBackend": "backends",
+    "RemoteModel": "client",
+    **dict.fromkeys(["SCHEDULERS", "AccelerationConfig", "GenerationConfig", "RouteSpec"], "config"),
+    **dict.fromkeys(
+        [
+            "ConfigError",
+            "GenerationCancelled",
+            "ImageMetadataError",
+            "NotebookRunError",
+            "RemoteError",
+            "UnknownModelError",
+            "WorkbenchError",
+        ],
+        "errors",
+    ),
+    **dict.fromkeys(
+        [
+            "ModelComparison",
+            "ModelEvaluator",
+            "compare_models",
+            "comparisons_table",
+            "cost_table",
+            "metrics_table",
+            "model_comparison",
+            "prompt_differences",
+            "summarize",
+            "summary_table",
+        ],
+        "evaluation",
+    ),
+    **dict.fromkeys(
+        ["ReproduceResult", "accelerate", "generate", "read_settings", "reproduce", "reproduction_code", "save_image"],
+        "generation",
+    ),
+    **dict.fromkeys(["METRICS", "CLIPScorer", "Metric", "MetricOptions", "fidelity", "register_metric"], "metrics"),
+    **dict.fromkeys(["ModelLoader", "PipelineCache", "available_models", "load", "register_loader"], "models"),
+    **dict.fromkeys(["ROUTED", "Plan", "resolve", "run"], "plan"),
+    "image_grid": "plots",
+    **dict.fromkeys(
+        ["OptimizedPrompt", "PromptOptimizer", "StylePreset", "expand_template", "load_prompts", "load_styles"],
+        "prompts",
+    ),
+    "GenerationRecord": "records",
+    "ResultStore": "results",
+    **dict.fromkeys(
+        [
+            "Classifier",
+            "EmbeddingClassifier",
+            "KeywordClassifier",
+            "Router",
+            "RouteTable",
+            "RoutingDecision",
+            "labelled_prompts",
+            "model_targets",
+            "routing_latency",
+            "score_routing",
+        ],
+        "routing",
+    ),
+    **dict.fromkeys(["read_summary", "save_study_results"], "run_files"),
+    **dict.fromkeys(["StudyRun", "run_study"], "studies"),
+}
+
+
+def __getattr__(name: str):
+    """A public name, imported from its module when first asked for (then kept here); any other submodule of
+    the package by its name, as once ``import workbench`` imported them all (``workbench.evaluation``)."""
+    if name in _EXPORTS:
+        module = importlib.import_module(f"workbench.{_EXPORTS[name] or name}")
+        value = module if not _EXPORTS[name] else getattr(module, name)
+    elif not name.startswith("_") and importlib.util.find_spec(f"workbench.{name}") is not None:
+        value = importlib.import_module(f"workbench.{name}")
+    else:
+        raise AttributeError(f"module 'workbench' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = [
     "METRICS",

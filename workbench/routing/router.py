@@ -10,13 +10,15 @@ from pathlib import Path
 
 from workbench.config import GenerationConfig, RouteSpec
 from workbench.errors import ConfigError, EmbeddingUnavailableError
-from workbench.models import default_cache
-from workbench.plan import ROUTED, resolve, run
 from workbench.routing.classifiers import Classifier, classifier_names, make_classifier
 from workbench.routing.decision import RoutingDecision, check_prompts, check_threshold
 from workbench.routing.tables import RouteTable
 
 __all__ = ["Router", "model_targets"]
+
+# workbench.plan.ROUTED, written out: plan (and the model cache) import torch and diffusers, which routing a
+# prompt never needs; they are imported when a router generates (tests/test_routing.py checks the two agree).
+_ROUTED = "routed"
 
 
 class Router:
@@ -24,9 +26,10 @@ class Router:
 
     ``classifier`` is a registered name (``classifier_names()``: "embedding", fitted on the labelled
     prompts' training split plus the table's examples; "keyword") or a ``Classifier``. ``embedding_model``
-    is a sentence-transformers model (all-MiniLM-L6-v2 by default). When it cannot be loaded (the "routing"
-    extra is not installed), "embedding" falls back to the keyword classifier with a warning that says how
-    to install it.
+    is a sentence-transformers model folder (all-MiniLM-L6-v2 by default, run in numpy; the fitted classifier
+    is cached on disk, see ``workbench.routing.cache``). When it cannot be loaded (the "routing" extra is
+    not installed), "embedding" falls back to the keyword classifier with a warning that says how to install
+    it.
     """
 
     def __init__(
@@ -38,13 +41,13 @@ class Router:
         embedding_model: str | None = None,
         device: str | None = None,
         cache=None,
-        name: str = ROUTED,
+        name: str = _ROUTED,
     ):
         self.name = name  # how its images' rows name the model: "routed"
         self.table = table if isinstance(table, RouteTable) else RouteTable.load(table)
         self.threshold = self.table.threshold if threshold is None else check_threshold(threshold)
         self.device = device
-        self.cache = default_cache if cache is None else cache
+        self._cache = cache
         self.notice = ""
         if isinstance(classifier, str):
             try:
@@ -61,6 +64,19 @@ class Router:
             raise ConfigError(
                 f"classifier must be one of {classifier_names()} or a Classifier, got {classifier!r}", "classifier"
             )
+
+    @property
+    def cache(self):
+        """The pipeline cache its generations load models through (the package's default unless given)."""
+        if self._cache is None:
+            from workbench.models import default_cache
+
+            self._cache = default_cache
+        return self._cache
+
+    @cache.setter
+    def cache(self, cache) -> None:
+        self._cache = cache
 
     def route(self, prompt: str, *, preview: bool = False) -> RoutingDecision:
         return self.route_many([prompt], preview=preview)[0]
@@ -111,6 +127,8 @@ class Router:
     ) -> list:
         """Route each prompt and generate its seeds with its route's model and config (models come from
         the cache, so switching between routes does not reload them). Records carry the decision."""
+        from workbench.plan import resolve, run
+
         records = []
         for decision in self.route_many(check_prompts(prompts), preview=preview):
             plan = resolve(self.table[decision.route], decision.prompt, GenerationConfig(batch_size=batch_size))
@@ -130,7 +148,7 @@ def model_targets(names: Sequence[str], *, classifier: str = "embedding", device
     routers: dict[str, Router] = {}
     targets: list = []
     for name in names:
-        if name != ROUTED and not str(name).startswith(f"{ROUTED}:"):
+        if name != _ROUTED and not str(name).startswith(f"{_ROUTED}:"):
             targets.append(name)
             continue
         table = str(name).partition(":")[2] or "toyworld"
