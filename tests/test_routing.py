@@ -1,7 +1,11 @@
 import json
+import os
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from workbench.cli import main
@@ -210,6 +214,193 @@ def test_without_the_embedding_model_the_router_falls_back_to_keywords(tmp_path)
     assert isinstance(router.classifier, KeywordClassifier)
     assert "keyword classifier instead" in router.notice and any("keyword" in str(w.message) for w in caught)
     assert router.route("a watercolour of a fox").route == "artistic"
+
+
+# --- the numpy encoder and the cache of fits --------------------------------------------------------
+
+AGREEMENT_PROMPTS = [
+    "a glass tower at night",
+    "an oil painting of a lighthouse in a storm",
+    "a knight holding a banner",
+    "a photo of a red circle",
+    "portrait of an old fisherman, 85mm, shallow depth of field",
+    "concept art of a dragon, trending on artstation",
+    "Brutalist concrete library, wide angle",
+    "a watercolour of a fox",
+    "character sheet: elf ranger, front and back views",
+    "the Eiffel Tower",
+    "a bowl of fruit",
+    "Van Gogh's Starry Night over Tokyo",
+    "a cat",
+    "two women walking",
+    "cyberpunk street at night, neon signs, rain",
+    "isometric pixel art castle",
+    "macro photograph of a dew drop on a leaf",
+    "Ünïcödé café — naïve 東京 🚀",
+    "  spaced   out  ",
+    "UPPER CASE PROMPT WITH NUMBERS 1234567890",
+    "a, b; c: d! e? (f) [g] {h} <i> 'j' \"k\"",
+    "",
+    "word " * 300,  # longer than the 256 tokens the model reads
+]
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    from workbench.routing.embeddings import sentence_encoder
+
+    return sentence_encoder(None)
+
+
+def test_the_numpy_encoder_gives_sentence_transformers_embeddings(encoder):
+    sentence_transformers = pytest.importorskip("sentence_transformers")
+    prompts = AGREEMENT_PROMPTS + list(labelled_prompts("test")["prompt"][:20])
+    ours = encoder.encode(prompts)
+    reference = sentence_transformers.SentenceTransformer(str(encoder.path), device="cpu").encode(
+        prompts, normalize_embeddings=True, convert_to_numpy=True
+    )
+    assert encoder.backend == "numpy" and ours.shape == reference.shape == (len(prompts), 384)
+    assert np.abs(ours - reference).max() < 1e-4
+    assert (ours * reference).sum(axis=1).min() > 0.9999  # cosine
+    assert np.allclose(np.linalg.norm(ours, axis=1), 1, atol=1e-5)
+    one = encoder.encode([prompts[1]])  # alone or in a padded batch, the same embedding
+    assert np.abs(one[0] - ours[1]).max() < 1e-5
+
+
+def test_a_local_model_folder_is_used_and_a_missing_one_is_named(encoder, tmp_path):
+    import shutil
+
+    from workbench.routing.embeddings import SentenceEncoder
+
+    folder = tmp_path / "minilm"
+    shutil.copytree(encoder.path, folder)
+    local = SentenceEncoder(str(folder))
+    assert local.backend == "numpy" and np.abs(local.encode(["a cat"]) - encoder.encode(["a cat"])).max() < 1e-6
+    assert local.fingerprint == encoder.fingerprint  # the files decide, not where they are
+    (folder / "1_Pooling" / "config.json").write_text(
+        json.dumps({"word_embedding_dimension": 384, "pooling_mode_cls_token": True})
+    )
+    assert SentenceEncoder(str(folder)).fingerprint != encoder.fingerprint
+    with pytest.raises(EmbeddingUnavailableError, match="no such folder"):
+        SentenceEncoder(str(tmp_path / "nowhere"))
+
+
+def test_the_regression_in_numpy_gives_scikit_learns_probabilities():
+    from sklearn.linear_model import LogisticRegression
+
+    prompts = ["a cathedral", "a tall tower", "a painting", "a watercolour", "a man", "a woman in a hat"]
+    for labels in (["arch", "arch", "art", "art", "person", "person"], ["arch", "arch", "art", "art", "art", "art"]):
+        classifier = EmbeddingClassifier(keywords=KeywordClassifier(KEYWORDS)).fit(prompts, labels)
+        state = classifier._state
+        model = LogisticRegression()
+        model.coef_, model.intercept_, model.classes_ = state["coef"], state["intercept"], state["classes"]
+        model.n_features_in_ = state["coef"].shape[1]
+        queries = ["a skyscraper", "an oil painting of a man", "a street"]
+        features = classifier._features(queries, classifier.embed(queries))
+        ours, columns = classifier._probabilities(queries, classifier.embed(queries))
+        assert columns == list(model.classes_)
+        assert np.abs(ours - model.predict_proba(features)).max() < 1e-9
+
+
+# A new process builds a router on a small training set (so that a fit takes a second) and routes through the
+# command line; it prints whether the fit came from the cache, the decision, and which heavy modules it imported.
+ROUTE_SCRIPT = """
+import json, sys
+import workbench.routing.classifiers as classifiers
+classifiers.LABELLED_PROMPTS = sys.argv[1]
+from workbench.cli import main
+from workbench.routing import Router
+router = Router("toyworld", "embedding")
+decision = router.route("a glass tower at night")
+assert main(["route", "a glass tower at night", "--json"]) == 0
+heavy = ["torch", "sentence_transformers", "transformers", "sklearn", "pandas", "scipy", "diffusers"]
+print(json.dumps({"cached": router.classifier.cached, "scores": decision.scores,
+                  "imported": [m for m in heavy if m in sys.modules]}))
+"""
+
+TRAINING = """prompt,label,split,source_category
+a photo of a harbour at dawn,photorealistic,train,x
+a snapshot of a dog on a beach,photorealistic,train,x
+an oil painting of a vase,artistic,train,x
+a watercolour of mountains,artistic,train,x
+a gothic cathedral,architectural,train,x
+a modern glass office building,architectural,train,x
+a portrait of a knight,character,train,x
+a wizard with a staff,character,train,x
+a held-out prompt,character,test,x
+"""
+
+
+def _route_in_a_new_process(training: Path, cache: Path) -> dict:
+    env = {**os.environ, "WORKBENCH_CACHE_DIR": str(cache)}
+    done = subprocess.run(
+        [sys.executable, "-c", ROUTE_SCRIPT, str(training)], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def test_a_new_process_routes_from_the_cached_fit_without_heavy_imports(tmp_path):
+    training, cache = tmp_path / "labelled.csv", tmp_path / "cache"
+    training.write_text(TRAINING)
+    first = _route_in_a_new_process(training, cache)
+    assert not first["cached"] and "sklearn" in first["imported"]
+    (entry,) = (cache / "routing").glob("embedding-*.npz")
+    assert not list((cache / "routing").glob("*.tmp"))  # written in one step
+    second = _route_in_a_new_process(training, cache)
+    assert second["cached"] and second["imported"] == []  # no torch, sentence-transformers, sklearn, pandas
+    assert second["scores"] == first["scores"]
+
+    training.write_text(TRAINING + "a ruined castle on a hill,architectural,train,x\n")  # new training data
+    changed = _route_in_a_new_process(training, cache)
+    assert not changed["cached"] and len(list((cache / "routing").glob("embedding-*.npz"))) == 2
+
+    training.write_text(TRAINING)
+    for corrupt in (entry.read_bytes()[: entry.stat().st_size // 2], b"not a zip file at all"):
+        entry.write_bytes(corrupt)  # truncated, then not an npz: ignored and rebuilt, never trusted
+        rebuilt = _route_in_a_new_process(training, cache)
+        assert not rebuilt["cached"] and rebuilt["scores"] == first["scores"]
+        assert _route_in_a_new_process(training, cache)["cached"]
+
+
+def test_the_fit_cache_trusts_only_whole_entries_of_its_own_key(tmp_path):
+    import pickle
+
+    from workbench.routing import cache
+
+    arrays = {"vectors": np.ones((2, 3), np.float32)}
+    path = cache.save_entry("k" * 64, {"routes": ["a", "b"]}, arrays, kind="test", folder=tmp_path)
+    meta, loaded = cache.load_entry("k" * 64, kind="test", folder=tmp_path)
+    assert meta["routes"] == ["a", "b"] and np.array_equal(loaded["vectors"], arrays["vectors"])
+    assert cache.load_entry("j" * 64, kind="test", folder=tmp_path) is None  # no entry
+    path.rename(path.with_name(path.name.replace("k" * 40, "j" * 40)))  # an entry under another key's name
+    assert cache.load_entry("j" * 64, kind="test", folder=tmp_path) is None
+    path.write_bytes(pickle.dumps({"vectors": arrays["vectors"]}))  # a pickle is never unpickled
+    assert cache.load_entry("k" * 64, kind="test", folder=tmp_path) is None
+    nan = {"vectors": np.full((2, 3), np.nan, np.float32)}
+    cache.save_entry("k" * 64, {}, nan, kind="test", folder=tmp_path)
+    assert cache.load_entry("k" * 64, kind="test", folder=tmp_path) is None
+    for i in range(cache.KEEP + 3):  # old entries are pruned
+        cache.save_entry(f"{i:02d}" * 32, {}, arrays, kind="test", folder=tmp_path)
+    assert len(list(tmp_path.glob("test-*.npz"))) == cache.KEEP
+    (tmp_path / "a-file").write_text("")
+    assert cache.save_entry("k" * 64, {}, arrays, kind="test", folder=tmp_path / "a-file") is None  # no cache
+
+
+def test_the_cache_folder_follows_the_environment(monkeypatch, tmp_path):
+    from workbench.routing.cache import cache_dir
+
+    monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(tmp_path / "wb"))
+    assert cache_dir() == tmp_path / "wb" / "routing"
+    monkeypatch.delenv("WORKBENCH_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir() == tmp_path / "xdg" / "t2i-workbench" / "routing"
+
+
+def test_the_router_names_its_images_as_the_plan_does():
+    from workbench.routing.router import _ROUTED
+
+    assert _ROUTED == ROUTED
 
 
 # --- the classifier registry -----------------------------------------------------------------------

@@ -12,7 +12,8 @@ Both return a ``RoutingDecision`` (route, scores, confidence, reason). ``Router`
 classifier together, and generates through the model cache, recording the decision in every image.
 ``evaluate_classifiers`` measures classifiers on labelled prompts.
 
-Modules: ``decision``, ``classifiers``, ``tables``, ``router``, ``scoring``.
+Modules: ``decision``, ``classifiers``, ``tables``, ``router``, ``scoring``, ``embeddings`` (all-MiniLM-L6-v2 in
+numpy, no torch), ``cache`` (fitted classifiers kept on disk).
 """
 
 from workbench.routing.classifiers import (

