@@ -83,6 +83,20 @@ def test_keywords_match_whole_words_only():
     assert classifier.classify("a busy street").route == "scene"
 
 
+def test_a_word_counts_for_the_longest_phrase_and_hyphens_and_accents_are_spaces_and_letters():
+    classifier = KeywordClassifier(
+        {"artistic": {"art": 3, "painting": 3, "ukiyo-e": 3}, "building": {"art deco": 2, "cafe": 2, "mid century": 2}}
+    )
+    decision = classifier.classify("an Art-Deco café")  # "art deco" hides its "art"; "café" is "cafe"
+    assert decision.scores == {"artistic": 0.0, "building": 1.0}
+    assert decision.evidence == ("'art deco' +2 building", "'cafe' +2 building")
+    assert classifier.classify("ukiyo e art, mid-century").scores == {"artistic": 0.75, "building": 0.25}
+    # an oil painting is one medium, not two; a phrase counts once however often it occurs
+    once = KeywordClassifier({"artistic": {"oil painting": 3, "painting": 3}, "character": {"man": 2}})
+    assert once.classify("an oil painting of a man, a painting").scores == {"artistic": 0.75, "character": 0.25}
+    assert once.classify("a man, a man").scores == {"artistic": 0.0, "character": 1.0}
+
+
 def test_keyword_scores_are_weighted_shares_with_evidence():
     decision = KeywordClassifier(KEYWORDS).classify("an oil painting of a man")
     assert decision.scores == {"artistic": 0.6, "character": 0.4, "scene": 0.0}
