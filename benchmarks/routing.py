@@ -1,6 +1,7 @@
 """Routing accuracy and latency: the keyword and embedding classifiers on the held-out split of
 data/prompts/routing_labelled.csv (grouped so that held-out prompts are unlike the training ones) and
-on data/prompts/routing_paraphrased.csv (hand-written prompts that mostly avoid the keyword lists),
+on data/prompts/routing_paraphrased.csv (hand-written prompts that mostly avoid the keyword lists), and the
+router as shipped on data/prompts/routing_handwritten.csv (240 prompts written apart from all training data),
 plus seconds per prompt, one prompt per call and all in one call.
 
     python benchmarks/routing.py [--table toyworld]
@@ -18,9 +19,18 @@ from pathlib import Path
 
 import pandas as pd
 
-from workbench.routing import PARAPHRASED_PROMPTS, EmbeddingClassifier, Router, evaluate_classifiers, labelled_prompts
+from workbench.resources import data_path
+from workbench.routing import (
+    PARAPHRASED_PROMPTS,
+    EmbeddingClassifier,
+    Router,
+    evaluate_classifiers,
+    labelled_prompts,
+    score_routing,
+)
 
 RESULTS = Path(__file__).parent / "results" / "routing.json"
+HANDWRITTEN = data_path("prompts", "routing_handwritten.csv")  # never used for fitting or for choosing settings
 
 
 def main() -> None:
@@ -59,6 +69,16 @@ def main() -> None:
         )
         print("  " + held_out.per_route.round(3).to_string().replace("\n", "\n  "))
         print("  latency per prompt: " + ", ".join(f"{k} {v:.2f}" for k, v in latency.items()))
+    # The test set written apart from all training data: the router as shipped (route decisions, fallback included).
+    handwritten = pd.read_csv(HANDWRITTEN)
+    result["handwritten_test"] = {"prompts": len(handwritten)}
+    for name in ("embedding", "keyword"):
+        decisions = Router(args.table, name).route_many(list(handwritten["prompt"]))
+        scores = score_routing(decisions, list(handwritten["label"]))
+        result["handwritten_test"][name] = {
+            "accuracy": scores.accuracy, "per_route": scores.per_route.round(3).to_dict(orient="index")
+        }  # fmt: skip
+        print(f"\nhand-written test set ({len(handwritten)} prompts), {name} router: {scores.accuracy:.1%} right")
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     print(f"\nwritten to {RESULTS}")
