@@ -603,3 +603,27 @@ def test_the_routing_notebook_runs_headlessly_into_a_report(tmp_path):
     assert len(results) == 5 and (results["model_id"] == ROUTED).all()  # 1 toy prompt + 4 route examples
     assert set(results["route"]) == {"photorealistic", "artistic", "architectural", "character"}
     assert run.report.read_text().count("data:image/png;base64") >= 2  # the heatmap and the image grid
+
+
+def test_the_hand_written_test_set_shares_no_prompt_with_what_the_router_learns_from():
+    import re
+
+    import pandas as pd
+    import yaml
+
+    from workbench.resources import data_path
+
+    def words(prompt: str) -> set[str]:
+        return set(re.findall(r"[a-z0-9]+", prompt.lower()))
+
+    test = pd.read_csv(data_path("prompts", "routing_handwritten.csv"))
+    assert len(test) >= 200 and test["label"].value_counts().min() >= 50
+    learned = list(pd.read_csv(data_path("prompts", "routing_labelled.csv"))["prompt"])
+    for table in ("default", "toyworld"):
+        routes = yaml.safe_load(data_path("routes", f"{table}.yaml").read_text())["routes"]
+        learned += [e for spec in routes.values() for e in spec.get("examples", [])]
+    seen = [words(p) for p in learned]
+    for prompt in test["prompt"]:
+        mine = words(prompt)
+        closest = max(len(mine & other) / len(mine | other) for other in seen)
+        assert closest <= 0.5, prompt  # no training prompt shares over half its words with a test prompt

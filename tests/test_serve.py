@@ -122,6 +122,7 @@ def test_server_owned_toggles_are_refused_per_request_saying_whose_they_are(clie
     assert response.status_code == 422
     message = json.dumps(response.json()["detail"])
     assert f"{toggle} is a server setting" in message and "workbench serve --acceleration" in message
+    assert "vae_slicing" in message  # the message is whole: it lists what a request may set
     schema = client.get("/openapi.json").json()["components"]["schemas"]["AccelerationSettings"]
     assert toggle not in schema["properties"] and "tome_ratio" in schema["properties"]
 
@@ -162,12 +163,16 @@ def test_a_request_that_cannot_finish_in_the_time_limit_is_refused_up_front():
 
 
 def test_server_toggles_apply_to_every_request_and_are_warmed_at_start():
-    fast = wb.AccelerationConfig(channels_last=True)
+    fast = wb.AccelerationConfig(channels_last=True, vae_slicing=True)
     with TestClient(create_app(settings(acceleration=fast))) as http:
         response = http.post("/v1/generate", json={"prompt": PROMPT, "steps": 2, "response_format": "json"})
         assert response.status_code == 200
         (image,) = response.json()["images"]
         assert image["record"]["acceleration"]["channels_last"] is True
+        body = {"prompt": PROMPT, "steps": 2, "response_format": "json", "acceleration": {"vae_tiling": True}}
+        (image,) = http.post("/v1/generate", json=body).json()["images"]
+        acceleration = image["record"]["acceleration"]  # the request's toggle on top of the server's, not instead
+        assert acceleration["vae_tiling"] and acceleration["vae_slicing"] and acceleration["channels_last"]
         assert (
             http.app.state.service.pool.predicted_seconds(wb.resolve("toyworld/sd-small", PROMPT)) is not None
         )  # timed at start-up
@@ -372,6 +377,14 @@ def test_the_remote_model_keeps_its_place_in_line_with_the_ticket():
     assert tickets and len(set(tickets)) == 1  # every retry presented the ticket of the first 429
 
 
+def test_a_model_that_cannot_load_fails_the_start_not_every_request():
+    from workbench.errors import UnknownModelError
+    from workbench.serve.pool import WorkerPool
+
+    with pytest.raises(UnknownModelError, match="nope/model"):
+        WorkerPool(["cpu"]).start(["nope/model"])
+
+
 def test_two_workers_take_two_requests_side_by_side():
     with running_server(settings(devices=("cpu", "cpu"), preload=False)) as (url, _):
         started = []
@@ -436,6 +449,8 @@ def test_an_api_key_guards_everything_but_healthz():
         assert schema["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
     with pytest.raises(ConfigError, match="at least 8"):
         settings(api_key="short")
+    with pytest.raises(ConfigError, match=r"max_request_s \(600\) must not exceed timeout_s"):
+        settings(max_request_s=600)
 
 
 def test_failed_api_keys_are_counted_and_never_shown():

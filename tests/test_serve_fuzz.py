@@ -67,6 +67,8 @@ ABUSE = {
     "a body over the limit": (b'{"prompt": "' + b"x" * 200_000 + b'"}', "application/json", 413),
     "deep nesting": (b'{"prompt": "x", "style": ' + b"[" * 20_000 + b"]" * 20_000 + b"}", "application/json", 400),
     "invalid UTF-8": (b'{"prompt": "\xff\xfe\xfd"}', "application/json", 400),
+    "invalid UTF-8 as text": (b"\xff\xfe\xfd prompt", "text/plain", 422),
+    "bytes": (b"\x00\x01\x02\xff", "application/octet-stream", 422),
     "JSON as text/plain": (json.dumps({"prompt": PROMPT}).encode(), "text/plain", 422),
     "a form": (b"prompt=a+red+circle", "application/x-www-form-urlencoded", 422),
     "no body": (b"", "application/json", 422),
@@ -84,6 +86,20 @@ def test_abusive_bodies_get_a_4xx_and_the_connection_still_serves(live, name):
             assert response.status_code == status, (path, response.text[:300])
             assert len(response.content) < 4096  # an error never echoes a huge input back
         assert http.get("/healthz").status_code == 200
+
+
+def test_a_body_over_the_limit_sent_in_chunks_gets_413(live):
+    url, _ = live
+
+    def chunks():
+        yield b'{"prompt": "'
+        for _ in range(100):
+            yield b"x" * 1024
+        yield b'"}'
+
+    for path in ("/v1/generate", "/v1/generate/stream"):
+        response = httpx.post(f"{url}{path}", content=chunks(), headers={"Content-Type": "application/json"})
+        assert response.status_code == 413, response.text
 
 
 def _raw(url: str, request: bytes, timeout: float = 10) -> bytes:

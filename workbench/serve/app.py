@@ -84,6 +84,15 @@ class ServeSettings:
         from workbench.routing import classifier_factory
 
         classifier_factory(self.classifier)  # an unknown name fails with the registered ones
+        if self.max_request_s is not None and not isinstance(self.max_request_s, bool) and isinstance(
+            self.max_request_s, (int, float)) and isinstance(self.timeout_s, (int, float)) and (
+            self.max_request_s > self.timeout_s
+        ):  # fmt: skip
+            raise ConfigError(
+                f"max_request_s ({self.max_request_s}) must not exceed timeout_s ({self.timeout_s}): a request "
+                "accepted for taking that long would be stopped at the time limit",
+                "max_request_s",
+            )
         for name in ("timeout_s", "max_request_s"):
             value = getattr(self, name)
             if (value is not None or name == "timeout_s") and (
@@ -157,7 +166,7 @@ class Service:
         if seed + body.num_images - 1 > MAX_SEED:
             raise _invalid("seed", f"seed + num_images - 1 must be at most {MAX_SEED}", seed)
         server = self.settings.acceleration.to_dict() if self.settings.acceleration else {}
-        requested = body.acceleration.model_dump() if body.acceleration else {}
+        requested = body.acceleration.model_dump(exclude_unset=True) if body.acceleration else {}
         acceleration = AccelerationConfig(**(server | requested)) if server or requested else None
         plan = await asyncio.to_thread(resolve, target, body.prompt, acceleration=acceleration)
         plan = replace(plan, config=plan.config.replace(**body.overrides(), batch_size=body.num_images))
@@ -220,6 +229,8 @@ def _writable(value: Any, depth: int = 0) -> Any:
         return "..."
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
     if isinstance(value, str) and len(value) > 200:
         return f"{value[:200]}... ({len(value) - 200} more characters)"
     if isinstance(value, dict):
@@ -259,8 +270,8 @@ class _RequestMetrics:
 
 
 class _BodyLimit:
-    """ASGI middleware answering 413 to a request body over ``limit`` bytes (declared or as it arrives),
-    before anything reads it all."""
+    """ASGI middleware answering 413 to a request body over ``limit`` bytes, declared or as it arrives (the
+    body is read here, at most ``limit`` bytes, then handed on)."""
 
     def __init__(self, app, limit: int):
         self.app, self.limit = app, limit
@@ -271,36 +282,31 @@ class _BodyLimit:
         declared = dict(scope["headers"]).get(b"content-length", b"0")
         if declared.isdigit() and int(declared) > self.limit:
             return await self._refuse(send)
-        received, started = 0, False
-
-        async def counted():
-            nonlocal received
+        body, more = b"", True
+        while more:
             message = await receive()
-            received += len(message.get("body", b""))
-            if received > self.limit:
-                raise _TooLarge
-            return message
+            if message["type"] != "http.request":  # the client went away before its body arrived
+                return
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.limit:
+                return await self._refuse(send)
+        handed = False
 
-        async def noted(message):
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
+        async def replay():
+            nonlocal handed
+            if not handed:
+                handed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()  # after the body: disconnects, as the app expects
 
-        try:
-            await self.app(scope, counted, noted)
-        except _TooLarge:
-            if not started:
-                await self._refuse(send)
+        await self.app(scope, replay, send)
 
     async def _refuse(self, send) -> None:
         body = json.dumps({"detail": f"the request body is over the server's limit of {self.limit} bytes"}).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": 413, "headers": headers})
         await send({"type": "http.response.body", "body": body})
-
-
-class _TooLarge(Exception):
-    pass
 
 
 _Credentials = Annotated[
@@ -454,8 +460,10 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
-        """422 naming each bad field; whatever the input held (NaN, bytes, deep nesting), it can be written."""
-        return JSONResponse({"detail": _writable(jsonable_encoder(error.errors()))}, status_code=422)
+        """422 naming each bad field; whatever the input held (NaN, bytes, deep nesting), it can be written, and
+        it is never echoed back at length (the messages themselves are kept whole)."""
+        errors = [{k: _writable(v) if k in ("input", "ctx") else v for k, v in e.items()} for e in error.errors()]
+        return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, error: Exception) -> JSONResponse:
