@@ -196,6 +196,8 @@ def test_the_comparison_pairs_prompts_and_words_the_verdict(tmp_path):
     assert json.loads((tmp_path / "comparisons.json").read_text())[0]["model_id"] == "b"
     for table in (summary_table(study.summary), comparisons_table(study.comparisons), cost_table(study.summary)):
         assert "<table" in table.to_html()
+    p = comparisons_table(study.comparisons).data["p"].iloc[0]
+    assert p == "< 0.001" if row["p_value"] < 0.001 else p == f"{row['p_value']:.3f}"
     with pytest.raises(ConfigError, match=r"reference model 'c' is not among the results' models \['a', 'b'\]"):
         compare_models(rows, "c")
 

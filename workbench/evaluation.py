@@ -47,7 +47,16 @@ from workbench.metrics.sets import set_metric_notes, set_metrics_by_model
 from workbench.plan import ROUTED, resolve, target_label
 from workbench.results import ROW_KEY, ResultStore, settings_key
 from workbench.run_files import save_study_results
-from workbench.stats import compare_groups, holm, mean_over_prompts, median_ci, paired_ratio, ratio_of_medians, verdict
+from workbench.stats import (
+    compare_groups,
+    format_p,
+    holm,
+    mean_over_prompts,
+    median_ci,
+    paired_ratio,
+    ratio_of_medians,
+    verdict,
+)
 
 __all__ = [
     "ModelComparison",
@@ -670,8 +679,8 @@ def comparisons_table(comparisons: pd.DataFrame):
             "metric": [r["metric"] for r in rows],
             "model − reference": [f"{r['model_id']} − {r['reference']}" for r in rows],
             "difference [95% CI]": [_interval(r["mean_diff"], r["ci_low"], r["ci_high"], 2) for r in rows],
-            "p": [f"{r['p_value']:.3g}" for r in rows],
-            "p (Holm)": [f"{r['p_holm']:.3g}" for r in rows],
+            "p": [format_p(r["p_value"]) for r in rows],
+            "p (Holm)": [format_p(r["p_holm"]) for r in rows],
             "win rate": [f"{r['win_rate']:.0%}" for r in rows],
             "prompts": [r["n_prompts"] for r in rows],
             "detectable (80% power)": [f"{r['min_detectable']:.2f}" for r in rows],
