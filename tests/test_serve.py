@@ -7,6 +7,7 @@ not disconnect the way a socket does); the rest use FastAPI's test client.
 import base64
 import io
 import json
+import re
 import threading
 import time
 from contextlib import contextmanager
@@ -587,3 +588,18 @@ def test_remote_model_errors_read_like_local_ones(server, monkeypatch, free_port
                     progress=lambda step, total: step >= 2 and cancel.set(), cancel=cancel)  # fmt: skip
     _wait_until(lambda: pool.busy == 0)
     assert pool.last_cancelled.steps_done < 200
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("turbo=1", r"unknown acceleration toggle\(s\) \['turbo'\]"),
+        ("compile", r"--acceleration takes NAME=VALUE pairs"),
+        ("tome_ratio=2", r"tome_ratio"),
+    ],
+)
+def test_the_serve_command_refuses_bad_server_toggles_before_starting(value, message, capsys):
+    from workbench.cli import main
+
+    assert main(["serve", "--acceleration", value, "--port", "1"]) == 2
+    assert re.search(message, capsys.readouterr().err)
