@@ -123,13 +123,19 @@ class CLIPScorer:
             chunks.append(torch.nn.functional.normalize(features, dim=-1))
         return torch.cat(chunks)
 
-    def score(self, images: Sequence[Image.Image], prompts: Sequence[str]) -> ClipScores:
-        """The CLIP score of each image against its prompt (see the module docstring)."""
+    def cosines(self, images: Sequence[Image.Image], prompts: Sequence[str]) -> torch.Tensor:
+        """The cosine of each image's embedding with its prompt's (one prompt per image)."""
         if len(images) != len(prompts):
             raise ConfigError(f"need one prompt per image, got {len(images)} images and {len(prompts)} prompts")
         if not images:
+            return torch.empty(0)
+        return (self.image_embeddings(images) * self.text_embeddings(prompts)).sum(dim=-1)
+
+    def score(self, images: Sequence[Image.Image], prompts: Sequence[str]) -> ClipScores:
+        """The CLIP score of each image against its prompt (see the module docstring)."""
+        cosine = self.cosines(images, prompts)
+        if not len(cosine):
             return ClipScores([], [], self.model_id)
-        cosine = (self.image_embeddings(images) * self.text_embeddings(prompts)).sum(dim=-1)
         scores = (100 * cosine.clamp(min=0)).cpu().tolist()
         return ClipScores(scores, [self.is_truncated(p) for p in prompts], self.model_id)
 

@@ -16,7 +16,6 @@ from collections.abc import Sequence
 import torch
 from PIL import Image
 
-from workbench.errors import ConfigError
 from workbench.metrics.clip import DEFAULT_CLIP, CLIPScorer
 
 __all__ = ["PICKSCORE", "PICKSCORE_PROCESSOR", "PickScorer"]
@@ -46,12 +45,7 @@ class PickScorer(CLIPScorer):
     @torch.no_grad()
     def pickscores(self, images: Sequence[Image.Image], prompts: Sequence[str]) -> list[float]:
         """logit_scale.exp() x cosine of each image with its prompt."""
-        if not images:
-            return []
-        cosine = (self.image_embeddings(images) * self.text_embeddings(prompts)).sum(dim=-1)
-        return (self.model.logit_scale.exp() * cosine).cpu().tolist()
+        return (self.model.logit_scale.exp() * self.cosines(images, prompts)).cpu().tolist()
 
     def score_columns(self, images: Sequence[Image.Image], prompts: Sequence[str]) -> dict[str, list]:
-        if len(images) != len(prompts):
-            raise ConfigError(f"need one prompt per image, got {len(images)} images and {len(prompts)} prompts")
         return {"pickscore": self.pickscores(images, prompts), "pickscore_model": [self.model_id] * len(images)}

@@ -225,7 +225,8 @@ def check_metrics(
                 "reference_images",
             )
         return names
-    without = [(p, parse_prompt(p).reason) for p in prompts if parse_prompt(p).reason is not None]
+    reasons = [(p, parse_prompt(p).reason) for p in prompts]
+    without = [(p, reason) for p, reason in reasons if reason is not None]
     if without:
         prompt, reason = without[0]
         verb = "needs" if len(wanted) == 1 else "need"
