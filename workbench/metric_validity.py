@@ -40,7 +40,7 @@ from workbench.config import GenerationConfig
 from workbench.errors import ConfigError
 from workbench.evaluation import ModelEvaluator
 from workbench.metrics import METRICS, MetricOptions, image_metric_names, set_metric_names
-from workbench.metrics.sets import feature_extractor, row_features, set_metric_value
+from workbench.metrics.sets import feature_extractor, features_of, row_features, set_metric_value
 from workbench.toyworld import scenes
 
 __all__ = [
@@ -141,16 +141,11 @@ def _per_prompt(rows: pd.DataFrame, column: str) -> pd.DataFrame:
 
 
 class _SetMetric:
-    """A per-set metric of any subset of prompts, for every rung: features extracted once per image."""
+    """A per-set metric of any subset of prompts, for every rung (``by_rung``: rung -> the rung's image
+    features, their ground truth's, and their prompt ids)."""
 
-    def __init__(self, name: str, rows: pd.DataFrame, root: Path, options: MetricOptions):
-        extract = feature_extractor(options.clip_model if name == "cmmd" else options.features)
-        self.name = name
-        features, truth = row_features(rows, root, extract)
-        self.by_rung = {}
-        for rung in dict.fromkeys(rows["rung"]):
-            mine = torch.from_numpy(np.flatnonzero((rows["rung"] == rung).to_numpy()))
-            self.by_rung[rung] = (features[mine], truth[mine], rows["prompt_id"].to_numpy()[mine.numpy()])
+    def __init__(self, name: str, by_rung: dict[str, tuple[torch.Tensor, torch.Tensor, np.ndarray]]):
+        self.name, self.by_rung = name, by_rung
 
     def value(self, rung: str, prompts: np.ndarray | None = None) -> float:
         """The metric of the rung's images (of ``prompts``, default all) against their ground truth."""
@@ -161,6 +156,22 @@ class _SetMetric:
         return set_metric_value(self.name, x, y)
 
 
+def _set_metrics(
+    names: Sequence[str], rows: pd.DataFrame, root: Path, options: MetricOptions
+) -> dict[str, _SetMetric]:  # fmt: skip
+    """Each per-set metric among ``names`` over the ladder, the features of each image and its ground truth
+    extracted once per extractor (FID, KID and CMMD share them where they use the same one)."""
+    by_spec: dict[str, dict] = {}
+    for spec in dict.fromkeys(features_of(name, options) for name in names):
+        features, truth = row_features(rows, root, feature_extractor(spec))
+        by_spec[spec] = {}
+        for rung in dict.fromkeys(rows["rung"]):
+            mine = np.flatnonzero((rows["rung"] == rung).to_numpy())
+            index = torch.from_numpy(mine)
+            by_spec[spec][rung] = (features[index], truth[index], rows["prompt_id"].to_numpy()[mine])
+    return {name: _SetMetric(name, by_spec[features_of(name, options)]) for name in names}
+
+
 def rung_table(rows: pd.DataFrame, root: str | Path, metrics: Sequence[str], options: MetricOptions | None = None):
     """Per rung: the judge's score (``judge``: % of images right on every attribute) and every metric's value
     (per-image: mean over prompts; per-set: against the ground truth), best judge first."""
@@ -168,8 +179,7 @@ def rung_table(rows: pd.DataFrame, root: str | Path, metrics: Sequence[str], opt
     table = pd.DataFrame({"judge": 100 * _per_prompt(rows, JUDGE).mean()})
     for name in image_metric_names(metrics):
         table[name] = _per_prompt(rows, name).mean()
-    for name in set_metric_names(metrics):
-        measure = _SetMetric(name, rows, Path(root), options)
+    for name, measure in _set_metrics(set_metric_names(metrics), rows, Path(root), options).items():
         table[name] = [measure.value(rung) for rung in table.index]
     return table.sort_values("judge", ascending=False).rename_axis("rung").reset_index()
 
@@ -221,6 +231,7 @@ def validity(
     rng = np.random.default_rng(seed)
     subsets = {k: [rng.choice(prompt_ids, k, replace=False) for _ in range(draws)] for k in grid}
     right = rows[JUDGE].to_numpy(dtype=float) == 1.0
+    set_measures = _set_metrics([m for m in metrics if METRICS[m].kind == "set"], rows, Path(root), options)
     out = []
     for name in metrics:
         sign = 1.0 if METRICS[name].higher_is_better else -1.0
@@ -234,7 +245,7 @@ def validity(
 
             auc = _auc(sign * rows[name].to_numpy(dtype=float), right, rows["rung"].to_numpy())
         else:
-            value = _SetMetric(name, rows, Path(root), options).value
+            value = set_measures[name].value
             auc = None
         values = {rung: value(rung) for rung in order.index}
         tau = scipy_stats.kendalltau([sign * values[r] for r in order.index], order.to_numpy(), variant="b").statistic

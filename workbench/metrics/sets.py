@@ -52,6 +52,7 @@ __all__ = [
     "bias_note",
     "cmmd",
     "feature_extractor",
+    "features_of",
     "fid",
     "kid",
     "row_features",
@@ -395,7 +396,7 @@ def set_metrics_by_model(
     truth = options.reference_images is None  # then each row's reference is its own ground truth
     reference = None if truth else folder_images(options.reference_images)
     features = {}
-    for spec in dict.fromkeys(_features_of(name, options) for name in names):
+    for spec in dict.fromkeys(features_of(name, options) for name in names):
         extract = feature_extractor(spec)
         x, y = row_features(ok, images_root, extract, truth=truth)
         features[spec] = (x, y if truth else extract(reference).double())
@@ -404,7 +405,7 @@ def set_metrics_by_model(
         mine = torch.from_numpy(np.flatnonzero(ok["model_id"].to_numpy() == model_id))
         row: dict[str, Any] = {"model_id": model_id}
         for name in names:
-            x, y = features[_features_of(name, options)]
+            x, y = features[features_of(name, options)]
             try:
                 value = set_metric(
                     name, x[mine], y[mine] if truth else y, subsets=options.subsets, seed=seed, paired=truth
@@ -444,7 +445,7 @@ def set_metric_notes(names: Sequence[str], options: MetricOptions | None = None)
         name: {
             "estimator": SET_METRICS[name].estimator,
             "bias": SET_METRICS[name].bias,
-            "features": _features_of(name, options),
+            "features": features_of(name, options),
             "reference": options.reference_images or "the toy world's ground truth for the same prompts and seeds",
             "interval": f"95% half-sampling jackknife over {options.subsets} subsets drawn without replacement"
             + ("; each image kept with its ground truth" if options.reference_images is None else ""),
@@ -453,7 +454,7 @@ def set_metric_notes(names: Sequence[str], options: MetricOptions | None = None)
     }
 
 
-def _features_of(name: str, options: MetricOptions) -> str:
+def features_of(name: str, options: MetricOptions) -> str:
     """The extractor a per-set metric uses: CMMD always the CLIP, FID and KID ``options.features``."""
     return options.clip_model if name == "cmmd" else options.features
 
