@@ -18,9 +18,9 @@ from pathlib import Path
 
 import torch
 
-from workbench.acceleration import image_flops, share_of_peak
 from workbench.acceleration_benchmark import benchmark_acceleration
 from workbench.config import AccelerationConfig, GenerationConfig
+from workbench.flops import image_flops, share_of_peak
 from workbench.metrics import CLIPScorer
 from workbench.models import load
 from workbench.prompts import load_prompts
@@ -94,7 +94,7 @@ def main() -> None:
     device = str(pipe.device) + (f" ({torch.cuda.get_device_name()})" if pipe.device.type == "cuda" else "")
     print(f"{preset['model']} on {device}, {side}x{side}, {config.steps} steps, guidance {config.guidance}, "
           f"{len(prompts)} prompts x {args.seeds} seeds, median of {args.rounds} interleaved rounds")  # fmt: skip
-    print(f"FLOPs per image: {flops['image_flops'] / 1e12:.3f} T (UNet step {flops['unet_step_flops'] / 1e9:.2f} G)")
+    print(f"FLOPs per image: {flops['image_flops'] / 1e12:.3f} T (step {flops['denoiser_step_flops'] / 1e9:.2f} G)")
     print(shown.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     out = RESULTS / ("acceleration.json" if args.preset == "toy" else f"acceleration_{args.preset}.json")
     RESULTS.mkdir(exist_ok=True)

@@ -1,6 +1,9 @@
-"""Quality bars of the toy world: the toy CLIP on real scenes, and both generators judged two ways.
+"""Quality bars of the toy world: the toy CLIP on real scenes, and the generators judged three ways.
 
-    python benchmarks/toyworld_quality.py [--weights DIR] [--per-split N]
+    python benchmarks/toyworld_quality.py [--weights DIR] [--per-split N] [--models sd-small sd-base dit-small]
+
+Each generated image is read by the toy CLIP (zero-shot), by direct pixel checks, and by the pixel judge of
+``workbench.toyworld.judge`` (every attribute; ``judge_all`` is the share with every attribute right).
 
 Prints the tables and writes benchmarks/results/toyworld_quality.json.
 """
@@ -8,6 +11,7 @@ Prints the tables and writes benchmarks/results/toyworld_quality.json.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import platform
 import time
@@ -19,7 +23,7 @@ import torch
 from workbench import GenerationConfig, generate, load
 from workbench.models import TOYWORLD_DIR
 from workbench.toyworld import scenes
-from workbench.toyworld.judge import ToyJudge, accuracy
+from workbench.toyworld.judge import ToyJudge, accuracy, judge_images
 
 RESULTS = Path(__file__).parent / "results" / "toyworld_quality.json"
 
@@ -33,8 +37,12 @@ def clip_on_real_scenes(judge: ToyJudge, n: int) -> dict:
 
 def generated(judge: ToyJudge, model: str, truth: list[scenes.Scene], config: GenerationConfig) -> dict:
     pipe = load(model, device="cpu")
-    records = generate(pipe, [scenes.caption(s) for s in truth], config.replace(batch_size=16), seeds=[0])
-    return accuracy(judge.judge([r.image for r in records], truth))
+    prompts = [scenes.caption(s) for s in truth]
+    images = [r.image for r in generate(pipe, prompts, config.replace(batch_size=16), seeds=[0])]
+    judged = judge_images(images, prompts)
+    pixel_judge = {f"judge_{a}": float(np.mean([j.attributes[a].right for j in judged])) for a in scenes.ATTRIBUTES}
+    pixel_judge["judge_all"] = float(np.mean([j.composition_all for j in judged]))
+    return accuracy(judge.judge(images, truth)) | pixel_judge
 
 
 def speed(model: str, repeats: int = 5) -> dict:
@@ -51,6 +59,7 @@ def main() -> None:
     parser.add_argument("--weights", default=str(TOYWORLD_DIR))
     # 1,000 scenes: at 216 one image is 0.46 points, too coarse to separate generators 2 points apart.
     parser.add_argument("--per-split", type=int, default=1000, help="generated images per model and split")
+    parser.add_argument("--models", nargs="+", default=["sd-small", "sd-base", "dit-small"], help="generators")
     args = parser.parse_args()
     start = time.time()
     judge = ToyJudge(Path(args.weights) / "clip")
@@ -63,8 +72,8 @@ def main() -> None:
         "held_out": [held[i] for i in rng.choice(len(held), min(args.per_split, len(held)), replace=False)],
     }
     results: dict = {"clip_real_scenes": clip_on_real_scenes(judge, 2000), "generated": {}, "speed": {}}
-    for name in ("sd-small", "sd-base"):
-        model = f"toyworld/{name}"
+    for name in args.models:
+        model = str(Path(args.weights) / name)
         results["generated"][name] = {
             split: generated(judge, model, truth, GenerationConfig()) for split, truth in splits.items()
         }
@@ -92,8 +101,11 @@ def main() -> None:
         "pixel_background",
         "pixel_size",
         "pixel_position",
+        *(f"judge_{a}" for a in scenes.ATTRIBUTES),
+        "judge_all",
     ]
-    header = "".join(f"{k.replace('clip_', 'c:').replace('pixel_', 'p:'):>13s}" for k in keys)
+    short = {"clip_": "c:", "pixel_": "p:", "judge_": "j:"}
+    header = "".join(f"{functools.reduce(lambda k, p: k.replace(*p), short.items(), k):>13s}" for k in keys)
     print(
         f"\ngenerated (20 steps, default scheduler; guidance {GenerationConfig().guidance} unless noted)\n"
         f"{'model / split':28s}{header}"

@@ -9,7 +9,8 @@ import tempfile
 import pytest
 import torch
 
-from workbench.models import build_architecture, load
+from workbench.architectures import build_architecture
+from workbench.models import load
 
 
 def pytest_collection_modifyitems(config, items):

@@ -7,11 +7,12 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from workbench.architectures import build_architecture
 from workbench.checkpoints import apply_loras, load_single_file, parse_lora_id, parse_single_file_id
 from workbench.config import GenerationConfig
 from workbench.errors import ConfigError, UnknownModelError
 from workbench.generation import generate
-from workbench.models import TOYWORLD_DIR, build_architecture, load
+from workbench.models import TOYWORLD_DIR, load
 
 CPU, FP32 = torch.device("cpu"), torch.float32
 PROMPT = "a photo of a large red circle on the left, on a white background"

@@ -13,7 +13,19 @@ ROOT = Path(workbench.__file__).parent
 # Bottom to top, as in DESIGN.md; a name stands for the module or the package of that name.
 LAYERS = [
     ["errors", "config", "resources", "data", "notebooks", "system_load", "ray_cluster"],
-    ["records", "backends", "acceleration", "models", "toyworld", "local_pipeline", "checkpoints", "costs"],
+    [
+        "records",
+        "backends",
+        "architectures",
+        "flops",
+        "tgate",
+        "acceleration",
+        "models",
+        "toyworld",
+        "local_pipeline",
+        "checkpoints",
+        "costs",
+    ],
     ["generation"],
     ["prompts", "routing", "metrics", "plan"],
     [

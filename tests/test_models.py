@@ -6,7 +6,7 @@ import torch
 
 from workbench import models
 from workbench.errors import ConfigError, UnknownModelError
-from workbench.models import ARCHITECTURES, PipelineCache, load, pick_device, pick_dtype
+from workbench.models import PipelineCache, load, pick_device, pick_dtype
 
 
 def test_a_local_folder_loads_through_from_pretrained(tiny_model_dir):
@@ -58,18 +58,6 @@ def test_other_unknown_ids(model_id):
 def test_a_folder_that_is_not_a_pipeline(tmp_path):
     with pytest.raises(UnknownModelError, match=r"model_index\.json"):
         load(str(tmp_path), cache=None)
-
-
-def test_architectures_have_the_real_sizes():
-    """SD 1.5 and SDXL built from our configs have the published parameter counts (built on 'meta')."""
-    from accelerate import init_empty_weights
-    from diffusers import UNet2DConditionModel
-
-    with init_empty_weights():
-        sd15 = UNet2DConditionModel(**ARCHITECTURES["sd15"].unet)
-        sdxl = UNet2DConditionModel(**ARCHITECTURES["sdxl"].unet)
-    assert sum(p.numel() for p in sd15.parameters()) == 859_520_964
-    assert sum(p.numel() for p in sdxl.parameters()) == 2_567_463_684
 
 
 def test_arch_tiny_loads_by_id():

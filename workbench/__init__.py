@@ -16,7 +16,6 @@ from workbench.resources import package_version
 if TYPE_CHECKING:  # for type checkers and editors; at run time, __getattr__ imports each name when first used
     from workbench import metric_validity, plots
     from workbench.abtest import ABTestResult, PromptABTester
-    from workbench.acceleration import image_flops, share_of_peak
     from workbench.acceleration_benchmark import AccelerationBenchmark, benchmark_acceleration
     from workbench.backends import ImageBackend
     from workbench.client import RemoteModel
@@ -42,6 +41,7 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time, __getattr__ imp
         summarize,
         summary_table,
     )
+    from workbench.flops import image_flops, share_of_peak
     from workbench.generation import (
         ReproduceResult,
         accelerate,
@@ -86,7 +86,7 @@ __version__ = package_version()
 _EXPORTS: dict[str, str] = {
     **dict.fromkeys(["metric_validity", "plots"], ""),
     **dict.fromkeys(["ABTestResult", "PromptABTester"], "abtest"),
-    **dict.fromkeys(["image_flops", "share_of_peak"], "acceleration"),
+    **dict.fromkeys(["image_flops", "share_of_peak"], "flops"),
     **dict.fromkeys(["AccelerationBenchmark", "benchmark_acceleration"], "acceleration_benchmark"),
     "ImageBackend": "backends",
     "RemoteModel": "client",

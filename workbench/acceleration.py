@@ -1,4 +1,4 @@
-"""Acceleration toggles on a diffusers pipeline, applied for a block and undone after it, and FLOP accounting.
+"""Acceleration toggles on a diffusers pipeline, applied for a block and undone after it.
 
 ``accelerate_pipeline(pipe, AccelerationConfig(...))`` is a context manager (``workbench.accelerate`` is the
 entry point for any backend, which calls it for a local pipeline): on entry it applies ToMe (tomesd),
@@ -7,14 +7,15 @@ offload; on exit it undoes each, so the pipeline then makes bit-identical images
 pitfalls are refused with a clear error before anything is changed. Images generated inside the
 block record the toggles (the ``acceleration`` column of their rows).
 
-``image_flops`` and ``share_of_peak`` say how close a time per image is to what the hardware could do;
-``workbench.acceleration_benchmark`` measures the toggles' speed against fidelity.
+``workbench.acceleration_benchmark`` measures the toggles' speed against fidelity (``workbench.flops``: how
+close a time per image is to what the hardware could do).
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib.util
+import inspect
 import shutil
 from collections.abc import Iterator
 
@@ -22,32 +23,16 @@ import torch
 
 from workbench.config import AccelerationConfig
 from workbench.errors import ConfigError
-from workbench.models import ARCHITECTURES
+from workbench.models import denoiser
 
 __all__ = [
-    "PEAK_TFLOPS",
     "accelerate_pipeline",
     "active_acceleration",
     "check_scheduler",
-    "image_flops",
-    "share_of_peak",
+    "prepare_call",
 ]
 
 ACTIVE = "_workbench_acceleration"  # the pipeline attribute naming the config applied to it
-
-# Dense fp16/bf16 tensor-core peaks (TFLOP/s) from the vendors' data sheets, by device-name fragment.
-PEAK_TFLOPS = {
-    "H200": 989.0,
-    "H100 SXM": 989.0,
-    "H100 PCIe": 756.0,
-    "H100": 989.0,
-    "A100": 312.0,
-    "L40S": 362.0,
-    "A10G": 125.0,
-    "RTX 4090": 165.0,
-    "RTX 3090": 71.0,
-    "T4": 65.0,
-}
 
 
 def active_acceleration(pipe) -> AccelerationConfig | None:
@@ -74,9 +59,47 @@ def _attention_levels(unet) -> list[int]:
     return [2**i for i, block in enumerate(unet.down_blocks) if getattr(block, "attentions", None)]
 
 
+# Toggles made for UNets, by the names users know them by.
+UNET_TOGGLES = {
+    "tome_ratio": "ToMe",
+    "deepcache_interval": "DeepCache",
+    "tgate_step": "T-GATE",
+    "channels_last": "channels-last (it changes only convolutions)",
+}
+
+
+def _check_denoiser(pipe, config: AccelerationConfig) -> None:
+    """Refuse toggles made for the other kind of denoiser: UNet methods on a transformer, transformer caches on
+    a UNet or on a transformer without diffusers' CacheMixin."""
+    from diffusers.models.cache_utils import CacheMixin
+
+    net = denoiser(pipe)
+    kind = type(net).__name__
+    changes = config.changes()
+    if net is not getattr(pipe, "unet", None):
+        unet_only = [label for name, label in UNET_TOGGLES.items() if name in changes]
+        if config.attention_backend in ("eager", "xformers"):
+            unet_only.append(f"attention_backend {config.attention_backend!r} (a UNet attention processor)")
+        if unet_only:
+            raise ConfigError(f"{', '.join(unet_only)} apply to UNets; this pipeline denoises with a {kind}")
+    cache = config.transformer_cache
+    if cache is None:
+        return
+    if not isinstance(net, CacheMixin):
+        raise ConfigError(
+            f"{cache} is a cache for transformers with diffusers' CacheMixin (FLUX, Qwen-Image, HunyuanImage, ...); "
+            f"this pipeline's {kind} has none"
+        )
+    if net.is_cache_enabled:
+        raise ConfigError(f"this {kind} already has a cache enabled ({type(net._cache_config).__name__}); disable it")
+    if config.compile:
+        raise ConfigError(f"{cache} and torch.compile do not combine here: the cache's hooks decide per step in Python")
+
+
 def _check(pipe, config: AccelerationConfig) -> None:
     """Refuse known pitfalls before anything is changed."""
     device = pipe.device
+    _check_denoiser(pipe, config)
     for needed, package in ((config.tome_ratio, "tomesd"), (config.deepcache_interval > 1, "DeepCache")):
         if needed and importlib.util.find_spec(package) is None:
             raise ConfigError(f"{package} is not installed: pip install 't2i-workbench[acceleration]'")
@@ -117,6 +140,43 @@ def _check(pipe, config: AccelerationConfig) -> None:
 
 
 # --- applying and undoing ---------------------------------------------------------------------------
+
+
+def _cache_config(pipe, config: AccelerationConfig):
+    """The diffusers cache config for ``config``'s transformer cache."""
+    from diffusers import (
+        FasterCacheConfig,
+        FirstBlockCacheConfig,
+        PyramidAttentionBroadcastConfig,
+        TaylorSeerCacheConfig,
+    )
+
+    def timestep() -> int:  # FasterCache and PAB choose the steps to skip by the denoising timestep
+        return pipe.current_timestep
+
+    if config.first_block_cache:
+        return FirstBlockCacheConfig(threshold=config.first_block_cache)
+    if config.taylorseer_interval > 1:
+        return TaylorSeerCacheConfig(cache_interval=config.taylorseer_interval, taylor_factors_dtype=pipe.dtype)
+    if config.faster_cache_interval > 1:
+        # FLUX-type pipelines run the unconditional branch as a call of its own, not as half of a batch.
+        separate_branches = "true_cfg_scale" in inspect.signature(type(pipe).__call__).parameters
+        return FasterCacheConfig(
+            spatial_attention_block_skip_range=config.faster_cache_interval,
+            current_timestep_callback=timestep,
+            attention_weight_callback=lambda _: 0.5,
+            is_guidance_distilled=separate_branches,
+        )
+    return PyramidAttentionBroadcastConfig(
+        spatial_attention_block_skip_range=config.pab_interval, current_timestep_callback=timestep
+    )
+
+
+def prepare_call(pipe) -> None:
+    """Before each pipeline call: clear a transformer cache's state, so no call reuses another's residuals."""
+    config = active_acceleration(pipe)
+    if config is not None and config.transformer_cache:
+        denoiser(pipe)._reset_stateful_cache()
 
 
 def _processor(name: str):
@@ -201,66 +261,20 @@ def _apply(pipe, config: AccelerationConfig, undo: list) -> None:
         helper.set_params(cache_interval=config.deepcache_interval, cache_branch_id=config.deepcache_branch)
         helper.enable()
         undo.append(helper.disable)
-    # 6. Compilation: swap in compiled modules, put the originals back after.
+    # 6. Compilation: swap in compiled modules (the UNet or transformer, the VAE decoder), put the originals back.
     if config.compile:
-        unet, decoder = pipe.unet, pipe.vae.decoder
-        pipe.unet = torch.compile(unet, mode=config.compile_mode)
+        name = "unet" if getattr(pipe, "unet", None) is not None else "transformer"
+        net, decoder = denoiser(pipe), pipe.vae.decoder
+        setattr(pipe, name, torch.compile(net, mode=config.compile_mode))
         pipe.vae.decoder = torch.compile(decoder, mode=config.compile_mode)
-        undo.append(lambda: (setattr(pipe, "unet", unet), setattr(pipe.vae, "decoder", decoder)))
+        undo.append(lambda: (setattr(pipe, name, net), setattr(pipe.vae, "decoder", decoder)))
+    # 6b. A transformer cache (diffusers' hooks), its state cleared before every pipeline call.
+    if config.transformer_cache:
+        net = denoiser(pipe)
+        net.enable_cache(_cache_config(pipe, config))
+        undo.append(net.disable_cache)
     # 7. Offload last: its hooks go around everything else.
     if config.cpu_offload:
         device = pipe.device
         pipe.enable_model_cpu_offload(device=device)
         undo.append(lambda: (pipe.remove_all_hooks(), pipe.to(device)))
-
-
-# --- FLOPs ------------------------------------------------------------------------------------------
-
-
-def _forward_flops(module: torch.nn.Module, *args, **kwargs) -> int:
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        module(*args, **kwargs)
-    return counter.get_total_flops()
-
-
-def image_flops(model, height: int, width: int, steps: int, guidance: float) -> dict[str, float]:
-    """FLOPs to make one image with ``model`` (a pipeline, or an architecture name: "sd15", "sdxl"):
-    UNet per step (x2 under classifier-free guidance) x steps, plus the VAE decode; counted by torch's
-    FlopCounterMode on meta tensors (no memory, no time)."""
-    from accelerate import init_empty_weights
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-
-    if isinstance(model, str):
-        if model not in ARCHITECTURES:
-            raise ConfigError(f"unknown architecture {model!r}; architectures: {sorted(ARCHITECTURES)}")
-        unet_config, vae_config = ARCHITECTURES[model].unet, ARCHITECTURES[model].vae
-    else:
-        unet_config, vae_config = dict(model.unet.config), dict(model.vae.config)
-    with init_empty_weights():
-        unet = UNet2DConditionModel.from_config(unet_config).to("meta")
-        vae = AutoencoderKL.from_config(vae_config).to("meta")
-    factor = 2 ** (len(vae.config.block_out_channels) - 1)
-    batch = 2 if guidance > 1 else 1
-    latents = torch.empty(batch, unet.config.in_channels, height // factor, width // factor, device="meta")
-    text = torch.empty(batch, 77, unet.config.cross_attention_dim, device="meta")
-    extra = {}
-    if unet.config.addition_embed_type == "text_time":  # SDXL: pooled text and size conditioning
-        pooled = unet.config.projection_class_embeddings_input_dim - 6 * unet.config.addition_time_embed_dim
-        extra = {"added_cond_kwargs": {"text_embeds": torch.empty(batch, pooled, device="meta"),
-                                       "time_ids": torch.empty(batch, 6, device="meta")}}  # fmt: skip
-    unet_step = _forward_flops(unet, latents, torch.tensor([500], device="meta"), text, **extra)
-    latent = torch.empty(1, vae.config.latent_channels, height // factor, width // factor, device="meta")
-    decode = _forward_flops(vae.decode, latent)
-    return {"unet_step_flops": unet_step, "vae_decode_flops": decode, "image_flops": unet_step * steps + decode}
-
-
-def share_of_peak(seconds_per_image: float, flops_per_image: float, device_name: str | None = None) -> dict:
-    """Achieved TFLOP/s and its share of the device's peak (None where the device's peak is unknown)."""
-    if device_name is None and torch.cuda.is_available():
-        device_name = torch.cuda.get_device_name()
-    peak = next((v for k, v in PEAK_TFLOPS.items() if device_name and k in device_name), None)
-    achieved = flops_per_image / seconds_per_image / 1e12
-    return {"device": device_name or "cpu", "achieved_tflops": achieved, "peak_tflops": peak,
-            "share_of_peak": achieved / peak if peak else None}  # fmt: skip

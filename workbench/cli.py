@@ -63,7 +63,7 @@ def _toyworld_train(args) -> int:
     settings = replace(
         TrainSettings(), seed=args.seed, budget_minutes=args.budget_minutes, scale=args.scale, images=args.images
     )
-    for result in train_family(args.out, settings):
+    for result in train_family(args.out, settings, args.phases):
         print(json.dumps(result))
     print(f"pipelines and CLIP written to {args.out} (log: {Path(args.out) / 'train_log.jsonl'})")
     return 0
@@ -481,6 +481,12 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--images", type=int, default=40_000, help="scenes drawn per model")
     train.add_argument("--scale", type=float, default=1.0, help="multiply every step count (0.01 = a quick try)")
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument(
+        "--phases",
+        nargs="+",
+        metavar="PHASE",
+        help="only these phases (e.g. dit-small), into an --out that holds what they need (clip, vae)",
+    )
     train.set_defaults(func=_toyworld_train)
 
     demo = sub.add_parser("demo", help="generate a small image grid and say where it is")

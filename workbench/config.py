@@ -14,7 +14,14 @@ from workbench.errors import ConfigError
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-__all__ = ["ATTENTION_BACKENDS", "SCHEDULERS", "AccelerationConfig", "GenerationConfig", "RouteSpec"]
+__all__ = [
+    "ATTENTION_BACKENDS",
+    "SCHEDULERS",
+    "TRANSFORMER_CACHES",
+    "AccelerationConfig",
+    "GenerationConfig",
+    "RouteSpec",
+]
 
 # Scheduler names a config may use, and the diffusers class each stands for.
 SCHEDULERS = {
@@ -33,6 +40,9 @@ SCHEDULERS = {
 ATTENTION_BACKENDS = ("sdpa", "eager", "sdpa-math", "sdpa-flash", "sdpa-efficient", "xformers")
 DTYPES = ("float32", "float16", "bfloat16")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+# The transformer caches (diffusers' CacheMixin.enable_cache takes one at a time).
+TRANSFORMER_CACHES = ("first_block_cache", "taylorseer_interval", "faster_cache_interval", "pab_interval")
 
 MAX_SIDE = 4096
 MAX_STEPS = 1000
@@ -135,9 +145,24 @@ class AccelerationConfig(_Settings):
     vae_tiling: bool = False  # decode in tiles (vae.enable_tiling): less memory for large images
     vae_slicing: bool = False  # decode a batch one image at a time (vae.enable_slicing)
     cpu_offload: bool = False  # keep only the running model on the GPU (needs CUDA)
+    tgate_step: int = 0  # T-GATE (UNets): from this step on, reuse cached cross-attention, no guidance (0 = off)
+    # Caches for transformers with diffusers' CacheMixin (FLUX, Qwen-Image, ...); at most one at a time.
+    first_block_cache: float = 0.0  # first-block cache: reuse the other blocks' residual while the first block's
+    # output changes by less than this share from the last computed step (0 = off; 0.05-0.3 is common)
+    taylorseer_interval: int = 1  # TaylorSeer: compute every N steps, predict between by Taylor series (1 = off)
+    faster_cache_interval: int = 1  # FasterCache: recompute attention every N steps, extrapolate between (1 = off)
+    pab_interval: int = 1  # pyramid attention broadcast: recompute attention every N steps, reuse between (1 = off)
 
     def __post_init__(self) -> None:
         _check_number(self, "tome_ratio", 0.0, 0.99)
+        _check_number(self, "first_block_cache", 0.0, 10.0)
+        for name in ("taylorseer_interval", "faster_cache_interval", "pab_interval"):
+            if not _is_int(getattr(self, name)) or not 1 <= getattr(self, name) <= 50:
+                raise ConfigError(f"{name} must be an integer from 1 to 50, got {getattr(self, name)!r}", name)
+        if not _is_int(self.tgate_step) or not 0 <= self.tgate_step <= MAX_STEPS:
+            raise ConfigError(
+                f"tgate_step must be an integer from 0 (off) to {MAX_STEPS}, got {self.tgate_step!r}", "tgate_step"
+            )
         if self.tome_max_downsample not in (1, 2, 4, 8):
             raise ConfigError(
                 f"tome_max_downsample must be 1, 2, 4 or 8, got {self.tome_max_downsample!r}", "tome_max_downsample"
@@ -161,6 +186,9 @@ class AccelerationConfig(_Settings):
         for name in ("compile", "channels_last", "vae_tiling", "vae_slicing", "cpu_offload"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}", name)
+        caches = self._transformer_caches()
+        if len(caches) > 1:
+            raise ConfigError(f"one transformer cache at a time (diffusers applies one), got {caches}", caches[1])
 
     def changes(self) -> dict[str, Any]:
         """The fields that differ from the defaults (what this config turns on)."""
@@ -170,6 +198,21 @@ class AccelerationConfig(_Settings):
             for f in dataclasses.fields(self)
             if getattr(self, f.name) != getattr(default, f.name)
         }
+
+    def _transformer_caches(self) -> list[str]:
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        return [name for name in TRANSFORMER_CACHES if getattr(self, name) != defaults[name]]
+
+    @property
+    def transformer_cache(self) -> str | None:
+        """The name of the transformer cache this config turns on (None for none)."""
+        return next(iter(self._transformer_caches()), None)
+
+    @property
+    def batch_dependent(self) -> bool:
+        """Whether an image depends on the other images of its pipeline call: the first-block cache decides
+        per call from the batch's mean residual."""
+        return self.first_block_cache > 0
 
     def label(self) -> str:
         """A short name: "baseline", or the changes ("deepcache_interval=3, channels_last")."""

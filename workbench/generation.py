@@ -213,7 +213,9 @@ def reproduce(
     """Regenerate the PNG at ``path`` from its metadata and compare it pixel by pixel.
 
     By default the device and dtype recorded in the PNG are used when present here. Matching within
-    ``tolerance`` (0-255) allows for the last-bit differences between batched and single calls.
+    ``tolerance`` (0-255) allows for the last-bit differences between batched and single calls. An image
+    whose acceleration made it depend on its batch mates (the first-block cache) is made again with its
+    recorded batch, in one call; without that record it is refused, saying why.
     """
     settings = read_settings(path)
     fields = {k: settings[k] for k in GenerationConfig.__dataclass_fields__ if k in settings}
@@ -224,10 +226,24 @@ def reproduce(
             dtype = dtype or settings.get("dtype")
         except ConfigError:
             device = None
-    pipe = load(settings["model_id"], device=device, dtype=dtype)
     acceleration = AccelerationConfig.from_dict(settings["acceleration"]) if "acceleration" in settings else None
-    with accelerate(pipe, acceleration):
-        record = generate(pipe, settings["prompt"], config, settings["seed"], model_id=settings["model_id"])[0]
+    jobs = [(prompt, seed) for prompt, seed in settings.get("batch") or [(settings["prompt"], settings["seed"])]]
+    if acceleration and acceleration.batch_dependent and "batch" not in settings:
+        raise ConfigError(
+            f"{path} was made with {acceleration.label()}, which makes an image depend on the other images of "
+            f"its batch, and its metadata does not name them: it cannot be made again"
+        )
+    pipe = load(settings["model_id"], device=device, dtype=dtype)
+    with accelerate(pipe, acceleration):  # the image's whole batch where its batch mates mattered, in one call
+        batch = generate(
+            pipe,
+            [prompt for prompt, _ in jobs],
+            config.replace(batch_size=len(jobs)),
+            [seed for _, seed in jobs],
+            model_id=settings["model_id"],
+            pairs=True,
+        )
+    record = next(r for r in batch if (r.prompt, r.seed) == (settings["prompt"], settings["seed"]))
     with Image.open(path) as saved:
         diff = np.abs(np.asarray(saved.convert("RGB"), dtype=np.int16) - np.asarray(record.image, dtype=np.int16))
     return ReproduceResult(Path(path), record, int(diff.max()), float(diff.mean()), tolerance)

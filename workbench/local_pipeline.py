@@ -7,6 +7,7 @@ batch of N gives the same images as N single calls, on any device. ``accelerated
 
 from __future__ import annotations
 
+import inspect
 import sys
 import time
 from collections.abc import Iterator
@@ -18,30 +19,59 @@ import numpy as np
 import torch
 from PIL import Image
 
-from workbench.acceleration import accelerate_pipeline, active_acceleration, check_scheduler
+from workbench.acceleration import accelerate_pipeline, active_acceleration, check_scheduler, prepare_call
 from workbench.backends import Cancel, ProgressCallback, is_cancelled
 from workbench.config import SCHEDULERS, AccelerationConfig, GenerationConfig
-from workbench.errors import GenerationCancelled
-from workbench.models import model_id_of
+from workbench.errors import ConfigError, GenerationCancelled
+from workbench.models import denoiser, model_id_of
 from workbench.records import GenerationRecord, TokenBudget
 from workbench.resources import package_version
 
-__all__ = ["BLACK_LEVEL", "LocalPipeline", "default_size", "pipeline_tokenizers", "token_budget"]
+__all__ = [
+    "BLACK_LEVEL",
+    "LocalPipeline",
+    "default_size",
+    "guidance_arguments",
+    "max_sequence_length",
+    "pipeline_tokenizers",
+    "token_budget",
+]
 
 BLACK_LEVEL = 2 / 255  # an image whose brightest pixel is below this counts as black
 
 
+TOKENIZER_SLOTS = ("tokenizer", "tokenizer_2", "tokenizer_3")
+
+
 def pipeline_tokenizers(pipe) -> list:
-    """The pipeline's prompt tokenizers: one for SD 1.x/2.x, two for SDXL (none for a remote model)."""
-    return [t for t in (getattr(pipe, "tokenizer", None), getattr(pipe, "tokenizer_2", None)) if t is not None]
+    """The pipeline's prompt tokenizers: one for SD 1.x/2.x, two for SDXL and FLUX (CLIP, T5), three for SD3
+    (none for a remote model)."""
+    return [t for t in (getattr(pipe, slot, None) for slot in TOKENIZER_SLOTS) if t is not None]
+
+
+def max_sequence_length(pipe) -> int | None:
+    """The T5 window passed to pipelines that take ``max_sequence_length`` (FLUX, SD3, PixArt): the pipeline's
+    default, or the window of its last tokenizer (the T5's) where shorter. None for pipelines without one."""
+    parameter = inspect.signature(type(pipe).__call__).parameters.get("max_sequence_length")
+    tokenizers = pipeline_tokenizers(pipe)
+    if parameter is None or not tokenizers:
+        return None
+    return min(parameter.default, tokenizers[-1].model_max_length)
+
+
+def _window(pipe, tokenizer) -> int:
+    """Tokens of a prompt that ``tokenizer``'s encoder sees in this pipeline."""
+    longest = max_sequence_length(pipe)
+    is_t5 = longest is not None and tokenizer is pipeline_tokenizers(pipe)[-1]
+    return min(tokenizer.model_max_length, longest) if is_t5 else tokenizer.model_max_length
 
 
 def token_budget(pipe, prompt: str) -> TokenBudget:
-    """How ``prompt`` fits the pipeline's tokenizer(s); with two (SDXL), the tighter one counts."""
+    """How ``prompt`` fits the pipeline's tokenizer(s); with several (SDXL, FLUX, SD3), the tighter one counts."""
     worst = None
     for tokenizer in pipeline_tokenizers(pipe):
         ids = tokenizer(prompt, truncation=False, verbose=False).input_ids
-        limit = tokenizer.model_max_length
+        limit = _window(pipe, tokenizer)
         dropped = tokenizer.decode(ids[limit - 1 : -1], skip_special_tokens=True) if len(ids) > limit else ""
         budget = TokenBudget(len(ids), limit, dropped)
         if worst is None or len(budget.dropped_text) > len(worst.dropped_text):
@@ -50,9 +80,33 @@ def token_budget(pipe, prompt: str) -> TokenBudget:
 
 
 def default_size(pipe) -> int:
-    """The pipeline's native image side in pixels."""
-    latent = getattr(pipe, "default_sample_size", None) or pipe.unet.config.sample_size
-    return latent * pipe.vae_scale_factor
+    """The pipeline's native image side in pixels: the denoiser's sample size in latent pixels, or (FLUX's
+    transformer has none) the VAE's sample size."""
+    sample = getattr(denoiser(pipe).config, "sample_size", None)
+    return sample * pipe.vae_scale_factor if sample else pipe.vae.config.sample_size
+
+
+def guidance_arguments(pipe, guidance: float, negative_prompt: str | None, n: int) -> dict[str, Any]:
+    """How the workbench's ``guidance`` reaches the pipeline's call for ``n`` images.
+
+    Most pipelines take classifier-free guidance as ``guidance_scale``. FLUX-type pipelines (those with
+    ``true_cfg_scale``) feed ``guidance_scale`` to a guidance embedding that only a guidance-distilled
+    transformer has (FLUX.1-dev: ``guidance_embeds``); without one, classifier-free guidance is their
+    ``true_cfg_scale`` with a negative prompt ("" where none is given).
+    """
+    negative = [negative_prompt] * n if negative_prompt else None
+    if "true_cfg_scale" not in inspect.signature(type(pipe).__call__).parameters:
+        return {"guidance_scale": guidance, "negative_prompt": negative}
+    if getattr(denoiser(pipe).config, "guidance_embeds", False):
+        if negative:
+            raise ConfigError(
+                f"{model_id_of(pipe)} is guidance-distilled (guidance is an embedding, not classifier-free "
+                f"guidance): it has no use for a negative prompt; leave negative_prompt empty"
+            )
+        return {"guidance_scale": guidance}
+    if guidance <= 1:
+        return {"true_cfg_scale": 1.0}
+    return {"true_cfg_scale": guidance, "negative_prompt": negative or [""] * n}
 
 
 class PeakMemory:
@@ -153,6 +207,13 @@ class LocalPipeline:
         batches = [jobs[i : i + config.batch_size] for i in range(0, len(jobs), config.batch_size)]
         budgets = {prompt: token_budget(pipe, prompt) for prompt, _ in jobs}
         versions = _versions()
+        batch_dependent = bool(active_acceleration(pipe) and active_acceleration(pipe).batch_dependent)
+        longest = max_sequence_length(pipe)
+        sequence = {"max_sequence_length": longest} if longest else {}
+
+        def call_arguments(n: int) -> dict[str, Any]:
+            return {**guidance_arguments(pipe, config.guidance, config.negative_prompt, n), **sequence}
+
         records: list[GenerationRecord] = []
         done_batches = 0
 
@@ -171,20 +232,19 @@ class LocalPipeline:
                 if is_cancelled(cancel):
                     raise GenerationCancelled(records)
                 generators = [torch.Generator("cpu").manual_seed(seed) for _, seed in batch]
-                negative = [config.negative_prompt] * len(batch) if config.negative_prompt else None
+                prepare_call(pipe)
                 with PeakMemory(pipe.device) as memory:
                     start = time.perf_counter()
                     try:
                         output = pipe(
                             prompt=[p for p, _ in batch],
-                            negative_prompt=negative,
                             num_inference_steps=config.steps,
-                            guidance_scale=config.guidance,
                             width=config.width,
                             height=config.height,
                             generator=generators,
                             output_type="np",
                             callback_on_step_end=on_step_end,
+                            **call_arguments(len(batch)),
                         )
                     except GenerationCancelled:
                         raise GenerationCancelled(records) from None
@@ -211,6 +271,7 @@ class LocalPipeline:
                             versions=versions,
                             context=dict(context or {}),
                             acceleration=active_acceleration(pipe),
+                            batch=tuple(batch) if batch_dependent else (),
                         )
                     )
                 done_batches += 1

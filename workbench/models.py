@@ -3,7 +3,7 @@
 Model ids::
 
     toyworld/<name>     the packaged toy world (workbench/toyworld/weights/<name>)
-    arch/<sd15|sdxl|tiny>  the real architecture with random weights: speed and memory work without downloads
+    arch/<name>         a real architecture (sd15, sdxl, flux, sd3, ...) with random weights (workbench.architectures)
     ./some/folder       a local diffusers pipeline folder (with model_index.json)
     owner/name          a Hugging Face hub id; offline, only if it is already in the local cache
     model@http://host:port   a model on a ``workbench serve`` server (a ``RemoteModel``; a bare URL: its router picks)
@@ -31,18 +31,18 @@ from urllib.parse import urlparse
 
 import torch
 
+from workbench.architectures import ARCHITECTURES, build_architecture
 from workbench.errors import ConfigError, UnknownModelError
 
 __all__ = [
-    "ARCHITECTURES",
     "LOADERS",
     "TOYWORLD_DIR",
     "TOYWORLD_MODELS",
     "ModelLoader",
     "PipelineCache",
     "available_models",
-    "build_architecture",
     "default_cache",
+    "denoiser",
     "describe_models",
     "is_offline",
     "load",
@@ -59,6 +59,7 @@ TOYWORLD_DIR = Path(__file__).parent / "toyworld" / "weights"
 TOYWORLD_MODELS = {
     "toyworld/sd-small": "toy world generator, fast and weaker (32x32 pixels)",
     "toyworld/sd-base": "toy world generator, slower and better (32x32 pixels)",
+    "toyworld/dit-small": "toy world diffusion transformer (FLUX.1 architecture, flow matching; 32x32 pixels)",
     "toyworld/clip": "toy world CLIP: the offline CLIP scorer (not a generation pipeline)",
 }
 
@@ -162,157 +163,6 @@ def is_offline() -> bool:
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}:
         return True
     return not _hub_reachable()
-
-
-# --- architectures with random weights ---------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Architecture:
-    description: str
-    unet: dict
-    vae: dict
-    text_encoders: tuple[dict, ...]
-
-
-_SD_VAE = dict(
-    block_out_channels=(128, 256, 512, 512),
-    layers_per_block=2,
-    latent_channels=4,
-    down_block_types=("DownEncoderBlock2D",) * 4,
-    up_block_types=("UpDecoderBlock2D",) * 4,
-)
-_CLIP_L = dict(
-    hidden_size=768,
-    intermediate_size=3072,
-    num_hidden_layers=12,
-    num_attention_heads=12,
-    hidden_act="quick_gelu",
-    projection_dim=768,
-)
-
-ARCHITECTURES = {
-    "sd15": _Architecture(
-        "Stable Diffusion 1.5 (860M-param UNet, 512x512), random weights",
-        unet=dict(
-            sample_size=64,
-            block_out_channels=(320, 640, 1280, 1280),
-            layers_per_block=2,
-            cross_attention_dim=768,
-            attention_head_dim=8,
-            down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-            up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-        ),
-        vae=dict(_SD_VAE, sample_size=512, scaling_factor=0.18215),
-        text_encoders=(_CLIP_L,),
-    ),
-    "sdxl": _Architecture(
-        "Stable Diffusion XL base (2.6B-param UNet, 1024x1024), random weights",
-        unet=dict(
-            sample_size=128,
-            block_out_channels=(320, 640, 1280),
-            layers_per_block=2,
-            cross_attention_dim=2048,
-            attention_head_dim=(5, 10, 20),
-            transformer_layers_per_block=(1, 2, 10),
-            use_linear_projection=True,
-            addition_embed_type="text_time",
-            addition_time_embed_dim=256,
-            projection_class_embeddings_input_dim=2816,
-            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-            up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-        ),
-        vae=dict(_SD_VAE, sample_size=1024, scaling_factor=0.13025),
-        text_encoders=(
-            dict(_CLIP_L, hidden_act="quick_gelu"),
-            dict(
-                hidden_size=1280,
-                intermediate_size=5120,
-                num_hidden_layers=32,
-                num_attention_heads=20,
-                hidden_act="gelu",
-                projection_dim=1280,
-            ),
-        ),
-    ),
-    "tiny": _Architecture(
-        "a few-channel Stable Diffusion for tests (16x16 pixels), random weights",
-        unet=dict(
-            sample_size=8,
-            block_out_channels=(8, 16),
-            layers_per_block=1,
-            cross_attention_dim=16,
-            attention_head_dim=2,
-            norm_num_groups=4,
-            down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-            up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        ),
-        vae=dict(
-            block_out_channels=(8, 16),
-            layers_per_block=1,
-            latent_channels=4,
-            norm_num_groups=4,
-            sample_size=16,
-            down_block_types=("DownEncoderBlock2D",) * 2,
-            up_block_types=("UpDecoderBlock2D",) * 2,
-        ),
-        text_encoders=(
-            dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, projection_dim=16),
-        ),
-    ),
-}
-
-
-def build_architecture(name: str, seed: int = 0):
-    """A pipeline of architecture ``name`` (a key of ARCHITECTURES) with seeded random weights, on the CPU.
-
-    The tokenizer is the toy world's (every id it makes is valid for the real vocabulary size), so
-    prompts work; images are noise. SD 1.5 takes a few seconds to build, SDXL about a minute.
-    """
-    from diffusers import (
-        AutoencoderKL,
-        EulerDiscreteScheduler,
-        StableDiffusionPipeline,
-        StableDiffusionXLPipeline,
-        UNet2DConditionModel,
-    )
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
-
-    from workbench.toyworld.scenes import vocabulary
-    from workbench.toyworld.tokenizer import build_tokenizer
-
-    if name not in ARCHITECTURES:
-        raise UnknownModelError(f"arch/{name}", f"architectures are {sorted(ARCHITECTURES)}", available_models())
-    arch = ARCHITECTURES[name]
-    torch.manual_seed(seed)
-    tokenizer = build_tokenizer(vocabulary())
-    ids = dict(
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id
-    )
-    vocab_size = 49408 if name != "tiny" else len(tokenizer)
-    encoders = [
-        CLIPTextConfig(vocab_size=vocab_size, max_position_embeddings=77, **ids, **cfg) for cfg in arch.text_encoders
-    ]
-    scheduler = EulerDiscreteScheduler(
-        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1
-    )
-    parts = dict(unet=UNet2DConditionModel(**arch.unet), vae=AutoencoderKL(**arch.vae), scheduler=scheduler)
-    if len(encoders) == 1:
-        return StableDiffusionPipeline(
-            text_encoder=CLIPTextModel(encoders[0]),
-            tokenizer=tokenizer,
-            safety_checker=None,
-            feature_extractor=None,
-            requires_safety_checker=False,
-            **parts,
-        )
-    return StableDiffusionXLPipeline(
-        text_encoder=CLIPTextModel(encoders[0]),
-        tokenizer=tokenizer,
-        text_encoder_2=CLIPTextModelWithProjection(encoders[1]),
-        tokenizer_2=tokenizer,
-        **parts,
-    )
 
 
 # --- loading: a registry of id forms -----------------------------------------------------------------
@@ -448,6 +298,14 @@ def load_uncached(model_id: str, device: torch.device, dtype: torch.dtype):
     pipe.set_progress_bar_config(disable=True)
     pipe.workbench_model_id = model_id
     return pipe
+
+
+def denoiser(pipe) -> torch.nn.Module:
+    """The pipeline's denoising network: its UNet, or its transformer (FLUX, SD3, PixArt, ...)."""
+    for name in ("unet", "transformer"):
+        if isinstance(getattr(pipe, name, None), torch.nn.Module):
+            return getattr(pipe, name)
+    raise ConfigError(f"{type(pipe).__name__} has neither a unet nor a transformer")
 
 
 def model_id_of(pipe) -> str:

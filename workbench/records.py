@@ -50,6 +50,9 @@ class GenerationRecord:
     versions: dict[str, str] = field(default_factory=dict)
     context: dict[str, Any] = field(default_factory=dict)  # what chose the settings: a route, an arm, ...
     acceleration: AccelerationConfig | None = None  # the toggles applied (acceleration.accelerate)
+    # The (prompt, seed) jobs of its pipeline call, in order, where the acceleration makes an image depend on
+    # its batch mates (AccelerationConfig.batch_dependent); empty otherwise.
+    batch: tuple[tuple[str, int], ...] = ()
 
     def settings(self) -> dict[str, Any]:
         """Everything needed to make this image again (what goes into the PNG)."""
@@ -64,6 +67,7 @@ class GenerationRecord:
             "versions": self.versions,
             **({"context": self.context} if self.context else {}),
             **({"acceleration": self.acceleration.to_dict()} if self.acceleration else {}),
+            **({"batch": [list(job) for job in self.batch]} if self.batch else {}),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -83,6 +87,7 @@ class GenerationRecord:
             context=dict(data.get("context") or {}),
             acceleration=AccelerationConfig.from_dict(acceleration) if acceleration else None,
             versions=dict(data.get("versions") or {}),
+            batch=tuple((prompt, seed) for prompt, seed in data.get("batch") or ()),
             **{k: data[k] for k in ("prompt", "seed", "model_id", "scheduler_class", "device", "dtype")},
             **{k: data[k] for k in ("latency_s", "peak_mem_mb", "mem_kind", "status")},
         )

@@ -1,16 +1,20 @@
-"""Train the toy world family from scratch: a CLIP, a shared VAE and two UNets, saved in standard formats.
+"""Train the toy world family from scratch: a CLIP, a shared VAE, two UNets and a diffusion transformer,
+saved in standard formats.
 
-Order of work (CLIP and VAE are independent, the UNets need both)::
+Order of work (CLIP and VAE are independent, the generators need both)::
 
     1. clip         CLIPModel, contrastive on hard-negative batches (scenes that differ in one attribute)
     2. vae          AutoencoderKL, MSE + L1 + a little KL
     3. unets        UNet2DConditionModel x2, epsilon prediction on pre-encoded latents, conditioned on
                     the frozen CLIP text tower, min-SNR loss weights, 10% captions dropped for
                     classifier-free guidance, EMA weights kept
+       dit-small    FluxTransformer2DModel and a small T5 encoder trained together by flow matching
+                    (rectified flow, logit-normal times), the frozen CLIP's pooled text as the
+                    second condition, 10% captions dropped, EMA weights kept; saved as a FluxPipeline
        clip-vision  more training of the CLIP's image side against its frozen text tower
     4. assemble     StableDiffusionPipeline folders (fp16 safetensors) plus the CLIP scorer folder
 
-Phases 1-2, then the three jobs of phase 3, run in two processes side by side.
+Phases 1-2, then the jobs of phase 3, run in two processes side by side.
 Everything is seeded; a JSON-lines log of losses and timings is written next to the weights.
 """
 
@@ -23,7 +27,7 @@ import math
 import multiprocessing
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,7 +41,7 @@ from workbench.errors import ConfigError
 from workbench.toyworld import scenes
 from workbench.toyworld.tokenizer import MAX_LENGTH, build_tokenizer
 
-__all__ = ["UNET_SPECS", "TrainSettings", "phase_trainers", "train_family"]
+__all__ = ["DIT_SPECS", "T5_LENGTH", "UNET_SPECS", "TrainSettings", "phase_trainers", "train_family"]
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -48,6 +52,19 @@ UNET_SPECS = {
     "sd-small": {"block_out_channels": (32, 64), "layers_per_block": 1},
     "sd-base": {"block_out_channels": (48, 96), "layers_per_block": 1},
 }
+
+# The diffusion transformer: FLUX.1's architecture (2 double-stream and 4 single-stream blocks instead of
+# 19 and 38, width 128 instead of 3,072) on the VAE's 16x16x4 latents packed into 8x8 tokens of 16 channels.
+DIT_SPECS = {
+    "dit-small": {
+        "num_layers": 2,
+        "num_single_layers": 4,
+        "attention_head_dim": 32,
+        "num_attention_heads": 4,
+        "axes_dims_rope": (4, 14, 14),  # text index (always 0 for images), row, column
+    },
+}
+T5_LENGTH = 32  # the T5 slot's tokens: every toy caption fits; FLUX pads its T5 input to 512
 
 
 @dataclass(frozen=True)
@@ -62,6 +79,8 @@ class TrainSettings:
     vae_batch: int = 32
     unet_steps: dict = field(default_factory=lambda: {"sd-small": 8000, "sd-base": 12000})
     unet_batch: int = 32
+    dit_steps: dict = field(default_factory=lambda: {"dit-small": 8000})
+    dit_batch: int = 32
     images: int = 40_000
     scale: float = 1.0
     budget_minutes: float | None = None  # wall-clock cap: phases 1-2 stop at 25% of it, phase 3 at 95%
@@ -368,6 +387,13 @@ def _text_encoder(out: Path):
     return encoder.eval()
 
 
+def _generator_latents(vae, settings: TrainSettings) -> tuple[torch.Tensor, list[scenes.Scene]]:
+    """The generators' training set: drawn scenes (held-out pairs excluded) and their VAE latent means."""
+    images, draw = _render(settings, 300, exclude_held_out=True)
+    with torch.no_grad():
+        return torch.cat([vae.encode(chunk).latent_dist.mean for chunk in images.split(500)]), draw
+
+
 def train_unet(out: Path, settings: TrainSettings, name: str, stop_at: float | None = None) -> dict:
     """Phase 3: one UNet on pre-encoded latents, saved as ``out/unet-<name>`` (the EMA weights)."""
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
@@ -377,9 +403,8 @@ def train_unet(out: Path, settings: TrainSettings, name: str, stop_at: float | N
     vae = AutoencoderKL.from_pretrained(out / "vae", dtype=torch.float32).eval()
     tokenizer = CLIPTokenizer.from_pretrained(out / "clip")
     encoder = _text_encoder(out)
-    images, draw = _render(settings, 300, exclude_held_out=True)
+    latents, draw = _generator_latents(vae, settings)
     with torch.no_grad():
-        latents = torch.cat([vae.encode(chunk).latent_dist.mean for chunk in images.split(500)])
         latents *= vae.config.scaling_factor
         all_scenes = scenes.all_scenes()
         texts = [scenes.caption(s, k) for k in (0, 1) for s in all_scenes] + [""]
@@ -441,7 +466,125 @@ def train_unet(out: Path, settings: TrainSettings, name: str, stop_at: float | N
     return result
 
 
-def assemble(out: Path) -> None:
+def train_dit(out: Path, settings: TrainSettings, name: str, stop_at: float | None = None) -> dict:
+    """Phase 3: a diffusion transformer and its T5 encoder by flow matching, saved as the FluxPipeline
+    folder ``out/<name>`` (EMA weights; the CLIP text tower and the VAE as in the UNet pipelines)."""
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+    from transformers import CLIPTokenizer, T5Config, T5EncoderModel
+
+    torch.manual_seed(settings.seed + 5)
+    vae = AutoencoderKL.from_pretrained(out / "vae", dtype=torch.float32).eval()
+    clip_tokenizer = CLIPTokenizer.from_pretrained(out / "clip")
+    t5_tokenizer = build_tokenizer(scenes.vocabulary(), max_length=T5_LENGTH)
+    clip_text = _text_encoder(out)
+    latents, draw = _generator_latents(vae, settings)
+    # FluxPipeline decodes latents / scaling_factor + shift_factor: centre and scale them to unit variance.
+    shift = latents.mean().item()
+    scale = 1.0 / (latents - shift).std().item()
+    tokens = FluxPipeline._pack_latents((latents - shift) * scale, len(latents), *latents.shape[1:])
+    height, width = latents.shape[-2:]
+    image_ids = FluxPipeline._prepare_latent_image_ids(1, height // 2, width // 2, "cpu", torch.float32)
+    text_ids = torch.zeros(T5_LENGTH, 3)
+    all_scenes = scenes.all_scenes()
+    texts = [scenes.caption(s, k) for k in (0, 1) for s in all_scenes] + [""]
+    t5_ids = t5_tokenizer(texts, padding="max_length", max_length=T5_LENGTH, truncation=True, return_tensors="pt")
+    clip_ids = clip_tokenizer(texts, padding="max_length", max_length=MAX_LENGTH, truncation=True, return_tensors="pt")
+    with torch.no_grad():
+        pooled = torch.cat([clip_text(chunk).pooler_output for chunk in clip_ids.input_ids.split(256)])
+    keys = _scene_indices(draw)
+    empty = len(texts) - 1
+
+    width_ = clip_text.config.hidden_size
+    t5 = T5EncoderModel(
+        T5Config(
+            vocab_size=len(t5_tokenizer),
+            d_model=width_,
+            d_kv=16,
+            d_ff=4 * width_,
+            num_layers=2,
+            num_heads=4,
+            dropout_rate=0.0,
+            feed_forward_proj="gated-gelu",
+            pad_token_id=t5_tokenizer.pad_token_id,
+            eos_token_id=t5_tokenizer.eos_token_id,
+            decoder_start_token_id=t5_tokenizer.pad_token_id,
+        )
+    )
+    spec = DIT_SPECS[name]
+    transformer = FluxTransformer2DModel(
+        patch_size=1,
+        in_channels=tokens.shape[-1],
+        out_channels=tokens.shape[-1],
+        joint_attention_dim=width_,
+        pooled_projection_dim=width_,
+        guidance_embeds=False,
+        **spec,
+    )
+    trained = torch.nn.ModuleDict({"transformer": transformer, "t5": t5})
+    ema = {k: v.detach().clone() for k, v in trained.state_dict().items()}
+    steps = settings.steps(settings.dit_steps[name])
+    optimizer = torch.optim.AdamW(trained.parameters(), lr=6e-4, weight_decay=0.01)
+    schedule = _one_cycle(optimizer, steps, 6e-4)
+    deadline, start = _Deadline(stop_at), time.time()
+    generator = torch.Generator().manual_seed(settings.seed + 5)
+    for step in (bar := tqdm(range(steps), desc=name, mininterval=5)):
+        idx = torch.randint(0, len(tokens), (settings.dit_batch,), generator=generator)
+        caption = keys[idx] + len(all_scenes) * torch.randint(0, 2, idx.shape, generator=generator)
+        caption[torch.rand(idx.shape, generator=generator) < 0.1] = empty  # for classifier-free guidance
+        x0 = tokens[idx]
+        noise = torch.randn(x0.shape, generator=generator)
+        # Rectified flow: x_t = (1 - t) x0 + t noise, velocity noise - x0; t logit-normal (SD3's choice).
+        t = torch.sigmoid(torch.randn(idx.shape, generator=generator))
+        noisy = (1 - t[:, None, None]) * x0 + t[:, None, None] * noise
+        prediction = transformer(
+            hidden_states=noisy,
+            timestep=t,
+            pooled_projections=pooled[caption],
+            encoder_hidden_states=t5(t5_ids.input_ids[caption]).last_hidden_state,
+            txt_ids=text_ids,
+            img_ids=image_ids,
+        ).sample
+        loss = F.mse_loss(prediction, noise - x0)
+        _train_step(loss, optimizer, schedule, clip_gradients_of=trained.parameters())
+        decay = min(0.998, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for k, v in trained.state_dict().items():
+                ema[k].lerp_(v, 1 - decay) if v.is_floating_point() else ema[k].copy_(v)
+        if _report(out, name, bar, step, loss, deadline):
+            break
+    trained.load_state_dict(ema)
+    vae.register_to_config(shift_factor=shift, scaling_factor=scale)
+    pipe = FluxPipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0, use_dynamic_shifting=False),
+        vae=vae,
+        text_encoder=clip_text,
+        tokenizer=clip_tokenizer,
+        text_encoder_2=t5.eval(),
+        tokenizer_2=t5_tokenizer,
+        transformer=transformer.eval(),
+    )
+    pipe.to(torch.float16).save_pretrained(out / name)
+    _drop_source_paths(out / name)
+    result = {
+        "phase": name,
+        "steps": step + 1,
+        "seconds": round(time.time() - start, 1),
+        "params": sum(p.numel() for p in transformer.parameters()),
+        "t5_params": sum(p.numel() for p in t5.parameters()),
+    }
+    _log(out, f"{name}_done", **result)
+    return result
+
+
+def _drop_source_paths(folder: Path) -> None:
+    """Drop ``_name_or_path`` from a saved pipeline's configs: where the parts were read from is not theirs."""
+    for config in folder.rglob("config.json"):
+        data = json.loads(config.read_text())
+        if data.pop("_name_or_path", None) is not None:
+            config.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def assemble(out: Path, names: Sequence[str] = tuple(UNET_SPECS)) -> None:
     """Phase 4: a StableDiffusionPipeline folder per UNet (shared VAE and text tower, fp16 safetensors)."""
     from diffusers import AutoencoderKL, DPMSolverMultistepScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTokenizer
@@ -452,7 +595,7 @@ def assemble(out: Path) -> None:
     scheduler = DPMSolverMultistepScheduler(
         num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1
     )
-    for name in UNET_SPECS:
+    for name in names:
         pipe = StableDiffusionPipeline(
             vae=vae,
             text_encoder=encoder,
@@ -464,21 +607,19 @@ def assemble(out: Path) -> None:
             requires_safety_checker=False,
         )
         pipe.save_pretrained(out / name)
-        for config in (out / name).rglob("config.json"):  # where the parts were read from is not theirs to keep
-            data = json.loads(config.read_text())
-            if data.pop("_name_or_path", None) is not None:
-                config.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        _drop_source_paths(out / name)
 
 
 def phase_trainers() -> dict[str, Callable]:
     """Training phase name -> its function ``(out, settings, stop_at)``: the CLIP, the VAE, the CLIP's vision
     refinement, and one UNet per ``UNET_SPECS`` entry."""
-    unets = {name: functools.partial(_train_named_unet, name) for name in UNET_SPECS}
-    return {"clip": train_clip, "vae": train_vae, "clip-vision": refine_clip_vision, **unets}
+    unets = {name: functools.partial(_train_named, train_unet, name) for name in UNET_SPECS}
+    dits = {name: functools.partial(_train_named, train_dit, name) for name in DIT_SPECS}
+    return {"clip": train_clip, "vae": train_vae, "clip-vision": refine_clip_vision, **unets, **dits}
 
 
-def _train_named_unet(name: str, out: Path, settings: TrainSettings, stop_at: float | None) -> dict:
-    return train_unet(out, settings, name, stop_at)
+def _train_named(trainer: Callable, name: str, out: Path, settings: TrainSettings, stop_at: float | None) -> dict:
+    return trainer(out, settings, name, stop_at)
 
 
 def _run_phase(args):
@@ -490,21 +631,29 @@ def _run_phase(args):
     return trainers[phase](out, settings, stop_at)
 
 
-def train_family(out: str | Path, settings: TrainSettings = TrainSettings()) -> list[dict]:
-    """Run all phases into ``out`` and return one summary per phase (also in ``out/train_log.jsonl``)."""
+def train_family(
+    out: str | Path, settings: TrainSettings = TrainSettings(), phases: Sequence[str] | None = None
+) -> list[dict]:
+    """Run the phases into ``out`` (all, or the named ones: their inputs from earlier phases must be there) and
+    return one summary per phase (also in ``out/train_log.jsonl``)."""
     out = Path(out)
+    unknown = sorted(set(phases or ()) - set(phase_trainers()))
+    if unknown:
+        raise ConfigError(f"unknown training phase(s) {unknown}; phases: {sorted(phase_trainers())}")
     out.mkdir(parents=True, exist_ok=True)
-    _log(out, "start", settings=asdict(settings))
+    _log(out, "start", settings=asdict(settings), phases=phases)
     budget = settings.budget_minutes * 60 if settings.budget_minutes else None
     start = time.time()
-    waves = ((("clip", "vae"), 0.25), ((*UNET_SPECS, "clip-vision"), 0.95))
+    waves = ((("clip", "vae"), 0.25), ((*UNET_SPECS, *DIT_SPECS, "clip-vision"), 0.95))
     results: list[dict] = []
     # "spawn": forking a process whose torch/OpenMP threads are running can deadlock the child.
     with ProcessPoolExecutor(settings.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        for phases, share in waves:
+        for wave, share in waves:
             stop_at = start + share * budget if budget else None
-            jobs = [(phase, out, settings, stop_at) for phase in phases]
+            jobs = [(phase, out, settings, stop_at) for phase in wave if phases is None or phase in phases]
             results += list(pool.map(_run_phase, jobs))
-    assemble(out)
+    trained_unets = [name for name in UNET_SPECS if phases is None or name in phases]
+    if trained_unets:
+        assemble(out, trained_unets)
     _log(out, "done", results=results)
     return results
