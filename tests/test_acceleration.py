@@ -28,7 +28,9 @@ TOGGLES = [
     AccelerationConfig(attention_backend="sdpa-math"),
     AccelerationConfig(channels_last=True),
     AccelerationConfig(vae_tiling=True, vae_slicing=True),
+    AccelerationConfig(tgate_step=3),
     AccelerationConfig(tome_ratio=0.5, deepcache_interval=2, channels_last=True, dtype="bfloat16"),
+    AccelerationConfig(tome_ratio=0.5, tgate_step=4),
 ]
 
 
@@ -40,7 +42,7 @@ def test_each_toggle_applies_and_reverts_bit_identically(pipe, config):
         inside = generate(pipe, PROMPT, FAST, 0)[0]
     assert np.array_equal(pixels(pipe), before)  # undone exactly
     assert inside.to_row()["acceleration"] == config.label() and inside.acceleration == config
-    if config.changes().keys() & {"tome_ratio", "deepcache_interval", "dtype"}:  # approximations: pixels move
+    if config.changes().keys() & {"tome_ratio", "deepcache_interval", "dtype", "tgate_step"}:  # pixels move
         assert not np.array_equal(np.asarray(inside.image), before)
 
 
@@ -69,6 +71,9 @@ def test_known_pitfalls_are_refused_before_anything_changes(pipe):
             "DeepCache cannot wrap a pipeline with CPU offload",
         ),
         (AccelerationConfig(cpu_offload=True), "cpu_offload needs the pipeline on a CUDA device, it is on cpu"),
+        (AccelerationConfig(tgate_step=3, deepcache_interval=2), "T-GATE and DeepCache do not combine"),
+        (AccelerationConfig(tgate_step=3, compile=True), "T-GATE and torch.compile do not combine"),
+        (AccelerationConfig(first_block_cache=0.2), "first_block_cache is a cache for transformers"),
         (AccelerationConfig(dtype="float16"), "float16 on the CPU"),
         (AccelerationConfig(attention_backend="sdpa-flash"), "needs CUDA"),
     ]
@@ -81,9 +86,11 @@ def test_known_pitfalls_are_refused_before_anything_changes(pipe):
         pass
 
 
-def test_deepcache_refuses_schedulers_that_repeat_timesteps(pipe):
-    with accelerate(pipe, AccelerationConfig(deepcache_interval=3)):
-        with pytest.raises(ConfigError, match="DeepCache cannot run with HeunDiscreteScheduler"):
+@pytest.mark.parametrize("config", [AccelerationConfig(deepcache_interval=3), AccelerationConfig(tgate_step=3)])
+def test_step_counting_methods_refuse_schedulers_that_repeat_timesteps(pipe, config):
+    name = "DeepCache" if config.deepcache_interval > 1 else "T-GATE"
+    with accelerate(pipe, config):
+        with pytest.raises(ConfigError, match=f"{name} cannot run with HeunDiscreteScheduler"):
             generate(pipe, PROMPT, FAST.replace(scheduler="heun"), 0)
         generate(pipe, PROMPT, FAST.replace(scheduler="euler"), 0)  # a single-step scheduler is fine
 
@@ -129,7 +136,7 @@ def test_benchmark_compares_with_the_baseline_interleaved(pipe):
     assert list(table.index) == ["baseline", "deepcache_interval=3", "vae_slicing"]
     assert table.loc["baseline", "speedup_total"] == 1.0 and table.loc["baseline", "ssim"] == pytest.approx(1.0)
     assert table.loc["deepcache_interval=3", "changed"] and not table.loc["vae_slicing", "changed"]
-    assert (table["unet_s_per_image"] > 0).all() and (table["speedup_total"] > 0).all()  # speed: benchmarks/
+    assert (table["denoiser_s_per_image"] > 0).all() and (table["speedup_total"] > 0).all()  # speed: benchmarks/
     assert 0 < table.loc["deepcache_interval=3", "ssim"] < 1 and len(result.rows) == 6
     assert set(result.images) >= {("baseline", PROMPT, 0), ("deepcache_interval=3", PROMPT, 1)}
     # an image identical to its baseline reads as identical (inf dB), never NaN

@@ -120,7 +120,7 @@ def test_acceleration_panel_compares_with_the_baseline_side_by_side(scorer):
     panel.run_button.click()
     panel.job.wait(120)
     assert panel.job.error is None, panel.job.error
-    assert "deepcache_interval=3" in panel.figures.value and "x UNet" in panel.figures.value
+    assert "deepcache_interval=3" in panel.figures.value and "x UNet2DConditionModel" in panel.figures.value
     assert panel.baseline_image.value != panel.accelerated_image.value
     panel.dtype.value = "float16"  # refused on the CPU, in words
     panel.run_button.click()

@@ -30,9 +30,11 @@ __all__ = [
     "active_acceleration",
     "check_scheduler",
     "prepare_call",
+    "step_end_hooks",
 ]
 
 ACTIVE = "_workbench_acceleration"  # the pipeline attribute naming the config applied to it
+STEP_HOOKS = "_workbench_step_hooks"  # the pipeline attribute holding what must run at each step's end
 
 
 def active_acceleration(pipe) -> AccelerationConfig | None:
@@ -41,14 +43,23 @@ def active_acceleration(pipe) -> AccelerationConfig | None:
 
 
 def check_scheduler(pipe, scheduler) -> None:
-    """DeepCache tracks the step by looking the timestep up in the schedule; a scheduler that visits a
-    timestep twice (Heun, KDPM2: order > 1) would make it reuse the wrong features."""
+    """DeepCache and T-GATE count steps by the UNet's calls or timesteps; a scheduler that calls the UNet twice
+    a step (Heun, KDPM2: order > 1) would make them reuse the wrong features or gate at the wrong step."""
     config = active_acceleration(pipe)
-    if config and config.deepcache_interval > 1 and getattr(scheduler, "order", 1) > 1:
-        raise ConfigError(
-            f"DeepCache cannot run with {type(scheduler).__name__}: it repeats timesteps (order "
-            f"{scheduler.order}); use a single-step scheduler (dpm++, euler, ddim, unipc, ...)"
-        )
+    if config is None or getattr(scheduler, "order", 1) == 1:
+        return
+    for on, name in ((config.deepcache_interval > 1, "DeepCache"), (config.tgate_step > 0, "T-GATE")):
+        if on:
+            raise ConfigError(
+                f"{name} cannot run with {type(scheduler).__name__}: it repeats timesteps (order "
+                f"{scheduler.order}); use a single-step scheduler (dpm++, euler, ddim, unipc, ...)"
+            )
+
+
+def step_end_hooks(pipe) -> list:
+    """What an enclosing ``accelerate`` block needs called at each step's end (T-GATE): objects with
+    ``step_end(pipeline, step, timestep, callback_kwargs) -> callback_kwargs`` and ``tensor_inputs``."""
+    return list(getattr(pipe, STEP_HOOKS, ()))
 
 
 # --- guards -----------------------------------------------------------------------------------------
@@ -112,6 +123,13 @@ def _check(pipe, config: AccelerationConfig) -> None:
             )
         if config.compile:
             raise ConfigError("ToMe and torch.compile do not combine: tomesd's patched blocks break the compiled graph")
+    if config.tgate_step:
+        for on, name in ((config.deepcache_interval > 1, "DeepCache"), (config.compile, "torch.compile")):
+            if on:
+                raise ConfigError(
+                    f"T-GATE and {name} do not combine: T-GATE's processors keep state from step to step"
+                    + (" and DeepCache skips the blocks they cache" if name == "DeepCache" else "")
+                )
     if config.deepcache_interval > 1:
         if config.compile:
             raise ConfigError("DeepCache and torch.compile do not combine: DeepCache swaps module forwards per step")
@@ -253,7 +271,14 @@ def _apply(pipe, config: AccelerationConfig, undo: list) -> None:
 
         tomesd.apply_patch(pipe, ratio=config.tome_ratio, max_downsample=config.tome_max_downsample)
         undo.append(lambda: tomesd.remove_patch(pipe))
-    # 5. Feature caching across steps.
+    # 5. Feature caching across steps: T-GATE (cross-attention), DeepCache (deep UNet features).
+    if config.tgate_step:
+        from workbench.tgate import TGate
+
+        gate = TGate(pipe, config.tgate_step)
+        gate.install()
+        setattr(pipe, STEP_HOOKS, [gate])
+        undo.append(lambda: (gate.remove(), delattr(pipe, STEP_HOOKS)))
     if config.deepcache_interval > 1:
         from DeepCache import DeepCacheSDHelper
 

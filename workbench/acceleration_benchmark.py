@@ -1,7 +1,8 @@
 """Measuring acceleration toggles: speed against fidelity, interleaved in one run.
 
 ``benchmark_acceleration`` times configs against the baseline (every round runs them all, in turn, so drift
-hits each alike) and scores each image's fidelity against the baseline image of the same prompt and seed.
+hits each alike), scores each image's fidelity against the baseline image of the same prompt and seed, and
+each image on any per-image metric (CLIP score, composition accuracy, ...), paired with its baseline image.
 """
 
 from __future__ import annotations
@@ -15,14 +16,17 @@ import pandas as pd
 import torch
 
 from workbench.config import AccelerationConfig, GenerationConfig
+from workbench.errors import ConfigError
 from workbench.generation import accelerate, generate
-from workbench.metrics import fidelity
+from workbench.metrics import MetricOptions, fidelity, image_scorers, set_metric_names
+from workbench.models import denoiser
+from workbench.stats import mean_ci
 
 __all__ = ["AccelerationBenchmark", "benchmark_acceleration"]
 
 
-class _UNetTimer:
-    """Wall time spent inside the UNet's forward calls (synchronised on CUDA)."""
+class _DenoiserTimer:
+    """Wall time spent inside the denoiser's (UNet's or transformer's) forward calls (synchronised on CUDA)."""
 
     def __init__(self, pipe):
         self.seconds, self._start, self._pipe = 0.0, None, pipe
@@ -40,8 +44,8 @@ class _UNetTimer:
             self._sync()
             self.seconds += time.perf_counter() - self._start
 
-        unet = self._pipe.unet
-        self._hooks = [unet.register_forward_pre_hook(before), unet.register_forward_hook(after)]
+        net = denoiser(self._pipe)
+        self._hooks = [net.register_forward_pre_hook(before), net.register_forward_hook(after)]
         return self
 
     def __exit__(self, *exc) -> None:
@@ -77,23 +81,30 @@ def benchmark_acceleration(
     config: GenerationConfig | None = None,
     scorer=None,
     rounds: int = 3,
+    metrics: Sequence[str] = (),
+    metric_options: MetricOptions | None = None,
 ) -> AccelerationBenchmark:
     """Time each config against the baseline, interleaved (every round runs them all, in turn), and
     compare its images with the baseline's of the same prompt and seed.
 
-    Per config: UNet and total seconds per image (median over rounds), speed-ups against the baseline of
-    the same rounds, PSNR/SSIM/CLIP image cosine against the baseline images (PSNR: the mean over the
-    images that differ; inf, "identical", where none does), the CLIP score change
-    (with ``scorer``), whether the images changed at all, and the first (cold) call's extra time, which
-    is torch.compile's compile time where it is on.
+    Per config: denoiser (UNet or transformer) and total seconds per image (median over rounds), speed-ups
+    against the baseline of the same rounds, PSNR/SSIM/CLIP image cosine against the baseline images
+    (PSNR: the mean over the images that differ; inf, "identical", where none does), whether the images
+    changed at all, the first (cold) call's extra time (torch.compile's compile time where it is on), and
+    per metric (the CLIP score with ``scorer``; any per-image metric of the registry in ``metrics``, e.g.
+    "composition_all") its mean, its change against the baseline and that change's 95% t-interval over
+    the images (each paired with the baseline image of its prompt and seed).
     """
+    per_set = set_metric_names(metrics)
+    if per_set:
+        raise ConfigError(f"metrics must be per-image metrics here (each image against its baseline), got {per_set}")
     config = config or GenerationConfig()
     baseline = AccelerationConfig()
     configs = [baseline] + [c for c in configs if c != baseline]
     labels = [c.label() for c in configs]
     prompts, seeds = list(prompts), list(seeds)
     n_images = len(prompts) * len(seeds)
-    timings = {label: {"total": [], "unet": []} for label in labels}
+    timings = {label: {"total": [], "denoiser": []} for label in labels}
     cold, images = {}, {}
     for round_index in range(rounds):
         for label, acceleration in zip(labels, configs, strict=True):
@@ -101,7 +112,7 @@ def benchmark_acceleration(
                 start = time.perf_counter()
                 generate(pipe, prompts[0], config.replace(batch_size=1), seeds[0])  # warm-up (compiles)
                 warmup = time.perf_counter() - start
-                with _UNetTimer(pipe) as unet_time:
+                with _DenoiserTimer(pipe) as denoiser_time:
                     start = time.perf_counter()
                     records = generate(pipe, prompts, config, seeds)
                     total = time.perf_counter() - start
@@ -109,7 +120,7 @@ def benchmark_acceleration(
                 cold[label] = warmup
                 images |= {(label, r.prompt, r.seed): r.image for r in records}
             timings[label]["total"].append(total / n_images)
-            timings[label]["unet"].append(unet_time.seconds / n_images)
+            timings[label]["denoiser"].append(denoiser_time.seconds / n_images)
 
     rows = []
     for label in labels:
@@ -121,21 +132,26 @@ def benchmark_acceleration(
                      "identical": bool(np.array_equal(np.asarray(image), np.asarray(reference)))}
                 )  # fmt: skip
     rows = pd.DataFrame(rows)
-    if scorer is not None:
-        rows["clip_score"] = scorer.score([images[(r.config, r.prompt, r.seed)] for r in rows.itertuples()],
-                                          list(rows["prompt"])).scores  # fmt: skip
+    scorers = image_scorers(metrics, metric_options, given=[scorer] if scorer is not None else [])
+    names = [m for one in scorers for m in one.metrics if m in metrics or one is scorer]
+    row_images = [images[(r.config, r.prompt, r.seed)] for r in rows.itertuples()]
+    for one in scorers:
+        columns = one.score_columns(row_images, list(rows["prompt"]))
+        for name in one.metrics:
+            rows[name] = pd.to_numeric(pd.Series(columns[name], index=rows.index), errors="coerce")
 
-    base = {kind: np.median(timings[labels[0]][kind]) for kind in ("total", "unet")}
+    base = {kind: np.median(timings[labels[0]][kind]) for kind in ("total", "denoiser")}
+    baseline_rows = rows[rows["config"] == labels[0]].set_index(["prompt", "seed"])
     table = []
     for label, acceleration in zip(labels, configs, strict=True):
         mine = rows[rows["config"] == label]
-        total, unet = np.median(timings[label]["total"]), np.median(timings[label]["unet"])
+        total, net = np.median(timings[label]["total"]), np.median(timings[label]["denoiser"])
         entry = {
             "config": label,
             "total_s_per_image": total,
-            "unet_s_per_image": unet,
+            "denoiser_s_per_image": net,
             "speedup_total": base["total"] / total,
-            "speedup_unet": base["unet"] / unet,
+            "speedup_denoiser": base["denoiser"] / net,
             "psnr": _mean_psnr(mine["psnr"]),
             "ssim": mine["ssim"].mean(),
             "clip_cosine": mine["clip_cosine"].mean() if scorer is not None else np.nan,
@@ -143,8 +159,10 @@ def benchmark_acceleration(
             "cold_extra_s": max(0.0, cold[label] - total),
             **acceleration.to_dict(),
         }
-        if scorer is not None:
-            entry["clip_score"] = mine["clip_score"].mean()
-            entry["clip_delta"] = entry["clip_score"] - rows.loc[rows["config"] == labels[0], "clip_score"].mean()
+        for name in names:  # the metric, and its change against the baseline image by image (paired)
+            paired = mine.set_index(["prompt", "seed"])[name] - baseline_rows[name]
+            low, high = mean_ci(paired.dropna())
+            entry |= {name: mine[name].mean(), f"{name}_delta": paired.mean(),
+                      f"{name}_delta_ci_low": low, f"{name}_delta_ci_high": high}  # fmt: skip
         table.append(entry)
     return AccelerationBenchmark(pd.DataFrame(table), rows, images)

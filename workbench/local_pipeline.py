@@ -19,7 +19,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from workbench.acceleration import accelerate_pipeline, active_acceleration, check_scheduler, prepare_call
+from workbench.acceleration import (
+    accelerate_pipeline,
+    active_acceleration,
+    check_scheduler,
+    prepare_call,
+    step_end_hooks,
+)
 from workbench.backends import Cancel, ProgressCallback, is_cancelled
 from workbench.config import SCHEDULERS, AccelerationConfig, GenerationConfig
 from workbench.errors import ConfigError, GenerationCancelled
@@ -217,12 +223,17 @@ class LocalPipeline:
         records: list[GenerationRecord] = []
         done_batches = 0
 
+        hooks = step_end_hooks(pipe)
+        tensor_inputs = {"callback_on_step_end_tensor_inputs": [n for h in hooks for n in h.tensor_inputs]}
+
         def on_step_end(pipeline, step: int, timestep, callback_kwargs: dict) -> dict:
             if is_cancelled(cancel):
                 raise GenerationCancelled([])
             if progress is not None:
                 per_batch = pipeline.num_timesteps
                 progress(done_batches * per_batch + step + 1, len(batches) * per_batch)
+            for hook in hooks:
+                callback_kwargs = hook.step_end(pipeline, step, timestep, callback_kwargs)
             return callback_kwargs
 
         # 2. Run the batches, each image with its own seeded generator.
@@ -244,6 +255,7 @@ class LocalPipeline:
                             generator=generators,
                             output_type="np",
                             callback_on_step_end=on_step_end,
+                            **(tensor_inputs if hooks else {}),
                             **call_arguments(len(batch)),
                         )
                     except GenerationCancelled:

@@ -20,6 +20,7 @@ Everything is seeded; a JSON-lines log of losses and timings is written next to 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import json
@@ -81,6 +82,7 @@ class TrainSettings:
     unet_batch: int = 32
     dit_steps: dict = field(default_factory=lambda: {"dit-small": 8000})
     dit_batch: int = 32
+    dit_snapshots: tuple = ()  # steps after which the DiT's EMA weights are also saved (<out>/<name>-step<N>)
     images: int = 40_000
     scale: float = 1.0
     budget_minutes: float | None = None  # wall-clock cap: phases 1-2 stop at 25% of it, phase 3 at 95%
@@ -469,7 +471,7 @@ def train_unet(out: Path, settings: TrainSettings, name: str, stop_at: float | N
 def train_dit(out: Path, settings: TrainSettings, name: str, stop_at: float | None = None) -> dict:
     """Phase 3: a diffusion transformer and its T5 encoder by flow matching, saved as the FluxPipeline
     folder ``out/<name>`` (EMA weights; the CLIP text tower and the VAE as in the UNet pipelines)."""
-    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+    from diffusers import AutoencoderKL, FluxPipeline, FluxTransformer2DModel
     from transformers import CLIPTokenizer, T5Config, T5EncoderModel
 
     torch.manual_seed(settings.seed + 5)
@@ -550,21 +552,15 @@ def train_dit(out: Path, settings: TrainSettings, name: str, stop_at: float | No
         with torch.no_grad():
             for k, v in trained.state_dict().items():
                 ema[k].lerp_(v, 1 - decay) if v.is_floating_point() else ema[k].copy_(v)
+        if step + 1 in settings.dit_snapshots:  # an early look at the EMA weights, as a pipeline of its own
+            vae.register_to_config(shift_factor=shift, scaling_factor=scale)
+            parts = dict(vae=vae, text_encoder=clip_text, tokenizer=clip_tokenizer, tokenizer_2=t5_tokenizer)
+            _save_dit(out / f"{name}-step{step + 1}", copy.deepcopy(trained), ema, parts)
         if _report(out, name, bar, step, loss, deadline):
             break
-    trained.load_state_dict(ema)
     vae.register_to_config(shift_factor=shift, scaling_factor=scale)
-    pipe = FluxPipeline(
-        scheduler=FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0, use_dynamic_shifting=False),
-        vae=vae,
-        text_encoder=clip_text,
-        tokenizer=clip_tokenizer,
-        text_encoder_2=t5.eval(),
-        tokenizer_2=t5_tokenizer,
-        transformer=transformer.eval(),
-    )
-    pipe.to(torch.float16).save_pretrained(out / name)
-    _drop_source_paths(out / name)
+    parts = dict(vae=vae, text_encoder=clip_text, tokenizer=clip_tokenizer, tokenizer_2=t5_tokenizer)
+    _save_dit(out / name, trained, ema, parts)
     result = {
         "phase": name,
         "steps": step + 1,
@@ -574,6 +570,22 @@ def train_dit(out: Path, settings: TrainSettings, name: str, stop_at: float | No
     }
     _log(out, f"{name}_done", **result)
     return result
+
+
+def _save_dit(folder: Path, trained: torch.nn.ModuleDict, ema: dict, parts: dict) -> None:
+    """The transformer and T5 in ``trained``, given the ``ema`` weights, saved with the other ``parts`` as a
+    FluxPipeline folder (fp16)."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline
+
+    trained.load_state_dict(ema)
+    pipe = FluxPipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0, use_dynamic_shifting=False),
+        transformer=trained["transformer"].eval(),
+        text_encoder_2=trained["t5"].eval(),
+        **parts,
+    )
+    pipe.to(torch.float16).save_pretrained(folder)
+    _drop_source_paths(folder)
 
 
 def _drop_source_paths(folder: Path) -> None:
