@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import torch
 
+from workbench.architectures import build_architecture
 from workbench.errors import ConfigError
-from workbench.architectures import build_architecture, load
+from workbench.models import load
 from workbench.tgate import TGate
 
 PROMPTS = ["a large red circle on the left, on a white background", "a small blue square at the top"]
