@@ -175,8 +175,15 @@ def test_the_acceleration_notebook_runs_headlessly_into_a_report(tmp_path):
     from workbench.studies import run_study
 
     notebook = Path(__file__).parent.parent / "notebooks" / "05_acceleration.ipynb"
-    params = {"configs": [{"deepcache_interval": 3}], "n_prompts": 1, "seeds": [0], "steps": 6, "rounds": 1}
+    params = {"models": ["toyworld/dit-small", "toyworld/sd-small"], "n_prompts": 2, "steps": 4, "rounds": 1}
     run = run_study(notebook, params, output_root=tmp_path, progress=False)
     table = pd.DataFrame(read_summary(run.folder)["rows"])
-    assert list(table["config"]) == ["baseline", "deepcache_interval=3"] and table["changed"].tolist() == [False, True]
-    assert run.report.read_text().count("data:image/png;base64") >= 2  # the Pareto plots and the images
+    configs = table.groupby("model")["config"].apply(set)
+    assert {"baseline", "first_block_cache=0.05", "pab_interval=2", "steps=2"} <= configs["toyworld/dit-small"]
+    assert {"baseline", "deepcache_interval=3", "tgate_step=5", "steps=2"} <= configs["toyworld/sd-small"]
+    unet_methods, caches = ("deepcache", "tome", "tgate"), ("first_block", "taylorseer", "faster_cache", "pab")
+    assert not any(c.startswith(unet_methods) for c in configs["toyworld/dit-small"])
+    assert not any(c.startswith(caches) for c in configs["toyworld/sd-small"])
+    assert table.loc[table["config"] == "steps=2", "changed"].all()
+    assert table["composition_all"].between(0, 1).all() and table["speedup_denoiser"].gt(0).all()
+    assert run.report.read_text().count("data:image/png;base64") >= 4  # the Pareto plots and the images

@@ -59,21 +59,29 @@ def test_training_entry_point_writes_a_loadable_pipeline(tmp_path):
     from workbench.toyworld.train import TrainSettings, train_family
 
     results = train_family(tmp_path, TrainSettings(scale=0.002, images=256, workers=1))  # a few steps of each
-    assert [r["phase"] for r in results] == ["clip", "vae", "sd-small", "sd-base", "clip-vision"]
-    pipe = load(str(tmp_path / "sd-small"), device="cpu", cache=None)
-    (record,) = generate(pipe, "a red circle", GenerationConfig(steps=2), 0)
-    assert record.image.size == (scenes.IMAGE_SIZE, scenes.IMAGE_SIZE)
+    assert [r["phase"] for r in results] == ["clip", "vae", "sd-small", "sd-base", "dit-small", "clip-vision"]
+    for name in ("sd-small", "dit-small"):
+        pipe = load(str(tmp_path / name), device="cpu", cache=None)
+        (record,) = generate(pipe, "a red circle", GenerationConfig(steps=2), 0)
+        assert record.image.size == (scenes.IMAGE_SIZE, scenes.IMAGE_SIZE)
     assert (tmp_path / "train_log.jsonl").read_text().count('"event": "done"') == 1
+
+    # One phase again, on what the others left (how the diffusion transformer was added to the family).
+    (tmp_path / "dit-small" / "model_index.json").unlink()
+    again = train_family(tmp_path, TrainSettings(scale=0.002, images=256, workers=1), phases=["dit-small"])
+    assert [r["phase"] for r in again] == ["dit-small"] and (tmp_path / "dit-small" / "model_index.json").is_file()
+    with pytest.raises(ConfigError, match=r"unknown training phase\(s\) \['dit'\]; phases: .*'dit-small'"):
+        train_family(tmp_path, TrainSettings(), phases=["dit"])
 
 
 def test_the_packaged_family_is_registered():
     listed = dict(describe_models())
-    for model_id in ("toyworld/sd-small", "toyworld/sd-base", "toyworld/clip"):
+    for model_id in ("toyworld/sd-small", "toyworld/sd-base", "toyworld/dit-small", "toyworld/clip"):
         assert model_id in listed
     assert sum(f.stat().st_size for f in TOYWORLD_DIR.rglob("*") if f.is_file()) < 30 * 2**20
 
 
-@pytest.mark.parametrize("model_id", ["toyworld/sd-small", "toyworld/sd-base"])
+@pytest.mark.parametrize("model_id", ["toyworld/sd-small", "toyworld/sd-base", "toyworld/dit-small"])
 def test_toy_generators_draw_the_asked_colour(model_id):
     """A small, fast version of the quality bar: one image per colour, judged by the pixel check."""
     pipe = load(model_id, device="cpu")
@@ -104,6 +112,6 @@ def test_toy_clip_reads_real_scenes():
 def test_an_unknown_training_phase_is_refused_with_the_known_ones(tmp_path):
     from workbench.toyworld.train import TrainSettings, _run_phase, phase_trainers
 
-    assert {"clip", "vae", "clip-vision", "sd-small", "sd-base"} <= set(phase_trainers())
+    assert {"clip", "vae", "clip-vision", "sd-small", "sd-base", "dit-small"} <= set(phase_trainers())
     with pytest.raises(ConfigError, match=r"unknown training phase 'unet'; phases: .*'sd-base'"):
         _run_phase(("unet", tmp_path, TrainSettings(), None))

@@ -16,7 +16,8 @@ from workbench.resources import package_version
 if TYPE_CHECKING:  # for type checkers and editors; at run time, __getattr__ imports each name when first used
     from workbench import metric_validity, plots
     from workbench.abtest import ABTestResult, PromptABTester
-    from workbench.acceleration_benchmark import AccelerationBenchmark, benchmark_acceleration
+    from workbench.acceleration_benchmark import AccelerationBenchmark, benchmark_acceleration, standard_configs
+    from workbench.architectures import architecture_parameters
     from workbench.backends import ImageBackend
     from workbench.client import RemoteModel
     from workbench.config import SCHEDULERS, AccelerationConfig, GenerationConfig, RouteSpec
@@ -87,7 +88,8 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(["metric_validity", "plots"], ""),
     **dict.fromkeys(["ABTestResult", "PromptABTester"], "abtest"),
     **dict.fromkeys(["image_flops", "share_of_peak"], "flops"),
-    **dict.fromkeys(["AccelerationBenchmark", "benchmark_acceleration"], "acceleration_benchmark"),
+    **dict.fromkeys(["AccelerationBenchmark", "benchmark_acceleration", "standard_configs"], "acceleration_benchmark"),
+    "architecture_parameters": "architectures",
     "ImageBackend": "backends",
     "RemoteModel": "client",
     **dict.fromkeys(["SCHEDULERS", "AccelerationConfig", "GenerationConfig", "RouteSpec"], "config"),
@@ -212,6 +214,7 @@ __all__ = [
     "WorkbenchError",
     "__version__",
     "accelerate",
+    "architecture_parameters",
     "available_models",
     "benchmark_acceleration",
     "compare_models",
@@ -246,6 +249,7 @@ __all__ = [
     "save_study_results",
     "score_routing",
     "share_of_peak",
+    "standard_configs",
     "summarize",
     "summary_table",
 ]

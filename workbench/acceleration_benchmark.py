@@ -22,7 +22,55 @@ from workbench.metrics import MetricOptions, fidelity, image_scorers, set_metric
 from workbench.models import denoiser
 from workbench.stats import mean_ci
 
-__all__ = ["AccelerationBenchmark", "benchmark_acceleration"]
+__all__ = [
+    "TRANSFORMER_METHODS",
+    "UNET_METHODS",
+    "AccelerationBenchmark",
+    "benchmark_acceleration",
+    "standard_configs",
+]
+
+
+# Every method at common settings, by the denoiser it applies to.
+UNET_METHODS = [
+    AccelerationConfig(deepcache_interval=2),
+    AccelerationConfig(deepcache_interval=3),
+    AccelerationConfig(deepcache_interval=5),
+    AccelerationConfig(tome_ratio=0.3),
+    AccelerationConfig(tome_ratio=0.5),
+    AccelerationConfig(tome_ratio=0.5, deepcache_interval=3),
+    AccelerationConfig(tgate_step=5),
+    AccelerationConfig(tgate_step=10),
+    AccelerationConfig(channels_last=True),
+    AccelerationConfig(attention_backend="eager"),
+    AccelerationConfig(dtype="bfloat16"),
+    AccelerationConfig(compile=True),
+]
+TRANSFORMER_METHODS = [
+    AccelerationConfig(first_block_cache=0.05),
+    AccelerationConfig(first_block_cache=0.1),
+    AccelerationConfig(first_block_cache=0.2),
+    AccelerationConfig(first_block_cache=0.3),
+    AccelerationConfig(first_block_cache=0.5),
+    AccelerationConfig(taylorseer_interval=2),
+    AccelerationConfig(taylorseer_interval=3),
+    AccelerationConfig(faster_cache_interval=2),
+    AccelerationConfig(pab_interval=2),
+    AccelerationConfig(pab_interval=3),
+    AccelerationConfig(dtype="bfloat16"),
+    AccelerationConfig(compile=True),
+]
+
+
+def standard_configs(
+    pipe, steps: int, *, compile: bool = True, fewer_steps: bool = True
+) -> list[AccelerationConfig | dict]:
+    """Every acceleration method that applies to ``pipe``'s denoiser (UNet or transformer) at common settings
+    (``compile=False`` leaves torch.compile out), then, with ``fewer_steps``, half and 70% of ``steps``
+    without toggles, on the same axes."""
+    methods = UNET_METHODS if getattr(pipe, "unet", None) is not None else TRANSFORMER_METHODS
+    fewer = sorted({max(1, steps // 2), max(1, round(steps * 0.7))} - {steps}) if fewer_steps else []
+    return [c for c in methods if compile or not c.compile] + [{"steps": n} for n in fewer]
 
 
 class _DenoiserTimer:
@@ -72,11 +120,33 @@ class AccelerationBenchmark:
     images: dict = field(default_factory=dict, repr=False)
 
 
+def _variants(
+    configs: Sequence[AccelerationConfig | dict], config: GenerationConfig
+) -> dict[str, tuple[AccelerationConfig, GenerationConfig]]:
+    """Label -> (toggles, settings): the baseline first, then each config; a dict is a change of the
+    generation settings without toggles (fewer steps, another scheduler), shown on the same axes."""
+    variants = {"baseline": (AccelerationConfig(), config)}
+    for item in configs:
+        if isinstance(item, AccelerationConfig):
+            label, variant = item.label(), (item, config)
+        elif isinstance(item, dict):
+            label, variant = (
+                ", ".join(f"{k}={v}" for k, v in item.items()),
+                (AccelerationConfig(), config.replace(**item)),
+            )
+        else:
+            raise ConfigError(f"configs holds AccelerationConfigs and dicts of GenerationConfig changes, got {item!r}")
+        if label in variants and variants[label] != variant:
+            raise ConfigError(f"two configs are both labelled {label!r}")
+        variants[label] = variant
+    return variants
+
+
 def benchmark_acceleration(
     pipe,
     prompts: Sequence[str],
     seeds: Sequence[int],
-    configs: Sequence[AccelerationConfig],
+    configs: Sequence[AccelerationConfig | dict],
     *,
     config: GenerationConfig | None = None,
     scorer=None,
@@ -85,7 +155,8 @@ def benchmark_acceleration(
     metric_options: MetricOptions | None = None,
 ) -> AccelerationBenchmark:
     """Time each config against the baseline, interleaved (every round runs them all, in turn), and
-    compare its images with the baseline's of the same prompt and seed.
+    compare its images with the baseline's of the same prompt and seed. A config is an ``AccelerationConfig``
+    or a dict of ``GenerationConfig`` changes (``{"steps": 10}``: fewer steps on the same axes).
 
     Per config: denoiser (UNet or transformer) and total seconds per image (median over rounds), speed-ups
     against the baseline of the same rounds, PSNR/SSIM/CLIP image cosine against the baseline images
@@ -99,22 +170,21 @@ def benchmark_acceleration(
     if per_set:
         raise ConfigError(f"metrics must be per-image metrics here (each image against its baseline), got {per_set}")
     config = config or GenerationConfig()
-    baseline = AccelerationConfig()
-    configs = [baseline] + [c for c in configs if c != baseline]
-    labels = [c.label() for c in configs]
+    variants = _variants(configs, config)
+    labels = list(variants)
     prompts, seeds = list(prompts), list(seeds)
     n_images = len(prompts) * len(seeds)
     timings = {label: {"total": [], "denoiser": []} for label in labels}
     cold, images = {}, {}
     for round_index in range(rounds):
-        for label, acceleration in zip(labels, configs, strict=True):
+        for label, (acceleration, settings) in variants.items():
             with accelerate(pipe, acceleration):
                 start = time.perf_counter()
-                generate(pipe, prompts[0], config.replace(batch_size=1), seeds[0])  # warm-up (compiles)
+                generate(pipe, prompts[0], settings.replace(batch_size=1), seeds[0])  # warm-up (compiles)
                 warmup = time.perf_counter() - start
                 with _DenoiserTimer(pipe) as denoiser_time:
                     start = time.perf_counter()
-                    records = generate(pipe, prompts, config, seeds)
+                    records = generate(pipe, prompts, settings, seeds)
                     total = time.perf_counter() - start
             if round_index == 0:
                 cold[label] = warmup
@@ -143,7 +213,7 @@ def benchmark_acceleration(
     base = {kind: np.median(timings[labels[0]][kind]) for kind in ("total", "denoiser")}
     baseline_rows = rows[rows["config"] == labels[0]].set_index(["prompt", "seed"])
     table = []
-    for label, acceleration in zip(labels, configs, strict=True):
+    for label, (acceleration, settings) in variants.items():
         mine = rows[rows["config"] == label]
         total, net = np.median(timings[label]["total"]), np.median(timings[label]["denoiser"])
         entry = {
@@ -157,6 +227,8 @@ def benchmark_acceleration(
             "clip_cosine": mine["clip_cosine"].mean() if scorer is not None else np.nan,
             "changed": not mine["identical"].all(),
             "cold_extra_s": max(0.0, cold[label] - total),
+            "steps": settings.steps,
+            "scheduler": settings.scheduler,
             **acceleration.to_dict(),
         }
         for name in names:  # the metric, and its change against the baseline image by image (paired)
