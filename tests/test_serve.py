@@ -164,22 +164,34 @@ def test_a_request_that_cannot_finish_in_the_time_limit_is_refused_up_front():
 
 
 def test_server_toggles_apply_to_every_request_and_are_warmed_at_start():
-    fast = wb.AccelerationConfig(channels_last=True, vae_slicing=True)
+    fast = wb.AccelerationConfig(dtype="bfloat16", vae_slicing=True)  # applies to UNets and transformers alike
     with TestClient(create_app(settings(acceleration=fast))) as http:
         response = http.post("/v1/generate", json={"prompt": PROMPT, "steps": 2, "response_format": "json"})
         assert response.status_code == 200
         (image,) = response.json()["images"]
-        assert image["record"]["acceleration"]["channels_last"] is True
+        assert image["record"]["acceleration"]["dtype"] == "bfloat16"
         body = {"prompt": PROMPT, "steps": 2, "response_format": "json", "acceleration": {"vae_tiling": True}}
         (image,) = http.post("/v1/generate", json=body).json()["images"]
         acceleration = image["record"]["acceleration"]  # the request's toggle on top of the server's, not instead
-        assert acceleration["vae_tiling"] and acceleration["vae_slicing"] and acceleration["channels_last"]
+        assert acceleration["vae_tiling"] and acceleration["vae_slicing"] and acceleration["dtype"] == "bfloat16"
         assert (
             http.app.state.service.pool.predicted_seconds(wb.resolve("toyworld/sd-small", PROMPT)) is not None
         )  # timed at start-up
 
 
 # --- generating -------------------------------------------------------------------------------------
+
+
+def test_the_toy_dit_serves_with_a_cache_and_its_batch_recorded(client):
+    body = {"prompt": PROMPT, "model": "toyworld/dit-small", "seed": 3, "num_images": 2, "steps": 4,
+            "response_format": "json", "acceleration": {"first_block_cache": 0.2}}  # fmt: skip
+    response = client.post("/v1/generate", json=body)
+    assert response.status_code == 200, response.text
+    records = [image["record"] for image in response.json()["images"]]
+    assert [r["model_id"] for r in records] == ["toyworld/dit-small"] * 2
+    assert all(r["batch"] == [[PROMPT, 3], [PROMPT, 4]] for r in records)  # one call: each image's batch mates
+    refused = client.post("/v1/generate", json={**body, "acceleration": {"deepcache_interval": 2}})
+    assert refused.status_code in (400, 422) and "apply to UNets" in refused.text
 
 
 def test_png_response_carries_its_settings_and_reproduces_locally(client, tmp_path):

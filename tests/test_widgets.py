@@ -60,6 +60,17 @@ def test_generate_adds_an_image_with_settings_clip_score_save_and_copy(explorer,
     assert namespace["records"][0].image.tobytes() == item.record.image.tobytes()
 
 
+def test_the_explorer_generates_with_the_toy_dit_and_its_cache(explorer):
+    explorer.prompt.value = PROMPT
+    explorer.model.value, explorer.steps.value, explorer.first_block_cache.value = "toyworld/dit-small", 6, 0.2
+    explorer.generate_button.click()
+    explorer.job.wait(120)
+    assert explorer.job.error is None, explorer.job.error
+    record = explorer.gallery_items[0].record
+    assert record.model_id == "toyworld/dit-small" and record.acceleration.first_block_cache == 0.2
+    assert record.batch == ((PROMPT, record.seed),) and explorer.job.progress_bar.value == 6
+
+
 def test_routed_generation_records_the_route_and_uses_its_settings(explorer):
     explorer.prompt.value = "a sketch of a small green triangle at the top, on a black background"
     explorer.generate_button.click()

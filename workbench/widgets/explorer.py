@@ -88,6 +88,7 @@ class Explorer:
         self.deepcache = w.IntSlider(value=1, min=1, max=6, description="DeepCache N")
         self.tome = w.FloatSlider(value=0.0, min=0.0, max=0.7, step=0.1, description="ToMe ratio")
         self.channels_last = w.Checkbox(value=False, description="channels-last", indent=False, layout=AUTO)
+        self.first_block_cache = w.FloatSlider(value=0.0, min=0.0, max=1.0, step=0.05, description="FB cache")
         # Actions and the gallery.
         self.generate_button = w.Button(description="Generate", button_style="primary", icon="play")
         self.generate_button.on_click(lambda _: self.generate())
@@ -129,7 +130,10 @@ class Explorer:
         routed = self.model.value == ROUTED
         config = GenerationConfig(steps=self.steps.value, guidance=self.guidance.value)
         acceleration = AccelerationConfig(
-            deepcache_interval=self.deepcache.value, tome_ratio=self.tome.value, channels_last=self.channels_last.value
+            deepcache_interval=self.deepcache.value,
+            tome_ratio=self.tome.value,
+            channels_last=self.channels_last.value,
+            first_block_cache=self.first_block_cache.value,
         )
         plan = resolve(
             self.router if routed else self.model.value, self.prompt.value.strip(), config,
@@ -201,7 +205,8 @@ class Explorer:
     def view(self) -> w.Widget:
         settings = w.VBox([w.HBox([self.model, self.use_route_settings]), w.HBox([self.seed, self.new_seed]),
                            self.steps, self.guidance, self.size])  # fmt: skip
-        speed = w.VBox([self.deepcache, self.tome, self.channels_last])
+        speed = w.VBox([w.HTML("UNets"), self.deepcache, self.tome, self.channels_last,
+                        w.HTML("transformers (FLUX-type)"), self.first_block_cache])  # fmt: skip
         tabs = w.Tab([settings, speed])
         tabs.set_title(0, "model and settings")
         tabs.set_title(1, "acceleration")
