@@ -81,9 +81,10 @@ def main() -> None:
         prompts, seeds = ["a photo of a red circle"], [0, 1]
     else:
         steps, size = args.steps, None
-        configs = standard_configs(pipe, steps, compile=not args.no_compile)
         prompts, seeds = list(toy_prompts(args.prompts, seed=1)["prompt"]), [0]
     config = GenerationConfig(steps=steps, width=size, height=size, batch_size=args.batch_size)
+    if not gpu:
+        configs = standard_configs(pipe, config, compile=not args.no_compile)
     quality = {} if gpu else {"scorer": CLIPScorer("toyworld/clip"), "metrics": ["composition", "composition_all"]}
     result = benchmark_acceleration(pipe, prompts, seeds, configs, config=config, rounds=args.rounds, **quality)
     table = result.table

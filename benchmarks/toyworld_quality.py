@@ -61,7 +61,6 @@ def main() -> None:
     parser.add_argument("--per-split", type=int, default=1000, help="generated images per model and split")
     parser.add_argument("--models", nargs="+", default=["sd-small", "sd-base", "dit-small"], help="generators")
     args = parser.parse_args()
-    start = time.time()
     judge = ToyJudge(Path(args.weights) / "clip")
     rng = np.random.default_rng(7)
     pool = scenes.all_scenes()
@@ -71,8 +70,14 @@ def main() -> None:
         "seen": [seen[i] for i in rng.choice(len(seen), args.per_split, replace=False)],
         "held_out": [held[i] for i in rng.choice(len(held), min(args.per_split, len(held)), replace=False)],
     }
-    results: dict = {"clip_real_scenes": clip_on_real_scenes(judge, 2000), "generated": {}, "speed": {}}
+    # Models not run this time keep their figures from the last run (each with the settings it ran under).
+    results: dict = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"generated": {}, "speed": {}}
+    if "steps" in results.get("settings", {}):  # the earlier layout: one settings entry for every model
+        results["settings"] = dict.fromkeys(results["generated"], results["settings"])
+    results.setdefault("settings", {})
+    results["clip_real_scenes"] = clip_on_real_scenes(judge, 2000)
     for name in args.models:
+        model_start = time.time()
         model = str(Path(args.weights) / name)
         results["generated"][name] = {
             split: generated(judge, model, truth, GenerationConfig()) for split, truth in splits.items()
@@ -81,14 +86,14 @@ def main() -> None:
             judge, model, splits["seen"], GenerationConfig(guidance=1.0)
         )
         results["speed"][name] = speed(model)
-    results["settings"] = {
-        "steps": GenerationConfig().steps,
-        "guidance": GenerationConfig().guidance,
-        "per_split": args.per_split,
-        "torch_threads": torch.get_num_threads(),
-        "machine": platform.processor() or platform.machine(),
-        "seconds": round(time.time() - start, 1),
-    }
+        results["settings"][name] = {
+            "steps": GenerationConfig().steps,
+            "guidance": GenerationConfig().guidance,
+            "per_split": args.per_split,
+            "torch_threads": torch.get_num_threads(),
+            "machine": platform.processor() or platform.machine(),
+            "seconds": round(time.time() - model_start, 1),
+        }
 
     print("toy CLIP on 2,000 fresh real scenes:")
     for key, value in results["clip_real_scenes"].items():
@@ -112,7 +117,7 @@ def main() -> None:
     )
     for name, splits_result in results["generated"].items():
         for split, acc in splits_result.items():
-            print(f"{name + ' / ' + split:28s}" + "".join(f"{acc[k]:13.3f}" for k in keys))
+            print(f"{name + ' / ' + split:28s}" + "".join(f"{acc.get(k, float('nan')):13.3f}" for k in keys))
     print("\nspeed on this CPU (s per image):")
     for name, s in results["speed"].items():
         print(f"  {name:10s} single {s['single_s']:.3f}   batched x16 {s['batched_16_s_per_image']:.3f}")

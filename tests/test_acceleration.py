@@ -179,8 +179,11 @@ def test_the_acceleration_notebook_runs_headlessly_into_a_report(tmp_path):
     run = run_study(notebook, params, output_root=tmp_path, progress=False)
     table = pd.DataFrame(read_summary(run.folder)["rows"])
     configs = table.groupby("model")["config"].apply(set)
-    assert {"baseline", "first_block_cache=0.05", "pab_interval=2", "steps=2"} <= configs["toyworld/dit-small"]
-    assert {"baseline", "deepcache_interval=3", "tgate_step=5", "steps=2"} <= configs["toyworld/sd-small"]
+    assert {"baseline", "first_block_cache=0.05", "taylorseer_interval=2", "steps=2"} <= configs["toyworld/dit-small"]
+    assert not any(c.startswith(("pab", "faster_cache")) for c in configs["toyworld/dit-small"])  # true CFG
+    assert {"baseline", "deepcache_interval=3", "tgate_step=1", "tgate_step=2", "steps=2"} <= configs[
+        "toyworld/sd-small"
+    ]
     unet_methods, caches = ("deepcache", "tome", "tgate"), ("first_block", "taylorseer", "faster_cache", "pab")
     assert not any(c.startswith(unet_methods) for c in configs["toyworld/dit-small"])
     assert not any(c.startswith(caches) for c in configs["toyworld/sd-small"])

@@ -6,6 +6,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+import workbench as wb
 from workbench import architectures
 from workbench.architectures import ARCHITECTURES, architecture_bytes, architecture_parameters, build_architecture
 from workbench.errors import ConfigError, UnknownModelError
@@ -121,3 +122,6 @@ def test_the_sd3_and_pixart_pipelines_assemble_and_generate(monkeypatch, name, d
     pipe = build_architecture(name)
     assert type(pipe).__name__ == ARCHITECTURES[name].pipeline
     assert _generate(pipe, **call).shape == (1, 16, 16, 3)
+    if name == "sd3":  # through the workbench too: guidance without a negative prompt, the T5 window
+        (record,) = wb.generate(pipe, "a red circle", wb.GenerationConfig(steps=2), 0)
+        assert record.image.size == (16, 16) and record.status == "ok"

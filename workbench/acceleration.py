@@ -1,13 +1,15 @@
 """Acceleration toggles on a diffusers pipeline, applied for a block and undone after it.
 
 ``accelerate_pipeline(pipe, AccelerationConfig(...))`` is a context manager (``workbench.accelerate`` is the
-entry point for any backend, which calls it for a local pipeline): on entry it applies ToMe (tomesd),
-DeepCache, torch.compile, a dtype, an attention backend, channels-last, VAE tiling/slicing and CPU
-offload; on exit it undoes each, so the pipeline then makes bit-identical images to before. Known
-pitfalls are refused with a clear error before anything is changed. Images generated inside the
-block record the toggles (the ``acceleration`` column of their rows).
+entry point for any backend, which calls it for a local pipeline): on entry it applies the UNet methods
+(ToMe through tomesd, DeepCache, T-GATE), a transformer cache (diffusers' first-block cache, TaylorSeer,
+FasterCache or pyramid attention broadcast), torch.compile, a dtype, an attention backend, channels-last, VAE
+tiling/slicing and CPU offload; on exit it undoes each, so the pipeline then makes bit-identical images to
+before. Methods made for the other kind of denoiser, and known pitfalls, are refused with a clear error
+before anything is changed. Images generated inside the block record the toggles (the ``acceleration``
+column of their rows).
 
-``workbench.acceleration_benchmark`` measures the toggles' speed against fidelity (``workbench.flops``: how
+``workbench.acceleration_benchmark`` measures the toggles' speed against quality (``workbench.flops``: how
 close a time per image is to what the hardware could do).
 """
 
@@ -15,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import inspect
 import shutil
 from collections.abc import Iterator
 
@@ -23,11 +24,12 @@ import torch
 
 from workbench.config import AccelerationConfig
 from workbench.errors import ConfigError
-from workbench.models import denoiser
+from workbench.models import denoiser, model_id_of, separate_guidance_calls
 
 __all__ = [
     "accelerate_pipeline",
     "active_acceleration",
+    "check_guidance",
     "check_scheduler",
     "prepare_call",
     "step_end_hooks",
@@ -54,6 +56,20 @@ def check_scheduler(pipe, scheduler) -> None:
                 f"{name} cannot run with {type(scheduler).__name__}: it repeats timesteps (order "
                 f"{scheduler.order}); use a single-step scheduler (dpm++, euler, ddim, unipc, ...)"
             )
+
+
+def check_guidance(pipe, true_cfg_scale: float) -> None:
+    """FasterCache and pyramid attention broadcast keep one state for all the transformer's calls; under
+    true CFG (FLUX-type pipelines, guidance > 1) the negative prompt is a call of its own, and they would
+    serve it the prompt's attention."""
+    config = active_acceleration(pipe)
+    cache = config.transformer_cache if config else None
+    if cache in ("faster_cache_interval", "pab_interval") and true_cfg_scale > 1:
+        raise ConfigError(
+            f"{cache} cannot run under guidance {true_cfg_scale} on {model_id_of(pipe)}: its negative prompt is a "
+            f"transformer call of its own (true CFG), and the cache keeps one state for both calls; use guidance "
+            f"<= 1, or first_block_cache / taylorseer_interval (a state per branch)"
+        )
 
 
 def step_end_hooks(pipe) -> list:
@@ -175,15 +191,14 @@ def _cache_config(pipe, config: AccelerationConfig):
     if config.first_block_cache:
         return FirstBlockCacheConfig(threshold=config.first_block_cache)
     if config.taylorseer_interval > 1:
-        return TaylorSeerCacheConfig(cache_interval=config.taylorseer_interval, taylor_factors_dtype=pipe.dtype)
+        return TaylorSeerCacheConfig(cache_interval=config.taylorseer_interval, taylor_factors_dtype=torch.float32)
     if config.faster_cache_interval > 1:
-        # FLUX-type pipelines run the unconditional branch as a call of its own, not as half of a batch.
-        separate_branches = "true_cfg_scale" in inspect.signature(type(pipe).__call__).parameters
         return FasterCacheConfig(
             spatial_attention_block_skip_range=config.faster_cache_interval,
             current_timestep_callback=timestep,
             attention_weight_callback=lambda _: 0.5,
-            is_guidance_distilled=separate_branches,
+            # no batch halves to skip where the negative prompt is a call of its own (check_guidance)
+            is_guidance_distilled=separate_guidance_calls(pipe),
         )
     return PyramidAttentionBroadcastConfig(
         spatial_attention_block_skip_range=config.pab_interval, current_timestep_callback=timestep

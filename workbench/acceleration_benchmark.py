@@ -19,7 +19,7 @@ from workbench.config import AccelerationConfig, GenerationConfig
 from workbench.errors import ConfigError
 from workbench.generation import accelerate, generate
 from workbench.metrics import MetricOptions, fidelity, image_scorers, set_metric_names
-from workbench.models import denoiser
+from workbench.models import denoiser, separate_guidance_calls
 from workbench.stats import mean_ci
 
 __all__ = [
@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 
-# Every method at common settings, by the denoiser it applies to.
+# Every method at common settings, by the denoiser it applies to (T-GATE's gates are set from the steps).
 UNET_METHODS = [
     AccelerationConfig(deepcache_interval=2),
     AccelerationConfig(deepcache_interval=3),
@@ -39,8 +39,6 @@ UNET_METHODS = [
     AccelerationConfig(tome_ratio=0.3),
     AccelerationConfig(tome_ratio=0.5),
     AccelerationConfig(tome_ratio=0.5, deepcache_interval=3),
-    AccelerationConfig(tgate_step=5),
-    AccelerationConfig(tgate_step=10),
     AccelerationConfig(channels_last=True),
     AccelerationConfig(attention_backend="eager"),
     AccelerationConfig(dtype="bfloat16"),
@@ -63,12 +61,28 @@ TRANSFORMER_METHODS = [
 
 
 def standard_configs(
-    pipe, steps: int, *, compile: bool = True, fewer_steps: bool = True
+    pipe, config: GenerationConfig | None = None, *, compile: bool = True, fewer_steps: bool = True
 ) -> list[AccelerationConfig | dict]:
-    """Every acceleration method that applies to ``pipe``'s denoiser (UNet or transformer) at common settings
-    (``compile=False`` leaves torch.compile out), then, with ``fewer_steps``, half and 70% of ``steps``
+    """Every acceleration method that applies to ``pipe`` under ``config`` at common settings (``compile=False``
+    leaves torch.compile out): UNet methods with T-GATE gated at a quarter and half of the steps; on a
+    transformer with diffusers' CacheMixin its caches (FasterCache and pyramid attention broadcast only where
+    no true-CFG call of its own runs the negative prompt); then, with ``fewer_steps``, half and 70% of the steps
     without toggles, on the same axes."""
-    methods = UNET_METHODS if getattr(pipe, "unet", None) is not None else TRANSFORMER_METHODS
+    from diffusers.models.cache_utils import CacheMixin
+
+    config = config or GenerationConfig()
+    steps = config.steps
+    if getattr(pipe, "unet", None) is not None:
+        gates = sorted({g for g in (steps // 4, steps // 2) if 1 <= g < steps})
+        methods = [*UNET_METHODS, *(AccelerationConfig(tgate_step=g) for g in gates)]
+    else:
+        true_cfg = separate_guidance_calls(pipe) and config.guidance > 1
+        one_state = ("faster_cache_interval", "pab_interval") if true_cfg else ()
+        caches = isinstance(denoiser(pipe), CacheMixin)
+        methods = [
+            c for c in TRANSFORMER_METHODS
+            if c.transformer_cache is None or (caches and c.transformer_cache not in one_state)
+        ]  # fmt: skip
     fewer = sorted({max(1, steps // 2), max(1, round(steps * 0.7))} - {steps}) if fewer_steps else []
     return [c for c in methods if compile or not c.compile] + [{"steps": n} for n in fewer]
 

@@ -11,6 +11,7 @@ import torch
 
 from workbench.architectures import ARCHITECTURES
 from workbench.errors import ConfigError
+from workbench.local_pipeline import max_sequence_length
 from workbench.models import denoiser
 
 __all__ = ["PEAK_TFLOPS", "TEXT_TOKENS", "image_flops", "share_of_peak"]
@@ -47,13 +48,21 @@ def _forward_flops(module: torch.nn.Module, *args, **kwargs) -> int:
     return counter.get_total_flops()
 
 
-def _denoiser_inputs(network: torch.nn.Module, latent_height: int, latent_width: int) -> dict:
-    """Meta tensors for one forward of ``network`` on one image's latents, at its pipeline's default text length."""
-    kind, config = type(network).__name__, network.config
+def _text_tokens(kind: str, t5_window: int | None) -> int:
+    """Text tokens a ``kind`` of denoiser attends to: its pipeline's default, or with the T5 window a
+    pipeline really uses (``local_pipeline.max_sequence_length``)."""
     if kind not in TEXT_TOKENS:
         raise ConfigError(f"cannot count the FLOPs of a {kind}; denoisers counted: {sorted(TEXT_TOKENS)}")
+    if t5_window is None or kind == "UNet2DConditionModel":
+        return TEXT_TOKENS[kind]
+    return 77 + t5_window if kind == "SD3Transformer2DModel" else t5_window
+
+
+def _denoiser_inputs(network: torch.nn.Module, latent_height: int, latent_width: int, tokens: int) -> dict:
+    """Meta tensors for one forward of ``network`` on one image's latents and ``tokens`` text tokens."""
+    kind, config = type(network).__name__, network.config
     empty = lambda *shape: torch.empty(*shape, device="meta")
-    tokens, timestep = TEXT_TOKENS[kind], empty(1)
+    timestep = empty(1)
     if kind == "FluxTransformer2DModel":  # latents packed 2x2 into tokens; positions of image and text tokens
         patches = (latent_height // 2) * (latent_width // 2)
         return {
@@ -101,9 +110,10 @@ def image_flops(model, height: int, width: int, steps: int, guidance: float) -> 
 
     Per step, the denoiser runs once, or twice under classifier-free guidance (``guidance`` > 1): UNets, SD3,
     PixArt and a FLUX transformer without a guidance embedding (true CFG). A guidance-distilled FLUX (FLUX.1-dev:
-    ``guidance_embeds``) takes the scale as an input and runs once. Text is as long as the pipeline's default
-    (see ``TEXT_TOKENS``). Returns ``denoiser_step_flops`` (also as ``unet_step_flops`` or
-    ``transformer_step_flops``), ``vae_decode_flops`` and ``image_flops`` = steps x step + decode.
+    ``guidance_embeds``) takes the scale as an input and runs once. Text: CLIP's 77 tokens, and the T5 window
+    the pipeline runs with (512 for FLUX, 77 + 256 for SD3, 300 for PixArt; 32 for the toy DiT). Returns
+    ``denoiser_step_flops`` (also as ``unet_step_flops`` or ``transformer_step_flops``), ``vae_decode_flops``
+    and ``image_flops`` = steps x step + decode.
     """
     import diffusers
 
@@ -113,16 +123,19 @@ def image_flops(model, height: int, width: int, steps: int, guidance: float) -> 
         arch = ARCHITECTURES[model]
         denoiser_class, denoiser_config = getattr(diffusers, arch.denoiser), arch.denoiser_config
         vae_class, vae_config = diffusers.AutoencoderKL, arch.vae
+        t5_window = arch.t5_tokens or None
     else:
         network = denoiser(model)
         denoiser_class, denoiser_config = type(network), dict(network.config)
         vae_class, vae_config = type(model.vae), dict(model.vae.config)
+        t5_window = max_sequence_length(model)
     with torch.device("meta"):
         network = denoiser_class.from_config(denoiser_config)
         vae = vae_class.from_config(vae_config)
     factor = 2 ** (len(vae.config.block_out_channels) - 1)
     latent_height, latent_width = height // factor, width // factor
-    one_pass = _forward_flops(network, **_denoiser_inputs(network, latent_height, latent_width))
+    tokens = _text_tokens(type(network).__name__, t5_window)
+    one_pass = _forward_flops(network, **_denoiser_inputs(network, latent_height, latent_width, tokens))
     distilled = network.config.get("guidance_embeds", False)
     step = one_pass * (2 if guidance > 1 and not distilled else 1)
     decode = _forward_flops(

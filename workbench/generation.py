@@ -106,7 +106,8 @@ def generate(
     with ``pairs=True`` one image per ``(prompts[i], seeds[i])`` (how the evaluation engine batches across
     prompts).
 
-    ``config.batch_size`` images go through the pipeline per call; the images do not depend on it.
+    ``config.batch_size`` images go through the pipeline per call; the images do not depend on it (but under
+    the first-block cache, which decides per batch: such images record their batch, see ``reproduce``).
     ``progress(step, total)`` is called after every denoising step, counted over the whole request.
     ``cancel`` (a ``threading.Event`` or a callable returning True) stops at the next step, before the
     VAE decode; ``GenerationCancelled.records`` then holds the images already finished.
@@ -252,12 +253,18 @@ def reproduce(
 def reproduction_code(record: GenerationRecord) -> str:
     """Python that makes ``record``'s image again with the workbench (what "copy settings" gives)."""
     fields = {k: v for k, v in record.config.to_dict().items() if v != getattr(GenerationConfig(), k)}
+    prompts, seeds, pairs = repr(record.prompt), f"[{record.seed}]", ""
+    if record.batch:  # the image depends on its batch mates: make the whole batch, in one call
+        fields["batch_size"] = len(record.batch)
+        prompts, seeds, pairs = repr([p for p, _ in record.batch]), repr([s for _, s in record.batch]), ", pairs=True"
     config = ", ".join(f"{k}={v!r}" for k, v in fields.items())
-    call = f"records = wb.generate(pipe, {record.prompt!r}, wb.GenerationConfig({config}), seeds=[{record.seed}])"
+    calls = [f"records = wb.generate(pipe, {prompts}, wb.GenerationConfig({config}), seeds={seeds}{pairs})"]
+    if record.batch:
+        calls.append(f"records = [r for r in records if (r.prompt, r.seed) == {(record.prompt, record.seed)!r}]")
     lines = ["import workbench as wb", "", f"pipe = wb.load({record.model_id!r})"]
     if record.acceleration:
         changes = ", ".join(f"{k}={v!r}" for k, v in record.acceleration.changes().items())
-        lines += [f"with wb.accelerate(pipe, wb.AccelerationConfig({changes})):", f"    {call}"]
+        lines += [f"with wb.accelerate(pipe, wb.AccelerationConfig({changes})):", *(f"    {c}" for c in calls)]
     else:
-        lines.append(call)
+        lines += calls
     return "\n".join(lines) + "\n"

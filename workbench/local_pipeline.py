@@ -2,7 +2,9 @@
 
 ``make_images`` makes one image per (prompt, seed) job, ``config.batch_size`` jobs per pipeline call (a
 batch may hold several prompts). Every image gets its own CPU ``torch.Generator`` seeded with its seed, so a
-batch of N gives the same images as N single calls, on any device. ``accelerated`` applies ``acceleration``'s toggles.
+batch of N gives the same images as N single calls, on any device (within the last bits; not under the
+first-block cache, which decides per batch: those images record their batch). ``accelerated`` applies
+``acceleration``'s toggles.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from PIL import Image
 from workbench.acceleration import (
     accelerate_pipeline,
     active_acceleration,
+    check_guidance,
     check_scheduler,
     prepare_call,
     step_end_hooks,
@@ -29,7 +32,7 @@ from workbench.acceleration import (
 from workbench.backends import Cancel, ProgressCallback, is_cancelled
 from workbench.config import SCHEDULERS, AccelerationConfig, GenerationConfig
 from workbench.errors import ConfigError, GenerationCancelled
-from workbench.models import denoiser, model_id_of
+from workbench.models import denoiser, model_id_of, separate_guidance_calls
 from workbench.records import GenerationRecord, TokenBudget
 from workbench.resources import package_version
 
@@ -100,9 +103,9 @@ def guidance_arguments(pipe, guidance: float, negative_prompt: str | None, n: in
     transformer has (FLUX.1-dev: ``guidance_embeds``); without one, classifier-free guidance is their
     ``true_cfg_scale`` with a negative prompt ("" where none is given).
     """
-    negative = [negative_prompt] * n if negative_prompt else None
-    if "true_cfg_scale" not in inspect.signature(type(pipe).__call__).parameters:
-        return {"guidance_scale": guidance, "negative_prompt": negative}
+    negative = {"negative_prompt": [negative_prompt] * n} if negative_prompt else {}
+    if not separate_guidance_calls(pipe):
+        return {"guidance_scale": guidance, **negative}
     if getattr(denoiser(pipe).config, "guidance_embeds", False):
         if negative:
             raise ConfigError(
@@ -112,7 +115,7 @@ def guidance_arguments(pipe, guidance: float, negative_prompt: str | None, n: in
         return {"guidance_scale": guidance}
     if guidance <= 1:
         return {"true_cfg_scale": 1.0}
-    return {"true_cfg_scale": guidance, "negative_prompt": negative or [""] * n}
+    return {"true_cfg_scale": guidance, "negative_prompt": [negative_prompt or ""] * n}
 
 
 class PeakMemory:
@@ -160,6 +163,12 @@ def _scheduler(pipe, name: str | None) -> Iterator[str]:
     if name is not None:
         import diffusers
 
+        if type(original).__name__.startswith("FlowMatch"):
+            raise ConfigError(
+                f"scheduler {name!r} samples noise-prediction models; {model_id_of(pipe)} is a flow-matching "
+                f"model and samples with its own {type(original).__name__}: leave scheduler unset (None)",
+                "scheduler",
+            )
         pipe.scheduler = getattr(diffusers, SCHEDULERS[name]).from_config(original.config)
     try:
         yield type(pipe.scheduler).__name__
@@ -218,7 +227,9 @@ class LocalPipeline:
         sequence = {"max_sequence_length": longest} if longest else {}
 
         def call_arguments(n: int) -> dict[str, Any]:
-            return {**guidance_arguments(pipe, config.guidance, config.negative_prompt, n), **sequence}
+            arguments = guidance_arguments(pipe, config.guidance, config.negative_prompt, n)
+            check_guidance(pipe, arguments.get("true_cfg_scale", 1.0))
+            return {**arguments, **sequence}
 
         records: list[GenerationRecord] = []
         done_batches = 0

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import gc
 import importlib
+import inspect
 import os
 import socket
 import threading
@@ -53,6 +54,7 @@ __all__ = [
     "pick_dtype",
     "pipeline_bytes",
     "register_loader",
+    "separate_guidance_calls",
 ]
 
 TOYWORLD_DIR = Path(__file__).parent / "toyworld" / "weights"
@@ -306,6 +308,12 @@ def denoiser(pipe) -> torch.nn.Module:
         if isinstance(getattr(pipe, name, None), torch.nn.Module):
             return getattr(pipe, name)
     raise ConfigError(f"{type(pipe).__name__} has neither a unet nor a transformer")
+
+
+def separate_guidance_calls(pipe) -> bool:
+    """Whether the pipeline runs classifier-free guidance's negative prompt as a denoiser call of its own
+    (FLUX-type pipelines' ``true_cfg_scale``), not as half of one batch."""
+    return "true_cfg_scale" in inspect.signature(type(pipe).__call__).parameters
 
 
 def model_id_of(pipe) -> str:

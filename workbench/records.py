@@ -7,6 +7,7 @@ above reads: its ``settings()`` go into the PNG, its ``to_row()`` into a results
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,9 +95,10 @@ class GenerationRecord:
 
     def to_row(self) -> dict[str, Any]:
         """A flat dict for a results table (no image)."""
-        row = {k: v for k, v in self.settings().items() if k not in {"versions", "context", "acceleration"}}
+        row = {k: v for k, v in self.settings().items() if k not in {"versions", "context", "acceleration", "batch"}}
         return {
             **row,
+            **({"batch": json.dumps([list(job) for job in self.batch])} if self.batch else {}),  # JSON: one column
             **self.context,
             "acceleration": self.acceleration.label() if self.acceleration else "baseline",
             "latency_s": self.latency_s,
