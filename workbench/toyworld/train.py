@@ -389,6 +389,23 @@ def _text_encoder(out: Path):
     return encoder.eval()
 
 
+def _captioned_batch(keys: torch.Tensor, size: int, empty: int, generator: torch.Generator):
+    """A random batch of the pool (positions) and a caption for each: its scene's canonical or synonym wording
+    (caption index scene or scene + all scenes), 10% of them the empty caption (for classifier-free guidance)."""
+    idx = torch.randint(0, len(keys), (size,), generator=generator)
+    caption = keys[idx] + len(_world_tables()[0]) * torch.randint(0, 2, idx.shape, generator=generator)
+    caption[torch.rand(idx.shape, generator=generator) < 0.1] = empty
+    return idx, caption
+
+
+def _update_ema(ema: dict, module: torch.nn.Module, step: int) -> None:
+    """Move the EMA weights towards ``module``'s (decay warming up to 0.998)."""
+    decay = min(0.998, (1 + step) / (10 + step))
+    with torch.no_grad():
+        for k, v in module.state_dict().items():
+            ema[k].lerp_(v, 1 - decay) if v.is_floating_point() else ema[k].copy_(v)
+
+
 def _generator_latents(vae, settings: TrainSettings) -> tuple[torch.Tensor, list[scenes.Scene]]:
     """The generators' training set: drawn scenes (held-out pairs excluded) and their VAE latent means."""
     images, draw = _render(settings, 300, exclude_held_out=True)
@@ -441,19 +458,14 @@ def train_unet(out: Path, settings: TrainSettings, name: str, stop_at: float | N
     deadline, start = _Deadline(stop_at), time.time()
     generator = torch.Generator().manual_seed(settings.seed + 3)
     for step in (bar := tqdm(range(steps), desc=name, mininterval=5)):
-        idx = torch.randint(0, len(latents), (settings.unet_batch,), generator=generator)
-        caption = keys[idx] + len(all_scenes) * torch.randint(0, 2, idx.shape, generator=generator)
-        caption[torch.rand(idx.shape, generator=generator) < 0.1] = empty  # for classifier-free guidance
+        idx, caption = _captioned_batch(keys, settings.unet_batch, empty, generator)
         noise = torch.randn(latents[idx].shape, generator=generator)
         t = torch.randint(0, 1000, idx.shape, generator=generator)
         noisy = noise_schedule.add_noise(latents[idx], noise, t)
         error = F.mse_loss(unet(noisy, t, encoder_hidden_states=embeddings[caption]).sample, noise, reduction="none")
         loss = (error.mean(dim=(1, 2, 3)) * snr_weight[t]).mean()
         _train_step(loss, optimizer, schedule, clip_gradients_of=unet.parameters())
-        decay = min(0.998, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for k, v in unet.state_dict().items():
-                ema[k].lerp_(v, 1 - decay) if v.is_floating_point() else ema[k].copy_(v)
+        _update_ema(ema, unet, step)
         if _report(out, name, bar, step, loss, deadline):
             break
     unet.load_state_dict(ema)
@@ -530,9 +542,7 @@ def train_dit(out: Path, settings: TrainSettings, name: str, stop_at: float | No
     deadline, start = _Deadline(stop_at), time.time()
     generator = torch.Generator().manual_seed(settings.seed + 5)
     for step in (bar := tqdm(range(steps), desc=name, mininterval=5)):
-        idx = torch.randint(0, len(tokens), (settings.dit_batch,), generator=generator)
-        caption = keys[idx] + len(all_scenes) * torch.randint(0, 2, idx.shape, generator=generator)
-        caption[torch.rand(idx.shape, generator=generator) < 0.1] = empty  # for classifier-free guidance
+        idx, caption = _captioned_batch(keys, settings.dit_batch, empty, generator)
         x0 = tokens[idx]
         noise = torch.randn(x0.shape, generator=generator)
         # Rectified flow: x_t = (1 - t) x0 + t noise, velocity noise - x0; t logit-normal (SD3's choice).
@@ -548,10 +558,7 @@ def train_dit(out: Path, settings: TrainSettings, name: str, stop_at: float | No
         ).sample
         loss = F.mse_loss(prediction, noise - x0)
         _train_step(loss, optimizer, schedule, clip_gradients_of=trained.parameters())
-        decay = min(0.998, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for k, v in trained.state_dict().items():
-                ema[k].lerp_(v, 1 - decay) if v.is_floating_point() else ema[k].copy_(v)
+        _update_ema(ema, trained, step)
         if step + 1 in settings.dit_snapshots:  # an early look at the EMA weights, as a pipeline of its own
             vae.register_to_config(shift_factor=shift, scaling_factor=scale)
             parts = dict(vae=vae, text_encoder=clip_text, tokenizer=clip_tokenizer, tokenizer_2=t5_tokenizer)
