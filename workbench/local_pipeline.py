@@ -70,9 +70,9 @@ def max_sequence_length(pipe) -> int | None:
 
 def _window(pipe, tokenizer) -> int:
     """Tokens of a prompt that ``tokenizer``'s encoder sees in this pipeline."""
-    longest = max_sequence_length(pipe)
+    longest = max_sequence_length(pipe)  # already no more than the T5 tokenizer's own window
     is_t5 = longest is not None and tokenizer is pipeline_tokenizers(pipe)[-1]
-    return min(tokenizer.model_max_length, longest) if is_t5 else tokenizer.model_max_length
+    return longest if is_t5 else tokenizer.model_max_length
 
 
 def token_budget(pipe, prompt: str) -> TokenBudget:
@@ -110,7 +110,7 @@ def guidance_arguments(pipe, guidance: float, negative_prompt: str | None, n: in
         if negative:
             raise ConfigError(
                 f"{model_id_of(pipe)} is guidance-distilled (guidance is an embedding, not classifier-free "
-                f"guidance): it has no use for a negative prompt; leave negative_prompt empty"
+                f"guidance): it has no use for a negative prompt, got {negative_prompt!r}; leave negative_prompt empty"
             )
         return {"guidance_scale": guidance}
     if guidance <= 1:
