@@ -120,6 +120,13 @@ def test_bad_settings_are_named():
         AccelerationConfig(attention_backend="flash3")
     with pytest.raises(ConfigError, match="unknown AccelerationConfig field"):
         AccelerationConfig.from_dict({"tome": 0.5})
+    with pytest.raises(ConfigError, match=r"first_block_cache must be a number from 0\.0 to 10\.0, got -0\.1"):
+        AccelerationConfig(first_block_cache=-0.1)
+    for name in ("taylorseer_interval", "faster_cache_interval", "pab_interval"):
+        with pytest.raises(ConfigError, match=f"{name} must be an integer from 1 to 50, got 0"):
+            AccelerationConfig(**{name: 0})
+    with pytest.raises(ConfigError, match=r"tgate_step must be an integer from 0 \(off\) to 1000, got True"):
+        AccelerationConfig(tgate_step=True)
 
 
 def test_an_accelerated_image_reproduces_with_its_toggles(pipe, tmp_path):

@@ -94,6 +94,11 @@ BAD_REQUESTS = [
     ({"prompt": PROMPT, "scheduler": "warp"}, "scheduler"),
     ({"prompt": PROMPT, "acceleration": {"deepcache_interval": 99}}, "deepcache_interval"),
     ({"prompt": PROMPT, "acceleration": {"turbo": True}}, "turbo"),
+    ({"prompt": PROMPT, "acceleration": {"first_block_cache": -0.1}}, "first_block_cache"),
+    ({"prompt": PROMPT, "acceleration": {"tgate_step": -1}}, "tgate_step"),
+    ({"prompt": PROMPT, "acceleration": {"first_block_cache": 0.2, "pab_interval": 2}}, "one transformer cache"),
+    ({"prompt": PROMPT, "model": "toyworld/dit-small", "scheduler": "dpm++"}, "flow-matching"),
+    ({"prompt": PROMPT, "model": "toyworld/dit-small", "acceleration": {"pab_interval": 2}}, "true CFG"),
     ({"prompt": PROMPT, "colour": "red"}, "colour"),
 ]
 
