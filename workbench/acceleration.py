@@ -24,7 +24,7 @@ import torch
 
 from workbench.config import AccelerationConfig
 from workbench.errors import ConfigError
-from workbench.models import denoiser, model_id_of, separate_guidance_calls
+from workbench.models import denoiser, denoiser_slot, model_id_of, separate_guidance_calls
 
 __all__ = [
     "accelerate_pipeline",
@@ -103,7 +103,7 @@ def _check_denoiser(pipe, config: AccelerationConfig) -> None:
     net = denoiser(pipe)
     kind = type(net).__name__
     changes = config.changes()
-    if net is not getattr(pipe, "unet", None):
+    if denoiser_slot(pipe) != "unet":
         unet_only = [label for name, label in UNET_TOGGLES.items() if name in changes]
         if config.attention_backend in ("eager", "xformers"):
             unet_only.append(f"attention_backend {config.attention_backend!r} (a UNet attention processor)")
@@ -303,8 +303,7 @@ def _apply(pipe, config: AccelerationConfig, undo: list) -> None:
         undo.append(helper.disable)
     # 6. Compilation: swap in compiled modules (the UNet or transformer, the VAE decoder), put the originals back.
     if config.compile:
-        name = "unet" if getattr(pipe, "unet", None) is not None else "transformer"
-        net, decoder = denoiser(pipe), pipe.vae.decoder
+        name, net, decoder = denoiser_slot(pipe), denoiser(pipe), pipe.vae.decoder
         setattr(pipe, name, torch.compile(net, mode=config.compile_mode))
         pipe.vae.decoder = torch.compile(decoder, mode=config.compile_mode)
         undo.append(lambda: (setattr(pipe, name, net), setattr(pipe.vae, "decoder", decoder)))

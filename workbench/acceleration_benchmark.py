@@ -19,7 +19,7 @@ from workbench.config import AccelerationConfig, GenerationConfig
 from workbench.errors import ConfigError
 from workbench.generation import accelerate, generate
 from workbench.metrics import MetricOptions, fidelity, image_scorers, set_metric_names
-from workbench.models import denoiser, separate_guidance_calls
+from workbench.models import denoiser, denoiser_slot, separate_guidance_calls
 from workbench.stats import mean_ci
 
 __all__ = [
@@ -72,7 +72,7 @@ def standard_configs(
 
     config = config or GenerationConfig()
     steps = config.steps
-    if getattr(pipe, "unet", None) is not None:
+    if denoiser_slot(pipe) == "unet":
         gates = sorted({g for g in (steps // 4, steps // 2) if 1 <= g < steps})
         methods = [*UNET_METHODS, *(AccelerationConfig(tgate_step=g) for g in gates)]
     else:

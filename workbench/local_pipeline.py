@@ -68,19 +68,17 @@ def max_sequence_length(pipe) -> int | None:
     return min(parameter.default, tokenizers[-1].model_max_length)
 
 
-def _window(pipe, tokenizer) -> int:
-    """Tokens of a prompt that ``tokenizer``'s encoder sees in this pipeline."""
-    longest = max_sequence_length(pipe)  # already no more than the T5 tokenizer's own window
-    is_t5 = longest is not None and tokenizer is pipeline_tokenizers(pipe)[-1]
-    return longest if is_t5 else tokenizer.model_max_length
-
-
 def token_budget(pipe, prompt: str) -> TokenBudget:
-    """How ``prompt`` fits the pipeline's tokenizer(s); with several (SDXL, FLUX, SD3), the tighter one counts."""
+    """How ``prompt`` fits the pipeline's tokenizer(s); with several (SDXL, FLUX, SD3), the tighter one counts.
+    A T5 tokenizer's window is the ``max_sequence_length`` the pipeline is called with."""
+    tokenizers = pipeline_tokenizers(pipe)
+    windows = [t.model_max_length for t in tokenizers]
+    longest = max_sequence_length(pipe)
+    if longest is not None:  # the last tokenizer is the T5's
+        windows[-1] = longest
     worst = None
-    for tokenizer in pipeline_tokenizers(pipe):
+    for tokenizer, limit in zip(tokenizers, windows, strict=True):
         ids = tokenizer(prompt, truncation=False, verbose=False).input_ids
-        limit = _window(pipe, tokenizer)
         dropped = tokenizer.decode(ids[limit - 1 : -1], skip_special_tokens=True) if len(ids) > limit else ""
         budget = TokenBudget(len(ids), limit, dropped)
         if worst is None or len(budget.dropped_text) > len(worst.dropped_text):
@@ -222,7 +220,7 @@ class LocalPipeline:
         batches = [jobs[i : i + config.batch_size] for i in range(0, len(jobs), config.batch_size)]
         budgets = {prompt: token_budget(pipe, prompt) for prompt, _ in jobs}
         versions = _versions()
-        batch_dependent = bool(active_acceleration(pipe) and active_acceleration(pipe).batch_dependent)
+        batch_dependent = getattr(active_acceleration(pipe), "batch_dependent", False)
         longest = max_sequence_length(pipe)
         sequence = {"max_sequence_length": longest} if longest else {}
 

@@ -44,6 +44,7 @@ __all__ = [
     "available_models",
     "default_cache",
     "denoiser",
+    "denoiser_slot",
     "describe_models",
     "is_offline",
     "load",
@@ -302,12 +303,17 @@ def load_uncached(model_id: str, device: torch.device, dtype: torch.dtype):
     return pipe
 
 
-def denoiser(pipe) -> torch.nn.Module:
-    """The pipeline's denoising network: its UNet, or its transformer (FLUX, SD3, PixArt, ...)."""
+def denoiser_slot(pipe) -> str:
+    """The pipeline's name for its denoising network: "unet", or "transformer" (FLUX, SD3, PixArt, ...)."""
     for name in ("unet", "transformer"):
         if isinstance(getattr(pipe, name, None), torch.nn.Module):
-            return getattr(pipe, name)
+            return name
     raise ConfigError(f"{type(pipe).__name__} has neither a unet nor a transformer")
+
+
+def denoiser(pipe) -> torch.nn.Module:
+    """The pipeline's denoising network: its UNet, or its transformer."""
+    return getattr(pipe, denoiser_slot(pipe))
 
 
 def separate_guidance_calls(pipe) -> bool:
