@@ -127,6 +127,11 @@ def test_bad_settings_are_named():
             AccelerationConfig(**{name: 0})
     with pytest.raises(ConfigError, match=r"tgate_step must be an integer from 0 \(off\) to 1000, got True"):
         AccelerationConfig(tgate_step=True)
+    with pytest.raises(ConfigError, match=r"mag_ratios must be positive numbers.*got \(1\.0, -1\.0\)"):
+        AccelerationConfig(mag_cache=0.1, mag_ratios=(1.0, -1.0))
+    with pytest.raises(ConfigError, match=r"set mag_cache > 0 with them, got 3 ratios and mag_cache=0\.0"):
+        AccelerationConfig(mag_ratios=[1.0, 0.9, 0.9])
+    assert AccelerationConfig(mag_cache=0.1, mag_ratios=[1, 0.9]).mag_ratios == (1.0, 0.9)  # a list from JSON
 
 
 def test_an_accelerated_image_reproduces_with_its_toggles(pipe, tmp_path):
@@ -186,12 +191,13 @@ def test_the_acceleration_notebook_runs_headlessly_into_a_report(tmp_path):
     run = run_study(notebook, params, output_root=tmp_path, progress=False)
     table = pd.DataFrame(read_summary(run.folder)["rows"])
     configs = table.groupby("model")["config"].apply(set)
-    assert {"baseline", "first_block_cache=0.05", "taylorseer_interval=2", "steps=2"} <= configs["toyworld/dit-small"]
+    dit_configs = {"baseline", "first_block_cache=0.05", "taylorseer_interval=2", "mag_cache=0.06", "steps=2"}
+    assert dit_configs <= configs["toyworld/dit-small"]
     assert not any(c.startswith(("pab", "faster_cache")) for c in configs["toyworld/dit-small"])  # true CFG
     assert {"baseline", "deepcache_interval=3", "tgate_step=1", "tgate_step=2", "steps=2"} <= configs[
         "toyworld/sd-small"
     ]
-    unet_methods, caches = ("deepcache", "tome", "tgate"), ("first_block", "taylorseer", "faster_cache", "pab")
+    unet_methods, caches = ("deepcache", "tome", "tgate"), ("first_block", "taylorseer", "faster_cache", "pab", "mag")
     assert not any(c.startswith(unet_methods) for c in configs["toyworld/dit-small"])
     assert not any(c.startswith(caches) for c in configs["toyworld/sd-small"])
     assert table.loc[table["config"] == "steps=2", "changed"].all()

@@ -96,6 +96,7 @@ BAD_REQUESTS = [
     ({"prompt": PROMPT, "acceleration": {"turbo": True}}, "turbo"),
     ({"prompt": PROMPT, "acceleration": {"first_block_cache": -0.1}}, "first_block_cache"),
     ({"prompt": PROMPT, "acceleration": {"tgate_step": -1}}, "tgate_step"),
+    ({"prompt": PROMPT, "acceleration": {"mag_cache": 0.1, "mag_ratios": [1.0, 0]}}, "mag_ratios"),
     ({"prompt": PROMPT, "acceleration": {"first_block_cache": 0.2, "pab_interval": 2}}, "one transformer cache"),
     ({"prompt": PROMPT, "model": "toyworld/dit-small", "scheduler": "dpm++"}, "flow-matching"),
     ({"prompt": PROMPT, "model": "toyworld/dit-small", "acceleration": {"pab_interval": 2}}, "true CFG"),

@@ -17,6 +17,7 @@ from workbench.config import AccelerationConfig, GenerationConfig
 from workbench.errors import ConfigError
 from workbench.generation import read_settings, reproduce, reproduction_code, save_image
 from workbench.local_pipeline import default_size, guidance_arguments, max_sequence_length, token_budget
+from workbench.mag_cache import _blocks, mag_ratios_for
 from workbench.metric_validity import toy_prompts
 from workbench.toyworld.judge import judge_images
 
@@ -26,6 +27,7 @@ PROMPTS = ["a red circle on a white background", "a photo of a small blue square
 CACHES = [
     (AccelerationConfig(first_block_cache=0.3), 5.0),
     (AccelerationConfig(taylorseer_interval=3), 5.0),
+    (AccelerationConfig(mag_cache=0.24), 5.0),  # the ratios the toy DiT ships (a state per branch)
     (AccelerationConfig(faster_cache_interval=2), 1.0),
     (AccelerationConfig(pab_interval=2), 1.0),
 ]
@@ -154,6 +156,26 @@ def test_caches_refuse_compile_a_second_cache_and_a_cache_already_on(dit):
         _refused(dit, AccelerationConfig(pab_interval=2), "already has a cache enabled")
     finally:
         dit.transformer.disable_cache()
+
+
+def test_mag_cache_ratios_are_calibrated_shipped_and_interpolated_to_the_calls_steps(dit):
+    steps = 12
+    ratios = wb.calibrate_mag_ratios(dit, PROMPTS[:1], GenerationConfig(steps=steps))
+    assert len(ratios) == steps and ratios[0] == 1.0 and all(0.5 < r < 2 for r in ratios)
+    assert mag_ratios_for(dit) is not None and len(mag_ratios_for(dit)) == 20  # written by its training
+    computed = []  # the tail block's inner norm runs only where the blocks compute
+    handle = _blocks(dit.transformer)[-1].norm.register_forward_hook(lambda *_: computed.append(1))
+    for n in (steps, 5):  # ratios of 12 steps, interpolated to a call of 5
+        computed.clear()
+        with wb.accelerate(dit, AccelerationConfig(mag_cache=1.0, mag_ratios=ratios)):
+            _make(dit, steps=n, batch_size=4)
+        # every step under retention (20%) computes, then at most 3 skipped in a row; 2 calls a step (true CFG)
+        assert 2 * (n // 4 + 1) <= len(computed) < 2 * n, (n, len(computed))
+    handle.remove()
+    tiny = build_architecture("tiny-flux")
+    _refused(tiny, AccelerationConfig(mag_cache=0.1), r"mag_cache needs magnitude ratios.*calibrate_mag_ratios")
+    with wb.accelerate(dit, AccelerationConfig(mag_cache=0.1)), pytest.raises(ConfigError, match="outside an accel"):
+        wb.calibrate_mag_ratios(dit, PROMPTS[:1])
 
 
 def test_the_first_block_cache_records_each_images_batch_and_reproduce_rebuilds_it(dit, tmp_path):

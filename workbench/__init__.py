@@ -52,6 +52,7 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time, __getattr__ imp
         reproduction_code,
         save_image,
     )
+    from workbench.mag_cache import calibrate_mag_ratios
     from workbench.metrics import METRICS, CLIPScorer, Metric, MetricOptions, fidelity, register_metric
     from workbench.models import ModelLoader, PipelineCache, available_models, load, register_loader
     from workbench.plan import ROUTED, Plan, resolve, run
@@ -90,6 +91,7 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(["image_flops", "share_of_peak"], "flops"),
     **dict.fromkeys(["AccelerationBenchmark", "benchmark_acceleration", "standard_configs"], "acceleration_benchmark"),
     "architecture_parameters": "architectures",
+    "calibrate_mag_ratios": "mag_cache",
     "ImageBackend": "backends",
     "RemoteModel": "client",
     **dict.fromkeys(["SCHEDULERS", "AccelerationConfig", "GenerationConfig", "RouteSpec"], "config"),
@@ -217,6 +219,7 @@ __all__ = [
     "architecture_parameters",
     "available_models",
     "benchmark_acceleration",
+    "calibrate_mag_ratios",
     "compare_models",
     "comparisons_table",
     "cost_table",

@@ -3,7 +3,7 @@
 ``accelerate_pipeline(pipe, AccelerationConfig(...))`` is a context manager (``workbench.accelerate`` is the
 entry point for any backend, which calls it for a local pipeline): on entry it applies the UNet methods
 (ToMe through tomesd, DeepCache, T-GATE), a transformer cache (diffusers' first-block cache, TaylorSeer,
-FasterCache or pyramid attention broadcast), torch.compile, a dtype, an attention backend, channels-last, VAE
+FasterCache, pyramid attention broadcast or MagCache), torch.compile, a dtype, an attention backend, channels-last, VAE
 tiling/slicing and CPU offload; on exit it undoes each, so the pipeline then makes bit-identical images to
 before. Methods made for the other kind of denoiser, and known pitfalls, are refused with a clear error
 before anything is changed. Images generated inside the block record the toggles (the ``acceleration``
@@ -24,6 +24,7 @@ import torch
 
 from workbench.config import AccelerationConfig
 from workbench.errors import ConfigError
+from workbench.mag_cache import mag_ratios_for
 from workbench.models import denoiser, denoiser_slot, model_id_of, separate_guidance_calls
 
 __all__ = [
@@ -121,6 +122,12 @@ def _check_denoiser(pipe, config: AccelerationConfig) -> None:
         raise ConfigError(f"this {kind} already has a cache enabled ({type(net._cache_config).__name__}); disable it")
     if config.compile:
         raise ConfigError(f"{cache} and torch.compile do not combine here: the cache's hooks decide per step in Python")
+    if cache == "mag_cache" and not (config.mag_ratios or mag_ratios_for(pipe)):
+        raise ConfigError(
+            f"mag_cache needs magnitude ratios measured for {model_id_of(pipe)} (none are known for it): "
+            f"ratios = workbench.calibrate_mag_ratios(pipe, prompts), then AccelerationConfig(mag_cache=..., "
+            f"mag_ratios=ratios)"
+        )
 
 
 def _check(pipe, config: AccelerationConfig) -> None:
@@ -176,11 +183,13 @@ def _check(pipe, config: AccelerationConfig) -> None:
 # --- applying and undoing ---------------------------------------------------------------------------
 
 
-def _cache_config(pipe, config: AccelerationConfig):
-    """The diffusers cache config for ``config``'s transformer cache."""
+def _cache_config(pipe, config: AccelerationConfig, steps: int | None = None):
+    """The diffusers cache config for ``config``'s transformer cache (MagCache's for calls of ``steps`` steps:
+    its ratios interpolated to them; by default as many as it has ratios)."""
     from diffusers import (
         FasterCacheConfig,
         FirstBlockCacheConfig,
+        MagCacheConfig,
         PyramidAttentionBroadcastConfig,
         TaylorSeerCacheConfig,
     )
@@ -190,6 +199,10 @@ def _cache_config(pipe, config: AccelerationConfig):
 
     if config.first_block_cache:
         return FirstBlockCacheConfig(threshold=config.first_block_cache)
+    if config.mag_cache:
+        ratios = config.mag_ratios or mag_ratios_for(pipe)
+        steps = steps or len(ratios)
+        return MagCacheConfig(threshold=config.mag_cache, mag_ratios=list(ratios), num_inference_steps=steps)
     if config.taylorseer_interval > 1:
         return TaylorSeerCacheConfig(cache_interval=config.taylorseer_interval, taylor_factors_dtype=torch.float32)
     if config.faster_cache_interval > 1:
@@ -205,11 +218,17 @@ def _cache_config(pipe, config: AccelerationConfig):
     )
 
 
-def prepare_call(pipe) -> None:
-    """Before each pipeline call: clear a transformer cache's state, so no call reuses another's residuals."""
+def prepare_call(pipe, steps: int) -> None:
+    """Before each pipeline call of ``steps`` steps: clear a transformer cache's state, so no call reuses
+    another's residuals; MagCache is set up again for a step count other than its last call's."""
     config = active_acceleration(pipe)
-    if config is not None and config.transformer_cache:
-        denoiser(pipe)._reset_stateful_cache()
+    if config is None or not config.transformer_cache:
+        return
+    net = denoiser(pipe)
+    if config.mag_cache and net._cache_config.num_inference_steps != steps:
+        net.disable_cache()
+        net.enable_cache(_cache_config(pipe, config, steps))
+    net._reset_stateful_cache()
 
 
 def _processor(name: str):

@@ -18,6 +18,7 @@ import torch
 from workbench.config import AccelerationConfig, GenerationConfig
 from workbench.errors import ConfigError
 from workbench.generation import accelerate, generate
+from workbench.mag_cache import mag_ratios_for
 from workbench.metrics import MetricOptions, fidelity, image_scorers, set_metric_names
 from workbench.models import denoiser, denoiser_slot, separate_guidance_calls
 from workbench.stats import mean_ci
@@ -55,6 +56,9 @@ TRANSFORMER_METHODS = [
     AccelerationConfig(faster_cache_interval=2),
     AccelerationConfig(pab_interval=2),
     AccelerationConfig(pab_interval=3),
+    AccelerationConfig(mag_cache=0.06),
+    AccelerationConfig(mag_cache=0.12),
+    AccelerationConfig(mag_cache=0.24),
     AccelerationConfig(dtype="bfloat16"),
     AccelerationConfig(compile=True),
 ]
@@ -66,7 +70,8 @@ def standard_configs(
     """Every acceleration method that applies to ``pipe`` under ``config`` at common settings (``compile=False``
     leaves torch.compile out): UNet methods with T-GATE gated at a quarter and half of the steps; on a
     transformer with diffusers' CacheMixin its caches (FasterCache and pyramid attention broadcast only where
-    no true-CFG call of its own runs the negative prompt); then, with ``fewer_steps``, half and 70% of the steps
+    no true-CFG call of its own runs the negative prompt; MagCache where the model's magnitude ratios are
+    known); then, with ``fewer_steps``, half and 70% of the steps
     without toggles, on the same axes."""
     from diffusers.models.cache_utils import CacheMixin
 
@@ -77,11 +82,13 @@ def standard_configs(
         methods = [*UNET_METHODS, *(AccelerationConfig(tgate_step=g) for g in gates)]
     else:
         true_cfg = separate_guidance_calls(pipe) and config.guidance > 1
-        one_state = ("faster_cache_interval", "pab_interval") if true_cfg else ()
+        refused = {"faster_cache_interval", "pab_interval"} if true_cfg else set()
+        if mag_ratios_for(pipe) is None:
+            refused.add("mag_cache")
         caches = isinstance(denoiser(pipe), CacheMixin)
         methods = [
             c for c in TRANSFORMER_METHODS
-            if c.transformer_cache is None or (caches and c.transformer_cache not in one_state)
+            if c.transformer_cache is None or (caches and c.transformer_cache not in refused)
         ]  # fmt: skip
     fewer = sorted({max(1, steps // 2), max(1, round(steps * 0.7))} - {steps}) if fewer_steps else []
     return [c for c in methods if compile or not c.compile] + [{"steps": n} for n in fewer]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +43,13 @@ DTYPES = ("float32", "float16", "bfloat16")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 # The transformer caches (diffusers' CacheMixin.enable_cache takes one at a time).
-TRANSFORMER_CACHES = ("first_block_cache", "taylorseer_interval", "faster_cache_interval", "pab_interval")
+TRANSFORMER_CACHES = (
+    "first_block_cache",
+    "taylorseer_interval",
+    "faster_cache_interval",
+    "pab_interval",
+    "mag_cache",
+)
 
 MAX_SIDE = 4096
 MAX_STEPS = 1000
@@ -152,10 +159,15 @@ class AccelerationConfig(_Settings):
     taylorseer_interval: int = 1  # TaylorSeer: compute every N steps, predict between by Taylor series (1 = off)
     faster_cache_interval: int = 1  # FasterCache: recompute attention every N steps, extrapolate between (1 = off)
     pab_interval: int = 1  # pyramid attention broadcast: recompute attention every N steps, reuse between (1 = off)
+    mag_cache: float = 0.0  # MagCache: skip steps while the error predicted from the residual's magnitude ratios
+    # stays under this (0 = off; 0.06-0.24 is common)
+    mag_ratios: tuple[float, ...] = ()  # MagCache's ratios per step (empty = the model's own: workbench.mag_cache)
 
     def __post_init__(self) -> None:
         _check_number(self, "tome_ratio", 0.0, 0.99)
         _check_number(self, "first_block_cache", 0.0, 10.0)
+        _check_number(self, "mag_cache", 0.0, 10.0)
+        self._check_mag_ratios()
         for name in ("taylorseer_interval", "faster_cache_interval", "pab_interval"):
             if not _is_int(getattr(self, name)) or not 1 <= getattr(self, name) <= 50:
                 raise ConfigError(f"{name} must be an integer from 1 to 50, got {getattr(self, name)!r}", name)
@@ -190,6 +202,20 @@ class AccelerationConfig(_Settings):
         if len(caches) > 1:
             raise ConfigError(f"one transformer cache at a time (diffusers applies one), got {caches}", caches[1])
 
+    def _check_mag_ratios(self) -> None:
+        ratios = self.mag_ratios
+        if not isinstance(ratios, (list, tuple)) or not all(
+            isinstance(r, (int, float)) and not isinstance(r, bool) and 0 < r < math.inf for r in ratios
+        ):
+            raise ConfigError(f"mag_ratios must be positive numbers, one per step, got {ratios!r}", "mag_ratios")
+        if ratios and (len(ratios) < 2 or not self.mag_cache):
+            raise ConfigError(
+                f"mag_ratios are MagCache's, one per step (at least 2): set mag_cache > 0 with them, got "
+                f"{len(ratios)} ratios and mag_cache={self.mag_cache}",
+                "mag_ratios",
+            )
+        object.__setattr__(self, "mag_ratios", tuple(float(r) for r in ratios))
+
     def changes(self) -> dict[str, Any]:
         """The fields that differ from the defaults (what this config turns on)."""
         default = AccelerationConfig()
@@ -216,7 +242,8 @@ class AccelerationConfig(_Settings):
 
     def label(self) -> str:
         """A short name: "baseline", or the changes ("deepcache_interval=3, channels_last")."""
-        parts = [k if v is True else f"{k}={v}" for k, v in self.changes().items()]
+        shown = {k: f"[{len(v)} steps]" if k == "mag_ratios" else v for k, v in self.changes().items()}
+        parts = [k if v is True else f"{k}={v}" for k, v in shown.items()]
         return ", ".join(parts) or "baseline"
 
 

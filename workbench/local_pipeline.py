@@ -252,7 +252,7 @@ class LocalPipeline:
                 if is_cancelled(cancel):
                     raise GenerationCancelled(records)
                 generators = [torch.Generator("cpu").manual_seed(seed) for _, seed in batch]
-                prepare_call(pipe)
+                prepare_call(pipe, config.steps)
                 with PeakMemory(pipe.device) as memory:
                     start = time.perf_counter()
                     try:

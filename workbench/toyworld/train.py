@@ -568,6 +568,7 @@ def train_dit(out: Path, settings: TrainSettings, name: str, stop_at: float | No
     vae.register_to_config(shift_factor=shift, scaling_factor=scale)
     parts = dict(vae=vae, text_encoder=clip_text, tokenizer=clip_tokenizer, tokenizer_2=t5_tokenizer)
     _save_dit(out / name, trained, ema, parts)
+    _write_mag_ratios(out / name)
     result = {
         "phase": name,
         "steps": step + 1,
@@ -593,6 +594,18 @@ def _save_dit(folder: Path, trained: torch.nn.ModuleDict, ema: dict, parts: dict
     )
     pipe.to(torch.float16).save_pretrained(folder)
     _drop_source_paths(folder)
+
+
+def _write_mag_ratios(folder: Path, prompts: int = 16) -> None:
+    """MagCache's magnitude ratios of the DiT saved in ``folder`` (``workbench.mag_cache``), measured on
+    ``prompts`` seen captions at the default settings and written beside it."""
+    from workbench.mag_cache import calibrate_mag_ratios, write_mag_ratios
+    from workbench.models import load_uncached
+
+    pipe = load_uncached(str(folder), torch.device("cpu"), torch.float32)
+    seen = [s for s in scenes.all_scenes() if not s.held_out]
+    captions = [scenes.caption(s) for s in seen[:: len(seen) // prompts][:prompts]]
+    write_mag_ratios(folder, calibrate_mag_ratios(pipe, captions), len(captions))
 
 
 def _drop_source_paths(folder: Path) -> None:
