@@ -6,6 +6,8 @@ Fewer steps are shown on the same axes.
 
     python benchmarks/acceleration.py --model toyworld/dit-small   # the toy DiT: transformer caches (CPU)
     python benchmarks/acceleration.py --model toyworld/sd-base     # a toy UNet: ToMe, DeepCache, T-GATE (CPU)
+    python benchmarks/acceleration.py --model toyworld/dit-small --prompts 1000 --seeds 2 --rounds 1 \
+        --only first_block_cache=0.3,steps=10 --tag more_images    # smaller quality intervals
     python benchmarks/acceleration.py --preset gpu                 # arch/sd15 at 512x512, fp16, 30 steps, CUDA
     python benchmarks/acceleration.py --preset gpu --model arch/flux   # 1024x1024, bf16, 28 steps, CUDA
 
@@ -13,7 +15,7 @@ The GPU presets use real architectures with random weights (no download): their 
 model's, their images are noise, so quality figures are left out; they add the share of the device's peak
 FLOP/s (counting the FLOPs of the uncached model: for a cache, an effective rate). For FLUX, the first-block
 cache runs at a threshold that forces reuse: its time per step, not its quality. Prints the table and writes
-benchmarks/results/acceleration_<model>[_gpu].json.
+benchmarks/results/acceleration_<model>[_gpu][_<tag>].json.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from workbench.acceleration_benchmark import benchmark_acceleration, standard_configs
+from workbench.acceleration_benchmark import benchmark_acceleration, standard_configs, variant_label
 from workbench.config import AccelerationConfig, GenerationConfig
 from workbench.flops import image_flops, share_of_peak
 from workbench.local_pipeline import default_size
@@ -64,6 +66,9 @@ def main() -> None:
     parser.add_argument("--model", help="a model id (default: toyworld/sd-small on the CPU, arch/sd15 on a GPU)")
     parser.add_argument("--preset", choices=["cpu", "gpu"], default="cpu")
     parser.add_argument("--prompts", type=int, default=300, help="distinct toy world captions (one image each)")
+    parser.add_argument("--seeds", type=int, default=1, help="seeds per prompt (more images per config)")
+    parser.add_argument("--only", help="comma-separated config labels to run beside the baseline (default: all)")
+    parser.add_argument("--tag", help="a suffix for the results file (e.g. for a run of --only configs)")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=16)
@@ -81,10 +86,16 @@ def main() -> None:
         prompts, seeds = ["a photo of a red circle"], [0, 1]
     else:
         steps, size = args.steps, None
-        prompts, seeds = list(toy_prompts(args.prompts, seed=1)["prompt"]), [0]
+        prompts, seeds = list(toy_prompts(args.prompts, seed=1)["prompt"]), list(range(args.seeds))
     config = GenerationConfig(steps=steps, width=size, height=size, batch_size=args.batch_size)
     if not gpu:
         configs = standard_configs(pipe, config, compile=not args.no_compile)
+    if args.only:
+        wanted = set(args.only.split(","))
+        labels = {variant_label(c): c for c in configs}
+        if wanted - set(labels):
+            parser.error(f"--only {sorted(wanted - set(labels))}: not among this model's configs {sorted(labels)}")
+        configs = [labels[w] for w in labels if w in wanted]
     quality = {} if gpu else {"scorer": CLIPScorer("toyworld/clip"), "metrics": ["composition", "composition_all"]}
     result = benchmark_acceleration(pipe, prompts, seeds, configs, config=config, rounds=args.rounds, **quality)
     table = result.table
@@ -105,7 +116,8 @@ def main() -> None:
     print(shown.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     if torch.cuda.is_available():
         print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
-    out = RESULTS / f"acceleration_{name.split('/')[-1]}{'_gpu' if gpu else ''}.json"
+    suffix = ("_gpu" if gpu else "") + (f"_{args.tag}" if args.tag else "")
+    out = RESULTS / f"acceleration_{name.split('/')[-1]}{suffix}.json"
     RESULTS.mkdir(exist_ok=True)
     summary = {
         "model": name,

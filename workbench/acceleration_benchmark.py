@@ -141,6 +141,15 @@ class AccelerationBenchmark:
     images: dict = field(default_factory=dict, repr=False)
 
 
+def variant_label(item: AccelerationConfig | dict) -> str:
+    """A config's name in the benchmark's table: the toggles' label, or the settings a dict changes."""
+    if isinstance(item, AccelerationConfig):
+        return item.label()
+    if isinstance(item, dict):
+        return ", ".join(f"{k}={v}" for k, v in item.items())
+    raise ConfigError(f"configs holds AccelerationConfigs and dicts of GenerationConfig changes, got {item!r}")
+
+
 def _variants(
     configs: Sequence[AccelerationConfig | dict], config: GenerationConfig
 ) -> dict[str, tuple[AccelerationConfig, GenerationConfig]]:
@@ -148,15 +157,9 @@ def _variants(
     generation settings without toggles (fewer steps, another scheduler), shown on the same axes."""
     variants = {"baseline": (AccelerationConfig(), config)}
     for item in configs:
-        if isinstance(item, AccelerationConfig):
-            label, variant = item.label(), (item, config)
-        elif isinstance(item, dict):
-            label, variant = (
-                ", ".join(f"{k}={v}" for k, v in item.items()),
-                (AccelerationConfig(), config.replace(**item)),
-            )
-        else:
-            raise ConfigError(f"configs holds AccelerationConfigs and dicts of GenerationConfig changes, got {item!r}")
+        label = variant_label(item)
+        toggles = isinstance(item, AccelerationConfig)
+        variant = (item, config) if toggles else (AccelerationConfig(), config.replace(**item))
         if label in variants and variants[label] != variant:
             raise ConfigError(f"two configs are both labelled {label!r}")
         variants[label] = variant
