@@ -19,6 +19,8 @@ from workbench.generation import read_settings, reproduce, reproduction_code, sa
 from workbench.local_pipeline import default_size, guidance_arguments, max_sequence_length, token_budget
 from workbench.mag_cache import _blocks, mag_ratios_for
 from workbench.metric_validity import toy_prompts
+from workbench.plan import resolve, run
+from workbench.prompts import PromptOptimizer
 from workbench.toyworld.judge import judge_images
 
 DIT = "toyworld/dit-small"
@@ -80,6 +82,11 @@ def test_a_guidance_distilled_flux_takes_guidance_as_its_embedding_and_refuses_n
     assert guidance_arguments(pipe, 3.5, None, 1) == {"guidance_scale": 3.5}
     with pytest.raises(ConfigError, match="guidance-distilled"):
         guidance_arguments(pipe, 3.5, "blurry", 1)
+    # the prompt optimizer's negative prompt is left out for it (a user's own is refused, above)
+    assert PromptOptimizer(pipe).optimize("a red circle").negative_prompt
+    plan = resolve(pipe, "a red circle", GenerationConfig(steps=2, guidance=3.5))
+    [record] = run(plan, "a red circle", 0, optimize=True)
+    assert record.status == "ok" and record.prompt != "a red circle" and not record.config.negative_prompt
 
 
 def test_the_token_budget_counts_the_t5_window(dit):

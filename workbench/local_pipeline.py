@@ -32,7 +32,7 @@ from workbench.acceleration import (
 from workbench.backends import Cancel, ProgressCallback, is_cancelled
 from workbench.config import SCHEDULERS, AccelerationConfig, GenerationConfig
 from workbench.errors import ConfigError, GenerationCancelled
-from workbench.models import denoiser, model_id_of, separate_guidance_calls
+from workbench.models import denoiser, guidance_distilled, model_id_of, separate_guidance_calls
 from workbench.records import GenerationRecord, TokenBudget
 from workbench.resources import package_version
 
@@ -104,7 +104,7 @@ def guidance_arguments(pipe, guidance: float, negative_prompt: str | None, n: in
     negative = {"negative_prompt": [negative_prompt] * n} if negative_prompt else {}
     if not separate_guidance_calls(pipe):
         return {"guidance_scale": guidance, **negative}
-    if getattr(denoiser(pipe).config, "guidance_embeds", False):
+    if guidance_distilled(pipe):
         if negative:
             raise ConfigError(
                 f"{model_id_of(pipe)} is guidance-distilled (guidance is an embedding, not classifier-free "

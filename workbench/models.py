@@ -322,6 +322,13 @@ def separate_guidance_calls(pipe) -> bool:
     return "true_cfg_scale" in inspect.signature(type(pipe).__call__).parameters
 
 
+def guidance_distilled(pipe) -> bool:
+    """Whether a FLUX-type pipeline's transformer takes guidance as an embedding (FLUX.1-dev:
+    ``guidance_embeds``) instead of classifier-free guidance: it has no use for a negative prompt."""
+    net = getattr(pipe, "transformer", None)
+    return separate_guidance_calls(pipe) and bool(getattr(getattr(net, "config", None), "guidance_embeds", False))
+
+
 def model_id_of(pipe) -> str:
     """The id a pipeline was loaded under (its folder or hub name when not loaded by ``load``)."""
     return getattr(pipe, "workbench_model_id", None) or pipe.name_or_path

@@ -22,7 +22,7 @@ from workbench.config import AccelerationConfig, GenerationConfig, RouteSpec
 from workbench.errors import ConfigError
 from workbench.generation import accelerate, as_backend, generate
 from workbench.local_pipeline import pipeline_tokenizers
-from workbench.models import PipelineCache, default_cache, load
+from workbench.models import PipelineCache, default_cache, guidance_distilled, load
 from workbench.prompts import PromptOptimizer
 from workbench.records import GenerationRecord
 
@@ -117,7 +117,9 @@ def run(
         jobs = []
         for index, prompt in enumerate(prompts):
             optimized = optimizer.optimize(prompt, style)
-            negative = plan.config.negative_prompt or optimized.negative_prompt
+            # a guidance-distilled model refuses negative prompts: the optimizer's is left out for it
+            added = None if guidance_distilled(pipe) else optimized.negative_prompt
+            negative = plan.config.negative_prompt or added
             context = {**plan.context, "typed_prompt": prompt, "style": style}
             prompt_seeds = [seeds[index]] if pairs else seeds
             jobs.append(([optimized.prompt], prompt_seeds, plan.config.replace(negative_prompt=negative), context))
