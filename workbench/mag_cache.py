@@ -93,6 +93,11 @@ def calibrate_mag_ratios(pipe, prompts: list[str], config=None, seeds=(0,)) -> t
                 calls.clear()
                 generate(pipe, [prompt], config, seeds=[seed])
                 branches = len(calls) // config.steps  # 2 where the negative prompt is a call of its own
+                if not branches or len(calls) % config.steps:
+                    raise ConfigError(
+                        f"calibrating MagCache needs one transformer call per step and branch, got {len(calls)} "
+                        f"calls for {config.steps} steps (a scheduler that calls the transformer twice a step?)"
+                    )
                 for branch in range(branches):
                     residuals = calls[branch::branches]
                     for step in range(1, config.steps):
