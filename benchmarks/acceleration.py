@@ -7,7 +7,7 @@ Fewer steps are shown on the same axes.
     python benchmarks/acceleration.py --model toyworld/dit-small   # the toy DiT: transformer caches (CPU)
     python benchmarks/acceleration.py --model toyworld/sd-base     # a toy UNet: ToMe, DeepCache, T-GATE (CPU)
     python benchmarks/acceleration.py --model toyworld/dit-small --prompts 1000 --seeds 2 --rounds 1 \
-        --only first_block_cache=0.3,steps=10 --tag more_images    # smaller quality intervals
+        --only first_block_cache=0.3 --only steps=10 --tag more_images   # smaller quality intervals
     python benchmarks/acceleration.py --preset gpu                 # arch/sd15 at 512x512, fp16, 30 steps, CUDA
     python benchmarks/acceleration.py --preset gpu --model arch/flux   # 1024x1024, bf16, 28 steps, CUDA
 
@@ -66,14 +66,16 @@ def main() -> None:
     parser.add_argument("--model", help="a model id (default: toyworld/sd-small on the CPU, arch/sd15 on a GPU)")
     parser.add_argument("--preset", choices=["cpu", "gpu"], default="cpu")
     parser.add_argument("--prompts", type=int, default=300, help="distinct toy world captions (one image each)")
-    parser.add_argument("--seeds", type=int, default=1, help="seeds per prompt (more images per config)")
-    parser.add_argument("--only", help="comma-separated config labels to run beside the baseline (default: all)")
+    parser.add_argument("--seeds", type=int, default=1, help="seeds per prompt (more images per config; CPU preset)")
+    parser.add_argument("--only", action="append", help="a config's label to run beside the baseline (repeat it)")
     parser.add_argument("--tag", help="a suffix for the results file (e.g. for a run of --only configs)")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--no-compile", action="store_true", help="leave torch.compile out (it takes minutes)")
     args = parser.parse_args()
+    if args.seeds < 1 or args.prompts < 1:
+        parser.error(f"--prompts and --seeds must be at least 1, got {args.prompts} and {args.seeds}")
 
     name = args.model or ("arch/sd15" if args.preset == "gpu" else "toyworld/sd-small")
     gpu = GPU_PRESETS.get(name) if args.preset == "gpu" else None
@@ -91,7 +93,9 @@ def main() -> None:
     if not gpu:
         configs = standard_configs(pipe, config, compile=not args.no_compile)
     if args.only:
-        wanted = set(args.only.split(","))
+        if not args.tag:
+            parser.error("--only needs a --tag: a run of some configs must not replace the full run's results")
+        wanted = set(args.only) - {"baseline"}  # the baseline always runs
         labels = {variant_label(c): c for c in configs}
         if wanted - set(labels):
             parser.error(f"--only {sorted(wanted - set(labels))}: not among this model's configs {sorted(labels)}")

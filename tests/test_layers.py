@@ -19,6 +19,7 @@ LAYERS = [
         "architectures",
         "flops",
         "tgate",
+        "mag_cache",
         "acceleration",
         "models",
         "toyworld",

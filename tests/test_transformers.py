@@ -17,7 +17,7 @@ from workbench.config import AccelerationConfig, GenerationConfig
 from workbench.errors import ConfigError
 from workbench.generation import read_settings, reproduce, reproduction_code, save_image
 from workbench.local_pipeline import default_size, guidance_arguments, max_sequence_length, token_budget
-from workbench.mag_cache import _blocks, mag_ratios_for
+from workbench.mag_cache import mag_ratios_for
 from workbench.metric_validity import toy_prompts
 from workbench.plan import resolve, run
 from workbench.prompts import PromptOptimizer
@@ -165,24 +165,44 @@ def test_caches_refuse_compile_a_second_cache_and_a_cache_already_on(dit):
         dit.transformer.disable_cache()
 
 
-def test_mag_cache_ratios_are_calibrated_shipped_and_interpolated_to_the_calls_steps(dit):
-    steps = 12
-    ratios = wb.calibrate_mag_ratios(dit, PROMPTS[:1], GenerationConfig(steps=steps))
-    assert len(ratios) == steps and ratios[0] == 1.0 and all(0.5 < r < 2 for r in ratios)
-    assert mag_ratios_for(dit) is not None and len(mag_ratios_for(dit)) == 20  # written by its training
+def test_mag_cache_ratios_match_diffusers_calibration_and_the_toy_dit_ships_its_own(dit, capsys):
+    from diffusers import MagCacheConfig
+
+    config = GenerationConfig(steps=6)
+    ratios = wb.calibrate_mag_ratios(dit, PROMPTS[0], config)
+    assert len(ratios) == 6 and ratios[0] == 1.0
+    dit.transformer.enable_cache(MagCacheConfig(calibrate=True, num_inference_steps=6))
+    try:
+        wb.generate(dit, PROMPTS[0], config)  # diffusers prints one list per branch (cond, uncond)
+    finally:
+        dit.transformer.disable_cache()
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("[1.0")]
+    assert len(printed) == 2 and np.allclose(ratios, np.mean(printed, axis=0), atol=1e-4)
+    shipped = mag_ratios_for(dit)  # written by its training
+    assert shipped is not None and len(shipped) == 20
+    with wb.accelerate(dit, AccelerationConfig(mag_cache=0.24)) as applied:
+        [record] = wb.generate(dit, PROMPTS[0], config)
+    assert applied.mag_ratios == shipped and record.acceleration.mag_ratios == shipped  # recorded: reproducible
+    assert record.to_row()["acceleration"] == "mag_cache=0.24"
+
+
+def test_mag_cache_skips_steps_at_every_step_count_and_is_refused_without_ratios(dit):
+    ratios = wb.calibrate_mag_ratios(dit, PROMPTS, GenerationConfig(steps=12))
     computed = []  # the tail block's inner norm runs only where the blocks compute
-    handle = _blocks(dit.transformer)[-1].norm.register_forward_hook(lambda *_: computed.append(1))
-    for n in (steps, 5):  # ratios of 12 steps, interpolated to a call of 5
-        computed.clear()
+    handle = dit.transformer.single_transformer_blocks[-1].norm.register_forward_hook(lambda *_: computed.append(1))
+    try:
         with wb.accelerate(dit, AccelerationConfig(mag_cache=1.0, mag_ratios=ratios)):
-            _make(dit, steps=n, batch_size=4)
-        # every step under retention (20%) computes, then at most 3 skipped in a row; 2 calls a step (true CFG)
-        assert 2 * (n // 4 + 1) <= len(computed) < 2 * n, (n, len(computed))
-    handle.remove()
+            for n in (5, 12, 5):  # ratios of 12 steps, interpolated to each call's steps, in one block
+                computed.clear()
+                _make(dit, steps=n, batch_size=4)
+                # steps under retention (20%) compute, then at most 3 skipped in a row; 2 calls a step (true CFG)
+                assert 2 * (n // 4 + 1) <= len(computed) < 2 * n, (n, len(computed))
+    finally:
+        handle.remove()
     tiny = build_architecture("tiny-flux")
     _refused(tiny, AccelerationConfig(mag_cache=0.1), r"mag_cache needs magnitude ratios.*calibrate_mag_ratios")
     with wb.accelerate(dit, AccelerationConfig(mag_cache=0.1)), pytest.raises(ConfigError, match="outside an accel"):
-        wb.calibrate_mag_ratios(dit, PROMPTS[:1])
+        wb.calibrate_mag_ratios(dit, PROMPTS[0])
 
 
 def test_the_first_block_cache_records_each_images_batch_and_reproduce_rebuilds_it(dit, tmp_path):

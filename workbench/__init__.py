@@ -46,13 +46,13 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time, __getattr__ imp
     from workbench.generation import (
         ReproduceResult,
         accelerate,
+        calibrate_mag_ratios,
         generate,
         read_settings,
         reproduce,
         reproduction_code,
         save_image,
     )
-    from workbench.mag_cache import calibrate_mag_ratios
     from workbench.metrics import METRICS, CLIPScorer, Metric, MetricOptions, fidelity, register_metric
     from workbench.models import ModelLoader, PipelineCache, available_models, load, register_loader
     from workbench.plan import ROUTED, Plan, resolve, run
@@ -91,7 +91,6 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(["image_flops", "share_of_peak"], "flops"),
     **dict.fromkeys(["AccelerationBenchmark", "benchmark_acceleration", "standard_configs"], "acceleration_benchmark"),
     "architecture_parameters": "architectures",
-    "calibrate_mag_ratios": "mag_cache",
     "ImageBackend": "backends",
     "RemoteModel": "client",
     **dict.fromkeys(["SCHEDULERS", "AccelerationConfig", "GenerationConfig", "RouteSpec"], "config"),
@@ -123,7 +122,16 @@ _EXPORTS: dict[str, str] = {
         "evaluation",
     ),
     **dict.fromkeys(
-        ["ReproduceResult", "accelerate", "generate", "read_settings", "reproduce", "reproduction_code", "save_image"],
+        [
+            "ReproduceResult",
+            "accelerate",
+            "calibrate_mag_ratios",
+            "generate",
+            "read_settings",
+            "reproduce",
+            "reproduction_code",
+            "save_image",
+        ],
         "generation",
     ),
     **dict.fromkeys(["METRICS", "CLIPScorer", "Metric", "MetricOptions", "fidelity", "register_metric"], "metrics"),

@@ -46,12 +46,17 @@ def active_acceleration(pipe) -> AccelerationConfig | None:
 
 
 def check_scheduler(pipe, scheduler) -> None:
-    """DeepCache and T-GATE count steps by the UNet's calls or timesteps; a scheduler that calls the UNet twice
-    a step (Heun, KDPM2: order > 1) would make them reuse the wrong features or gate at the wrong step."""
+    """DeepCache, T-GATE and MagCache count steps by the denoiser's calls or timesteps; a scheduler that calls it
+    twice a step (Heun, KDPM2: order > 1) would make them reuse the wrong features or skip the wrong steps."""
     config = active_acceleration(pipe)
     if config is None or getattr(scheduler, "order", 1) == 1:
         return
-    for on, name in ((config.deepcache_interval > 1, "DeepCache"), (config.tgate_step > 0, "T-GATE")):
+    counted = {
+        "DeepCache": config.deepcache_interval > 1,
+        "T-GATE": config.tgate_step > 0,
+        "MagCache": config.mag_cache > 0,
+    }
+    for name, on in counted.items():
         if on:
             raise ConfigError(
                 f"{name} cannot run with {type(scheduler).__name__}: it repeats timesteps (order "
@@ -69,7 +74,7 @@ def check_guidance(pipe, true_cfg_scale: float) -> None:
         raise ConfigError(
             f"{cache} cannot run under guidance {true_cfg_scale} on {model_id_of(pipe)}: its negative prompt is a "
             f"transformer call of its own (true CFG), and the cache keeps one state for both calls; use guidance "
-            f"<= 1, or first_block_cache / taylorseer_interval (a state per branch)"
+            f"<= 1, or first_block_cache / taylorseer_interval / mag_cache (a state per branch)"
         )
 
 
@@ -200,9 +205,8 @@ def _cache_config(pipe, config: AccelerationConfig, steps: int | None = None):
     if config.first_block_cache:
         return FirstBlockCacheConfig(threshold=config.first_block_cache)
     if config.mag_cache:
-        ratios = config.mag_ratios or mag_ratios_for(pipe)
-        steps = steps or len(ratios)
-        return MagCacheConfig(threshold=config.mag_cache, mag_ratios=list(ratios), num_inference_steps=steps)
+        ratios = list(config.mag_ratios)
+        return MagCacheConfig(threshold=config.mag_cache, mag_ratios=ratios, num_inference_steps=steps or len(ratios))
     if config.taylorseer_interval > 1:
         return TaylorSeerCacheConfig(cache_interval=config.taylorseer_interval, taylor_factors_dtype=torch.float32)
     if config.faster_cache_interval > 1:
@@ -260,6 +264,8 @@ def accelerate_pipeline(pipe, config: AccelerationConfig) -> Iterator[Accelerati
     if active_acceleration(pipe) is not None:
         raise ConfigError(f"this pipeline is already accelerated ({active_acceleration(pipe).label()}); nest no blocks")
     _check(pipe, config)
+    if config.mag_cache and not config.mag_ratios:  # the model's own ratios, recorded with its images
+        config = config.replace(mag_ratios=mag_ratios_for(pipe))
     undo: list = []
     try:
         with contextlib.ExitStack() as stack:

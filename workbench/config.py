@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -204,10 +205,16 @@ class AccelerationConfig(_Settings):
 
     def _check_mag_ratios(self) -> None:
         ratios = self.mag_ratios
-        if not isinstance(ratios, (list, tuple)) or not all(
-            isinstance(r, (int, float)) and not isinstance(r, bool) and 0 < r < math.inf for r in ratios
+        ratios = ratios.tolist() if hasattr(ratios, "tolist") else ratios  # a tensor or array, e.g. FLUX_MAG_RATIOS
+        if (
+            not isinstance(ratios, (list, tuple))
+            or len(ratios) > MAX_STEPS
+            or not all(isinstance(r, numbers.Real) and not isinstance(r, bool) and 0 < r < math.inf for r in ratios)
         ):
-            raise ConfigError(f"mag_ratios must be positive numbers, one per step, got {ratios!r}", "mag_ratios")
+            raise ConfigError(
+                f"mag_ratios must be positive numbers, one per step (at most {MAX_STEPS}), got {self.mag_ratios!r}",
+                "mag_ratios",
+            )
         if ratios and (len(ratios) < 2 or not self.mag_cache):
             raise ConfigError(
                 f"mag_ratios are MagCache's, one per step (at least 2): set mag_cache > 0 with them, got "
@@ -242,7 +249,7 @@ class AccelerationConfig(_Settings):
 
     def label(self) -> str:
         """A short name: "baseline", or the changes ("deepcache_interval=3, channels_last")."""
-        shown = {k: f"[{len(v)} steps]" if k == "mag_ratios" else v for k, v in self.changes().items()}
+        shown = {k: v for k, v in self.changes().items() if k != "mag_ratios"}  # data: in the record, not the name
         parts = [k if v is True else f"{k}={v}" for k, v in shown.items()]
         return ", ".join(parts) or "baseline"
 

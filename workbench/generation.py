@@ -22,10 +22,12 @@ import numpy as np
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from workbench.acceleration import active_acceleration
 from workbench.backends import Cancel, ImageBackend, ProgressCallback
 from workbench.config import AccelerationConfig, GenerationConfig
 from workbench.errors import ConfigError, ImageMetadataError
-from workbench.local_pipeline import LocalPipeline
+from workbench.local_pipeline import LocalPipeline, guidance_arguments
+from workbench.mag_cache import MagRatioMeter
 from workbench.models import load, pick_device
 from workbench.records import GenerationRecord
 
@@ -35,6 +37,7 @@ __all__ = [
     "accelerate",
     "as_backend",
     "as_list",
+    "calibrate_mag_ratios",
     "check_seeds",
     "generate",
     "image_file_name",
@@ -137,6 +140,26 @@ def accelerate(pipe, config: AccelerationConfig | None = None) -> Iterator[Accel
         raise ConfigError(f"config must be an AccelerationConfig, got {type(config).__name__}")
     with as_backend(pipe).accelerated(config) as applied:
         yield applied
+
+
+def calibrate_mag_ratios(
+    pipe, prompts: str | Sequence[str], config: GenerationConfig | None = None, seeds: int | Sequence[int] = 0
+) -> tuple[float, ...]:
+    """MagCache's magnitude ratios for ``pipe``'s transformer (``workbench.mag_cache``): ``prompts`` x ``seeds``
+    generated under ``config`` (its steps are the ratios' length) with no cache, each step's ratio averaged
+    over the images and guidance branches. Use them as ``AccelerationConfig(mag_cache=..., mag_ratios=...)``."""
+    backend = as_backend(pipe)
+    if not isinstance(backend, LocalPipeline):
+        raise ConfigError(f"MagCache's ratios are measured on a local pipeline, got {type(backend).__name__}")
+    pipe = backend.pipe
+    if active_acceleration(pipe) is not None:
+        raise ConfigError(f"calibrate outside an accelerate block: {active_acceleration(pipe).label()} is applied")
+    config = config or GenerationConfig()
+    arguments = guidance_arguments(pipe, config.guidance, config.negative_prompt, 1)
+    branches = 2 if arguments.get("true_cfg_scale", 1.0) > 1 else 1  # the negative prompt: a call of its own
+    with MagRatioMeter(pipe) as meter:
+        generate(backend, prompts, config, seeds)
+    return meter.ratios(config.steps, branches)
 
 
 # --- saving and reproducing ----------------------------------------------------------------------

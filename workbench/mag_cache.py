@@ -3,13 +3,15 @@ measured for a model, and found for the models that ship them.
 
 MagCache skips a transformer step while the error it accumulates stays small, and predicts that error from
 how the magnitude of the blocks' residual (tail block output minus head block input, the image tokens)
-changes from one step to the next: ``ratio[i] = mean over tokens of |r_i| / |r_(i-1)|``. The ratios belong to
-a model and its schedule, so they are measured once (``calibrate_mag_ratios``: a few generations without
-skipping) and reused at any step count (diffusers interpolates them to the steps of the call).
+changes from one step to the next: ``ratio[i] = mean over tokens of |r_i| / |r_(i-1)|``, diffusers'
+calibration formula. The ratios belong to a model and its schedule: they are measured once
+(``workbench.calibrate_mag_ratios``, a few generations without skipping, through ``MagRatioMeter``) and
+interpolated by diffusers to the steps of each call (nearest step: a far smaller step count than the
+calibration's underestimates the error of each skipped step).
 
-Where ratios come from, in order (``mag_ratios_for``): ``AccelerationConfig.mag_ratios``; a
-``mag_ratios.json`` in the model's folder (the toy DiT ships one, written by its training); the published
-ratios of FLUX.1 [dev] and [schnell] (diffusers' ``FLUX_MAG_RATIOS``).
+``mag_ratios_for`` finds a model's own: a ``mag_ratios.json`` in its folder (the toy DiT ships one, written
+by its training), or the published ratios of FLUX.1 [dev] and [schnell] (diffusers' ``FLUX_MAG_RATIOS``)
+for those hub ids. ``AccelerationConfig.mag_ratios`` given explicitly come first.
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from workbench.config import AccelerationConfig
 from workbench.errors import ConfigError
 from workbench.models import denoiser, model_id_of
 
-__all__ = ["MAG_RATIOS_FILE", "calibrate_mag_ratios", "mag_ratios_for", "write_mag_ratios"]
+__all__ = ["MAG_RATIOS_FILE", "MagRatioMeter", "mag_ratios_for", "write_mag_ratios"]
 
 MAG_RATIOS_FILE = "mag_ratios.json"  # in a model's folder: {"mag_ratios": [...], "steps": N, "prompts": M}
 _PUBLISHED = ("black-forest-labs/FLUX.1-dev", "black-forest-labs/FLUX.1-schnell")
@@ -31,10 +34,15 @@ _PUBLISHED = ("black-forest-labs/FLUX.1-dev", "black-forest-labs/FLUX.1-schnell"
 
 def mag_ratios_for(pipe) -> tuple[float, ...] | None:
     """The magnitude ratios known for ``pipe``'s model: its folder's ``mag_ratios.json``, or FLUX.1's published
-    ones; None when neither applies (measure them with ``calibrate_mag_ratios``)."""
-    file = Path(str(getattr(pipe, "name_or_path", "") or "")) / MAG_RATIOS_FILE
-    if file.is_file():
-        return tuple(json.loads(file.read_text())["mag_ratios"])
+    ones for its hub ids; None when neither applies (measure them with ``workbench.calibrate_mag_ratios``)."""
+    folder = getattr(pipe, "name_or_path", None)
+    file = Path(folder) / MAG_RATIOS_FILE if folder else None
+    if file is not None and file.is_file():
+        try:
+            ratios = json.loads(file.read_text())["mag_ratios"]
+            return AccelerationConfig(mag_cache=1.0, mag_ratios=ratios).mag_ratios
+        except (ValueError, KeyError, TypeError) as error:
+            raise ConfigError(f"{file} does not hold MagCache ratios ({{'mag_ratios': [...]}}): {error}") from None
     if model_id_of(pipe) in _PUBLISHED:
         from diffusers.hooks.mag_cache import FLUX_MAG_RATIOS
 
@@ -42,74 +50,79 @@ def mag_ratios_for(pipe) -> tuple[float, ...] | None:
     return None
 
 
-def _blocks(net: torch.nn.Module) -> list[torch.nn.Module]:
-    """The transformer blocks in order, as diffusers' MagCache finds them (its head and tail are the ends)."""
-    from diffusers.hooks._common import _ALL_TRANSFORMER_BLOCK_IDENTIFIERS
-
-    return [
-        block
-        for name, blocks in net.named_children()
-        if name in _ALL_TRANSFORMER_BLOCK_IDENTIFIERS and isinstance(blocks, torch.nn.ModuleList)
-        for block in blocks
-    ]
-
-
-def calibrate_mag_ratios(pipe, prompts: list[str], config=None, seeds=(0,)) -> tuple[float, ...]:
-    """Measure MagCache's magnitude ratios for ``pipe``'s transformer: generate ``prompts`` × ``seeds`` under
-    ``config`` (a ``GenerationConfig``; its steps are the ratios' length) with hooks on the head and tail
-    blocks, and average each step's ratio over the images and the guidance branches (a true-CFG pipeline's
-    negative prompt is a call of its own, with a residual of its own)."""
-    from diffusers.hooks._helpers import TransformerBlockRegistry
-
-    from workbench.acceleration import active_acceleration
-    from workbench.config import GenerationConfig
-    from workbench.generation import generate
-
-    if active_acceleration(pipe) is not None:
-        raise ConfigError(f"calibrate outside an accelerate block: {active_acceleration(pipe).label()} is applied")
-    config = config or GenerationConfig()
-    blocks = _blocks(denoiser(pipe))
-    head, tail = blocks[0], blocks[-1]
-    head_meta, tail_meta = TransformerBlockRegistry.get(type(head)), TransformerBlockRegistry.get(type(tail))
-    calls: list[torch.Tensor] = []  # each transformer call's residual (image tokens), in call order
-    inputs: list[torch.Tensor] = []
-
-    def before_head(_module, args, kwargs):
-        inputs.append(head_meta._get_parameter_from_args_kwargs(head_meta.hidden_states_argument_name, args, kwargs))
-
-    def after_tail(_module, _args, _kwargs, output):
-        hidden = output[tail_meta.return_hidden_states_index] if isinstance(output, tuple) else output
-        start = inputs.pop()
-        calls.append((hidden[:, -start.shape[1] :] - start).float())
-
-    handles = [
-        head.register_forward_pre_hook(before_head, with_kwargs=True),
-        tail.register_forward_hook(after_tail, with_kwargs=True),
-    ]
-    ratios: list[list[float]] = [[] for _ in range(config.steps)]
-    try:
-        for prompt in prompts:
-            for seed in seeds:
-                calls.clear()
-                generate(pipe, [prompt], config, seeds=[seed])
-                branches = len(calls) // config.steps  # 2 where the negative prompt is a call of its own
-                if not branches or len(calls) % config.steps:
-                    raise ConfigError(
-                        f"calibrating MagCache needs one transformer call per step and branch, got {len(calls)} "
-                        f"calls for {config.steps} steps (a scheduler that calls the transformer twice a step?)"
-                    )
-                for branch in range(branches):
-                    residuals = calls[branch::branches]
-                    for step in range(1, config.steps):
-                        now, before = residuals[step].norm(dim=-1), residuals[step - 1].norm(dim=-1)
-                        ratios[step].append((now / (before + 1e-8)).mean().item())
-    finally:
-        for handle in handles:
-            handle.remove()
-    return (1.0, *(round(float(np.mean(r)), 5) for r in ratios[1:]))
-
-
 def write_mag_ratios(folder: Path, ratios: tuple[float, ...], prompts: int) -> None:
     """Save ``ratios`` as the model folder's ``mag_ratios.json`` (read by ``mag_ratios_for``)."""
     data = {"mag_ratios": list(ratios), "steps": len(ratios), "prompts": prompts}
     (Path(folder) / MAG_RATIOS_FILE).write_text(json.dumps(data, indent=2) + "\n")
+
+
+class MagRatioMeter:
+    """Hooks on ``pipe``'s transformer that record, while the block runs, the magnitude of each call's residual
+    per token; ``ratios(steps, branches)`` turns them into MagCache's ratios.
+
+    The head and tail blocks are those diffusers' MagCache hooks (the first and last of the transformer's
+    block lists); the residual is the tail's image tokens minus the head's input."""
+
+    def __init__(self, pipe):
+        from diffusers.hooks._common import _ALL_TRANSFORMER_BLOCK_IDENTIFIERS
+        from diffusers.hooks._helpers import TransformerBlockRegistry
+
+        net = denoiser(pipe)
+        if getattr(net, "is_cache_enabled", False):
+            raise ConfigError(f"measure MagCache's ratios without a cache: {type(net._cache_config).__name__} is on")
+        blocks = [
+            block
+            for name, group in net.named_children()
+            if name in _ALL_TRANSFORMER_BLOCK_IDENTIFIERS and isinstance(group, torch.nn.ModuleList)
+            for block in group
+        ]
+        try:
+            self._meta = [TransformerBlockRegistry.get(type(b)) for b in (blocks[0], blocks[-1])] if blocks else []
+        except ValueError:
+            self._meta = []
+        if not self._meta:
+            kind = type(net).__name__
+            raise ConfigError(f"MagCache needs a transformer with blocks diffusers' caches know; {kind} has none")
+        self._head, self._tail = blocks[0], blocks[-1]
+        self._inputs: list[torch.Tensor] = []
+        self.norms: list[torch.Tensor] = []  # per transformer call: (batch, tokens)
+
+    def __enter__(self) -> MagRatioMeter:
+        head_meta, tail_meta = self._meta
+
+        def before_head(_module, args, kwargs):
+            name = head_meta.hidden_states_argument_name
+            self._inputs.append(head_meta._get_parameter_from_args_kwargs(name, args, kwargs))
+
+        def after_tail(_module, _args, _kwargs, output):
+            hidden = output[tail_meta.return_hidden_states_index] if isinstance(output, tuple) else output
+            start = self._inputs.pop()
+            self.norms.append((hidden[:, -start.shape[1] :] - start).float().norm(dim=-1))
+
+        self._handles = [
+            self._head.register_forward_pre_hook(before_head, with_kwargs=True),
+            self._tail.register_forward_hook(after_tail, with_kwargs=True),
+        ]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+    def ratios(self, steps: int, branches: int) -> tuple[float, ...]:
+        """The ratio per step, averaged over the images and the guidance ``branches`` (2 where the negative
+        prompt is a transformer call of its own): the calls recorded are pipeline calls of ``steps`` steps,
+        each step one call per branch."""
+        per_call = steps * branches
+        if not self.norms or len(self.norms) % per_call:
+            raise ConfigError(
+                f"MagCache's ratios need {branches} transformer call(s) per step: got {len(self.norms)} calls, not "
+                f"a multiple of {steps} steps x {branches} (a scheduler that calls the transformer twice a step?)"
+            )
+        ratios: list[list[float]] = [[] for _ in range(steps)]
+        for start in range(0, len(self.norms), per_call):
+            for branch in range(branches):
+                norms = self.norms[start + branch : start + per_call : branches]
+                for step in range(1, steps):
+                    ratios[step].append((norms[step] / (norms[step - 1] + 1e-8)).mean().item())
+        return (1.0, *(round(float(np.mean(r)), 5) for r in ratios[1:]))

@@ -114,11 +114,11 @@ def run(
     jobs = [(prompts, seeds, plan.config, plan.context)]  # one call: batches may span prompts
     if optimize or style:
         optimizer = PromptOptimizer(pipe if pipeline_tokenizers(pipe) else None)
+        takes_negative = not guidance_distilled(pipe)  # a guidance-distilled model refuses negative prompts
         jobs = []
         for index, prompt in enumerate(prompts):
             optimized = optimizer.optimize(prompt, style)
-            # a guidance-distilled model refuses negative prompts: the optimizer's is left out for it
-            added = None if guidance_distilled(pipe) else optimized.negative_prompt
+            added = optimized.negative_prompt if takes_negative else None
             negative = plan.config.negative_prompt or added
             context = {**plan.context, "typed_prompt": prompt, "style": style}
             prompt_seeds = [seeds[index]] if pairs else seeds

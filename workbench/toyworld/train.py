@@ -599,13 +599,18 @@ def _save_dit(folder: Path, trained: torch.nn.ModuleDict, ema: dict, parts: dict
 def _write_mag_ratios(folder: Path, prompts: int = 16) -> None:
     """MagCache's magnitude ratios of the DiT saved in ``folder`` (``workbench.mag_cache``), measured on
     ``prompts`` seen captions at the default settings and written beside it."""
-    from workbench.mag_cache import calibrate_mag_ratios, write_mag_ratios
+    from workbench.config import GenerationConfig
+    from workbench.local_pipeline import LocalPipeline
+    from workbench.mag_cache import MagRatioMeter, write_mag_ratios
     from workbench.models import load_uncached
 
     pipe = load_uncached(str(folder), torch.device("cpu"), torch.float32)
     seen = [s for s in scenes.all_scenes() if not s.held_out]
     captions = [scenes.caption(s) for s in seen[:: len(seen) // prompts][:prompts]]
-    write_mag_ratios(folder, calibrate_mag_ratios(pipe, captions), len(captions))
+    config = GenerationConfig()  # guidance 5: true CFG, the negative prompt a transformer call of its own
+    with MagRatioMeter(pipe) as meter:
+        LocalPipeline(pipe).make_images([(caption, 0) for caption in captions], config)
+    write_mag_ratios(folder, meter.ratios(config.steps, branches=2), len(captions))
 
 
 def _drop_source_paths(folder: Path) -> None:
