@@ -14,8 +14,8 @@ Fewer steps are shown on the same axes.
 The GPU presets use real architectures with random weights (no download): their speed is the real
 model's, their images are noise, so quality figures are left out; they add the share of the device's peak
 FLOP/s (counting the FLOPs of the uncached model: for a cache, an effective rate). For FLUX, the first-block
-cache runs at a threshold that forces reuse: its time per step, not its quality. Prints the table and writes
-benchmarks/results/acceleration_<model>[_gpu][_<tag>].json.
+cache and MagCache run at thresholds that force reuse: their time per step, not their quality. Prints the
+table and writes benchmarks/results/acceleration_<model>[_gpu][_<tag>].json.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import json
 from pathlib import Path
 
 import torch
+from diffusers.hooks.mag_cache import FLUX_MAG_RATIOS
 
 from workbench.acceleration_benchmark import benchmark_acceleration, standard_configs, variant_label
 from workbench.config import AccelerationConfig, GenerationConfig
@@ -51,8 +52,12 @@ GPU_PRESETS = {  # by model
         "steps": 28,
         "size": 1024,
         "dtype": "bfloat16",
-        # random weights: a threshold this high makes every step after the first reuse the cache
-        "configs": [AccelerationConfig(first_block_cache=10.0)],
+        # random weights: thresholds this high make the caches reuse as often as they may (MagCache with
+        # FLUX.1's published ratios, as for the real model)
+        "configs": [
+            AccelerationConfig(first_block_cache=10.0),
+            AccelerationConfig(mag_cache=10.0, mag_ratios=FLUX_MAG_RATIOS),
+        ],
     },
 }
 COLUMNS = ["config", "total_s_per_image", "denoiser_s_per_image", "speedup_total", "speedup_denoiser",

@@ -3,11 +3,11 @@
 ``accelerate_pipeline(pipe, AccelerationConfig(...))`` is a context manager (``workbench.accelerate`` is the
 entry point for any backend, which calls it for a local pipeline): on entry it applies the UNet methods
 (ToMe through tomesd, DeepCache, T-GATE), a transformer cache (diffusers' first-block cache, TaylorSeer,
-FasterCache, pyramid attention broadcast or MagCache), torch.compile, a dtype, an attention backend, channels-last, VAE
-tiling/slicing and CPU offload; on exit it undoes each, so the pipeline then makes bit-identical images to
-before. Methods made for the other kind of denoiser, and known pitfalls, are refused with a clear error
-before anything is changed. Images generated inside the block record the toggles (the ``acceleration``
-column of their rows).
+FasterCache, pyramid attention broadcast or MagCache), torch.compile, a dtype, an attention backend,
+channels-last, VAE tiling/slicing and CPU offload; on exit it undoes each, so the pipeline then makes
+bit-identical images to before. Methods made for the other kind of denoiser, and known pitfalls, are refused
+with a clear error before anything is changed. Images generated inside the block record the toggles (the
+``acceleration`` column of their rows).
 
 ``workbench.acceleration_benchmark`` measures the toggles' speed against quality (``workbench.flops``: how
 close a time per image is to what the hardware could do).
