@@ -80,7 +80,7 @@ class TrainSettings:
     vae_batch: int = 32
     unet_steps: dict = field(default_factory=lambda: {"sd-small": 8000, "sd-base": 12000})
     unet_batch: int = 32
-    dit_steps: dict = field(default_factory=lambda: {"dit-small": 8000})
+    dit_steps: dict = field(default_factory=lambda: {"dit-small": 16000})
     dit_batch: int = 32
     dit_snapshots: tuple = ()  # steps after which the DiT's EMA weights are also saved (<out>/<name>-step<N>)
     images: int = 40_000
