@@ -62,7 +62,8 @@ GPU_PRESETS = {  # by model
 }
 COLUMNS = ["config", "total_s_per_image", "denoiser_s_per_image", "speedup_total", "speedup_denoiser",
            "composition_all", "composition_all_delta", "composition_all_delta_ci_low", "composition_all_delta_ci_high",
-           "composition", "clip_score", "clip_score_delta", "clip_score_delta_ci_low", "clip_score_delta_ci_high",
+           "composition", "composition_delta", "composition_delta_ci_low", "composition_delta_ci_high",
+           "clip_score", "clip_score_delta", "clip_score_delta_ci_low", "clip_score_delta_ci_high",
            "psnr", "ssim", "changed", "cold_extra_s", "achieved_tflops", "share_of_peak"]  # fmt: skip
 
 
