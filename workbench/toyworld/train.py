@@ -607,7 +607,7 @@ def _write_mag_ratios(folder: Path, prompts: int = 16) -> None:
     pipe = load_uncached(str(folder), torch.device("cpu"), torch.float32)
     seen = [s for s in scenes.all_scenes() if not s.held_out]
     captions = [scenes.caption(s) for s in seen[:: len(seen) // prompts][:prompts]]
-    config = GenerationConfig()  # guidance 5: true CFG, the negative prompt a transformer call of its own
+    config = GenerationConfig(batch_size=len(captions))  # guidance 5: true CFG, the negative prompt a call of its own
     with MagRatioMeter(pipe) as meter:
         LocalPipeline(pipe).make_images([(caption, 0) for caption in captions], config)
     write_mag_ratios(folder, meter.ratios(config.steps, branches=2), len(captions))
