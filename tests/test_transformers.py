@@ -205,6 +205,13 @@ def test_mag_cache_skips_steps_at_every_step_count_and_is_refused_without_ratios
         wb.calibrate_mag_ratios(dit, PROMPTS[0])
 
 
+@pytest.mark.parametrize("text", ["{not json", '{"ratios": [1.0, 0.9]}', '{"mag_ratios": [1.0, -0.9]}'])
+def test_a_bad_mag_ratios_file_is_named(tmp_path, text):
+    (tmp_path / "mag_ratios.json").write_text(text)
+    with pytest.raises(ConfigError, match=r"mag_ratios\.json does not hold MagCache ratios"):
+        mag_ratios_for(SimpleNamespace(name_or_path=str(tmp_path)))
+
+
 def test_the_first_block_cache_records_each_images_batch_and_reproduce_rebuilds_it(dit, tmp_path):
     config = AccelerationConfig(first_block_cache=0.3)
     assert config.batch_dependent and not AccelerationConfig(pab_interval=2).batch_dependent

@@ -127,7 +127,7 @@ def _check_denoiser(pipe, config: AccelerationConfig) -> None:
         raise ConfigError(f"this {kind} already has a cache enabled ({type(net._cache_config).__name__}); disable it")
     if config.compile:
         raise ConfigError(f"{cache} and torch.compile do not combine here: the cache's hooks decide per step in Python")
-    if cache == "mag_cache" and not (config.mag_ratios or mag_ratios_for(pipe)):
+    if cache == "mag_cache" and not config.mag_ratios:
         raise ConfigError(
             f"mag_cache needs magnitude ratios measured for {model_id_of(pipe)} (none are known for it): "
             f"ratios = workbench.calibrate_mag_ratios(pipe, prompts), then AccelerationConfig(mag_cache=..., "
@@ -263,9 +263,9 @@ def accelerate_pipeline(pipe, config: AccelerationConfig) -> Iterator[Accelerati
     after an error). ``workbench.generation.accelerate`` is the entry point for any backend."""
     if active_acceleration(pipe) is not None:
         raise ConfigError(f"this pipeline is already accelerated ({active_acceleration(pipe).label()}); nest no blocks")
-    _check(pipe, config)
     if config.mag_cache and not config.mag_ratios:  # the model's own ratios, recorded with its images
-        config = config.replace(mag_ratios=mag_ratios_for(pipe))
+        config = config.replace(mag_ratios=mag_ratios_for(pipe) or ())
+    _check(pipe, config)
     undo: list = []
     try:
         with contextlib.ExitStack() as stack:
