@@ -183,7 +183,7 @@ def test_the_acceleration_notebook_runs_headlessly_into_a_report(tmp_path):
 
     import pandas as pd
 
-    from workbench.run_files import read_summary
+    from workbench.run_folder import read_summary
     from workbench.studies import run_study
 
     notebook = Path(__file__).parent.parent / "notebooks" / "05_acceleration.ipynb"

@@ -194,7 +194,7 @@ def test_a_check_needs_the_whole_interval_past_its_threshold():
 
 
 def test_a_version_1_run_reads_in_the_current_form(runs):
-    from workbench.run_files import ADDED_COLUMNS, COMPARISON_COLUMNS, read_comparisons, read_results, read_summary
+    from workbench.run_folder import ADDED_COLUMNS, COMPARISON_COLUMNS, read_comparisons, read_results, read_summary
 
     old, new = runs / "study" / "20260101-100000-aaaaaa", runs / "study" / "20260102-100000-bbbbbb"
     results = read_results(old)
@@ -208,7 +208,7 @@ def test_a_version_1_run_reads_in_the_current_form(runs):
 
 
 def test_a_version_1_summary_keeps_its_keys_and_its_cost_reads_as_usd_per_image(tmp_path):
-    from workbench.run_files import read_summary
+    from workbench.run_folder import read_summary
 
     (tmp_path / "summary.json").write_text(json.dumps([{"model_id": "m", "clip_mean": 30.0, "cost_per_image": 0.001}]))
     (row,) = read_summary(tmp_path)["rows"]
@@ -218,7 +218,7 @@ def test_a_version_1_summary_keeps_its_keys_and_its_cost_reads_as_usd_per_image(
 
 
 def test_a_version_2_summary_reads_its_clip_keys_as_clip_score_keys(tmp_path):
-    from workbench.run_files import read_manifest, read_summary
+    from workbench.run_folder import read_manifest, read_summary
 
     old = {"model_id": "m", "clip_mean": 30.0, "clip_ci_low": 29.0, "clip_ci_high": 31.0}
     (tmp_path / "summary.json").write_text(json.dumps({"schema_version": 2, "rows": [old]}))

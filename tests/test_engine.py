@@ -22,8 +22,8 @@ from workbench.generation import generate
 from workbench.metrics import CLIPScorer
 from workbench.models import load
 from workbench.plan import Plan
-from workbench.results import TIMING_COLUMNS
-from workbench.run_files import SCHEMA_VERSION
+from workbench.run_folder import TIMING_COLUMNS
+from workbench.run_folder import SCHEMA_VERSION
 
 MODELS = ["toyworld/sd-small", "toyworld/sd-base"]
 PROMPTS = [

@@ -20,8 +20,7 @@ from workbench.evaluation import (
 )
 from workbench.generation import read_settings
 from workbench.metrics import CLIPScorer
-from workbench.results import ResultStore
-from workbench.run_files import read_summary
+from workbench.run_folder import ResultStore, Row, RunFolder, read_summary
 
 FAST = GenerationConfig(steps=2, batch_size=2)
 PROMPTS = ["a red circle in the centre, on a white background", "a sketch of a blue square", "a green cross"]
@@ -32,7 +31,7 @@ COLUMNS = {
     "prompt_id",
     "category",
     "seed",
-    "settings",
+    "settings_hash",
     "latency_s",
     "peak_mem_mb",
     "mem_kind",
@@ -84,14 +83,30 @@ def test_a_killed_run_resumes_with_exactly_the_missing_rows(tiny_model_dir, tmp_
     pd.testing.assert_frame_equal(df.iloc[:2].reset_index(drop=True), first)
 
 
-def test_store_skips_a_partial_line(tmp_path):
-    store = ResultStore(tmp_path / "r.jsonl")
-    store.append([{"a": 1}])
-    with open(store.path, "a") as fh:
-        fh.write('{"a": ')
-    store.append([{"a": 2}])
-    assert store.rows() == [{"a": 1}, {"a": 2}]
-    assert json.loads(store.path.read_text().splitlines()[-1]) == {"a": 2}
+def _row(seed: int, status: str = "ok") -> Row:
+    return Row(run_id="r", model_id="m", prompt_id="p0", prompt="x", category="", seed=seed, settings_hash="h",
+               config=GenerationConfig(), status=status)  # fmt: skip
+
+
+def test_the_run_folder_skips_a_partial_line_and_keeps_an_images_latest_row(tmp_path):
+    folder = RunFolder(tmp_path, "r")
+    folder.add([_row(0, "error: RuntimeError: out of memory")])
+    with open(tmp_path / RunFolder.RESULTS, "a") as fh:
+        fh.write('{"seed": ')  # a line cut short by a crash
+    folder.add([_row(0), _row(1)])
+    assert [row["seed"] for row in folder.rows()] == [0, 0, 1]
+    assert [(row["seed"], row["status"]) for row in folder.latest()] == [(0, "ok"), (1, "ok")]
+    assert folder.done() == {("m", "p0", 0, "h"), ("m", "p0", 1, "h")}
+    assert json.loads((tmp_path / RunFolder.RESULTS).read_text().splitlines()[-1])["seed"] == 1
+    stored = folder.rows()[-1]  # reads back as the Row that wrote it
+    assert json.dumps(Row.from_dict(stored).to_dict(), sort_keys=True) == json.dumps(stored, sort_keys=True)
+
+
+def test_the_result_store_still_works_and_names_the_run_folder(tmp_path):
+    with pytest.warns(DeprecationWarning, match="RunFolder"):
+        store = ResultStore(tmp_path / "r.jsonl")
+    store.append([_row(0).to_dict()])
+    assert [row["seed"] for row in store.rows()] == [0] and store.done() == {("m", "p0", 0, "h")}
 
 
 def test_summary_numbers_on_a_hand_made_table():
@@ -138,7 +153,7 @@ def test_results_are_this_evaluations_rows_even_in_a_shared_folder(tiny_model_di
     other = ModelEvaluator(PROMPTS[:1], [str(tiny_model_dir)], [0, 1], FAST.replace(steps=3), output_dir=tmp_path)
     df = other.run()
     assert len(df) == 2 and set(df["steps"]) == {3}
-    assert len(other.store.rows()) == 3
+    assert len(other.folder.rows()) == 3
 
 
 def _batched(model: str, latencies: list[float], busy: list[float], images: int = 2) -> pd.DataFrame:

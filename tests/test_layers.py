@@ -20,6 +20,7 @@ LAYERS = [
         "flops",
         "tgate",
         "mag_cache",
+        "weights",
         "acceleration",
         "models",
         "toyworld",
@@ -31,8 +32,7 @@ LAYERS = [
     ["prompts", "routing", "metrics", "plan"],
     [
         "stats",
-        "run_files",
-        "results",
+        "run_folder",
         "engine",
         "evaluation",
         "abtest",

@@ -275,9 +275,9 @@ def test_a_resumed_evaluation_scores_its_stored_images_on_metrics_asked_for_late
         [Image.open(tmp_path / p).convert("RGB") for p in rows["image_path"]], TOY
     )["composition"]
     assert list(rows["composition"]) == expected
-    appended = len(again.store.rows())
+    appended = len(again.folder.rows())
     again.run()  # nothing is stale now
-    assert len(again.store.rows()) == appended
+    assert len(again.folder.rows()) == appended
 
 
 def test_workers_refuse_scorers_they_cannot_build(tmp_path):

@@ -8,7 +8,7 @@ import pytest
 from workbench.cli import main
 from workbench.errors import ConfigError, NotebookRunError
 from workbench.resources import bundled_studies
-from workbench.run_files import SCHEMA_VERSION
+from workbench.run_folder import SCHEMA_VERSION
 from workbench.studies import check_parameters, describe_studies, find_study, notebook_parameters, run_study
 
 EVALUATION = Path(__file__).parent.parent / "notebooks" / "01_model_evaluation.ipynb"

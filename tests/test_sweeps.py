@@ -10,7 +10,7 @@ import pytest
 import workbench as wb
 from workbench.cli import main
 from workbench.errors import ConfigError
-from workbench.run_files import read_results
+from workbench.run_folder import read_results
 from workbench.sweeps import BACKENDS, grid_points, read_grid, run_sweep, sweep_backend
 
 BROKEN = Path(__file__).parent / "notebooks" / "broken.ipynb"  # parameter fail: True raises in a cell

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from workbench.errors import ConfigError
-from workbench.run_files import save_study_results
+from workbench.run_folder import save_study_results
 from workbench.tracking import log_study_run
 
 MODELS = ["toyworld/sd-small", "./my model+lora:style.safetensors@0.5"]

@@ -66,7 +66,6 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time, __getattr__ imp
         load_styles,
     )
     from workbench.records import GenerationRecord
-    from workbench.results import ResultStore
     from workbench.routing import (
         Classifier,
         EmbeddingClassifier,
@@ -79,7 +78,7 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time, __getattr__ imp
         routing_latency,
         score_routing,
     )
-    from workbench.run_files import read_summary, save_study_results
+    from workbench.run_folder import ResultStore, Row, RunFolder, read_summary, save_study_results
     from workbench.studies import StudyRun, run_study
 
 __version__ = package_version()
@@ -143,7 +142,7 @@ _EXPORTS: dict[str, str] = {
         "prompts",
     ),
     "GenerationRecord": "records",
-    "ResultStore": "results",
+    **dict.fromkeys(["ResultStore", "Row", "RunFolder"], "run_folder"),
     **dict.fromkeys(
         [
             "Classifier",
@@ -159,7 +158,7 @@ _EXPORTS: dict[str, str] = {
         ],
         "routing",
     ),
-    **dict.fromkeys(["read_summary", "save_study_results"], "run_files"),
+    **dict.fromkeys(["read_summary", "save_study_results"], "run_folder"),
     **dict.fromkeys(["StudyRun", "run_study"], "studies"),
 }
 
@@ -218,6 +217,8 @@ __all__ = [
     "RouteTable",
     "Router",
     "RoutingDecision",
+    "Row",
+    "RunFolder",
     "StudyRun",
     "StylePreset",
     "UnknownModelError",

@@ -4,7 +4,10 @@ default, and each arm is compared with a control arm.
 
 ``PromptABTester.run()`` reads like a script::
 
-    for each base prompt: for each arm: its prompt (template or function) -> generate the seeds -> score
+    units: each base prompt's plan (model and settings, one route for all its arms) x each arm's prompt
+           (template or function) x the seeds
+    engine: each arm batched across prompts, arms interleaved in rounds (an untimed warm-up per shape) -> score
+           -> rows (into the run folder, given an output_dir)
     per arm against the control: per-prompt means (seeds averaged) -> paired differences ->
         mean, 95% CI over prompts, Wilcoxon signed-rank p, win rate, power -> Holm across arms -> verdict
 
@@ -23,13 +26,12 @@ import pandas as pd
 from PIL import Image
 
 from workbench.config import GenerationConfig
+from workbench.engine import BatchResult, BatchRunner, RunnerSpec, Unit, execute, plan_batches
 from workbench.errors import ConfigError
 from workbench.evaluation import prompt_frame
-from workbench.generation import save_image
 from workbench.models import default_cache
-from workbench.plan import resolve, run, target_label
-from workbench.results import result_row, settings_key
-from workbench.run_files import save_study_results
+from workbench.plan import resolve, target_label
+from workbench.run_folder import RunFolder, settings_hash
 from workbench.stats import compare_groups, mean_over_prompts, verdict
 
 __all__ = ["ABTestResult", "PromptABTester", "arms_verdict", "compare_arms"]
@@ -76,13 +78,11 @@ class ABTestResult:
 
     def save(self, output_dir: str | Path) -> None:
         """results.parquet and summary.json (as every study leaves them), comparisons.json and verdict.txt."""
-        output_dir = Path(output_dir)
-        output_dir.mkdir(parents=True, exist_ok=True)
-        save_study_results(
-            self.rows, self.summary, output_dir, comparisons=self.comparisons, control=self.control,
-            verdict=self.verdict,
-        )  # fmt: skip
-        (output_dir / "verdict.txt").write_text(self.verdict + "\n")
+        folder = RunFolder(output_dir)
+        folder.finish(
+            self.summary, comparisons=self.comparisons, results=self.rows, control=self.control, verdict=self.verdict
+        )
+        folder.write_text("verdict.txt", self.verdict + "\n")
 
     @property
     def summary(self) -> pd.DataFrame:
@@ -115,16 +115,16 @@ class PromptABTester:
         config: GenerationConfig | None = None,
         output_dir: str | Path | None = None,
         device: str | None = None,
-        run_id: str = "ab",
+        run_id: str | None = None,
     ):
         self.target, self.scorer = target, scorer
         self.metric = metric if metric is not None else scorer.metrics[0]
         if self.metric not in scorer.metrics:
             raise ConfigError(f"metric must be one the scorer fills, {list(scorer.metrics)}, got {metric!r}", "metric")
         self.config = config or GenerationConfig()
-        self.output_dir = Path(output_dir) if output_dir else None
+        self.folder = RunFolder(output_dir, run_id) if output_dir else None
         self.device = device
-        self.run_id = run_id
+        self.run_id = self.folder.run_id if self.folder else run_id or "ab"
         # a Router's models come from its own cache; a model id's from the shared one
         self.cache = getattr(target, "cache", default_cache)
 
@@ -155,44 +155,41 @@ class PromptABTester:
             raise ConfigError("seeds must not be empty")
         prompts = prompt_frame(base_prompts)
 
-        # 2. Generate and score, prompt by prompt (all arms of a prompt share its plan: model and settings).
-        rows, images = [], {}
-        total, done = len(prompts) * len(arms) * len(seeds), 0
-        label, settings = target_label(self.target), settings_key(self.config)
+        # 2. Units: all arms of a prompt share its plan (model and settings); generate and score on the engine.
+        label, settings = target_label(self.target), settings_hash(self.config)
+        units = []
         for prompt in prompts.itertuples():
             plan = resolve(self.target, prompt.prompt, self.config)
             for index, (arm, make) in enumerate(arms.items()):
                 text, negative = make(prompt.prompt)
-                arm_seeds = seeds if same_seeds else [s + index * ARM_SEED_STRIDE for s in seeds]
                 config = plan.config.replace(negative_prompt=negative) if negative is not None else plan.config
                 arm_plan = replace(plan, config=config, context={**plan.context, "arm": arm})
-                records = run(arm_plan, text, arm_seeds, device=self.device, cache=self.cache)
-                against = [prompt.prompt if score_against == "base" else text] * len(records)
-                scores = self.scorer.score_columns([r.image for r in records], against)
-                for i, record in enumerate(records):
-                    images[(arm, prompt.prompt_id, seeds[i])] = record.image
-                    rows.append(
-                        result_row(
-                            record, target=label, run_id=self.run_id, prompt_id=prompt.prompt_id,
-                            category=prompt.category, settings=settings, scores=scores, index=i,
-                            image_path=self._save(record), base_prompt=prompt.prompt, pair_seed=seeds[i],
-                            scored_against=score_against,
-                        )
-                    )  # fmt: skip
-                done += len(records)
-                if progress is not None:
-                    progress(done, total)
+                against = prompt.prompt if score_against == "base" else text
+                for seed in seeds:
+                    arm_seed = seed if same_seeds else seed + index * ARM_SEED_STRIDE
+                    columns = {"base_prompt": prompt.prompt, "pair_seed": seed, "scored_against": score_against}
+                    units.append(Unit(label, prompt.prompt_id, text, prompt.category, arm_seed, arm_plan, arm,
+                                      against, columns))  # fmt: skip
+        spec = RunnerSpec(self.run_id, settings)
+        runner = BatchRunner(spec, scorers=[self.scorer], device=self.device, cache=self.cache)
+        made: dict[tuple, tuple] = {}
+
+        def store(result: BatchResult) -> None:
+            rows = self.folder.add(result.rows, result.records) if self.folder else result.rows
+            records = result.records or [None] * len(rows)
+            for row, record in zip(rows, records, strict=True):
+                made[(row.context["arm"], row.prompt_id, row.context["pair_seed"])] = (row, record)
+            if progress is not None:
+                progress(len(made), len(units))
+
+        execute(plan_batches(units), spec, store, runner=runner)
 
         # 3. Compare each arm with the control.
-        frame = pd.DataFrame(rows)
+        order = [(u.variant, u.prompt_id, u.columns["pair_seed"]) for u in units]
+        frame = pd.DataFrame([made[key][0].to_dict() for key in order])
+        images = {key: made[key][1].image for key in order if made[key][1] is not None}
         comparisons = compare_arms(frame, control, metric=self.metric)
         return ABTestResult(frame, comparisons, control, arms_verdict(comparisons), self.metric, images)
-
-    def _save(self, record) -> str | None:
-        """Write the PNG under output_dir/images (when there is an output_dir); its path relative to it."""
-        if self.output_dir is None:
-            return None
-        return str(save_image(record, self.output_dir / "images").relative_to(self.output_dir))
 
     def _arms(self, variations: Mapping[str, Variation]) -> dict[str, Callable[[str], tuple[str, str | None]]]:
         if not isinstance(variations, Mapping) or len(variations) < 2:

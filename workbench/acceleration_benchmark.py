@@ -1,7 +1,8 @@
 """Measuring acceleration toggles: speed against fidelity, interleaved in one run.
 
-``benchmark_acceleration`` times configs against the baseline (every round runs them all, in turn, so drift
-hits each alike), scores each image's fidelity against the baseline image of the same prompt and seed, and
+``benchmark_acceleration`` times configs against the baseline on the evaluation engine (every round runs
+them all, their batches interleaved, so drift hits each alike), scores each image's fidelity against the
+baseline image of the same prompt and seed, and
 each image on any per-image metric (CLIP score, composition accuracy, ...), paired with its baseline image.
 """
 
@@ -9,18 +10,23 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
 from workbench.config import AccelerationConfig, GenerationConfig
+from workbench.engine import BATCH_WARMUP_STEPS, BatchResult, BatchRunner, RunnerSpec, Unit, execute, plan_batches
 from workbench.errors import ConfigError
-from workbench.generation import accelerate, generate
+from workbench.generation import as_backend
 from workbench.mag_cache import mag_ratios_for
 from workbench.metrics import MetricOptions, fidelity, image_scorers, set_metric_names
 from workbench.models import denoiser, denoiser_slot, separate_guidance_calls
+from workbench.plan import Plan
+from workbench.run_folder import RunFolder, settings_hash
 from workbench.stats import mean_ci
 
 __all__ = [
@@ -177,18 +183,21 @@ def benchmark_acceleration(
     rounds: int = 3,
     metrics: Sequence[str] = (),
     metric_options: MetricOptions | None = None,
+    output_dir: str | Path | None = None,
 ) -> AccelerationBenchmark:
-    """Time each config against the baseline, interleaved (every round runs them all, in turn), and
-    compare its images with the baseline's of the same prompt and seed. A config is an ``AccelerationConfig``
-    or a dict of ``GenerationConfig`` changes (``{"steps": 10}``: fewer steps on the same axes).
+    """Time each config against the baseline on the evaluation engine (every round runs each config's batches,
+    interleaved, after an untimed warm-up per config and batch shape), and compare its images with the
+    baseline's of the same prompt and seed. A config is an ``AccelerationConfig`` or a dict of
+    ``GenerationConfig`` changes (``{"steps": 10}``: fewer steps on the same axes).
 
     Per config: denoiser (UNet or transformer) and total seconds per image (median over rounds), speed-ups
     against the baseline of the same rounds, PSNR/SSIM/CLIP image cosine against the baseline images
     (PSNR: the mean over the images that differ; inf, "identical", where none does), whether the images
-    changed at all, the first (cold) call's extra time (torch.compile's compile time where it is on), and
-    per metric (the CLIP score with ``scorer``; any per-image metric of the registry in ``metrics``, e.g.
-    "composition_all") its mean, its change against the baseline and that change's 95% t-interval over
-    the images (each paired with the baseline image of its prompt and seed).
+    changed at all, the warm-up's extra time over a warm call of the same shape (torch.compile's compile time
+    where it is on), and per metric (the CLIP score with ``scorer``; any per-image metric of the registry in
+    ``metrics``, e.g. "composition_all") its mean, its change against the baseline and that change's 95%
+    t-interval over the images (each paired with the baseline image of its prompt and seed). Given an
+    ``output_dir``, the first round's images and rows go into that run folder.
     """
     per_set = set_metric_names(metrics)
     if per_set:
@@ -197,49 +206,79 @@ def benchmark_acceleration(
     variants = _variants(configs, config)
     labels = list(variants)
     prompts, seeds = list(prompts), list(seeds)
-    n_images = len(prompts) * len(seeds)
-    timings = {label: {"total": [], "denoiser": []} for label in labels}
-    cold, images = {}, {}
-    for round_index in range(rounds):
-        for label, (acceleration, settings) in variants.items():
-            with accelerate(pipe, acceleration):
-                start = time.perf_counter()
-                generate(pipe, prompts[0], settings.replace(batch_size=1), seeds[0])  # warm-up (compiles)
-                warmup = time.perf_counter() - start
-                with _DenoiserTimer(pipe) as denoiser_time:
-                    start = time.perf_counter()
-                    records = generate(pipe, prompts, settings, seeds)
-                    total = time.perf_counter() - start
-            if round_index == 0:
-                cold[label] = warmup
-                images |= {(label, r.prompt, r.seed): r.image for r in records}
-            timings[label]["total"].append(total / n_images)
-            timings[label]["denoiser"].append(denoiser_time.seconds / n_images)
+    model_id = as_backend(pipe).workbench_model_id
+    units = [
+        Unit(model_id, f"p{index:03d}", prompt, "", seed,
+             Plan(model_id, settings, pipe, acceleration if acceleration.changes() else None), label,
+             columns={"variant": label})
+        for label, (acceleration, settings) in variants.items()
+        for index, prompt in enumerate(prompts)
+        for seed in seeds
+    ]  # fmt: skip
+    scorers = image_scorers(metrics, metric_options, given=[scorer] if scorer is not None else [])
+    names = [m for one in scorers for m in one.metrics if m in metrics or one is scorer]
+    denoiser_s: dict[int, float] = {}
+
+    @contextmanager
+    def denoiser_clock(batch):
+        with _DenoiserTimer(pipe) as clock:
+            yield
+        denoiser_s[batch.batch_id] = clock.seconds
+
+    folder = RunFolder(output_dir) if output_dir is not None else None
+    spec = RunnerSpec(folder.run_id if folder else "acceleration", settings_hash(config))
+    runner = BatchRunner(spec, scorers=scorers, timed=denoiser_clock)
+    made, timings, warmups, failed, passes = {}, [], {}, [], []  # passes: the rounds of timing, so far
+
+    def store(result: BatchResult) -> None:
+        label = result.batch.units[0].variant
+        if not result.records:  # a failed batch: its rows say why
+            failed.extend(row.status for row in result.rows)
+            return
+        timings.append((len(passes) - 1, label, len(result.rows), result.rows[0].latency_s,
+                        denoiser_s[result.batch.batch_id]))  # fmt: skip
+        if result.warmup_s is not None:
+            warmups.setdefault(label, (result.warmup_s, result.rows[0].latency_s * len(result.rows),
+                                       result.rows[0].config.steps))  # fmt: skip
+        if len(passes) == 1:
+            rows = folder.add(result.rows, result.records) if folder else result.rows
+            made.update({(label, r.prompt, r.seed): (row, r) for row, r in zip(rows, result.records, strict=True)})
+
+    for _ in range(rounds):
+        batches = plan_batches(units, first_batch=len(timings), first_round=passes[-1] + 1 if passes else 0)
+        passes.append(batches[-1].round)
+        execute(batches, spec, store, runner=runner)
+        runner.scorers = []  # later rounds only time: their images are the first round's again
+    if failed:
+        raise ConfigError(f"{len(failed)} benchmark images failed, e.g. {failed[0]}")
 
     rows = []
     for label in labels:
         for prompt in prompts:
             for seed in seeds:
-                image, reference = images[(label, prompt, seed)], images[(labels[0], prompt, seed)]
-                rows.append(
-                    {"config": label, "prompt": prompt, "seed": seed, **fidelity(reference, image, scorer),
-                     "identical": bool(np.array_equal(np.asarray(image), np.asarray(reference)))}
-                )  # fmt: skip
+                row, record = made[(label, prompt, seed)]
+                reference = made[(labels[0], prompt, seed)][1].image
+                rows.append({
+                    "config": label, "prompt": prompt, "seed": seed, **fidelity(reference, record.image, scorer),
+                    "identical": bool(np.array_equal(np.asarray(record.image), np.asarray(reference))),
+                    **{name: row.scores.get(name) for name in names},
+                })  # fmt: skip
     rows = pd.DataFrame(rows)
-    scorers = image_scorers(metrics, metric_options, given=[scorer] if scorer is not None else [])
-    names = [m for one in scorers for m in one.metrics if m in metrics or one is scorer]
-    row_images = [images[(r.config, r.prompt, r.seed)] for r in rows.itertuples()]
-    for one in scorers:
-        columns = one.score_columns(row_images, list(rows["prompt"]))
-        for name in one.metrics:
-            rows[name] = pd.to_numeric(pd.Series(columns[name], index=rows.index), errors="coerce")
+    for name in names:
+        rows[name] = pd.to_numeric(rows[name], errors="coerce")
+    images = {key: record.image for key, (_, record) in made.items()}
 
-    base = {kind: np.median(timings[labels[0]][kind]) for kind in ("total", "denoiser")}
+    per_round = pd.DataFrame(timings, columns=["round", "config", "images", "total", "denoiser"])
+    per_round["total"] *= per_round["images"]
+    per_round = per_round.groupby(["config", "round"])[["images", "total", "denoiser"]].sum()
+    per_image = per_round[["total", "denoiser"]].div(per_round["images"], axis=0).groupby("config").median()
+    base = per_image.loc[labels[0]]
     baseline_rows = rows[rows["config"] == labels[0]].set_index(["prompt", "seed"])
     table = []
     for label, (acceleration, settings) in variants.items():
         mine = rows[rows["config"] == label]
-        total, net = np.median(timings[label]["total"]), np.median(timings[label]["denoiser"])
+        total, net = per_image.loc[label, "total"], per_image.loc[label, "denoiser"]
+        warmup, batch_time, steps = warmups.get(label, (np.nan, np.nan, 1))
         entry = {
             "config": label,
             "total_s_per_image": total,
@@ -250,7 +289,8 @@ def benchmark_acceleration(
             "ssim": mine["ssim"].mean(),
             "clip_cosine": mine["clip_cosine"].mean() if scorer is not None else np.nan,
             "changed": not mine["identical"].all(),
-            "cold_extra_s": max(0.0, cold[label] - total),
+            # the warm-up ran BATCH_WARMUP_STEPS of the steps: its time less a warm call's of that many steps
+            "cold_extra_s": max(0.0, warmup - batch_time * min(steps, BATCH_WARMUP_STEPS) / steps),
             "steps": settings.steps,
             "scheduler": settings.scheduler,
             **acceleration.to_dict(),

@@ -33,7 +33,7 @@ from workbench.config import GenerationConfig
 from workbench.errors import ConfigError
 from workbench.evaluation import batch_latencies
 from workbench.metrics import METRICS
-from workbench.run_files import read_manifest, read_results
+from workbench.run_folder import read_manifest, read_results
 from workbench.stats import format_p, holm, paired_statistics, ratio_of_medians
 
 __all__ = ["LATENCY", "Check", "ComparedRun", "Comparison", "compare_runs", "find_run"]

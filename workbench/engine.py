@@ -25,19 +25,18 @@ import multiprocessing.connection
 import os
 import pickle
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 
 from workbench.errors import ConfigError, WorkbenchError, WorkerLost
-from workbench.generation import image_file_name
 from workbench.metrics import MetricOptions, image_scorers
 from workbench.models import PipelineCache, default_cache, pick_device
 from workbench.plan import Plan, run
 from workbench.records import GenerationRecord
-from workbench.results import error_row, result_row
+from workbench.run_folder import Row
 from workbench.system_load import device_name, measure_load
 
 __all__ = [
@@ -53,12 +52,15 @@ __all__ = [
     "worker_devices",
 ]
 
-WARMUP_STEPS = 2  # a warm-up batch has the real batch's shapes; its step count does not change them
+BATCH_WARMUP_STEPS = 2  # a warm-up batch has the real batch's shapes; its step count does not change them
 
 
 @dataclass(frozen=True)
 class Unit:
-    """One image to make: the target's name in rows, the prompt, the seed, and the plan that makes it."""
+    """One image to make: the target's name in rows, the prompt, the seed, and the plan that makes it.
+
+    ``variant`` keeps units apart in batches and timing (an A/B arm, an acceleration variant); ``scored_against``
+    is the text its image is scored against (default its prompt); ``columns`` go into its row alone."""
 
     label: str
     prompt_id: str
@@ -66,6 +68,9 @@ class Unit:
     category: str
     seed: int
     plan: Plan
+    variant: str = ""
+    scored_against: str | None = None
+    columns: Mapping[str, Any] = field(default_factory=dict)  # more columns of its row (not in its PNG)
 
 
 @dataclass(frozen=True)
@@ -85,14 +90,16 @@ class Batch:
 class BatchResult:
     """A finished batch: its rows, and the records whose images the driver saves (none for a failed batch)."""
 
-    rows: list[dict[str, Any]]
+    rows: list[Row]
     records: list[GenerationRecord] = field(default_factory=list)
+    batch: Batch | None = None
+    warmup_s: float | None = None  # the untimed warm-up call's time, where this batch's shape needed one
 
 
 def _group_key(unit: Unit) -> tuple:
     plan = unit.plan
     acceleration = plan.acceleration.to_dict() if plan.acceleration else None
-    return (unit.label, plan.model_id, plan.config.to_json(), repr(acceleration), id(plan.backend))
+    return (unit.label, unit.variant, plan.model_id, plan.config.to_json(), repr(acceleration), id(plan.backend))
 
 
 def plan_batches(units: Sequence[Unit], *, first_batch: int = 0, first_round: int = 0) -> list[Batch]:
@@ -122,7 +129,7 @@ class RunnerSpec:
     A worker builds the scorers of the per-image ``metrics`` from ``metric_options`` on its own device."""
 
     run_id: str
-    settings: str
+    settings_hash: str
     metrics: tuple[str, ...] = ()
     metric_options: MetricOptions = field(default_factory=MetricOptions)
     warmup: bool = True
@@ -135,10 +142,12 @@ class RunnerSpec:
 
 class BatchRunner:
     """Runs batches in one process with its own pipelines (``cache``) and ``scorers`` (``ImageScorer``s),
-    on ``device``."""
+    on ``device``. ``timed(batch)``, where given, is a context manager entered around each batch's timed
+    generation only (the acceleration benchmark's denoiser clock)."""
 
-    def __init__(self, spec: RunnerSpec, *, scorers=(), device=None, cache=default_cache, worker="main"):
+    def __init__(self, spec: RunnerSpec, *, scorers=(), device=None, cache=default_cache, worker="main", timed=None):
         self.spec, self.scorers, self.device, self.cache, self.worker = spec, list(scorers), device, cache, worker
+        self.timed = timed
         self.load_device = str(pick_device(device))
         self.device_name = device_name(self.load_device)
         self._warmed: set[tuple] = set()
@@ -152,46 +161,50 @@ class BatchRunner:
         }  # fmt: skip
         # 1. Warm up, untimed, once per plan and batch shape.
         try:
-            shape = (*_group_key(units[0]), len(units))
+            shape, warmup_s = (*_group_key(units[0]), len(units)), None
             if self.spec.warmup and shape not in self._warmed:
-                warmup = replace(plan, config=plan.config.replace(steps=min(plan.config.steps, WARMUP_STEPS)))
+                warmup = replace(plan, config=plan.config.replace(steps=min(plan.config.steps, BATCH_WARMUP_STEPS)))
+                start = time.perf_counter()
                 run(warmup, prompts, seeds, pairs=True, device=self.device, cache=self.cache)
+                warmup_s = time.perf_counter() - start
                 self._warmed.add(shape)
             # 2. Generate, timed, with the machine's load meanwhile.
             started = time.time()
-            with measure_load(self.load_device, study=self.spec.study) as load:
+            timed = self.timed(batch) if self.timed is not None else contextlib.nullcontext()
+            with measure_load(self.load_device, study=self.spec.study) as load, timed:
                 records = run(plan, prompts, seeds, pairs=True, device=self.device, cache=self.cache)
         except WorkbenchError:
             raise
         except Exception as error:  # keep the study going; the rows record what happened
             rows = [
-                error_row(
-                    target=u.label, run_id=self.spec.run_id, prompt_id=u.prompt_id, prompt=u.prompt,
-                    category=u.category, seed=u.seed, settings=self.spec.settings, config=u.plan.config,
-                    error=error, **batch_columns, worker=self.worker,
+                Row.failed(
+                    error, target=u.label, run_id=self.spec.run_id, prompt_id=u.prompt_id, prompt=u.prompt,
+                    category=u.category, seed=u.seed, settings_hash=self.spec.settings_hash, config=u.plan.config,
+                    **batch_columns, worker=self.worker, **u.plan.context, **u.columns,
                 )
                 for u in units
             ]  # fmt: skip
-            return BatchResult(rows)
+            return BatchResult(rows, batch=batch, warmup_s=warmup_s)
         # 3. Each image with its own unit's context (a route decision is per prompt) beside what the backend
         # recorded (a server's URL); score; rows.
         records = [replace(r, context={**r.context, **u.plan.context}) for r, u in zip(records, units, strict=True)]
         images = [r.image for r in records]
+        against = [u.scored_against if u.scored_against is not None else u.prompt for u in units]
         scores = {
             column: values
             for scorer in self.scorers
-            for column, values in scorer.score_columns(images, prompts).items()
+            for column, values in scorer.score_columns(images, against).items()
         }
         rows = [
-            result_row(
+            Row.made(
                 record, target=unit.label, run_id=self.spec.run_id, prompt_id=unit.prompt_id,
-                category=unit.category, settings=self.spec.settings, scores=scores, index=i,
-                image_path=f"images/{image_file_name(record)}", **batch_columns, batch_started=started,
-                worker=self.worker, **load.values,
+                category=unit.category, settings_hash=self.spec.settings_hash,
+                scores={column: values[i] for column, values in scores.items()}, **batch_columns,
+                batch_started=started, worker=self.worker, **load.values, **unit.columns,
             )
             for i, (record, unit) in enumerate(zip(records, units, strict=True))
         ]  # fmt: skip
-        return BatchResult(rows, records)
+        return BatchResult(rows, records, batch, warmup_s)
 
 
 # --- executors ------------------------------------------------------------------------------------

@@ -7,8 +7,8 @@
     engine: batches across prompts, targets interleaved in rotating rounds -> run inline, on worker
            processes (one per device) or on Ray actors -> the driver saves PNGs and appends rows
 
-Rows go to a ``ResultStore`` (JSON lines, one fsync'd append per batch), so a study killed half-way resumes
-where it stopped. ``summarize`` gives each model's latency (median with a CI, a ratio to the reference model
+Rows and PNGs go to the ``RunFolder`` (JSON lines, one fsync'd append per batch), so a study killed half-way
+resumes where it stopped. ``summarize`` gives each model's latency (median with a CI, a ratio to the reference model
 with a CI, and a note when the timing is noisy), quality and cost; ``compare_models`` pairs every model with
 the reference prompt by prompt (``workbench.stats``).
 """
@@ -30,7 +30,7 @@ from workbench.config import GenerationConfig
 from workbench.costs import Prices, load_prices, self_hosting_cost
 from workbench.engine import BatchResult, BatchRunner, RunnerSpec, Unit, check_workers, execute, plan_batches
 from workbench.errors import ConfigError
-from workbench.generation import as_list, check_seeds, save_image
+from workbench.generation import as_list, check_seeds
 from workbench.metrics import (
     METRICS,
     CLIPScorer,
@@ -45,8 +45,7 @@ from workbench.metrics.preference import PickScorer
 from workbench.metrics.registry import BUILT_IN
 from workbench.metrics.sets import set_metric_notes, set_metrics_by_model
 from workbench.plan import ROUTED, resolve, target_label
-from workbench.results import ROW_KEY, ResultStore, settings_key
-from workbench.run_files import save_study_results
+from workbench.run_folder import ROW_KEY, Row, RunFolder, settings_hash
 from workbench.stats import (
     compare_groups,
     format_p,
@@ -130,7 +129,7 @@ class ModelEvaluator:
         metrics: Sequence[str] | None = None,
         metric_options: MetricOptions | None = None,
         scorer: ImageScorer | Sequence[ImageScorer] | None = None,
-        run_id: str = "run",
+        run_id: str | None = None,
         device: str | None = None,
         warmup: bool = True,
         workers: int | Sequence[str] = 1,
@@ -152,7 +151,7 @@ class ModelEvaluator:
             raise ConfigError(f"seeds must not repeat, got {self.seeds}", "seeds")
         self.config = config or GenerationConfig()
         self.output_dir = Path(output_dir)
-        self.store = ResultStore(self.output_dir / "results.jsonl")
+        self.folder = RunFolder(self.output_dir, run_id)
         given = list(scorer) if isinstance(scorer, list | tuple) else [] if scorer is None else [scorer]
         if not all(isinstance(s, ImageScorer) for s in given):
             raise ConfigError(
@@ -170,7 +169,7 @@ class ModelEvaluator:
             if type(given_scorer) in (CLIPScorer, PickScorer):
                 field_name = "clip_model" if type(given_scorer) is CLIPScorer else "preference_model"
                 self.metric_options = replace(self.metric_options, **{field_name: given_scorer.model_id})
-        self.run_id = run_id
+        self.run_id = self.folder.run_id
         self.device = device
         check_workers(workers, backend, threads)
         if workers != 1 or backend != "local":
@@ -184,7 +183,7 @@ class ModelEvaluator:
                 )
         self.workers, self.backend, self.threads = workers, backend, threads
         self.spec = RunnerSpec(
-            run_id, settings_key(self.config), tuple(self.image_metrics), self.metric_options, warmup, os.getpid()
+            self.run_id, settings_hash(self.config), tuple(self.image_metrics), self.metric_options, warmup, os.getpid()
         )
         self._given = given
         self._runner: BatchRunner | None = None
@@ -199,7 +198,7 @@ class ModelEvaluator:
 
     def units(self) -> list[Unit]:
         """What is still to make: every target x prompt x seed not in the store, a plan per prompt."""
-        settings, done = self.spec.settings, self.store.done()
+        settings, done = self.spec.settings_hash, self.folder.done()
         units = []
         for target, label in zip(self.models, self.labels, strict=True):
             for prompt in self.prompts.itertuples():
@@ -211,9 +210,9 @@ class ModelEvaluator:
 
     def run(self, progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
         """Make and store what is missing (images; per-image metrics asked for after their images were made),
-        then return this evaluation's rows (``results()``)."""
+        export the run's rows (results.parquet), then return this evaluation's rows (``results()``)."""
         units = self.units()
-        stored = self.store.frame()
+        stored = self.folder.results()
         numbered = {  # a resumed run numbers its batches and rounds on from the stored ones
             f"first_{key}": int(stored[column].max()) + 1 if column in stored and stored[column].notna().any() else 0
             for key, column in (("batch", "batch_id"), ("round", "batch_round"))
@@ -223,9 +222,7 @@ class ModelEvaluator:
 
         def store(result: BatchResult) -> None:
             nonlocal finished
-            for record in result.records:  # images first: a stored row always has its PNG
-                save_image(record, self.output_dir / "images")
-            self.store.append(result.rows)
+            self.folder.add(result.rows, result.records)
             finished += len(result.rows)
             if progress is not None:
                 progress(finished, total)
@@ -235,6 +232,7 @@ class ModelEvaluator:
             runner=self.runner if self.backend == "local" and self.workers == 1 else None, threads=self.threads,
         )  # fmt: skip
         self._score_stored()
+        self.folder.finish()
         return self.results()
 
     def _score_stored(self, chunk: int = 32) -> None:
@@ -244,11 +242,12 @@ class ModelEvaluator:
         if not wanted:
             return
         prompts = dict(zip(self.prompts["prompt_id"], self.prompts["prompt"], strict=True))
-        latest = {tuple(row.get(k) for k in ROW_KEY): row for row in self.store.rows()}
+        latest = {tuple(row.get(k) for k in ROW_KEY): row for row in self.folder.latest()}
         stale = [
             row
             for (model, prompt_id, seed, settings), row in latest.items()
-            if model in self.labels and prompt_id in prompts and seed in self.seeds and settings == self.spec.settings
+            if model in self.labels and prompt_id in prompts and seed in self.seeds
+            and settings == self.spec.settings_hash
             and row.get("status") == "ok" and not wanted <= row.keys()
         ]  # fmt: skip
         missing = set().union(*(wanted - row.keys() for row in stale)) if stale else set()
@@ -261,7 +260,8 @@ class ModelEvaluator:
                     images.append(image.convert("RGB"))
             texts = [prompts[row["prompt_id"]] for row in rows]
             columns = {k: v for scorer in scorers for k, v in scorer.score_columns(images, texts).items()}
-            self.store.append([row | {k: values[i] for k, values in columns.items()} for i, row in enumerate(rows)])
+            scores = [{k: v[i] for k, v in columns.items()} for i in range(len(rows))]
+            self.folder.add([Row.from_dict(row).with_scores(new) for row, new in zip(rows, scores, strict=True)])
 
     def compare(
         self,
@@ -274,28 +274,31 @@ class ModelEvaluator:
         alpha: float = 0.05,
     ) -> ModelComparison:
         """``model_comparison`` of ``results()`` on this evaluation's metrics: the per-image ones from the
-        rows, the per-set ones measured now against the reference set (``set_metrics_by_model``)."""
+        rows, the per-set ones measured now against the reference set (``set_metrics_by_model``); written into
+        the run folder (summary.json, comparisons.json)."""
         results = self.results()
         if results.empty:
             raise ConfigError("nothing to compare: run() has stored no results yet")
         measured = set_metrics_by_model(results, self.output_dir, self.set_metrics, self.metric_options)
-        return model_comparison(
+        study = model_comparison(
             results, reference, gpu_hour_cost=gpu_hour_cost, gpu_type=gpu_type, utilisation=utilisation,
             prices=prices, metrics=self.image_metrics, set_metrics=measured, metric_options=self.metric_options,
             alpha=alpha,
         )  # fmt: skip
+        study.write(self.folder, results)
+        return study
 
     def results(self) -> pd.DataFrame:
         """The stored rows of this evaluation (its models, prompts, seeds and settings; an image's latest row),
         in the order they were given: models, then prompts, then seeds."""
-        frame = self.store.frame()
+        frame = self.folder.results()
         if frame.empty:
             return frame
         mine = frame[
             frame["model_id"].isin(self.labels)
             & frame["prompt_id"].isin(self.prompts["prompt_id"])
             & frame["seed"].isin(self.seeds)
-            & (frame["settings"] == self.spec.settings)
+            & (frame["settings_hash"] == self.spec.settings_hash)
         ].drop_duplicates(list(ROW_KEY), keep="last")  # a failed image made again: its latest row
         order = [  # models, prompts and seeds as given, whichever worker stored a row first
             mine["model_id"].map({label: i for i, label in enumerate(self.labels)}),
@@ -562,8 +565,13 @@ class ModelComparison:
     def save(self, results: pd.DataFrame, output_dir: str | Path) -> None:
         """results.parquet, summary.json (with the reference, the verdict and the metrics' notes) and
         comparisons.json."""
-        save_study_results(
-            results, self.summary, output_dir, comparisons=self.comparisons, reference_model=self.reference,
+        self.write(RunFolder(output_dir), results)
+
+    def write(self, folder: RunFolder, results: pd.DataFrame | None = None) -> None:
+        """The comparison into ``folder``: its rows exported (``results``, default the folder's), summary.json
+        and comparisons.json."""
+        folder.finish(
+            self.summary, comparisons=self.comparisons, results=results, reference_model=self.reference,
             verdict=self.verdict, metrics=self.metrics,
         )  # fmt: skip
 

@@ -286,7 +286,7 @@ def save_validity(
     """validity.json (``validity_records``), judge.json (``{attribute: accuracy}`` on rendered scenes), and
     what every study leaves (results.parquet; summary.json with the full validity table as its rows, the rung
     table and the judge's accuracy)."""
-    from workbench.run_files import save_study_results
+    from workbench.run_folder import save_study_results
 
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)

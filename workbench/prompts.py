@@ -80,7 +80,9 @@ def load_prompts(
         if n < 1:
             raise ConfigError(f"n must be >= 1, got {n!r}")
         frame = frame.sample(n=min(n, len(frame)), random_state=seed).sort_index()
-    return frame.reset_index(drop=True)
+    frame = frame.reset_index(drop=True)
+    frame.attrs["prompt_set"] = name  # recorded with each metric's provenance
+    return frame
 
 
 # --- style presets and the optimizer ----------------------------------------------------------------

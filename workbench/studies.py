@@ -16,7 +16,6 @@ raises ``NotebookRunError`` naming the cell and the error.
 from __future__ import annotations
 
 import ast
-import hashlib
 import html
 import json
 import os
@@ -33,7 +32,7 @@ from typing import Any
 
 from workbench.errors import ConfigError, NotebookRunError
 from workbench.resources import bundled_studies, package_version
-from workbench.run_files import SCHEMA_VERSION, read_manifest, read_results, read_summary
+from workbench.run_folder import RunFolder, new_run_id, read_manifest
 
 __all__ = [
     "StudyRun",
@@ -400,24 +399,22 @@ def run_study(
     check_parameters(notebook, parameters)
     check_study_metrics(notebook, parameters)
     if resume is None:
-        digest = hashlib.sha256(json.dumps(parameters, sort_keys=True, default=str).encode()).hexdigest()[:6]
-        run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{digest}"
+        run_id = new_run_id(parameters)
         folder = Path(output_root) / notebook.stem / run_id
         folder.mkdir(parents=True, exist_ok=False)
+    run = RunFolder(folder, run_id)
     if "output_dir" in notebook_parameters(notebook):
         parameters["output_dir"] = str(folder.resolve())
     executed, report = folder / "executed.ipynb", folder / "report.html"
     manifest: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION,
         "study": notebook.stem,
-        "run_id": run_id,
         "notebook": str(notebook),
         "parameters": parameters,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "status": "running",  # until the run ends: a killed run says so in the index
         **_environment(),
     }
-    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+    run.write_manifest(manifest)
     # 2. Execute on this interpreter's kernel.
     failure: NotebookRunError | None = None
     start = time.perf_counter()
@@ -441,20 +438,9 @@ def run_study(
         "status": "failed" if failure else "ok",
         "error": str(failure) if failure else None,
     }
-    summary = folder / "summary.json"
-    if summary.is_file():
-        manifest["summary"] = read_summary(summary)["rows"]
-    if (folder / "results.parquet").is_file():
-        results = read_results(folder)
-        manifest["images"] = len(results)
-        for key, column, cast in (
-            ("model_ids", "model_id", str),
-            ("seeds", "seed", int),
-            ("clip_model", "clip_model", str),
-        ):
-            if column in results:
-                manifest[key] = sorted(cast(v) for v in results[column].dropna().unique())
-    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+    run.export_if_stale()  # results.parquet from the rows stored, whether or not the notebook saved them
+    manifest |= run.manifest_facts()
+    run.write_manifest(manifest)
     write_index(output_root)
     if failure:
         raise failure

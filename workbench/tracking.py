@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.errors import ConfigError
-from workbench.run_files import read_manifest, read_summary
+from workbench.run_folder import read_manifest, read_summary
 
 __all__ = ["ARTIFACTS", "log_study_run"]
 

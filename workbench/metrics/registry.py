@@ -72,7 +72,9 @@ class ImageScorer(Protocol):
 class Metric:
     """A registered metric. ``kind`` is "image" (a value per image) or "set" (a value per set of images);
     ``build`` makes an image metric's scorer from ``(MetricOptions, device)``; metrics with the same
-    ``scorer`` name share one scorer."""
+    ``scorer`` name share one scorer. Its provenance (``workbench.metrics.provenance``): ``version``, bumped
+    whenever its values change for the same images; ``weights``, the ``MetricOptions`` field naming its
+    checkpoint (None: no weights); ``preprocessing``, what is done to images and prompts before scoring."""
 
     name: str
     kind: str
@@ -83,6 +85,9 @@ class Metric:
     build: Callable[[MetricOptions, str | None], ImageScorer] | None = field(default=None, compare=False)
     unit: str | None = None
     note: Callable[[MetricOptions], str | None] | None = field(default=None, compare=False)
+    version: str = "1"
+    weights: str | None = None
+    preprocessing: str | None = None
 
     def note_for(self, options: MetricOptions) -> str | None:
         """What a reader of the report should know about this metric with ``options`` (an offline stand-in)."""
@@ -117,6 +122,9 @@ def _pickscore_note(options: MetricOptions) -> str | None:
 
 
 METRICS: dict[str, Metric] = {}
+_CLIP_PREPROCESSING = "the checkpoint's image processor (resize, centre crop); prompts cut at its text window"
+_JUDGED = "the image as generated, at its own size; the prompt parsed as a toy world caption"
+_FEATURES_PREPROCESSING = "the extractor's own (Inception: 299x299 bilinear; CLIP: its image processor)"
 
 
 def register_metric(entry: Metric) -> Metric:
@@ -138,33 +146,38 @@ def register_metric(entry: Metric) -> Metric:
 for _entry in (
     Metric(
         "clip_score", "image", "100 x max(cos(CLIP image, CLIP prompt), 0), torchmetrics' definition", True,
-        ("a CLIP checkpoint (clip_model)",), "clip", _clip, "CLIP points",
+        ("a CLIP checkpoint (clip_model)",), "clip", _clip, "CLIP points", weights="clip_model",
+        preprocessing=_CLIP_PREPROCESSING,
     ),
     Metric(
         "composition", "image", "GenEval-style: the share of the prompt's attributes the judge reads right", True,
         (NEEDS_TRUTH,), "composition", _composition, "share of attributes",
-        lambda options: "judged by pixel rules that share no weights with any CLIP",
+        lambda options: "judged by pixel rules that share no weights with any CLIP", preprocessing=_JUDGED,
     ),
     Metric(
         "composition_all", "image", "GenEval-style: 1 when the judge reads every attribute of the prompt right",
-        True, (NEEDS_TRUTH,), "composition", _composition, "share of images",
+        True, (NEEDS_TRUTH,), "composition", _composition, "share of images", preprocessing=_JUDGED,
     ),
     Metric(
         "pickscore", "image", "PickScore: logit_scale x cos(image, prompt) of a preference-tuned CLIP", True,
         ("a PickScore checkpoint (preference_model, e.g. yuvalkirstain/PickScore_v1)",), "pickscore",
-        _pickscore, "PickScore points", _pickscore_note,
+        _pickscore, "PickScore points", _pickscore_note, weights="preference_model",
+        preprocessing=_CLIP_PREPROCESSING,
     ),
     Metric(
         "fid", "set", "Fréchet distance between the features of the model's images and the reference set's",
-        False, (NEEDS_REFERENCE, "a feature extractor (features)"),
+        False, (NEEDS_REFERENCE, "a feature extractor (features)"), weights="features",
+        preprocessing=_FEATURES_PREPROCESSING,
     ),
     Metric(
         "kid", "set", "kernel inception distance: unbiased MMD², cubic polynomial kernel, on the features", False,
-        (NEEDS_REFERENCE, "a feature extractor (features)"),
+        (NEEDS_REFERENCE, "a feature extractor (features)"), weights="features",
+        preprocessing=_FEATURES_PREPROCESSING,
     ),
     Metric(
         "cmmd", "set", "CMMD: unbiased MMD² x 1000, Gaussian RBF kernel (sigma 10), on CLIP image embeddings",
-        False, (NEEDS_REFERENCE, "a CLIP checkpoint (clip_model)"),
+        False, (NEEDS_REFERENCE, "a CLIP checkpoint (clip_model)"), weights="clip_model",
+        preprocessing=_CLIP_PREPROCESSING,
     ),
 ):  # fmt: skip
     METRICS[_entry.name] = _entry

@@ -1,0 +1,497 @@
+"""A run's folder: the one definition of a result row, and the only code that writes a run's files.
+
+::
+
+    <run>/results.jsonl     every row as it was made, one fsync'd append per batch: the run's record, so a run
+                            killed half-way opens and resumes (an image's latest row wins)
+    <run>/images/           the PNGs, each with its full settings (written before their rows)
+    <run>/results.parquet   the latest row per image, exported when the run finishes
+    <run>/summary.json      per model or arm (``{"schema_version", "rows", ...}``)
+    <run>/comparisons.json  paired comparisons, one row per compared group and metric
+    <run>/provenance.json   what produced each metric's values (``workbench.provenance``)
+    <run>/manifest.json     the study run: parameters, environment, outcome (``workbench.studies``)
+
+``Row`` is a result row's only column definition; ``SCHEMA_VERSION`` is carried by every row, by
+summary.json and by the manifest. Runs written by earlier versions are migrated when read
+(``migrate_rows``), so ``compare``, the run index and ``--resume`` keep working on them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from workbench.config import GenerationConfig
+from workbench.errors import ConfigError
+from workbench.generation import save_image
+from workbench.records import GenerationRecord
+from workbench.system_load import LOAD_COLUMNS
+
+__all__ = [
+    "ADDED_COLUMNS",
+    "COMPARISON_COLUMNS",
+    "IMAGES",
+    "ROW_KEY",
+    "SCHEMA_VERSION",
+    "TIMING_COLUMNS",
+    "ResultStore",
+    "Row",
+    "RunFolder",
+    "is_error",
+    "migrate_rows",
+    "read_comparisons",
+    "read_manifest",
+    "read_results",
+    "read_summary",
+    "save_study_results",
+    "settings_hash",
+]
+
+# 2: rows with batch and machine-load columns; summary.json an object with "rows", whose cost is usd_per_image
+# (version 1's cost_per_image, read as usd_per_image) with the workbench.costs columns beside it
+# 3: rows with a column per per-image metric (workbench.metrics); summary rows with <metric>_mean, _ci_low and
+# _ci_high per per-image metric (versions 1 and 2's clip_mean, clip_ci_low and clip_ci_high are read as
+# clip_score_mean, ...) and <metric>, _ci_low, _ci_high per per-set metric; summary.json's "metrics" says what
+# each metric is
+# 4: the settings' hash column is settings_hash (version 3's settings); every row has every Row column; rows
+# carry the run id of the run folder's manifest; provenance.json says what produced each metric
+SCHEMA_VERSION = 4
+
+IMAGES = "images"  # the run folder's PNGs
+ROW_KEY = ("model_id", "prompt_id", "seed", "settings_hash")  # what makes a row unique within a run
+# What differs between two runs of the same units on the same batches: which run, when and how fast they ran,
+# and where.
+TIMING_COLUMNS = ("run_id", "latency_s", "peak_mem_mb", "batch_started", "worker", *LOAD_COLUMNS)
+
+# The row columns each version added, with the value older rows get: callers can rely on every column.
+ADDED_COLUMNS: dict[int, dict[str, Any]] = {
+    2: {
+        "batch_id": float("nan"),  # the engine's batch (one pipeline call) that made this image
+        "batch_round": float("nan"),  # its round of the interleaved models
+        "batch_images": float("nan"),  # the images in that call
+        "batch_started": float("nan"),  # when the call started (seconds since the epoch)
+        "worker": None,  # the worker (device or Ray actor) that ran it
+        "device_name": None,  # the hardware it ran on ("NVIDIA H200", "cpu"): what its cost is priced as
+        **dict.fromkeys(LOAD_COLUMNS, float("nan")),  # the machine's load meanwhile (system_load)
+    },
+}
+
+# The columns of comparisons.json (one row per compared group and metric).
+COMPARISON_COLUMNS = [
+    "metric", "model_id", "reference", "mean_diff", "ci_low", "ci_high", "p_value", "p_holm",
+    "win_rate", "n_prompts", "min_detectable", "prompts_needed",
+]  # fmt: skip
+
+
+def settings_hash(config: GenerationConfig) -> str:
+    """A short hash of the generation settings: rows made with other settings are other rows."""
+    return hashlib.sha256(config.to_json().encode()).hexdigest()[:12]
+
+
+def is_error(status: Any) -> bool:
+    """Whether a row's status says its image failed (``error: ...``), rather than was made (ok, nan, black)."""
+    return str(status).startswith("error")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One image of a run, the only definition of a result row's columns. ``to_dict`` flattens it into the
+    stored row: the fixed columns, the generation settings (``config``), what chose them (``context``: a
+    route decision, an A/B arm), the machine's load (``load``) and the metric columns (``scores``)."""
+
+    run_id: str
+    model_id: str  # the target: a model id, or "routed" with the model used as routed_model_id
+    prompt_id: str
+    prompt: str  # as generated (an A/B arm's text, an optimized prompt)
+    category: str
+    seed: int
+    settings_hash: str  # settings_hash() of the settings the study asked for
+    config: GenerationConfig
+    status: str  # ok | nan | black | error: ...
+    routed_model_id: str | None = None
+    scheduler_class: str | None = None
+    device: str | None = None
+    dtype: str | None = None
+    acceleration: str = "baseline"  # the toggles' label
+    batch: str | None = None  # JSON [[prompt, seed], ...]: the batch mates an image depends on (else None)
+    latency_s: float = float("nan")  # the batch's time over its images
+    peak_mem_mb: float = float("nan")
+    mem_kind: str | None = None
+    token_count: int | None = None
+    token_limit: int | None = None
+    prompt_truncated: bool | None = None
+    dropped_text: str | None = None
+    batch_id: int | None = None
+    batch_round: int | None = None
+    batch_images: int | None = None
+    batch_started: float | None = None
+    worker: str | None = None
+    device_name: str | None = None
+    load: Mapping[str, Any] = field(default_factory=dict)  # LOAD_COLUMNS
+    context: Mapping[str, Any] = field(default_factory=dict)
+    scores: Mapping[str, Any] = field(default_factory=dict)
+    image_path: str | None = None  # relative to the run folder
+    schema_version: int = SCHEMA_VERSION
+
+    @classmethod
+    def made(
+        cls, record: GenerationRecord, *, target: str, run_id: str, prompt_id: str, category: str,
+        settings_hash: str, scores: Mapping[str, Any] | None = None, **columns: Any,
+    ) -> Row:  # fmt: skip
+        """The row of an image ``record`` made; ``columns``: the batch's and load columns, extra context."""
+        fixed, context = _split(columns)
+        token = record.tokens
+        return cls(
+            run_id=run_id, model_id=target, prompt_id=prompt_id, prompt=record.prompt, category=category,
+            seed=record.seed, settings_hash=settings_hash, config=record.config, status=record.status,
+            routed_model_id=record.model_id if record.model_id != target else None,
+            scheduler_class=record.scheduler_class, device=record.device, dtype=record.dtype,
+            acceleration=record.acceleration.label() if record.acceleration else "baseline",
+            batch=json.dumps([list(job) for job in record.batch]) if record.batch else None,
+            latency_s=record.latency_s, peak_mem_mb=record.peak_mem_mb, mem_kind=record.mem_kind,
+            token_count=token.count, token_limit=token.limit, prompt_truncated=token.truncated,
+            dropped_text=token.dropped_text, context={**record.context, **context}, scores=dict(scores or {}),
+            **fixed,
+        )  # fmt: skip
+
+    @classmethod
+    def failed(
+        cls, error: BaseException, *, target: str, run_id: str, prompt_id: str, prompt: str, category: str,
+        seed: int, settings_hash: str, config: GenerationConfig, **columns: Any,
+    ) -> Row:  # fmt: skip
+        """The row of an image that failed: its keys and settings, and the error as its status."""
+        fixed, context = _split(columns)
+        return cls(
+            run_id=run_id, model_id=target, prompt_id=prompt_id, prompt=prompt, category=category, seed=seed,
+            settings_hash=settings_hash, config=config, status=f"error: {type(error).__name__}: {error}",
+            context=context, **fixed,
+        )  # fmt: skip
+
+    def with_scores(self, scores: Mapping[str, Any]) -> Row:
+        return dataclasses.replace(self, scores={**self.scores, **scores})
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stored row: one flat, JSON-ready dict."""
+        fixed = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in _GROUPS}
+        head = {k: fixed.pop(k) for k in ("schema_version", "run_id", "model_id", "routed_model_id", "prompt",
+                                          "prompt_id", "category", "seed", "settings_hash")}  # fmt: skip
+        image_path = fixed.pop("image_path")
+        load = {column: self.load.get(column) for column in LOAD_COLUMNS}
+        return {**head, **self.config.to_dict(), **self.context, **fixed, **load, **self.scores,
+                "image_path": image_path}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, row: Mapping[str, Any]) -> Row:
+        """The row ``to_dict`` wrote (migrated from an earlier version: ``migrate_rows``); columns that are
+        neither fixed nor settings nor load come back as ``context`` (metric columns too: ``to_dict`` writes
+        both groups flat, so a round trip keeps the row)."""
+        (row,) = migrate_rows([dict(row)])
+        optional = {f.name for f in dataclasses.fields(cls) if f.default is None}  # NaN read back as None
+        names = {f.name for f in dataclasses.fields(cls)} - _GROUPS
+        settings = GenerationConfig.__dataclass_fields__
+        config = GenerationConfig.from_dict({k: row[k] for k in settings if k in row})
+        rest = {k: v for k, v in row.items() if k not in names and k not in settings and k not in LOAD_COLUMNS}
+        return cls(
+            **{k: _plain(row[k]) if k in optional else row[k] for k in names if k in row}, config=config,
+            load={k: row.get(k) for k in LOAD_COLUMNS}, context=rest,
+        )  # fmt: skip
+
+
+_GROUPS = {"config", "load", "context", "scores"}
+
+
+def _split(columns: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Keyword columns as (Row fields, context); load columns go into ``load``."""
+    names = {f.name for f in dataclasses.fields(Row)}
+    fixed = {k: v for k, v in columns.items() if k in names}
+    load = {k: v for k, v in columns.items() if k in LOAD_COLUMNS}
+    if load:
+        fixed["load"] = {**fixed.get("load", {}), **load}
+    return fixed, {k: v for k, v in columns.items() if k not in names and k not in LOAD_COLUMNS}
+
+
+def _plain(value: Any) -> Any:
+    """NaN (pandas' missing value) as None."""
+    return None if isinstance(value, float) and value != value else value
+
+
+def migrate_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Stored rows in the current form: rows without ``schema_version`` are version 1, version 3's
+    ``settings`` hash is ``settings_hash``, and the columns later versions added are there."""
+    for row in rows:
+        row["schema_version"] = int(_plain(row.get("schema_version")) or 1)
+        if "settings_hash" not in row and isinstance(row.get("settings"), str):
+            row["settings_hash"] = row.pop("settings")
+        for added in ADDED_COLUMNS.values():
+            for column, missing in added.items():
+                row.setdefault(column, missing)
+    return rows
+
+
+class RunFolder:
+    """The folder of one run (see the module docstring): the only code that writes its files.
+
+    ``run_id``: given, else the run id of the folder's manifest (a study run), else the folder's name.
+    Rows are appended by one writer (the process that owns the run), each batch's images first, so a stored
+    row always has its PNG."""
+
+    RESULTS, EXPORT, SUMMARY, COMPARISONS = "results.jsonl", "results.parquet", "summary.json", "comparisons.json"
+    PROVENANCE, MANIFEST = "provenance.json", "manifest.json"
+
+    def __init__(self, path: str | Path, run_id: str | None = None):
+        self.path = Path(path)
+        manifest = self.path / self.MANIFEST
+        recorded = read_manifest(manifest).get("run_id") if manifest.is_file() else None
+        self.run_id = str(run_id or recorded or self.path.resolve().name)
+
+    # --- writing ------------------------------------------------------------------------------------
+
+    def add(self, rows: Sequence[Row], records: Sequence[GenerationRecord | None] = ()) -> list[Row]:
+        """Save each row's image (``records[i]``, None for a failed image) as a PNG under images/, then append
+        the rows, their ``image_path`` set, in one fsync'd write. Returns the rows as stored."""
+        stored = []
+        for index, row in enumerate(rows):
+            record = records[index] if index < len(records) else None
+            if record is not None:
+                saved = save_image(record, self.path / IMAGES)
+                row = dataclasses.replace(row, image_path=str(saved.relative_to(self.path)))
+            stored.append(dataclasses.replace(row, run_id=self.run_id))
+        self._append([row.to_dict() for row in stored])
+        return stored
+
+    def _append(self, rows: list[dict[str, Any]]) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        with open(self.path / self.RESULTS, "a+b") as fh:
+            fh.seek(0, os.SEEK_END)
+            if fh.tell():
+                fh.seek(-1, os.SEEK_END)
+                if fh.read(1) != b"\n":
+                    fh.write(b"\n")  # close off a line cut short by a crash
+            fh.write(b"".join(json.dumps(row, default=str).encode() + b"\n" for row in rows))
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def finish(self, summary: pd.DataFrame | None = None, *, comparisons: pd.DataFrame | None = None,
+               results: pd.DataFrame | None = None, **extra: Any) -> None:  # fmt: skip
+        """Export the rows to results.parquet (``results``, default the latest row per image) and, given a
+        ``summary``, write summary.json (``{"schema_version", "rows": one per model or arm, **extra}``) and,
+        given, comparisons.json."""
+        results = self.results() if results is None else results
+        if len(results) or not (self.path / self.EXPORT).is_file():
+            version = results["schema_version"].fillna(1) if "schema_version" in results else SCHEMA_VERSION
+            self._write(self.EXPORT, lambda file: results.assign(schema_version=version).to_parquet(file, index=False))
+        if summary is not None:
+            document = {"schema_version": SCHEMA_VERSION, "rows": _records(summary), **extra}
+            self._write_json(self.SUMMARY, document)
+        if comparisons is not None:
+            self._write_json(self.COMPARISONS, _records(comparisons))
+
+    def export_if_stale(self) -> None:
+        """Export results.parquet unless one was written after the last row was stored (a study's own
+        export, with columns of its own, stands)."""
+        record, export = self.path / self.RESULTS, self.path / self.EXPORT
+        if record.is_file() and (not export.is_file() or export.stat().st_mtime_ns < record.stat().st_mtime_ns):
+            self.finish()
+
+    def write_provenance(self, provenance: Mapping[str, Mapping[str, Any]]) -> None:
+        """provenance.json: per metric, what produced its values (merged into what the folder has)."""
+        self._write_json(self.PROVENANCE, {**self.provenance(), **provenance})
+
+    def write_text(self, name: str, text: str) -> None:
+        """A file of the study's own (verdict.txt) in the folder."""
+        self._write(name, lambda file: file.write_text(text))
+
+    def write_manifest(self, manifest: Mapping[str, Any]) -> None:
+        self._write_json(self.MANIFEST, {"schema_version": SCHEMA_VERSION, **manifest, "run_id": self.run_id})
+
+    def _write_json(self, name: str, data: Any) -> None:
+        self._write(name, lambda file: file.write_text(json.dumps(data, indent=2, default=str, allow_nan=False)))
+
+    def _write(self, name: str, write) -> None:
+        """Write a file whole or not at all (a crash leaves the previous version)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        partial = self.path / f".{name}.partial"
+        write(partial)
+        partial.replace(self.path / name)
+
+    # --- reading ------------------------------------------------------------------------------------
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Every stored row, in the order written, migrated; a line cut short by a crash is dropped."""
+        file = self.path / self.RESULTS
+        if not file.is_file():
+            return []
+        rows = []
+        for line in file.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a partial last line from an interrupted write
+        return migrate_rows(rows)
+
+    def latest(self) -> list[dict[str, Any]]:
+        """The latest row per image (``ROW_KEY``): a failed image made again, or rescored, counts once."""
+        return list({tuple(row.get(k) for k in ROW_KEY): row for row in self.rows()}.values())
+
+    def done(self) -> set[tuple]:
+        """The keys (``ROW_KEY``) of the images already made (an image that failed is made again on a rerun)."""
+        return {tuple(row[k] for k in ROW_KEY) for row in self.latest() if not is_error(row.get("status"))}
+
+    def results(self) -> pd.DataFrame:
+        """The run's rows: the latest per image from results.jsonl (so a killed run opens), else the exported
+        results.parquet (a run made before the JSON-lines record was kept)."""
+        if (self.path / self.EXPORT).is_file() and not (self.path / self.RESULTS).is_file():
+            return read_results(self.path)
+        return pd.DataFrame(self.latest())
+
+    def provenance(self) -> dict[str, dict[str, Any]]:
+        """provenance.json's metrics (empty for a run made before provenance was recorded)."""
+        file = self.path / self.PROVENANCE
+        return json.loads(file.read_text()) if file.is_file() else {}
+
+    def manifest(self) -> dict[str, Any]:
+        return read_manifest(self.path)
+
+    def is_run(self) -> bool:
+        """Whether the folder holds a run's rows or manifest."""
+        return any((self.path / name).is_file() for name in (self.RESULTS, self.EXPORT, self.MANIFEST))
+
+    def manifest_facts(self) -> dict[str, Any]:
+        """What the manifest and the run index show of the rows and summary: images, model ids, seeds, the CLIP
+        checkpoint, and the summary rows."""
+        facts: dict[str, Any] = {}
+        if (self.path / self.SUMMARY).is_file():
+            facts["summary"] = read_summary(self.path)["rows"]
+        if (self.path / self.RESULTS).is_file() or (self.path / self.EXPORT).is_file():
+            results = self.results()
+            facts["images"] = len(results)
+            for key, column, cast in (("model_ids", "model_id", str), ("seeds", "seed", int),
+                                      ("clip_model", "clip_model", str)):  # fmt: skip
+                if column in results:
+                    facts[key] = sorted(cast(v) for v in results[column].dropna().unique())
+        return facts
+
+
+class ResultStore:
+    """Deprecated: a ``RunFolder`` owns a run's rows (``RunFolder.rows``, ``add``, ``done``, ``results``)."""
+
+    def __init__(self, path: str | Path):
+        warnings.warn("ResultStore is deprecated: use workbench.RunFolder", DeprecationWarning, stacklevel=2)
+        self.path = Path(path)
+        self._folder = RunFolder(self.path.parent, run_id="run")
+        self._folder.RESULTS = self.path.name
+
+    def rows(self) -> list[dict[str, Any]]:
+        return self._folder.rows()
+
+    def done(self) -> set[tuple]:
+        return self._folder.done()
+
+    def append(self, rows: Sequence[dict[str, Any]]) -> None:
+        self._folder._append(list(rows))
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows())
+
+
+def save_study_results(
+    results: pd.DataFrame,
+    summary: pd.DataFrame,
+    output_dir: str | Path,
+    *,
+    comparisons: pd.DataFrame | None = None,
+    **extra: Any,
+) -> None:
+    """What a study leaves for its manifest and the run index (``RunFolder.finish``): results.parquet of
+    ``results``, summary.json (``{"schema_version", "rows": one per model or arm, **extra}``) and, given,
+    comparisons.json."""
+    RunFolder(output_dir).finish(summary, comparisons=comparisons, results=results, **extra)
+
+
+def new_run_id(parameters: Mapping[str, Any]) -> str:
+    """A run id: when it started, and a hash of its parameters."""
+    digest = hashlib.sha256(json.dumps(parameters, sort_keys=True, default=str).encode()).hexdigest()[:6]
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{digest}"
+
+
+def read_summary(path: str | Path) -> dict[str, Any]:
+    """summary.json (a run folder or the file) in the current form: a version-1 list becomes ``{"rows": ...}``."""
+    data = json.loads(_file(path, RunFolder.SUMMARY).read_text())
+    if isinstance(data, list):
+        data = {"schema_version": 1, "rows": _version_1_rows(data)}
+    if data.get("schema_version", 1) < 3:
+        data["rows"] = _version_2_rows(data["rows"])
+    return data
+
+
+def read_results(path: str | Path) -> pd.DataFrame:
+    """results.parquet (a run folder or the file) in the current form (``migrate_rows``)."""
+    results = pd.read_parquet(_file(path, RunFolder.EXPORT))
+    version = results["schema_version"] if "schema_version" in results else pd.Series(1, index=results.index)
+    results["schema_version"] = version.fillna(1).astype(int)
+    if "settings_hash" not in results and "settings" in results and results["settings"].map(type).eq(str).all():
+        results = results.rename(columns={"settings": "settings_hash"})
+    for added in ADDED_COLUMNS.values():
+        for column, missing in added.items():
+            if column not in results:
+                results[column] = missing
+    return results
+
+
+def read_comparisons(path: str | Path) -> pd.DataFrame:
+    """comparisons.json (a run folder or the file) as a frame; an empty one with ``COMPARISON_COLUMNS`` when
+    the run wrote none."""
+    path = Path(path)
+    file = path / RunFolder.COMPARISONS if path.is_dir() else path
+    if not file.is_file():
+        return pd.DataFrame(columns=COMPARISON_COLUMNS)
+    return pd.DataFrame(json.loads(file.read_text()))
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    """manifest.json (a run folder or the file) in the current form: without ``schema_version`` it is
+    version 1, and its ``summary`` is always the list of summary rows."""
+    manifest = json.loads(_file(path, RunFolder.MANIFEST).read_text())
+    manifest.setdefault("schema_version", 1)
+    if isinstance(manifest.get("summary"), dict):
+        manifest["summary"] = manifest["summary"].get("rows", [])
+    elif manifest["schema_version"] == 1 and manifest.get("summary"):
+        manifest["summary"] = _version_1_rows(manifest["summary"])
+    if manifest["schema_version"] < 3 and manifest.get("summary"):
+        manifest["summary"] = _version_2_rows(manifest["summary"])
+    return manifest
+
+
+def _version_1_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Version-1 summary rows with version 2's names added: cost_per_image is usd_per_image."""
+    return [{"usd_per_image": row["cost_per_image"], **row} if "cost_per_image" in row else row for row in rows]
+
+
+def _version_2_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Summary rows before version 3 with its names added: clip_mean is clip_score_mean (and its CI)."""
+    renamed = {"clip_mean": "clip_score_mean", "clip_ci_low": "clip_score_ci_low", "clip_ci_high": "clip_score_ci_high"}
+    return [{**row, **{new: row[old] for old, new in renamed.items() if old in row}} for row in rows]
+
+
+def _file(path: str | Path, name: str) -> Path:
+    """``name`` in the run folder ``path``, or ``path`` itself; refused, naming it, when it is not there."""
+    path = Path(path)
+    file = path / name if path.is_dir() else path
+    if not file.is_file():
+        raise ConfigError(f"{path} has no {name}: not a study run folder, or the run stored nothing yet", "run")
+    return file
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as JSON-ready dicts; NaN becomes null (JSON has no NaN)."""
+    return json.loads(frame.to_json(orient="records"))
