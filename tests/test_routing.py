@@ -164,6 +164,12 @@ routes:
         (("fallback: a", "fallback: c"), 1, "fallback", "names no route: 'c'"),
         (("threshold: 0.4", "threshold: 1.5"), 2, "threshold", "threshold must be a number from 0 to 1"),
         (
+            ("    config: {steps: 10}", "    config: {steps: 10}\n    keywords: {art: 0}"),
+            7,
+            "routes.a.keywords",
+            "keyword 'art' needs at least one word and a weight > 0",
+        ),
+        (
             ("    config: {steps: 10}", "    config: {steps: 10, sampler: x}"),
             6,
             "routes.a.config.sampler",
