@@ -418,9 +418,10 @@ def test_the_cache_folder_follows_the_environment(monkeypatch, tmp_path):
 
 
 def test_the_router_names_its_images_as_the_plan_does():
-    from workbench.routing.router import _ROUTED
+    import workbench as wb
+    from workbench import config
 
-    assert _ROUTED == ROUTED
+    assert Router("toyworld", "keyword").name == ROUTED == config.ROUTED == wb.ROUTED
 
 
 # --- the classifier registry -----------------------------------------------------------------------
