@@ -1,3 +1,4 @@
+import contextlib
 import threading
 
 import numpy as np
@@ -5,7 +6,7 @@ import pytest
 
 from workbench.config import GenerationConfig
 from workbench.errors import ConfigError, GenerationCancelled
-from workbench.generation import generate
+from workbench.generation import calibrate_mag_ratios, generate
 from workbench.local_pipeline import default_size, token_budget
 
 FAST = GenerationConfig(steps=3, guidance=4.0)
@@ -121,3 +122,20 @@ def test_black_and_nan_images_are_flagged(tiny_pipe):
 def test_bad_inputs_are_refused(tiny_pipe, prompts, seeds, named):
     with pytest.raises(ConfigError, match=named):
         generate(tiny_pipe, prompts, FAST, seeds)
+
+
+class ElsewhereBackend:
+    """An ImageBackend without a pipeline in this process (as a server's client is)."""
+
+    workbench_model_id = "elsewhere"
+
+    def make_images(self, jobs, config, **kwargs):
+        return []
+
+    def accelerated(self, config):
+        return contextlib.nullcontext(config)
+
+
+def test_mag_cache_ratios_need_a_backend_with_a_pipeline_in_this_process():
+    with pytest.raises(ConfigError, match="pipeline in this process, got ElsewhereBackend"):
+        calibrate_mag_ratios(ElsewhereBackend(), "a prompt")

@@ -1,47 +1,32 @@
-"""The package's import graph, imports inside functions included: no cycles, and no import that goes up the
-layer order of DESIGN.md (a module may import from its own layer or below)."""
+"""The package's import graph, imports inside functions and under ``if TYPE_CHECKING:`` included: no cycles,
+and no import that goes up the layer order of ARCHITECTURE.md (a module may import from its own layer or
+below)."""
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import workbench
 
 ROOT = Path(workbench.__file__).parent
+ARCHITECTURE = Path(__file__).resolve().parents[1] / "ARCHITECTURE.md"
+_ROW = re.compile(r"^\|\s*(\d+)\s*\|\s*`(\w+)(?:\.py|/)`\s*\|")  # | 3 | `generation.py` | ... |  or `toyworld/`
 
-# Bottom to top, as in DESIGN.md; a name stands for the module or the package of that name.
-LAYERS = [
-    ["errors", "config", "resources", "data", "notebooks", "system_load", "ray_cluster"],
-    [
-        "records",
-        "backends",
-        "architectures",
-        "flops",
-        "tgate",
-        "mag_cache",
-        "weights",
-        "acceleration",
-        "models",
-        "toyworld",
-        "local_pipeline",
-        "checkpoints",
-        "costs",
-    ],
-    ["generation"],
-    ["prompts", "routing", "metrics", "plan"],
-    [
-        "stats",
-        "run_folder",
-        "engine",
-        "evaluation",
-        "abtest",
-        "acceleration_benchmark",
-        "plots",
-        "metric_validity",
-    ],
-    ["studies", "compare", "tracking", "sweeps", "widgets", "serve", "client", "cli"],
-]
+
+def read_layers(text: str) -> list[list[str]]:
+    """The layers of ARCHITECTURE.md's table, bottom to top: the names of their modules and packages."""
+    layers: dict[int, list[str]] = {}
+    for line in text.splitlines():
+        if match := _ROW.match(line):
+            layers.setdefault(int(match[1]), []).append(match[2])
+    numbers = sorted(layers)
+    assert numbers == list(range(1, len(numbers) + 1)), f"ARCHITECTURE.md's layers are not 1 to n: {numbers}"
+    return [layers[n] for n in numbers]
+
+
+LAYERS = read_layers(ARCHITECTURE.read_text(encoding="utf-8"))
 LAYER = {name: index for index, names in enumerate(LAYERS) for name in names}
 
 
@@ -50,21 +35,12 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _runtime_nodes(tree: ast.AST):
-    """Every node, but those under ``if TYPE_CHECKING:`` (type hints only: never imported when running)."""
-    for node in ast.iter_child_nodes(tree):
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            yield from (n for child in node.orelse for n in [child, *_runtime_nodes(child)])
-            continue
-        yield node
-        yield from _runtime_nodes(node)
-
-
 def _imports(path: Path, module: str) -> set[str]:
-    """The workbench modules ``path`` imports when it runs, anywhere in it (relative imports resolved)."""
+    """The workbench modules ``path`` imports, anywhere in it: inside functions and under ``if TYPE_CHECKING:``
+    too (relative imports resolved)."""
     found = set()
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-    for node in _runtime_nodes(ast.parse(path.read_text())):
+    for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom):
@@ -97,7 +73,7 @@ def _layer(module: str) -> int:
     if module == "workbench":
         return len(LAYERS)
     top = module.split(".")[1]
-    assert top in LAYER, f"{module} is in no layer: add it to LAYERS here and in DESIGN.md"
+    assert top in LAYER, f"{module} is in no layer: add a row for {top} to ARCHITECTURE.md"
     return LAYER[top]
 
 
@@ -133,9 +109,10 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return groups
 
 
-def test_the_graph_sees_imports_inside_functions():
+def test_the_graph_sees_imports_inside_functions_and_for_type_checking():
     graph = import_graph()
     assert "workbench.models" in graph["workbench.generation"]
+    assert "workbench.plots" in graph["workbench"]  # the package root's imports are for type checkers only
     assert len(graph) > 30
 
 
@@ -151,6 +128,20 @@ def test_no_import_goes_up_the_layers():
         if _layer(target) > _layer(module)
     ]
     assert upward == []
+
+
+def test_every_module_is_in_one_layer_of_architecture_md():
+    modules = {p.stem for p in ROOT.glob("*.py") if p.stem != "__init__"}
+    modules |= {p.parent.name for p in ROOT.glob("*/__init__.py")}
+    listed = [name for names in LAYERS for name in names]
+    assert sorted({name for name in listed if listed.count(name) > 1}) == [], "in more than one row of ARCHITECTURE.md"
+    assert sorted(modules - set(listed)) == [], "in no layer: add a row for each to ARCHITECTURE.md's table"
+    assert sorted(set(listed) - modules) == [], "in ARCHITECTURE.md's table but not in workbench/"
+
+
+def test_the_layers_are_read_from_the_table():
+    text = "| layer | module | what |\n|---|---|---|\n| 1 | `a.py` | x |\n| 2 | `b/` | y \\| z |\n| 2 | `c.py` | |\n"
+    assert read_layers(text) == [["a"], ["b", "c"]]
 
 
 def test_the_cycle_finder_finds_a_cycle():

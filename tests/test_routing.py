@@ -164,6 +164,12 @@ routes:
         (("fallback: a", "fallback: c"), 1, "fallback", "names no route: 'c'"),
         (("threshold: 0.4", "threshold: 1.5"), 2, "threshold", "threshold must be a number from 0 to 1"),
         (
+            ("    config: {steps: 10}", "    config: {steps: 10}\n    keywords: {art: 0}"),
+            7,
+            "routes.a.keywords",
+            "keyword 'art' needs at least one word and a weight > 0",
+        ),
+        (
             ("    config: {steps: 10}", "    config: {steps: 10, sampler: x}"),
             6,
             "routes.a.config.sampler",
@@ -412,9 +418,10 @@ def test_the_cache_folder_follows_the_environment(monkeypatch, tmp_path):
 
 
 def test_the_router_names_its_images_as_the_plan_does():
-    from workbench.routing.router import _ROUTED
+    import workbench as wb
+    from workbench import config
 
-    assert _ROUTED == ROUTED
+    assert Router("toyworld", "keyword").name == ROUTED == config.ROUTED == wb.ROUTED
 
 
 # --- the classifier registry -----------------------------------------------------------------------

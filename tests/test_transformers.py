@@ -205,6 +205,27 @@ def test_mag_cache_skips_steps_at_every_step_count_and_is_refused_without_ratios
         wb.calibrate_mag_ratios(dit, PROMPTS[0])
 
 
+def test_the_private_diffusers_names_the_mag_ratio_meter_uses_are_still_there():
+    import diffusers
+    from diffusers.models.transformers.transformer_flux import FluxSingleTransformerBlock, FluxTransformerBlock
+
+    from workbench.mag_cache import _diffusers_blocks
+
+    try:
+        block_lists, registry = _diffusers_blocks()
+        meta = [registry.get(block) for block in (FluxTransformerBlock, FluxSingleTransformerBlock)]
+        found = [(m.hidden_states_argument_name, m.return_hidden_states_index) for m in meta]
+    except (ImportError, AttributeError, ValueError) as error:
+        pytest.fail(
+            f"diffusers {diffusers.__version__} moved or changed private names that workbench.mag_cache's "
+            "MagRatioMeter uses (diffusers.hooks._common._ALL_TRANSFORMER_BLOCK_IDENTIFIERS; "
+            "diffusers.hooks._helpers.TransformerBlockRegistry.get(cls), with hidden_states_argument_name and "
+            f"return_hidden_states_index): {type(error).__name__}: {error}. See workbench.mag_cache._diffusers_blocks."
+        )
+    assert {"transformer_blocks", "single_transformer_blocks"} <= set(block_lists), block_lists
+    assert found == [("hidden_states", 1), ("hidden_states", 1)], found
+
+
 @pytest.mark.parametrize("text", ["{not json", '{"ratios": [1.0, 0.9]}', '{"mag_ratios": [1.0, -0.9]}'])
 def test_a_bad_mag_ratios_file_is_named(tmp_path, text):
     (tmp_path / "mag_ratios.json").write_text(text)

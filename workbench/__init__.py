@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time, __getattr__ imp
     from workbench.architectures import architecture_parameters
     from workbench.backends import ImageBackend
     from workbench.client import RemoteModel
-    from workbench.config import SCHEDULERS, AccelerationConfig, GenerationConfig, RouteSpec
+    from workbench.config import ROUTED, SCHEDULERS, AccelerationConfig, GenerationConfig, RouteSpec
     from workbench.errors import (
         ConfigError,
         GenerationCancelled,
@@ -55,7 +55,7 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time, __getattr__ imp
     )
     from workbench.metrics import METRICS, CLIPScorer, Metric, MetricOptions, fidelity, register_metric
     from workbench.models import ModelLoader, PipelineCache, available_models, load, register_loader
-    from workbench.plan import ROUTED, Plan, resolve, run
+    from workbench.plan import Plan, resolve, run
     from workbench.plots import image_grid
     from workbench.prompts import (
         OptimizedPrompt,
@@ -92,7 +92,7 @@ _EXPORTS: dict[str, str] = {
     "architecture_parameters": "architectures",
     "ImageBackend": "backends",
     "RemoteModel": "client",
-    **dict.fromkeys(["SCHEDULERS", "AccelerationConfig", "GenerationConfig", "RouteSpec"], "config"),
+    **dict.fromkeys(["ROUTED", "SCHEDULERS", "AccelerationConfig", "GenerationConfig", "RouteSpec"], "config"),
     **dict.fromkeys(
         [
             "ConfigError",
@@ -135,7 +135,7 @@ _EXPORTS: dict[str, str] = {
     ),
     **dict.fromkeys(["METRICS", "CLIPScorer", "Metric", "MetricOptions", "fidelity", "register_metric"], "metrics"),
     **dict.fromkeys(["ModelLoader", "PipelineCache", "available_models", "load", "register_loader"], "models"),
-    **dict.fromkeys(["ROUTED", "Plan", "resolve", "run"], "plan"),
+    **dict.fromkeys(["Plan", "resolve", "run"], "plan"),
     "image_grid": "plots",
     **dict.fromkeys(
         ["OptimizedPrompt", "PromptOptimizer", "StylePreset", "expand_template", "load_prompts", "load_styles"],

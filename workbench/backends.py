@@ -3,7 +3,8 @@
 ``generate()`` and ``accelerate()`` (in ``workbench.generation``) talk only to an ``ImageBackend``. Two
 implement it: ``LocalPipeline`` (a diffusers pipeline in this process, ``workbench.local_pipeline``) and
 ``RemoteModel`` (a ``workbench serve`` server, ``workbench.client``). A diffusers pipeline passed anywhere a
-backend goes is wrapped in a ``LocalPipeline``; nothing below the top layer tests for a concrete backend class.
+backend goes is wrapped in a ``LocalPipeline``, which shows it as ``pipe``: what works on the pipeline itself
+(measuring MagCache's ratios) asks a backend for its ``pipe``. Nothing tests for a concrete backend class.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Settings as frozen, validated dataclasses that round-trip to dict, JSON and YAML."""
+"""Settings as frozen, validated dataclasses that round-trip to dict, JSON and YAML; and ``ROUTED``, how a
+Router is named where a model id would be (defined here, below both ``plan`` and ``routing``)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ATTENTION_BACKENDS",
+    "ROUTED",
     "SCHEDULERS",
     "TRANSFORMER_CACHES",
     "AccelerationConfig",
@@ -259,6 +261,9 @@ def _check_number(obj, name: str, low: float, high: float) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
         raise ConfigError(f"{name} must be a number from {low} to {high}, got {value!r}", name)
     object.__setattr__(obj, name, float(value))
+
+
+ROUTED = "routed"  # how a Router is named in result rows, study parameters and the CLI
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,8 @@
      ├── EmbeddingUnavailableError  the sentence-embedding model for routing cannot be loaded
      ├── NotebookRunError           a study notebook failed in a cell; the executed notebook is kept
      ├── RemoteError                a server could not be reached, or refused for a reason other than content
-     └── QueueFull                  a server's queue is full; try again after ``retry_after`` seconds
+     ├── QueueFull                  a server's queue is full; try again after ``retry_after`` seconds
+     └── WorkerLost                 a worker of a sharded study stopped mid-way; its unfinished batch is not stored
 
 Messages name the bad value and what is allowed.
 """

@@ -149,9 +149,9 @@ def calibrate_mag_ratios(
     generated under ``config`` (its steps are the ratios' length) with no cache, each step's ratio averaged
     over the images and guidance branches. Use them as ``AccelerationConfig(mag_cache=..., mag_ratios=...)``."""
     backend = as_backend(pipe)
-    if not isinstance(backend, LocalPipeline):
-        raise ConfigError(f"MagCache's ratios are measured on a local pipeline, got {type(backend).__name__}")
-    pipe = backend.pipe
+    pipe = getattr(backend, "pipe", None)  # a backend in this process shows its pipeline (backends.py)
+    if pipe is None:
+        raise ConfigError(f"MagCache's ratios are measured on a pipeline in this process, got {type(backend).__name__}")
     if active_acceleration(pipe) is not None:
         raise ConfigError(f"calibrate outside an accelerate block: {active_acceleration(pipe).label()} is applied")
     config = config or GenerationConfig()

@@ -16,6 +16,7 @@ for those hub ids. ``AccelerationConfig.mag_ratios`` given explicitly come first
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 
@@ -56,6 +57,21 @@ def write_mag_ratios(folder: Path, ratios: tuple[float, ...], prompts: int) -> N
     (Path(folder) / MAG_RATIOS_FILE).write_text(json.dumps(data, indent=2) + "\n")
 
 
+def _diffusers_blocks():
+    """diffusers' own view of a transformer's blocks, the one its caches hook: the names of the block lists, and
+    the registry of block classes (``get(cls)``: which argument takes the hidden states, which output is them).
+
+    Both are private (``diffusers.hooks._common._ALL_TRANSFORMER_BLOCK_IDENTIFIERS``,
+    ``diffusers.hooks._helpers.TransformerBlockRegistry``), and imported only here: the public calibration,
+    ``MagCacheConfig(calibrate=True)``, prints and logs each call's ratios and keeps none, so the meter hooks the
+    blocks itself. tests/test_transformers.py fails naming them and diffusers' version when an upgrade moves them.
+    """
+    from diffusers.hooks._common import _ALL_TRANSFORMER_BLOCK_IDENTIFIERS
+    from diffusers.hooks._helpers import TransformerBlockRegistry
+
+    return _ALL_TRANSFORMER_BLOCK_IDENTIFIERS, TransformerBlockRegistry
+
+
 class MagRatioMeter:
     """Hooks on ``pipe``'s transformer that record, while the block runs, the magnitude of each call's residual
     per token; ``ratios(steps, branches)`` turns them into MagCache's ratios.
@@ -64,20 +80,18 @@ class MagRatioMeter:
     block lists); the residual is the tail's image tokens minus the head's input."""
 
     def __init__(self, pipe):
-        from diffusers.hooks._common import _ALL_TRANSFORMER_BLOCK_IDENTIFIERS
-        from diffusers.hooks._helpers import TransformerBlockRegistry
-
         net = denoiser(pipe)
         if getattr(net, "is_cache_enabled", False):
             raise ConfigError(f"measure MagCache's ratios without a cache: {type(net._cache_config).__name__} is on")
+        block_lists, registry = _diffusers_blocks()
         blocks = [
             block
             for name, group in net.named_children()
-            if name in _ALL_TRANSFORMER_BLOCK_IDENTIFIERS and isinstance(group, torch.nn.ModuleList)
+            if name in block_lists and isinstance(group, torch.nn.ModuleList)
             for block in group
         ]
         try:
-            self._meta = [TransformerBlockRegistry.get(type(b)) for b in (blocks[0], blocks[-1])] if blocks else []
+            self._meta = [registry.get(type(b)) for b in (blocks[0], blocks[-1])] if blocks else []
         except ValueError:
             self._meta = []
         if not self._meta:
@@ -89,10 +103,11 @@ class MagRatioMeter:
 
     def __enter__(self) -> MagRatioMeter:
         head_meta, tail_meta = self._meta
+        head_signature = inspect.signature(self._head.forward)  # to find the hidden states among its arguments
 
         def before_head(_module, args, kwargs):
-            name = head_meta.hidden_states_argument_name
-            self._inputs.append(head_meta._get_parameter_from_args_kwargs(name, args, kwargs))
+            arguments = head_signature.bind_partial(*args, **kwargs).arguments
+            self._inputs.append(arguments[head_meta.hidden_states_argument_name])
 
         def after_tail(_module, _args, _kwargs, output):
             hidden = output[tail_meta.return_hidden_states_index] if isinstance(output, tuple) else output

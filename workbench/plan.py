@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from workbench.backends import Cancel, ProgressCallback
-from workbench.config import AccelerationConfig, GenerationConfig, RouteSpec
+from workbench.config import ROUTED, AccelerationConfig, GenerationConfig, RouteSpec
 from workbench.errors import ConfigError
 from workbench.generation import accelerate, as_backend, generate
 from workbench.local_pipeline import pipeline_tokenizers
@@ -27,8 +27,6 @@ from workbench.prompts import PromptOptimizer
 from workbench.records import GenerationRecord
 
 __all__ = ["ROUTED", "Plan", "Planner", "resolve", "run", "target_label"]
-
-ROUTED = "routed"  # how a Router is named in result rows, study parameters and the CLI
 
 
 @runtime_checkable

@@ -12,8 +12,8 @@ Both return a ``RoutingDecision`` (route, scores, confidence, reason). ``Router`
 classifier together, and generates through the model cache, recording the decision in every image.
 ``evaluate_classifiers`` measures classifiers on labelled prompts.
 
-Modules: ``decision``, ``classifiers``, ``tables``, ``router``, ``scoring``, ``embeddings`` (all-MiniLM-L6-v2 in
-numpy, no torch), ``cache`` (fitted classifiers kept on disk).
+Modules: ``decision``, ``keywords``, ``tables``, ``classifiers``, ``router``, ``scoring``, ``embeddings``
+(all-MiniLM-L6-v2 in numpy, no torch), ``cache`` (fitted classifiers kept on disk).
 """
 
 from workbench.routing.classifiers import (
@@ -30,8 +30,6 @@ from workbench.routing.classifiers import (
 from workbench.routing.decision import RoutingDecision
 from workbench.routing.router import Router, model_targets
 from workbench.routing.scoring import (
-    LABELLED_PROMPTS,
-    PARAPHRASED_PROMPTS,
     ClassifierEvaluation,
     RoutingScores,
     evaluate_classifiers,
@@ -40,7 +38,7 @@ from workbench.routing.scoring import (
     routing_latency,
     score_routing,
 )
-from workbench.routing.tables import ROUTE_DIR, RouteTable
+from workbench.routing.tables import LABELLED_PROMPTS, PARAPHRASED_PROMPTS, ROUTE_DIR, RouteTable
 
 __all__ = [
     "CLASSIFIERS",

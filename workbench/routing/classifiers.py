@@ -10,10 +10,8 @@
 from __future__ import annotations
 
 import csv
-import re
-import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -21,10 +19,8 @@ from workbench.errors import ConfigError
 from workbench.routing.cache import cache_key, load_entry, save_entry
 from workbench.routing.decision import RoutingDecision, check_prompts, check_threshold
 from workbench.routing.embeddings import EMBEDDING_EXTRA, SentenceEncoder, sentence_encoder
-from workbench.routing.scoring import LABELLED_PROMPTS
-
-if TYPE_CHECKING:
-    from workbench.routing.tables import RouteTable
+from workbench.routing.keywords import check_keywords, phrase_words, plural_forms
+from workbench.routing.tables import LABELLED_PROMPTS, RouteTable
 
 __all__ = [
     "CLASSIFIERS",
@@ -90,24 +86,6 @@ class ScoringClassifier:
 
 # --- keyword classifier ---------------------------------------------------------------------------
 
-_WORD = re.compile(r"[a-z0-9]+(?:'[a-z0-9]+)*")
-
-
-def _words(text: str) -> list[str]:
-    """Lower-case words without accents; a hyphen separates words ("ukiyo-e" is "ukiyo e", "mid-century"
-    is "mid century"), an apostrophe does not ("children's")."""
-    folded = unicodedata.normalize("NFKD", text.lower().replace("\u2019", "'"))
-    return _WORD.findall("".join(c for c in folded if not unicodedata.combining(c)))
-
-
-def _plural_forms(word: str) -> set[str]:
-    forms = {word, word + "s", word + "es"}
-    if word.endswith("y"):
-        forms.add(word[:-1] + "ies")
-    if word.endswith("man"):
-        forms.add(word[:-3] + "men")
-    return forms
-
 
 class KeywordClassifier(ScoringClassifier):
     """Scores routes by the weighted words and phrases of each that a prompt contains (whole words only;
@@ -128,21 +106,14 @@ class KeywordClassifier(ScoringClassifier):
         self._phrases: dict[str, list[tuple[tuple[str, ...], frozenset[str], float, str]]] = {}
         # first word -> (route, words before the last, forms of the last, weight, phrase)
         self._by_first: dict[str, list[tuple[str, tuple[str, ...], frozenset[str], float, str]]] = {}
-        for route, words in keywords.items():
-            weighted = words.items() if isinstance(words, Mapping) else ((w, 1.0) for w in words)
+        for route, listed in keywords.items():
             entries, covered = [], set()
-            for phrase, weight in weighted:
-                tokens = _words(str(phrase))
-                if not tokens or isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight <= 0:
-                    raise ConfigError(
-                        f"route {route!r}: keyword {phrase!r} needs at least one word and a weight > 0, "
-                        f"got weight {weight!r}"
-                    )
+            for tokens, weight in check_keywords(route, listed):
                 if tuple(tokens) in covered:  # "windows" after "window": one word, counted once
                     continue
-                forms = frozenset(_plural_forms(tokens[-1]))
+                forms = frozenset(plural_forms(tokens[-1]))
                 covered |= {(*tokens[:-1], form) for form in forms}
-                entry = (tuple(tokens[:-1]), forms, float(weight), " ".join(tokens))
+                entry = (tuple(tokens[:-1]), forms, weight, " ".join(tokens))
                 entries.append(entry)
                 for first in (tokens[0],) if len(tokens) > 1 else forms:
                     self._by_first.setdefault(first, []).append((route, *entry))
@@ -162,7 +133,7 @@ class KeywordClassifier(ScoringClassifier):
         return [self._score_one(prompt) for prompt in prompts]
 
     def _score_one(self, prompt: str) -> tuple[dict[str, float], tuple[str, ...]]:
-        words = _words(prompt)
+        words = phrase_words(prompt)
         found = []  # (start, length, route, weight, phrase) of every occurrence
         for i, word in enumerate(words):
             for route, head, last, weight, phrase in self._by_first.get(word, ()):

@@ -8,17 +8,13 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from workbench.config import GenerationConfig, RouteSpec
+from workbench.config import ROUTED, GenerationConfig, RouteSpec
 from workbench.errors import ConfigError, EmbeddingUnavailableError
 from workbench.routing.classifiers import Classifier, classifier_names, make_classifier
 from workbench.routing.decision import RoutingDecision, check_prompts, check_threshold
 from workbench.routing.tables import RouteTable
 
 __all__ = ["Router", "model_targets"]
-
-# workbench.plan.ROUTED, written out: plan (and the model cache) import torch and diffusers, which routing a
-# prompt never needs; they are imported when a router generates (tests/test_routing.py checks the two agree).
-_ROUTED = "routed"
 
 
 class Router:
@@ -41,7 +37,7 @@ class Router:
         embedding_model: str | None = None,
         device: str | None = None,
         cache=None,
-        name: str = _ROUTED,
+        name: str = ROUTED,
     ):
         self.name = name  # how its images' rows name the model: "routed"
         self.table = table if isinstance(table, RouteTable) else RouteTable.load(table)
@@ -148,7 +144,7 @@ def model_targets(names: Sequence[str], *, classifier: str = "embedding", device
     routers: dict[str, Router] = {}
     targets: list = []
     for name in names:
-        if name != _ROUTED and not str(name).startswith(f"{_ROUTED}:"):
+        if name != ROUTED and not str(name).startswith(f"{ROUTED}:"):
             targets.append(name)
             continue
         table = str(name).partition(":")[2] or "toyworld"

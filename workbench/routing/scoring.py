@@ -1,5 +1,6 @@
-"""Measuring routing: labelled prompts, accuracy and per-route precision/recall/F1 against labels, latency,
-and ``evaluate_classifiers``, which does all of it for several classifiers at once."""
+"""Measuring routing: the labelled prompts (their files are named in ``tables``), accuracy and per-route
+precision/recall/F1 against labels, latency, and ``evaluate_classifiers``, which does all of it for several
+classifiers at once."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from workbench.errors import ConfigError
-from workbench.resources import data_path
 from workbench.routing.decision import RoutingDecision
+from workbench.routing.tables import LABELLED_PROMPTS, PARAPHRASED_PROMPTS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -33,9 +34,6 @@ __all__ = [
     "routing_latency",
     "score_routing",
 ]
-
-LABELLED_PROMPTS = data_path("prompts", "routing_labelled.csv")  # PartiPrompts by content type, train/test split
-PARAPHRASED_PROMPTS = data_path("prompts", "routing_paraphrased.csv")  # hand-written, mostly without keywords
 
 
 def labelled_prompts(split: str | None = None, path: str | Path = LABELLED_PROMPTS) -> pd.DataFrame:

@@ -1,5 +1,6 @@
 """Route tables: named routes (model id, settings, examples, keywords), a fallback, a threshold and a preview
-route, read from YAML (``data/routes/``) with errors that name the file, the line and the field."""
+route, read from YAML (``data/routes/``) with errors that name the file, the line and the field; and the
+labelled prompts that ship beside them (``data/prompts/routing_*.csv``)."""
 
 from __future__ import annotations
 
@@ -12,12 +13,14 @@ import yaml
 from workbench.config import GenerationConfig, RouteSpec
 from workbench.errors import ConfigError
 from workbench.resources import data_path
-from workbench.routing.classifiers import KeywordClassifier
 from workbench.routing.decision import check_threshold
+from workbench.routing.keywords import check_keywords
 
-__all__ = ["ROUTE_DIR", "RouteTable"]
+__all__ = ["LABELLED_PROMPTS", "PARAPHRASED_PROMPTS", "ROUTE_DIR", "RouteTable"]
 
 ROUTE_DIR = data_path("routes")
+LABELLED_PROMPTS = data_path("prompts", "routing_labelled.csv")  # PartiPrompts by content type, train/test split
+PARAPHRASED_PROMPTS = data_path("prompts", "routing_paraphrased.csv")  # hand-written, mostly without keywords
 
 _TABLE_KEYS = {"description", "fallback", "preview", "threshold", "keywords", "routes"}
 _ROUTE_KEYS = {"model", "config", "description", "examples", "keywords"}
@@ -134,7 +137,7 @@ class RouteTable:
         )
         for name in routes:
             try:
-                KeywordClassifier({name: table.keywords[name]})  # checks every keyword and weight
+                check_keywords(name, table.keywords[name])
             except ConfigError as error:
                 fail(("routes", name, "keywords"), str(error))
         return table
