@@ -2,6 +2,7 @@
 checked by hand, the regression exit codes, the report."""
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,12 @@ from PIL import Image
 from workbench.cli import main
 from workbench.compare import LATENCY, Check, compare_runs, find_run
 from workbench.errors import ConfigError
+from workbench.metrics import METRICS, MetricOptions
+from workbench.metrics.provenance import differences, metric_provenance
+from workbench.prompts import load_prompts
+from workbench.run_folder import RunFolder
 from workbench.stats import mean_ci
+from workbench.weights import checkpoint_files, checkpoint_hash
 
 PROMPTS = [f"p{i}" for i in range(10)]
 # B - A of clip_score per prompt: m/a loses about 2 points everywhere, m/b changes by noise around 0.
@@ -233,3 +239,53 @@ def test_an_unreadable_run_is_an_error_not_a_regression(runs, capsys):
     (runs / b / "results.parquet").write_bytes(b"not a parquet file")
     assert main(["compare", a, b, "--output-root", str(runs), "--fail-if", "clip_score < -1"]) == 2
     assert f"error: cannot compare {a} with {b}:" in capsys.readouterr().err
+
+
+def _provenance(folder: Path, clip_model: Path, prompts: int = 10) -> None:
+    frame = pd.DataFrame({"prompt_id": PROMPTS[:prompts], "prompt": PROMPTS[:prompts]})
+    options = MetricOptions(clip_model=str(clip_model))
+    RunFolder(folder).write_provenance(metric_provenance(["clip_score"], options, frame, images_per_prompt=2))
+
+
+def test_a_metric_measured_with_other_weights_is_refused_and_a_copy_of_the_same_weights_is_not(runs, tmp_path, capsys):
+    clip = checkpoint_files("toyworld/clip")
+    same, changed = tmp_path / "elsewhere" / "clip", tmp_path / "changed" / "clip"
+    shutil.copytree(clip, same)
+    shutil.copytree(clip, changed)
+    weights = next(changed.glob("*.safetensors"))
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1  # one byte of the weights
+    weights.write_bytes(bytes(data))
+    a, b = (runs / "study" / run for run in ("20260101-100000-aaaaaa", "20260102-100000-bbbbbb"))
+    _provenance(a, clip)
+    _provenance(b, same, prompts=8)  # the same bytes under another path: the same checkpoint
+    comparison = compare_runs(a, b, metrics=["clip_score"])
+    assert not any("measured differently" in note for note in comparison.notes)
+    assert any("different prompt sets" in note for note in comparison.notes)  # a note, not a refusal
+    _provenance(b, changed)
+    with pytest.raises(ConfigError, match=r"clip_score \(weights: .* vs .*\).*--allow-mismatch"):
+        compare_runs(a, b, metrics=["clip_score"])
+    out = ["--out", str(tmp_path / "report.html")]
+    assert main(["compare", str(a), str(b), "--metric", "clip_score", *out]) == 2
+    assert "measured 1 metric(s) differently" in capsys.readouterr().err
+    allowed = compare_runs(a, b, metrics=["clip_score"], allow_mismatch=True)
+    assert any("compared although measured differently" in note for note in allowed.notes)
+    assert "compared although measured differently" in allowed.summary()
+    assert main(["compare", str(a), str(b), "--metric", "clip_score", "--allow-mismatch", *out]) in (0, 1)
+
+
+def test_runs_without_provenance_compare_with_a_note(runs):
+    a, b = (runs / "study" / run for run in ("20260101-100000-aaaaaa", "20260102-100000-bbbbbb"))
+    comparison = compare_runs(a, b, metrics=["clip_score"])
+    assert "clip_score: provenance unknown in run A and B (made before it was recorded)" in comparison.notes
+
+
+def test_provenance_names_version_weights_preprocessing_and_the_prompt_set():
+    prompts = load_prompts("toyworld", n=3)
+    (record,) = metric_provenance(["clip_score"], None, prompts, images_per_prompt=2).values()
+    assert record["checkpoint"] == "toyworld/clip" and record["weights"] == checkpoint_hash("toyworld/clip")
+    assert record["version"] == METRICS["clip_score"].version and "crop" in record["preprocessing"]
+    assert (record["prompt_set"], record["prompts"], record["images_per_prompt"]) == ("toyworld", 3, 2)
+    (fid,) = metric_provenance(["fid"], None, prompts, images_per_prompt=1).values()
+    assert fid["checkpoint"] == "toyworld/clip" and "toy world" in fid["reference"]
+    assert differences(record, {**record, "version": "2"}) == ["version: '1' vs '2'"]

@@ -29,6 +29,9 @@ from workbench.config import GenerationConfig
 from workbench.engine import BatchResult, BatchRunner, RunnerSpec, Unit, execute, plan_batches
 from workbench.errors import ConfigError
 from workbench.evaluation import prompt_frame
+from workbench.metrics import METRICS, MetricOptions
+from workbench.metrics.provenance import metric_provenance
+from workbench.metrics.registry import scorer_options
 from workbench.models import default_cache
 from workbench.plan import resolve, target_label
 from workbench.run_folder import RunFolder, settings_hash
@@ -182,6 +185,10 @@ class PromptABTester:
             if progress is not None:
                 progress(len(made), len(units))
 
+        if self.folder:
+            options = scorer_options(MetricOptions(), [self.scorer])
+            names = [m for m in self.scorer.metrics if m in METRICS]
+            self.folder.write_provenance(metric_provenance(names, options, prompts, images_per_prompt=len(seeds)))
         execute(plan_batches(units), spec, store, runner=runner)
 
         # 3. Compare each arm with the control.

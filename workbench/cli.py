@@ -195,7 +195,12 @@ def _compare(args) -> int:
             raise WorkbenchError(f"cannot read run {run}: {type(error).__name__}: {error}") from None
     try:
         comparison = compare_runs(
-            args.run_a, args.run_b, output_root=args.output_root, metrics=args.metric, top=args.top
+            args.run_a,
+            args.run_b,
+            output_root=args.output_root,
+            metrics=args.metric,
+            top=args.top,
+            allow_mismatch=args.allow_mismatch,
         )
         regressions = comparison.regressions(checks)  # refuses an unknown metric before anything is written
         report = args.out or Path(args.output_root) / "compare" / f"{comparison.a.id}_vs_{comparison.b.id}.html"
@@ -419,6 +424,12 @@ def _parser() -> argparse.ArgumentParser:
         help="a per-image column to compare (repeatable; default: every per-image metric both runs have, peak_mem_mb)",
     )
     compare.add_argument("--top", type=int, default=8, help="images per model shown in the report (default 8)")
+    compare.add_argument(
+        "--allow-mismatch",
+        action="store_true",
+        help="compare metrics measured differently in the two runs (another metric version, checkpoint or "
+        "preprocessing), saying so in the report; without it such a comparison is refused (exit 2)",
+    )
     compare.set_defaults(func=_compare)
 
     sweep = sub.add_parser("sweep", help="run a study notebook at every point of a parameter grid")

@@ -2,12 +2,14 @@
 
 ``compare_runs(a, b)`` does, in order::
 
-    1. find both runs (a folder, or study/run_id under the output root) and read them (``run_files``)
-    2. pair their images per model on the (prompt_id, seed) units both runs have
-    3. per model and metric: the difference B - A per prompt (seeds averaged), its 95% CI, the Wilcoxon p,
+    1. find both runs (a folder, or study/run_id under the output root) and read them (``RunFolder``)
+    2. check that each metric was produced alike in both (its provenance: version, checkpoint weights,
+       preprocessing); refuse where not, unless ``allow_mismatch``
+    3. pair their images per model on the (prompt_id, seed) units both runs have
+    4. per model and metric: the difference B - A per prompt (seeds averaged), its 95% CI, the Wilcoxon p,
        Holm's adjustment across every model and metric (``stats.paired_statistics``, ``stats.holm``)
-    4. per model: latency as the ratio B / A of the median time per image, with its CI (lower is better)
-    5. per model: how much each shared image changed (mean absolute pixel difference, 0-255)
+    5. per model: latency as the ratio B / A of the median time per image, with its CI (lower is better)
+    6. per model: how much each shared image changed (mean absolute pixel difference, 0-255)
 
 The ``Comparison`` it returns prints a one-screen summary, writes a self-contained HTML report and checks
 regression thresholds (``Check``: "clip_score < -1" is a regression when the whole CI lies below -1).
@@ -33,7 +35,8 @@ from workbench.config import GenerationConfig
 from workbench.errors import ConfigError
 from workbench.evaluation import batch_latencies
 from workbench.metrics import METRICS
-from workbench.run_folder import read_manifest, read_results
+from workbench.metrics.provenance import PAIRED_IGNORES, differences
+from workbench.run_folder import RunFolder, read_manifest
 from workbench.stats import format_p, holm, paired_statistics, ratio_of_medians
 
 __all__ = ["LATENCY", "Check", "ComparedRun", "Comparison", "compare_runs", "find_run"]
@@ -190,18 +193,23 @@ def compare_runs(
     top: int = 8,
     alpha: float = 0.05,
     seed: int = 0,
+    allow_mismatch: bool = False,
 ) -> Comparison:
     """Run ``b`` against run ``a`` (see the module docstring). ``metrics``: the per-image columns to compare
     (default: clip_score, every other ``*_score`` column and peak_mem_mb); ``top``: images per model in the
-    report; ``seed``: of the bootstrap intervals."""
+    report; ``seed``: of the bootstrap intervals. A metric produced differently in the two runs (another
+    version, checkpoint or preprocessing: ``metrics.provenance``) is refused, naming what differs, unless
+    ``allow_mismatch``: then it is compared and the notes say so."""
     if not isinstance(top, int) or top < 0:
         raise ConfigError(f"top must be a whole number >= 0, got {top!r}", "top")
     # 1. The runs and their rows.
     run_a, run_b = find_run(a, output_root), find_run(b, output_root)
     results_a, results_b = _results(run_a), _results(run_b)
     metrics = _metrics(results_a, results_b, metrics)
-    # 2. The units both have, per model.
-    notes = _model_notes(results_a, results_b)
+    # 2. Like for like.
+    notes = _provenance_notes(run_a, run_b, metrics, allow_mismatch)
+    # 3. The units both have, per model.
+    notes += _model_notes(results_a, results_b)
     units = _unique(results_a, "A", notes).merge(_unique(results_b, "B", notes), on=UNIT, suffixes=("_a", "_b"))
     if units.empty:
         raise ConfigError(
@@ -212,10 +220,10 @@ def compare_runs(
             "run",
         )
     notes += _unit_notes(units)
-    # 3-4. Paired differences per model and metric, Holm across them all; latency as a ratio.
+    # 4-5. Paired differences per model and metric, Holm across them all; latency as a ratio.
     rows = _differences(units, metrics, alpha=alpha, seed=seed) + _latency(units, seed=seed)
     table = pd.DataFrame(rows, columns=COLUMNS).sort_values("model_id", kind="stable", ignore_index=True)
-    # 5. How much each image changed.
+    # 6. How much each image changed.
     images = _pixel_differences(units, run_a.folder, run_b.folder, notes)
     return Comparison(run_a, run_b, table, images, tuple(metrics), tuple(notes), top)
 
@@ -224,7 +232,7 @@ def compare_runs(
 
 
 def _results(run: ComparedRun) -> pd.DataFrame:
-    results = read_results(run.folder)
+    results = RunFolder(run.folder).results()
     missing = [c for c in UNIT if c not in results]
     if missing:
         raise ConfigError(f"run {run.name} has results without the columns {missing}; cannot pair its images", "run")
@@ -235,6 +243,37 @@ def _results(run: ComparedRun) -> pd.DataFrame:
     if "status" not in results:
         results["status"] = "ok"
     return results
+
+
+def _provenance_notes(run_a: ComparedRun, run_b: ComparedRun, metrics: list[str], allow_mismatch: bool) -> list[str]:
+    """Notes on how each compared metric was produced; a ``ConfigError`` naming the metrics produced differently,
+    unless ``allow_mismatch``. Runs made before provenance was recorded get a note, not a refusal; the prompt
+    set and images per prompt may differ (only the shared units are paired)."""
+    a, b = RunFolder(run_a.folder).provenance(), RunFolder(run_b.folder).provenance()
+    notes, mismatched = [], []
+    for metric in (m for m in metrics if m in METRICS):
+        unknown = [side for side, records in (("A", a), ("B", b)) if metric not in records]
+        if unknown:
+            notes.append(f"{metric}: provenance unknown in run {' and '.join(unknown)} (made before it was recorded)")
+            continue
+        differ = differences(a[metric], b[metric], ignore=PAIRED_IGNORES)
+        if differ:
+            mismatched.append(f"{metric} ({'; '.join(differ)})")
+        if a[metric].get("prompts_hash") != b[metric].get("prompts_hash"):
+            notes.append(
+                f"{metric}: the runs used different prompt sets (A: {a[metric].get('prompt_set')}, "
+                f"{a[metric].get('prompts')} prompts; B: {b[metric].get('prompt_set')}, {b[metric].get('prompts')}"
+                " prompts): only the (prompt, seed) units both have are paired"
+            )
+    if mismatched and not allow_mismatch:
+        raise ConfigError(
+            f"runs {run_a.name} and {run_b.name} measured {len(mismatched)} metric(s) differently, so their values "
+            f"are not comparable: {'; '.join(mismatched)}. Compare runs made alike, or pass --allow-mismatch "
+            "(allow_mismatch=True) to compare anyway",
+            "run",
+        )
+    notes += [f"compared although measured differently (--allow-mismatch): {m}" for m in mismatched]
+    return notes
 
 
 def _metrics(a: pd.DataFrame, b: pd.DataFrame, asked: list[str] | tuple[str, ...] | None) -> list[str]:
@@ -276,8 +315,11 @@ def _unit_notes(units: pd.DataFrame) -> list[str]:
     """Per model: settings that differ between the runs on the shared units, and images that failed."""
     notes = []
     for model, group in units.groupby("model_id", sort=True):
-        if "settings_a" in group and (group["settings_a"].astype(str) != group["settings_b"].astype(str)).any():
-            differing = (group["settings_a"].astype(str) != group["settings_b"].astype(str)).sum()
+        if (
+            "settings_hash_a" in group
+            and (group["settings_hash_a"].astype(str) != group["settings_hash_b"].astype(str)).any()
+        ):
+            differing = (group["settings_hash_a"].astype(str) != group["settings_hash_b"].astype(str)).sum()
             changes = [
                 f"{c} {_values(group[f'{c}_a'])} -> {_values(group[f'{c}_b'])}"
                 for c in SETTING_COLUMNS

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,6 @@ from workbench.errors import ConfigError
 from workbench.generation import as_list, check_seeds
 from workbench.metrics import (
     METRICS,
-    CLIPScorer,
     ImageScorer,
     MetricOptions,
     check_metrics,
@@ -41,8 +40,8 @@ from workbench.metrics import (
     image_scorers,
     set_metric_names,
 )
-from workbench.metrics.preference import PickScorer
-from workbench.metrics.registry import BUILT_IN
+from workbench.metrics.provenance import metric_provenance
+from workbench.metrics.registry import BUILT_IN, rebuildable, scorer_options
 from workbench.metrics.sets import set_metric_notes, set_metrics_by_model
 from workbench.plan import ROUTED, resolve, target_label
 from workbench.run_folder import ROW_KEY, Row, RunFolder, settings_hash
@@ -109,8 +108,8 @@ class ModelEvaluator:
     per-set ones are measured by ``compare()`` against the reference set of ``metric_options``. Default:
     the metrics of the given ``scorer``, else none. ``scorer``: a scorer (``ImageScorer``, e.g. a
     ``CLIPScorer``) or a list of them, used here for the metrics it fills; workers build their own from
-    ``metric_options`` (a given CLIPScorer's or PickScorer's checkpoint becomes its ``clip_model`` or
-    ``preference_model``).
+    ``metric_options`` (a given scorer's checkpoint, its ``model_id``, becomes its metrics' weights option,
+    e.g. ``clip_model``). The run folder records what produced each metric (``metrics.provenance``).
 
     ``workers``: 1 runs here; a count spreads batches over worker processes, one per visible GPU (or CPU
     workers sharing the cores), or give a list of devices; ``backend="ray"`` runs ``workers`` Ray actors
@@ -165,15 +164,12 @@ class ModelEvaluator:
         self.image_metrics, self.set_metrics = image_metric_names(self.metrics), set_metric_names(self.metrics)
         self.metric_options = metric_options or MetricOptions()
         check_metrics(self.metrics, list(self.prompts["prompt"]), reference_images=self.metric_options.reference_images)
-        for given_scorer in given:  # workers rebuild a given CLIP or PickScore scorer from its checkpoint
-            if type(given_scorer) in (CLIPScorer, PickScorer):
-                field_name = "clip_model" if type(given_scorer) is CLIPScorer else "preference_model"
-                self.metric_options = replace(self.metric_options, **{field_name: given_scorer.model_id})
+        self.metric_options = scorer_options(self.metric_options, given)  # workers rebuild given scorers from it
         self.run_id = self.folder.run_id
         self.device = device
         check_workers(workers, backend, threads)
         if workers != 1 or backend != "local":
-            local_only = [type(s).__name__ for s in given if type(s) not in (CLIPScorer, PickScorer)]
+            local_only = [type(s).__name__ for s in given if not rebuildable(s)]
             local_only += [m for m in self.image_metrics if m not in BUILT_IN]
             if local_only:
                 raise ConfigError(
@@ -211,6 +207,9 @@ class ModelEvaluator:
     def run(self, progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
         """Make and store what is missing (images; per-image metrics asked for after their images were made),
         export the run's rows (results.parquet), then return this evaluation's rows (``results()``)."""
+        self.folder.write_provenance(
+            metric_provenance(self.metrics, self.metric_options, self.prompts, images_per_prompt=len(self.seeds))
+        )
         units = self.units()
         stored = self.folder.results()
         numbered = {  # a resumed run numbers its batches and rounds on from the stored ones

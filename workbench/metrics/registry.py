@@ -11,7 +11,7 @@ Scorers are built from names and plain-data ``MetricOptions``, so a worker proce
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
 
 from PIL import Image
@@ -29,7 +29,9 @@ __all__ = [
     "image_metric_names",
     "image_scorers",
     "metric",
+    "rebuildable",
     "register_metric",
+    "scorer_options",
     "set_metric_names",
 ]
 
@@ -268,3 +270,23 @@ def image_scorers(
         scorers.append(entry.build(options, device))
         built.add(entry.scorer)
     return scorers
+
+
+def scorer_options(options: MetricOptions, scorers: Sequence[ImageScorer]) -> MetricOptions:
+    """``options`` with each given scorer's checkpoint (its ``model_id``) as the weights option of the metrics it
+    fills, so that workers build the same scorer and the run's provenance names the weights in use."""
+    changes = {
+        METRICS[name].weights: scorer.model_id
+        for scorer in scorers
+        for name in scorer.metrics
+        if name in METRICS and METRICS[name].weights is not None and getattr(scorer, "model_id", None)
+    }
+    return replace(options, **changes)
+
+
+def rebuildable(scorer: ImageScorer) -> bool:
+    """Whether a worker builds the same scorer from metric names and ``scorer_options``: it fills built-in metrics
+    only, each with weights, and names its checkpoint (``model_id``)."""
+    return bool(getattr(scorer, "model_id", None)) and all(
+        name in BUILT_IN and METRICS[name].weights is not None for name in scorer.metrics
+    )
