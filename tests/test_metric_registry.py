@@ -19,6 +19,7 @@ from workbench.metrics.composition import CompositionScorer
 from workbench.metrics.preference import PickScorer
 from workbench.metrics.reference import folder_images, ground_truth_image
 from workbench.metrics.sets import set_metrics_by_model
+from workbench.run_folder import SCHEMA_VERSION
 from workbench.toyworld import scenes
 from workbench.toyworld.judge import judge_image
 
@@ -204,7 +205,7 @@ def test_the_study_files_carry_every_metric(evaluated, tmp_path):
     evaluator, rows, _ = evaluated
     evaluator.compare().save(rows, tmp_path)
     document = json.loads((tmp_path / "summary.json").read_text())
-    assert document["schema_version"] == 3 and set(document["metrics"]) == set(ALL)
+    assert document["schema_version"] == SCHEMA_VERSION and set(document["metrics"]) == set(ALL)
     keys = set(document["rows"][0])
     assert {"clip_score_mean", "composition_ci_high", "pickscore_ci_low", "fid", "kid_ci_low", "cmmd_ci_high"} <= keys
 
