@@ -12,7 +12,7 @@ ROOT = Path(workbench.__file__).parent
 
 # Bottom to top, as in DESIGN.md; a name stands for the module or the package of that name.
 LAYERS = [
-    ["errors", "config", "resources", "data", "notebooks", "system_load", "ray_cluster"],
+    ["errors", "config", "resources", "data", "notebooks", "system_load", "ray_cluster", "verbosity"],
     [
         "records",
         "backends",

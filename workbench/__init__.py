@@ -81,6 +81,7 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time, __getattr__ imp
     )
     from workbench.run_files import read_summary, save_study_results
     from workbench.studies import StudyRun, run_study
+    from workbench.verbosity import set_verbosity
 
 __version__ = package_version()
 
@@ -161,6 +162,7 @@ _EXPORTS: dict[str, str] = {
     ),
     **dict.fromkeys(["read_summary", "save_study_results"], "run_files"),
     **dict.fromkeys(["StudyRun", "run_study"], "studies"),
+    "set_verbosity": "verbosity",
 }
 
 
@@ -259,6 +261,7 @@ __all__ = [
     "save_image",
     "save_study_results",
     "score_routing",
+    "set_verbosity",
     "share_of_peak",
     "standard_configs",
     "summarize",
