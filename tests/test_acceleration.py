@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 
 from workbench.acceleration_benchmark import benchmark_acceleration
 from workbench.config import AccelerationConfig, GenerationConfig
@@ -51,6 +52,21 @@ def test_tome_is_active_on_the_toy_world_at_its_highest_resolution(pipe):
     before = pixels(pipe)
     with accelerate(pipe, AccelerationConfig(tome_ratio=0.3)):
         assert not np.array_equal(pixels(pipe), before)
+
+
+def test_a_tome_image_depends_only_on_its_settings_and_seed(pipe):
+    # tomesd draws its token partitions from a generator; the workbench seeds it afresh for every pipeline call.
+    config = AccelerationConfig(tome_ratio=0.5)
+    with accelerate(pipe, config):
+        first = pixels(pipe)
+        torch.rand(100)  # unrelated draws from torch's global generator
+        state = torch.get_rng_state()
+        again = pixels(pipe)
+        assert torch.equal(torch.get_rng_state(), state)  # generating draws nothing from it
+    torch.manual_seed(1234)
+    with accelerate(pipe, config):
+        fresh = pixels(pipe)
+    assert np.array_equal(again, first) and np.array_equal(fresh, first)
 
 
 def test_reverts_after_an_error_inside_the_block(pipe):

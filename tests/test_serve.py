@@ -1,4 +1,5 @@
-"""The HTTP service: validation, generation, streaming, the queue, faults, auth, metrics and the client.
+"""The HTTP service: validation, generation, streaming, the queue, faults, auth, metrics and the client against it
+(the client on its own: tests/test_client.py).
 
 Streaming, disconnects and the queue run against a real uvicorn server on loopback (a test client does
 not disconnect the way a socket does); the rest use FastAPI's test client.
@@ -517,15 +518,6 @@ def test_the_serve_command_refuses_an_open_non_loopback_address(capsys, monkeypa
 # --- the client: RemoteModel wherever a pipeline goes ----------------------------------------------
 
 
-def test_the_remote_model_refuses_server_owned_toggles_with_the_reason():
-    remote = wb.RemoteModel("http://127.0.0.1:1", "toyworld/sd-small")
-    refused = pytest.raises(ConfigError, match=r"compile cannot be asked of .* per request: the server sets")
-    with refused, wb.accelerate(remote, wb.AccelerationConfig(compile=True)):
-        pass
-    with wb.accelerate(remote, wb.AccelerationConfig(tome_ratio=0.5)) as config:
-        assert remote._body(PROMPT, None, [0])["acceleration"] == {"tome_ratio": 0.5} and config.tome_ratio == 0.5
-
-
 @pytest.fixture(scope="module")
 def server():
     with running_server(settings(api_key="remote-test-key")) as (url, app):
@@ -587,17 +579,14 @@ def test_remote_model_drives_the_evaluator_the_router_and_the_explorer(server, t
     assert explorer.job.error is None and explorer.gallery_items[0].record.context["server"] == url
 
 
-def test_remote_model_errors_read_like_local_ones(server, monkeypatch, free_port):
+def test_remote_model_errors_read_like_local_ones(server, monkeypatch):
+    # The server's own refusals through the client (tests/test_client.py maps every kind without a server).
     url, app = server
     monkeypatch.setenv("WORKBENCH_API_KEY", "remote-test-key")
     with pytest.raises(ConfigError, match="model: unknown model 'nope/nope'"):
         wb.generate(wb.RemoteModel(url, "nope/nope"), PROMPT)
     with pytest.raises(ConfigError, match="API key"):
         wb.RemoteModel(url, "toyworld/sd-small", api_key="not-the-key").models()
-    with pytest.raises(wb.WorkbenchError, match="cannot reach"):
-        wb.RemoteModel(f"http://127.0.0.1:{free_port()}").health()
-    with pytest.raises(ConfigError, match="http:// or https://"):
-        wb.RemoteModel("gpu-box:8000")
     # Cancel mid-request: the client stops, and so does the server's worker.
     cancel = threading.Event()
     pool = app.state.service.pool

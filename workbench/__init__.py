@@ -80,6 +80,7 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time, __getattr__ imp
     )
     from workbench.run_folder import ResultStore, Row, RunFolder, read_summary, save_study_results
     from workbench.studies import StudyRun, run_study
+    from workbench.verbosity import set_verbosity
 
 __version__ = package_version()
 
@@ -160,6 +161,7 @@ _EXPORTS: dict[str, str] = {
     ),
     **dict.fromkeys(["read_summary", "save_study_results"], "run_folder"),
     **dict.fromkeys(["StudyRun", "run_study"], "studies"),
+    "set_verbosity": "verbosity",
 }
 
 
@@ -260,6 +262,7 @@ __all__ = [
     "save_image",
     "save_study_results",
     "score_routing",
+    "set_verbosity",
     "share_of_peak",
     "standard_configs",
     "summarize",

@@ -38,6 +38,7 @@ __all__ = [
 
 ACTIVE = "_workbench_acceleration"  # the pipeline attribute naming the config applied to it
 STEP_HOOKS = "_workbench_step_hooks"  # the pipeline attribute holding what must run at each step's end
+TOME_SEED = 0  # what seeds ToMe's token partitions, afresh for every pipeline call
 
 
 def active_acceleration(pipe) -> AccelerationConfig | None:
@@ -223,10 +224,18 @@ def _cache_config(pipe, config: AccelerationConfig, steps: int | None = None):
 
 
 def prepare_call(pipe, steps: int) -> None:
-    """Before each pipeline call of ``steps`` steps: clear a transformer cache's state, so no call reuses
-    another's residuals; MagCache is set up again for a step count other than its last call's."""
+    """Before each pipeline call of ``steps`` steps: seed ToMe's generator with ``TOME_SEED`` (tomesd would fork
+    torch's global one, and carry it on from call to call), so a ToMe image depends only on its settings and
+    seed; clear a transformer cache's state, so no call reuses another's residuals; MagCache is set up again
+    for a step count other than its last call's."""
     config = active_acceleration(pipe)
-    if config is None or not config.transformer_cache:
+    if config is None:
+        return
+    if config.tome_ratio:
+        device = pipe._execution_device  # where tomesd draws: a generator on another device it would replace
+        generator = torch.Generator(device if device.type == "cuda" else "cpu").manual_seed(TOME_SEED)
+        pipe.unet._tome_info["args"]["generator"] = generator
+    if not config.transformer_cache:
         return
     net = denoiser(pipe)
     if config.mag_cache and net._cache_config.num_inference_steps != steps:

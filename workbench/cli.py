@@ -346,6 +346,9 @@ def _parser() -> argparse.ArgumentParser:
 
     defaults = GenerationConfig()
     parser = argparse.ArgumentParser(prog="workbench", description="A research workbench for text-to-image models.")
+    parser.add_argument(
+        "--verbose", action="store_true", help="show diffusers' and transformers' warnings and loading bars"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     sub.add_parser("models", help="list the models that load without a network").set_defaults(func=_models)
@@ -510,6 +513,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.verbose:
+        from workbench.verbosity import set_verbosity
+
+        set_verbosity(True)
     try:
         _check_input_files(args)
         return args.func(args)

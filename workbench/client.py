@@ -18,7 +18,7 @@ import re
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
@@ -26,6 +26,9 @@ from workbench.backends import is_cancelled
 from workbench.config import AccelerationConfig, GenerationConfig
 from workbench.errors import ConfigError, GenerationCancelled, RemoteError
 from workbench.records import GenerationRecord
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = [
     "API_KEY_ENV",
@@ -84,7 +87,9 @@ def _sse(lines: Iterator[str]) -> Iterator[tuple[str, dict[str, Any]]]:
 
 class RemoteModel:
     """Generation on the server at ``url``: with ``model`` (a model id it serves), with ``route`` (one of
-    its routes), or with neither (its router decides). ``api_key`` defaults to $WORKBENCH_API_KEY."""
+    its routes), or with neither (its router decides). ``api_key`` defaults to $WORKBENCH_API_KEY.
+    ``transport`` (an ``httpx.BaseTransport``, e.g. ``httpx.MockTransport``) carries the requests instead of
+    the network."""
 
     def __init__(
         self,
@@ -94,6 +99,7 @@ class RemoteModel:
         route: str | None = None,
         api_key: str | None = None,
         timeout_s: float = 600.0,
+        transport: httpx.BaseTransport | None = None,
     ):
         if not isinstance(url, str) or not re.match(r"^https?://[^\s@]+$", url):
             raise ConfigError(f"url must be an http:// or https:// server address, got {url!r}")
@@ -103,6 +109,7 @@ class RemoteModel:
         self.model, self.route = model, route
         self.api_key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
         self.timeout_s = timeout_s
+        self.transport = transport
         self.acceleration: AccelerationConfig | None = None  # set by workbench.accelerate for its block
 
     @classmethod
@@ -132,7 +139,8 @@ class RemoteModel:
         import httpx
 
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=httpx.Timeout(self.timeout_s, connect=10))
+        timeout = httpx.Timeout(self.timeout_s, connect=10)
+        return httpx.Client(base_url=self.url, headers=headers, timeout=timeout, transport=self.transport)
 
     def _get(self, path: str) -> Any:
         import httpx

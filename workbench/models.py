@@ -34,6 +34,7 @@ import torch
 
 from workbench.architectures import ARCHITECTURES, build_architecture
 from workbench.errors import ConfigError, UnknownModelError
+from workbench.verbosity import apply_verbosity
 
 __all__ = [
     "LOADERS",
@@ -294,7 +295,9 @@ _LOAD_LOCK = threading.Lock()
 
 
 def load_uncached(model_id: str, device: torch.device, dtype: torch.dtype):
-    """A fresh pipeline for a local id form, on ``device``, ready to call (no cache)."""
+    """A fresh pipeline for a local id form, on ``device``, ready to call (no cache); diffusers and transformers
+    say as much as ``workbench.verbosity`` lets them."""
+    apply_verbosity()
     with _LOAD_LOCK:
         pipe = loader_for(model_id).build(model_id, device, dtype)
     pipe = pipe.to(device)

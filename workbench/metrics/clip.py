@@ -75,9 +75,11 @@ class CLIPScorer:
         *,
         processor_id: str | None = None,
     ):
-        from transformers import CLIPModel, CLIPProcessor
-
         from workbench.models import pick_device
+        from workbench.verbosity import apply_verbosity
+
+        apply_verbosity()  # before transformers' import-time warnings
+        from transformers import CLIPModel, CLIPProcessor
 
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size!r}")

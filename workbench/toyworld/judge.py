@@ -211,6 +211,9 @@ class ToyJudge:
     """Zero-shot attribute reader built on the toy CLIP (a folder saved by the toy world training)."""
 
     def __init__(self, clip_dir: str | Path):
+        from workbench.verbosity import apply_verbosity
+
+        apply_verbosity()  # before transformers' import-time warnings
         from transformers import CLIPImageProcessor, CLIPModel, CLIPTokenizer
 
         self.model = CLIPModel.from_pretrained(clip_dir, dtype=torch.float32).eval()
