@@ -5,6 +5,7 @@ from PIL import Image
 from workbench import plots
 from workbench.costs import ApiPrice, Prices
 from workbench.errors import ConfigError
+from workbench.stats import INTERVAL, describe_interval
 
 
 def test_grid_layout():
@@ -124,3 +125,57 @@ def test_ab_report_shows_the_verdict_figures_and_grids_in_order():
     grids = [p for p in parts if isinstance(p, Image.Image)]
     assert len(grids) == 2 and grids[0].size == plots.ab_image_grid(result, "p0").size
     assert parts.index(figure) < parts.index(grids[0])
+    note = parts[0].data.split("\n\n", 1)[1]
+    assert note == plots._ab_verdict_note() and f"with a {describe_interval()}," in note
+    assert "bootstrap" not in note  # the comparisons' interval is the t-interval (stats.INTERVAL)
+
+
+def test_the_interval_is_described_by_the_method_that_computes_it():
+    assert INTERVAL == "t" and describe_interval() == "95% t-interval (Student's t on the standard error)"
+    assert "bootstrap" in describe_interval("percentile")
+    with pytest.raises(ConfigError, match="method must be one of"):
+        describe_interval("wald")
+
+
+def test_pareto_numbers_clustered_configs_apart_and_keys_them_beside_the_axes():
+    import itertools
+
+    configs = ["baseline", *(f"first_block_cache=0.0{i}" for i in range(1, 8)), "steps=10", "mag_cache=0.24"]
+    table = pd.DataFrame(
+        {
+            "config": configs,
+            "speedup_total": [1.0, *(1.0 + i / 1000 for i in range(1, 8)), 1.8, 2.1],  # eight within 1% of each other
+            "ssim": [1.0, *(1.0 - i / 2000 for i in range(1, 8)), 0.8, 0.85],
+            "psnr": [float("nan")] * 10,
+        }
+    )
+    ax = plots.pareto(table)
+    ax.figure.tight_layout()
+    ax.figure.canvas.draw()
+    renderer = ax.figure.canvas.get_renderer()
+    assert [t.get_text() for t in ax.texts] == [str(n) for n in range(1, 11)]
+    boxes = [t.get_window_extent(renderer) for t in ax.texts]
+    assert not any(a.overlaps(b) for a, b in itertools.combinations(boxes, 2))
+    points = ax.transData.transform(table[["speedup_total", "ssim"]].to_numpy())
+    assert not any(box.contains(x, y) for box in boxes for x, y in points)  # no number hides a point
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["Pareto front", *configs]
+    assert plots.pareto(table, y="psnr").get_legend().get_texts()[1:] == []  # configs without a value are left out
+
+
+def test_the_acceleration_table_is_split_into_two_narrow_ones_that_scroll():
+    import re
+
+    figures = {"total_s_per_image": 0.5, "denoiser_s_per_image": 0.4, "speedup_total": 1.0, "speedup_denoiser": 1.0,
+               "psnr": 30.0, "ssim": 0.9, "changed": True, "cold_extra_s": 0.0, "steps": 20, "composition_all": 0.8,
+               "composition_all_delta": -0.0125, "composition_all_delta_ci_low": -0.05,
+               "composition_all_delta_ci_high": 0.025}  # fmt: skip
+    rows = [{"model": m, "config": c, **figures} for m in ["dit", "sd"] for c in ["baseline", "steps=10"]]
+    html = plots.acceleration_table(pd.DataFrame(rows), ["composition_all", "clip_score"]).data
+    tables = re.findall(r"<table.*?</table>", html, flags=re.S)
+    assert len(tables) == 2 and html.count('<div style="overflow-x: auto">') == 2
+    headers = [re.findall(r'class="col_heading[^>]*>(.*?)</th>', table) for table in tables]
+    assert headers[0] == list(plots._SPEED_COLUMNS.values())
+    assert headers[1] == ["composition_all", "mean", "change [95% CI]"]  # clip_score: not in the table
+    assert "-0.013 [-0.050, +0.025]" in tables[1]
+    assert re.findall(r'class="row_heading[^>]*>(.*?)</th>', tables[1]) == ["dit", "baseline", "steps=10", "sd",
+                                                                              "baseline", "steps=10"]  # fmt: skip

@@ -3,171 +3,209 @@
 The public names below are imported on first use (``wb.Router`` imports ``workbench.routing`` then), so that
 ``import workbench`` and the ``workbench`` command start in a fraction of a second: the evaluation, plotting and
 diffusion modules bring in torch, diffusers, scipy and matplotlib, which most commands never need.
+
+``_EXPORTS`` declares the public API, each name with its module; ``__all__`` and ``__getattr__`` follow from it.
+A new name is a line there and its import in the ``TYPE_CHECKING`` block (tests/test_exported_members.py checks
+that the two agree). A renamed name keeps its old one in ``_DEPRECATED`` (old -> new), which warns when used.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import warnings
 from typing import TYPE_CHECKING
 
 from workbench.resources import package_version
 
-if TYPE_CHECKING:  # for type checkers and editors; at run time, __getattr__ imports each name when first used
-    from workbench import metric_validity, plots
-    from workbench.abtest import ABTestResult, PromptABTester
-    from workbench.acceleration_benchmark import AccelerationBenchmark, benchmark_acceleration, standard_configs
-    from workbench.architectures import architecture_parameters
-    from workbench.backends import ImageBackend
-    from workbench.client import RemoteModel
-    from workbench.config import ROUTED, SCHEDULERS, AccelerationConfig, GenerationConfig, RouteSpec
-    from workbench.errors import (
-        ConfigError,
-        GenerationCancelled,
-        ImageMetadataError,
-        NotebookRunError,
-        RemoteError,
-        UnknownModelError,
-        WorkbenchError,
-    )
-    from workbench.evaluation import (
-        ModelComparison,
-        ModelEvaluator,
-        compare_models,
-        comparisons_table,
-        cost_table,
-        metrics_table,
-        model_comparison,
-        prompt_differences,
-        summarize,
-        summary_table,
-    )
-    from workbench.flops import image_flops, share_of_peak
-    from workbench.generation import (
-        ReproduceResult,
-        accelerate,
-        calibrate_mag_ratios,
-        generate,
-        read_settings,
-        reproduce,
-        reproduction_code,
-        save_image,
-    )
-    from workbench.metrics import METRICS, CLIPScorer, Metric, MetricOptions, fidelity, register_metric
-    from workbench.models import ModelLoader, PipelineCache, available_models, load, register_loader
-    from workbench.plan import Plan, resolve, run
-    from workbench.plots import image_grid
-    from workbench.prompts import (
-        OptimizedPrompt,
-        PromptOptimizer,
-        StylePreset,
-        expand_template,
-        load_prompts,
-        load_styles,
-    )
-    from workbench.records import GenerationRecord
-    from workbench.routing import (
-        Classifier,
-        EmbeddingClassifier,
-        KeywordClassifier,
-        Router,
-        RouteTable,
-        RoutingDecision,
-        labelled_prompts,
-        model_targets,
-        routing_latency,
-        score_routing,
-    )
-    from workbench.run_folder import ResultStore, Row, RunFolder, read_summary, save_study_results
-    from workbench.studies import StudyRun, run_study
-    from workbench.verbosity import set_verbosity
+# For type checkers and editors, a line per name of _EXPORTS ("import X as X" marks a re-export: type checkers
+# cannot read the __all__ built below). At run time, __getattr__ imports each name when first used.
+if TYPE_CHECKING:
+    from workbench import metric_validity as metric_validity
+    from workbench import plots as plots
+    from workbench.abtest import ABTestResult as ABTestResult
+    from workbench.abtest import PromptABTester as PromptABTester
+    from workbench.acceleration_benchmark import AccelerationBenchmark as AccelerationBenchmark
+    from workbench.acceleration_benchmark import benchmark_acceleration as benchmark_acceleration
+    from workbench.acceleration_benchmark import standard_configs as standard_configs
+    from workbench.architectures import architecture_parameters as architecture_parameters
+    from workbench.backends import ImageBackend as ImageBackend
+    from workbench.client import RemoteModel as RemoteModel
+    from workbench.config import ROUTED as ROUTED
+    from workbench.config import SCHEDULERS as SCHEDULERS
+    from workbench.config import AccelerationConfig as AccelerationConfig
+    from workbench.config import GenerationConfig as GenerationConfig
+    from workbench.config import RouteSpec as RouteSpec
+    from workbench.errors import ConfigError as ConfigError
+    from workbench.errors import GenerationCancelled as GenerationCancelled
+    from workbench.errors import ImageMetadataError as ImageMetadataError
+    from workbench.errors import NotebookRunError as NotebookRunError
+    from workbench.errors import RemoteError as RemoteError
+    from workbench.errors import UnknownModelError as UnknownModelError
+    from workbench.errors import WorkbenchError as WorkbenchError
+    from workbench.evaluation import ModelComparison as ModelComparison
+    from workbench.evaluation import ModelEvaluator as ModelEvaluator
+    from workbench.evaluation import compare_models as compare_models
+    from workbench.evaluation import comparisons_table as comparisons_table
+    from workbench.evaluation import cost_table as cost_table
+    from workbench.evaluation import metrics_table as metrics_table
+    from workbench.evaluation import model_comparison as model_comparison
+    from workbench.evaluation import prompt_differences as prompt_differences
+    from workbench.evaluation import summarize as summarize
+    from workbench.evaluation import summary_table as summary_table
+    from workbench.flops import image_flops as image_flops
+    from workbench.flops import share_of_peak as share_of_peak
+    from workbench.generation import ReproduceResult as ReproduceResult
+    from workbench.generation import accelerate as accelerate
+    from workbench.generation import calibrate_mag_ratios as calibrate_mag_ratios
+    from workbench.generation import generate as generate
+    from workbench.generation import read_settings as read_settings
+    from workbench.generation import reproduce as reproduce
+    from workbench.generation import reproduction_code as reproduction_code
+    from workbench.generation import save_image as save_image
+    from workbench.metrics import METRICS as METRICS
+    from workbench.metrics import CLIPScorer as CLIPScorer
+    from workbench.metrics import Metric as Metric
+    from workbench.metrics import MetricOptions as MetricOptions
+    from workbench.metrics import fidelity as fidelity
+    from workbench.metrics import register_metric as register_metric
+    from workbench.models import ModelLoader as ModelLoader
+    from workbench.models import PipelineCache as PipelineCache
+    from workbench.models import available_models as available_models
+    from workbench.models import load as load
+    from workbench.models import register_loader as register_loader
+    from workbench.plan import Plan as Plan
+    from workbench.plan import resolve as resolve
+    from workbench.plan import run as run
+    from workbench.plots import image_grid as image_grid
+    from workbench.prompts import OptimizedPrompt as OptimizedPrompt
+    from workbench.prompts import PromptOptimizer as PromptOptimizer
+    from workbench.prompts import StylePreset as StylePreset
+    from workbench.prompts import expand_template as expand_template
+    from workbench.prompts import load_prompts as load_prompts
+    from workbench.prompts import load_styles as load_styles
+    from workbench.records import GenerationRecord as GenerationRecord
+    from workbench.routing import Classifier as Classifier
+    from workbench.routing import EmbeddingClassifier as EmbeddingClassifier
+    from workbench.routing import KeywordClassifier as KeywordClassifier
+    from workbench.routing import Router as Router
+    from workbench.routing import RouteTable as RouteTable
+    from workbench.routing import RoutingDecision as RoutingDecision
+    from workbench.routing import labelled_prompts as labelled_prompts
+    from workbench.routing import model_targets as model_targets
+    from workbench.routing import routing_latency as routing_latency
+    from workbench.routing import score_routing as score_routing
+    from workbench.run_folder import ResultStore as ResultStore
+    from workbench.run_folder import Row as Row
+    from workbench.run_folder import RunFolder as RunFolder
+    from workbench.run_folder import read_summary as read_summary
+    from workbench.run_folder import save_study_results as save_study_results
+    from workbench.studies import StudyRun as StudyRun
+    from workbench.studies import run_study as run_study
+    from workbench.verbosity import set_verbosity as set_verbosity
 
 __version__ = package_version()
 
-# Where each public name lives (a module of the package: the module itself).
+# Each public name and the module of the package it lives in ("": the name is a submodule, exported itself).
 _EXPORTS: dict[str, str] = {
-    **dict.fromkeys(["metric_validity", "plots"], ""),
-    **dict.fromkeys(["ABTestResult", "PromptABTester"], "abtest"),
-    **dict.fromkeys(["image_flops", "share_of_peak"], "flops"),
-    **dict.fromkeys(["AccelerationBenchmark", "benchmark_acceleration", "standard_configs"], "acceleration_benchmark"),
+    "metric_validity": "",
+    "plots": "",
+    "ABTestResult": "abtest",
+    "PromptABTester": "abtest",
+    "AccelerationBenchmark": "acceleration_benchmark",
+    "benchmark_acceleration": "acceleration_benchmark",
+    "standard_configs": "acceleration_benchmark",
     "architecture_parameters": "architectures",
     "ImageBackend": "backends",
     "RemoteModel": "client",
-    **dict.fromkeys(["ROUTED", "SCHEDULERS", "AccelerationConfig", "GenerationConfig", "RouteSpec"], "config"),
-    **dict.fromkeys(
-        [
-            "ConfigError",
-            "GenerationCancelled",
-            "ImageMetadataError",
-            "NotebookRunError",
-            "RemoteError",
-            "UnknownModelError",
-            "WorkbenchError",
-        ],
-        "errors",
-    ),
-    **dict.fromkeys(
-        [
-            "ModelComparison",
-            "ModelEvaluator",
-            "compare_models",
-            "comparisons_table",
-            "cost_table",
-            "metrics_table",
-            "model_comparison",
-            "prompt_differences",
-            "summarize",
-            "summary_table",
-        ],
-        "evaluation",
-    ),
-    **dict.fromkeys(
-        [
-            "ReproduceResult",
-            "accelerate",
-            "calibrate_mag_ratios",
-            "generate",
-            "read_settings",
-            "reproduce",
-            "reproduction_code",
-            "save_image",
-        ],
-        "generation",
-    ),
-    **dict.fromkeys(["METRICS", "CLIPScorer", "Metric", "MetricOptions", "fidelity", "register_metric"], "metrics"),
-    **dict.fromkeys(["ModelLoader", "PipelineCache", "available_models", "load", "register_loader"], "models"),
-    **dict.fromkeys(["Plan", "resolve", "run"], "plan"),
+    "ROUTED": "config",
+    "SCHEDULERS": "config",
+    "AccelerationConfig": "config",
+    "GenerationConfig": "config",
+    "RouteSpec": "config",
+    "ConfigError": "errors",
+    "GenerationCancelled": "errors",
+    "ImageMetadataError": "errors",
+    "NotebookRunError": "errors",
+    "RemoteError": "errors",
+    "UnknownModelError": "errors",
+    "WorkbenchError": "errors",
+    "ModelComparison": "evaluation",
+    "ModelEvaluator": "evaluation",
+    "compare_models": "evaluation",
+    "comparisons_table": "evaluation",
+    "cost_table": "evaluation",
+    "metrics_table": "evaluation",
+    "model_comparison": "evaluation",
+    "prompt_differences": "evaluation",
+    "summarize": "evaluation",
+    "summary_table": "evaluation",
+    "image_flops": "flops",
+    "share_of_peak": "flops",
+    "ReproduceResult": "generation",
+    "accelerate": "generation",
+    "calibrate_mag_ratios": "generation",
+    "generate": "generation",
+    "read_settings": "generation",
+    "reproduce": "generation",
+    "reproduction_code": "generation",
+    "save_image": "generation",
+    "METRICS": "metrics",
+    "CLIPScorer": "metrics",
+    "Metric": "metrics",
+    "MetricOptions": "metrics",
+    "fidelity": "metrics",
+    "register_metric": "metrics",
+    "ModelLoader": "models",
+    "PipelineCache": "models",
+    "available_models": "models",
+    "load": "models",
+    "register_loader": "models",
+    "Plan": "plan",
+    "resolve": "plan",
+    "run": "plan",
     "image_grid": "plots",
-    **dict.fromkeys(
-        ["OptimizedPrompt", "PromptOptimizer", "StylePreset", "expand_template", "load_prompts", "load_styles"],
-        "prompts",
-    ),
+    "OptimizedPrompt": "prompts",
+    "PromptOptimizer": "prompts",
+    "StylePreset": "prompts",
+    "expand_template": "prompts",
+    "load_prompts": "prompts",
+    "load_styles": "prompts",
     "GenerationRecord": "records",
-    **dict.fromkeys(["ResultStore", "Row", "RunFolder"], "run_folder"),
-    **dict.fromkeys(
-        [
-            "Classifier",
-            "EmbeddingClassifier",
-            "KeywordClassifier",
-            "Router",
-            "RouteTable",
-            "RoutingDecision",
-            "labelled_prompts",
-            "model_targets",
-            "routing_latency",
-            "score_routing",
-        ],
-        "routing",
-    ),
-    **dict.fromkeys(["read_summary", "save_study_results"], "run_folder"),
-    **dict.fromkeys(["StudyRun", "run_study"], "studies"),
+    "Classifier": "routing",
+    "EmbeddingClassifier": "routing",
+    "KeywordClassifier": "routing",
+    "Router": "routing",
+    "RouteTable": "routing",
+    "RoutingDecision": "routing",
+    "labelled_prompts": "routing",
+    "model_targets": "routing",
+    "routing_latency": "routing",
+    "score_routing": "routing",
+    "ResultStore": "run_folder",
+    "Row": "run_folder",
+    "RunFolder": "run_folder",
+    "read_summary": "run_folder",
+    "save_study_results": "run_folder",
+    "StudyRun": "studies",
+    "run_study": "studies",
     "set_verbosity": "verbosity",
 }
 
+# Old names that still work, each with the public name that replaced it; using one warns. Not in __all__.
+_DEPRECATED: dict[str, str] = {}
+
+__all__ = ["__version__", *_EXPORTS]
+
 
 def __getattr__(name: str):
-    """A public name, imported from its module when first asked for (then kept here); any other submodule of
-    the package by its name, as once ``import workbench`` imported them all (``workbench.evaluation``)."""
+    """A public name, imported from its module when first asked for (then kept here); a deprecated name, with a
+    warning naming its replacement; any other submodule of the package by its name, as once ``import
+    workbench`` imported them all (``workbench.evaluation``)."""
+    if name in _DEPRECATED:
+        new = _DEPRECATED[name]
+        warnings.warn(f"workbench.{name} is deprecated; use workbench.{new}", DeprecationWarning, stacklevel=2)
+        return globals()[new] if new in globals() else __getattr__(new)
     if name in _EXPORTS:
         module = importlib.import_module(f"workbench.{_EXPORTS[name] or name}")
         value = module if not _EXPORTS[name] else getattr(module, name)
@@ -181,90 +219,3 @@ def __getattr__(name: str):
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
-
-
-__all__ = [
-    "METRICS",
-    "ROUTED",
-    "SCHEDULERS",
-    "ABTestResult",
-    "AccelerationBenchmark",
-    "AccelerationConfig",
-    "CLIPScorer",
-    "Classifier",
-    "ConfigError",
-    "EmbeddingClassifier",
-    "GenerationCancelled",
-    "GenerationConfig",
-    "GenerationRecord",
-    "ImageBackend",
-    "ImageMetadataError",
-    "KeywordClassifier",
-    "Metric",
-    "MetricOptions",
-    "ModelComparison",
-    "ModelEvaluator",
-    "ModelLoader",
-    "NotebookRunError",
-    "OptimizedPrompt",
-    "PipelineCache",
-    "Plan",
-    "PromptABTester",
-    "PromptOptimizer",
-    "RemoteError",
-    "RemoteModel",
-    "ReproduceResult",
-    "ResultStore",
-    "RouteSpec",
-    "RouteTable",
-    "Router",
-    "RoutingDecision",
-    "Row",
-    "RunFolder",
-    "StudyRun",
-    "StylePreset",
-    "UnknownModelError",
-    "WorkbenchError",
-    "__version__",
-    "accelerate",
-    "architecture_parameters",
-    "available_models",
-    "benchmark_acceleration",
-    "calibrate_mag_ratios",
-    "compare_models",
-    "comparisons_table",
-    "cost_table",
-    "expand_template",
-    "fidelity",
-    "generate",
-    "image_flops",
-    "image_grid",
-    "labelled_prompts",
-    "load",
-    "load_prompts",
-    "load_styles",
-    "metric_validity",
-    "metrics_table",
-    "model_comparison",
-    "model_targets",
-    "plots",
-    "prompt_differences",
-    "read_settings",
-    "read_summary",
-    "register_loader",
-    "register_metric",
-    "reproduce",
-    "reproduction_code",
-    "resolve",
-    "routing_latency",
-    "run",
-    "run_study",
-    "save_image",
-    "save_study_results",
-    "score_routing",
-    "set_verbosity",
-    "share_of_peak",
-    "standard_configs",
-    "summarize",
-    "summary_table",
-]

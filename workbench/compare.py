@@ -37,7 +37,7 @@ from workbench.evaluation import batch_latencies
 from workbench.metrics import METRICS
 from workbench.metrics.provenance import PAIRED_IGNORES, differences
 from workbench.run_folder import RunFolder, read_manifest
-from workbench.stats import format_p, holm, paired_statistics, ratio_of_medians
+from workbench.stats import describe_interval, format_p, holm, paired_statistics, ratio_of_medians
 
 __all__ = ["LATENCY", "Check", "ComparedRun", "Comparison", "compare_runs", "find_run"]
 
@@ -525,8 +525,9 @@ def _report(comparison: Comparison, checks) -> str:
         f"<tr><th>B</th><td>{e(_describe(b))}</td></tr></table>"
         + (f"<h2>Notes</h2><ul>{notes}</ul>" if notes else "")
         + "<h2>Differences</h2><p>Per model, over the (prompt, seed) units both runs made: seeds are averaged "
-        "within a prompt and prompts are the paired units (95% CI of the mean, Wilcoxon signed-rank p, Holm "
-        "across models and metrics). Latency: the median time per image of B over A, with a bootstrap CI "
+        "within a prompt and prompts are the paired units (the mean difference with a "
+        f"{e(describe_interval())}, Wilcoxon signed-rank p, Holm across models and metrics). Latency: the median "
+        "time per image of B over A, with a bootstrap CI "
         f"(lower is better). Checks: {e(', '.join(map(str, checks))) or 'none'}.</p>"
         f"<table><tr>{''.join(f'<th>{e(h)}</th>' for h in _HEADERS)}</tr>{_table_rows(comparison, checks)}</table>"
         "<h2>The images that changed most</h2><p>Mean absolute pixel difference (0-255); A, B and |A - B| "

@@ -46,6 +46,7 @@ __all__ = [
     "INTERVAL",
     "INTERVALS",
     "compare_groups",
+    "describe_interval",
     "format_p",
     "holm",
     "mean_ci",
@@ -59,7 +60,13 @@ __all__ = [
     "verdict",
 ]
 
-INTERVALS = ("t", "bca", "bootstrap-t", "percentile")
+_INTERVAL_WORDS = {  # mean_ci's methods, each in words for reports (describe_interval)
+    "t": "t-interval (Student's t on the standard error)",
+    "bca": "BCa bootstrap interval (bias-corrected and accelerated)",
+    "bootstrap-t": "bootstrap-t interval (studentized bootstrap)",
+    "percentile": "percentile bootstrap interval",
+}
+INTERVALS = tuple(_INTERVAL_WORDS)
 INTERVAL = "t"  # chosen by the A/A benchmark: see the module docstring
 POWER = 0.8  # the power that min_detectable and prompts_needed aim at
 N_RESAMPLES = 4000  # bootstrap resamples
@@ -110,6 +117,14 @@ def mean_ci(
         t = np.where(ses > 0, (means - mean) / ses, np.sign(means - mean) * np.inf)
     q_low, q_high = np.quantile(t, tails, method="inverted_cdf")
     return (float(mean - q_high * se), float(mean - q_low * se))
+
+
+def describe_interval(method: str = INTERVAL) -> str:
+    """``mean_ci``'s 95% interval by ``method`` in words, for reports; by default the interval of every
+    comparison (``compare_groups``, ``paired_statistics``): "95% t-interval (Student's t on the standard error)"."""
+    if method not in INTERVALS:
+        raise ConfigError(f"method must be one of {list(INTERVALS)}, got {method!r}", field="method")
+    return f"95% {_INTERVAL_WORDS[method]}"
 
 
 def median_ci(values: Sequence[float], *, level: float = 0.95) -> tuple[float, float]:
