@@ -1,9 +1,9 @@
 """Load on the server over loopback: many concurrent clients against `workbench serve` on the toy world.
 
     python benchmarks/serve_load.py [--requests 200] [--clients 32] [--model toyworld/sd-small] [--steps 20]
-                                    [--backend local|ray]
+                                    [--deployment local|ray]
 
-Starts `workbench serve` (``--backend ray``: as a Ray Serve deployment, one replica) in its own process,
+Starts `workbench serve` (``--deployment ray``: as a Ray Serve deployment, one replica) in its own process,
 one CPU worker, then, side by side in one run:
   1. direct: the same pipeline called in a loop in this process, one image per call (before and after);
   2. load: --requests POSTs to /v1/generate (PNG) from --clients concurrent clients, each request with
@@ -44,11 +44,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(max_queue: int, model: str, backend: str) -> tuple[subprocess.Popen, str]:
+def start_server(max_queue: int, model: str, deployment: str) -> tuple[subprocess.Popen, str]:
     port = _free_port()
     command = [sys.executable, "-m", "workbench.cli", "serve", "--port", str(port), "--devices", "cpu",
                "--classifier", "keyword", "--max-queue", str(max_queue), "--models", model,
-               "--backend", backend, "--max-replicas", "1"]  # fmt: skip
+               "--deployment", deployment, "--max-replicas", "1"]  # fmt: skip
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 300
@@ -146,14 +146,14 @@ def main() -> None:
     parser.add_argument("--model", default="toyworld/sd-small")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--direct", type=int, default=100, help="images in each direct loop (one before, one after)")
-    parser.add_argument("--backend", choices=["local", "ray"], default="local", help="ray: a Ray Serve deployment")
+    parser.add_argument("--deployment", choices=["local", "ray"], default="local", help="ray: a Ray Serve deployment")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     before = direct(args.model, args.steps, args.direct)
     runs = {}
     for name, max_queue in (("load", 64), ("overload", 4)):
-        server, url = start_server(max_queue, args.model, args.backend)
+        server, url = start_server(max_queue, args.model, args.deployment)
         try:
             retry = name == "overload"
             runs[name] = asyncio.run(load(url, args.model, args.steps, args.requests, args.clients, retry=retry))
@@ -167,7 +167,7 @@ def main() -> None:
         "model": args.model,
         "steps": args.steps,
         "device": "cpu, one worker",
-        "backend": args.backend,
+        "deployment": args.deployment,
         "direct_images_per_s": {"before": round(before, 3), "after": round(after, 3), "mean": round(direct_rate, 3)},
         **runs,
         "server_vs_direct_throughput": round(runs["load"]["throughput_images_per_s"] / direct_rate, 3),
@@ -182,7 +182,7 @@ def main() -> None:
             f"{run['throughput_images_per_s']} images/s"
         )
     print(f"direct loop: {direct_rate:.3f} images/s; server/direct = {result['server_vs_direct_throughput']}")
-    results = RESULTS.with_name(f"serve_load{'_ray' if args.backend == 'ray' else ''}.json")
+    results = RESULTS.with_name(f"serve_load{'_ray' if args.deployment == 'ray' else ''}.json")
     results.parent.mkdir(exist_ok=True)
     results.write_text(json.dumps(result, indent=2) + "\n")
 

@@ -47,23 +47,35 @@ def test_errors_are_one_clear_line_and_exit_2(capsys, monkeypatch):
     assert "width must be a multiple of 8" in capsys.readouterr().err
 
 
-def test_serve_backends_are_a_registry_behind_the_backend_option(monkeypatch, capsys):
+def test_serve_deployments_are_a_registry_behind_the_deployment_option(monkeypatch, capsys):
     from workbench import cli
     from workbench.errors import ConfigError
     from workbench.serve.app import ServeSettings
 
-    assert list(cli.SERVE_BACKENDS) == ["local", "ray"]
+    assert list(cli.DEPLOYMENTS) == ["local", "ray"]
     served = []
-    monkeypatch.setitem(cli.SERVE_BACKENDS, "local", lambda settings, args: served.append((settings, args.port)))
+    monkeypatch.setitem(cli.DEPLOYMENTS, "local", lambda settings, args: served.append((settings, args.port)))
     assert main(["serve", "--classifier", "keyword", "--no-preload", "--port", "8123", "--devices", "cpu"]) == 0
     ((settings, port),) = served
     assert isinstance(settings, ServeSettings) and port == 8123
     assert settings.devices == ("cpu",) and settings.classifier == "keyword" and not settings.preload
     with pytest.raises(SystemExit):
-        main(["serve", "--backend", "kubernetes"])
+        main(["serve", "--deployment", "kubernetes"])
     assert "invalid choice: 'kubernetes'" in capsys.readouterr().err
-    with pytest.raises(ConfigError, match=r"backend must be one of \['local', 'ray'\], got 'kubernetes'"):
-        cli._serve_backend("kubernetes")
+    with pytest.raises(ConfigError, match=r"deployment must be one of \['local', 'ray'\], got 'kubernetes'"):
+        cli._deployment("kubernetes")
+
+
+def test_serve_backend_option_still_works_and_says_it_is_deprecated(monkeypatch, capsys):
+    from workbench import cli
+
+    served = []
+    monkeypatch.setitem(cli.DEPLOYMENTS, "local", lambda settings, args: served.append(args.deployment))
+    assert main(["serve", "--backend", "local", "--no-preload", "--devices", "cpu"]) == 0
+    assert served == ["local"]
+    assert "warning: --backend is deprecated; use --deployment" in capsys.readouterr().err
+    with pytest.warns(DeprecationWarning, match="cli.DEPLOYMENTS"):
+        assert cli.SERVE_BACKENDS is cli.DEPLOYMENTS
 
 
 @pytest.fixture

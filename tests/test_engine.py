@@ -151,7 +151,7 @@ def test_two_local_workers_make_the_rows_and_images_of_one(single_run, tmp_path)
 def test_two_ray_actors_make_the_rows_and_images_of_one(local_ray, single_run, tmp_path):
     folder, single = single_run
     evaluator = ModelEvaluator(
-        PROMPTS, MODELS, [0, 1], CONFIG, output_dir=tmp_path, scorer=CLIPScorer(), workers=2, backend="ray", threads=1
+        PROMPTS, MODELS, [0, 1], CONFIG, output_dir=tmp_path, scorer=CLIPScorer(), workers=2, pool="ray", threads=1
     )
     sharded = evaluator.run()
     assert set(sharded["worker"]) == {"actor0:cpu", "actor1:cpu"}
@@ -227,10 +227,10 @@ def test_a_failed_batch_becomes_error_rows_and_a_rerun_makes_it_again(tiny_model
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"backend": "dask"}, r"backend must be one of \['local', 'ray'\], got 'dask'"),
+        ({"pool": "dask"}, r"pool must be one of \['local', 'ray'\], got 'dask'"),
         ({"workers": 0}, "workers must be a count >= 1 or a list of devices, got 0"),
         ({"workers": ["cpu", "cuda:7"]}, "device 'cuda:7' is not available here"),
-        ({"workers": "2", "backend": "ray"}, "with backend='ray', workers must be a count >= 1, got '2'"),
+        ({"workers": "2", "pool": "ray"}, "with pool='ray', workers must be a count >= 1, got '2'"),
         ({"threads": 0}, r"threads must be a whole number >= 1 \(CPU threads per worker\), got 0"),
         ({"seeds": [0, 1, 0]}, r"seeds must not repeat, got \[0, 1, 0\]"),
         ({"seeds": [-1]}, "seeds must be from 0 to"),
@@ -241,3 +241,13 @@ def test_bad_sharding_and_seed_options_are_refused_before_anything_runs(tmp_path
     with pytest.raises(ConfigError, match=message):
         ModelEvaluator(PROMPTS[:1], MODELS[:1], seeds, CONFIG, output_dir=tmp_path / "run", **options)
     assert not (tmp_path / "run" / "results.jsonl").exists()
+
+
+def test_the_old_backend_keyword_and_constant_still_work_and_warn(tmp_path):
+    import workbench.engine
+
+    old = r"ModelEvaluator\(backend=...\) is deprecated; use .*\(pool=...\)"
+    with pytest.warns(DeprecationWarning, match=old), pytest.raises(ConfigError, match="pool must be one of"):
+        ModelEvaluator(PROMPTS[:1], MODELS[:1], [0], CONFIG, output_dir=tmp_path / "run", backend="dask")
+    with pytest.warns(DeprecationWarning, match="workbench.engine.WORKER_POOLS"):
+        assert workbench.engine.WORKER_BACKENDS is workbench.engine.WORKER_POOLS

@@ -279,7 +279,7 @@ def test_the_numpy_encoder_gives_sentence_transformers_embeddings(encoder):
     reference = sentence_transformers.SentenceTransformer(str(encoder.path), device="cpu").encode(
         prompts, normalize_embeddings=True, convert_to_numpy=True
     )
-    assert encoder.backend == "numpy" and ours.shape == reference.shape == (len(prompts), 384)
+    assert encoder.runtime == "numpy" and ours.shape == reference.shape == (len(prompts), 384)
     assert np.abs(ours - reference).max() < 1e-4
     assert (ours * reference).sum(axis=1).min() > 0.9999  # cosine
     assert np.allclose(np.linalg.norm(ours, axis=1), 1, atol=1e-5)
@@ -295,7 +295,7 @@ def test_a_local_model_folder_is_used_and_a_missing_one_is_named(encoder, tmp_pa
     folder = tmp_path / "minilm"
     shutil.copytree(encoder.path, folder)
     local = SentenceEncoder(str(folder))
-    assert local.backend == "numpy" and np.abs(local.encode(["a cat"]) - encoder.encode(["a cat"])).max() < 1e-6
+    assert local.runtime == "numpy" and np.abs(local.encode(["a cat"]) - encoder.encode(["a cat"])).max() < 1e-6
     assert local.fingerprint == encoder.fingerprint  # the files decide, not where they are
     (folder / "1_Pooling" / "config.json").write_text(
         json.dumps({"word_embedding_dimension": 384, "pooling_mode_cls_token": True})

@@ -190,14 +190,14 @@ def test_literal_parameters_take_only_their_choices(tmp_path):
 
 
 def test_the_shipped_studies_declare_their_choices():
-    from workbench.engine import WORKER_BACKENDS
+    from workbench.engine import WORKER_POOLS
     from workbench.routing import classifier_names, labelled_prompts
     from workbench.studies import _literal_values
 
     def choices(study: str, name: str) -> list:
         return _literal_values(notebook_parameters(study)[name]["type"])
 
-    assert choices("01_model_evaluation", "worker_backend") == list(WORKER_BACKENDS)
+    assert choices("01_model_evaluation", "worker_backend") == list(WORKER_POOLS)
     assert sorted(choices("02_routing", "classifiers")) == sorted(classifier_names())
     assert sorted(choices("02_routing", "split")) == sorted(set(labelled_prompts()["split"]))
     assert choices("03_prompt_optimization", "score_against") == choices("04_ab_test", "score_against")

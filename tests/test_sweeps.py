@@ -11,7 +11,7 @@ import workbench as wb
 from workbench.cli import main
 from workbench.errors import ConfigError
 from workbench.run_folder import read_results
-from workbench.sweeps import BACKENDS, grid_points, read_grid, run_sweep, sweep_backend
+from workbench.sweeps import POOLS, grid_points, read_grid, run_sweep, sweep_pool
 
 BROKEN = Path(__file__).parent / "notebooks" / "broken.ipynb"  # parameter fail: True raises in a cell
 
@@ -41,16 +41,29 @@ def test_a_bad_grid_is_refused_before_any_point_runs(tmp_path):
         read_grid(tmp_path / "flat.yaml")
 
 
-def test_sweep_backends_are_a_registry_that_names_what_it_knows(tmp_path, capsys):
-    assert list(BACKENDS) == ["local", "ray"] and sweep_backend("local") is BACKENDS["local"]
-    with pytest.raises(ConfigError, match=r"backend must be one of \['local', 'ray'\], got 'dask'") as error:
-        run_sweep(BROKEN, {"fail": [False]}, backend="dask", output_root=tmp_path / "out")
-    assert error.value.field == "backend" and not (tmp_path / "out").exists()
+def test_sweep_pools_are_a_registry_that_names_what_it_knows(tmp_path, capsys):
+    assert list(POOLS) == ["local", "ray"] and sweep_pool("local") is POOLS["local"]
+    with pytest.raises(ConfigError, match=r"pool must be one of \['local', 'ray'\], got 'dask'") as error:
+        run_sweep(BROKEN, {"fail": [False]}, pool="dask", output_root=tmp_path / "out")
+    assert error.value.field == "pool" and not (tmp_path / "out").exists()
     (tmp_path / "grid.yaml").write_text("grid:\n  fail: [false]\n")
-    with pytest.raises(SystemExit):  # the command line offers the registry's names
-        main(["sweep", str(BROKEN), "--grid", str(tmp_path / "grid.yaml"), "--backend", "dask"])
-    err = capsys.readouterr().err
-    assert "invalid choice: 'dask'" in err and "local" in err and "ray" in err
+    for option in ("--pool", "--backend"):  # the command line offers the registry's names, under both names
+        with pytest.raises(SystemExit):
+            main(["sweep", str(BROKEN), "--grid", str(tmp_path / "grid.yaml"), option, "dask"])
+        err = capsys.readouterr().err
+        assert "invalid choice: 'dask'" in err and "local" in err and "ray" in err
+
+
+def test_the_old_backend_names_of_a_sweep_still_work_and_warn(tmp_path):
+    import workbench.sweeps
+
+    old = r"run_sweep\(backend=...\) is deprecated; use run_sweep\(pool=...\)"
+    with pytest.warns(DeprecationWarning, match=old), pytest.raises(ConfigError, match="pool must be one of"):
+        run_sweep(BROKEN, {"fail": [False]}, backend="dask", output_root=tmp_path / "out")
+    with pytest.warns(DeprecationWarning, match="workbench.sweeps.POOLS"):
+        assert workbench.sweeps.BACKENDS is POOLS
+    with pytest.warns(DeprecationWarning, match="workbench.sweeps.sweep_pool"):
+        assert workbench.sweeps.sweep_backend is sweep_pool
 
 
 def test_a_sweep_takes_a_bundled_study_by_name(tmp_path):
@@ -64,8 +77,8 @@ def test_a_sweep_takes_a_bundled_study_by_name(tmp_path):
 def test_a_sweep_can_shard_each_points_evaluation_over_workers(tmp_path):
     with pytest.raises(ConfigError, match=r"broken\.ipynb has no workers parameter"):
         run_sweep(BROKEN, {"fail": [False]}, output_root=tmp_path / "out", workers=2)
-    with pytest.raises(ConfigError, match="backend 'local'"):
-        run_sweep("01_model_evaluation", {"steps": [2]}, backend="ray", output_root=tmp_path / "out", workers=2)
+    with pytest.raises(ConfigError, match="pool 'local'"):
+        run_sweep("01_model_evaluation", {"steps": [2]}, pool="ray", output_root=tmp_path / "out", workers=2)
     fixed = {"models": ["toyworld/sd-small"], "n_prompts": 2, "seeds": [0], "batch_size": 1}
     result = run_sweep("01_model_evaluation", {"steps": [2]}, fixed=fixed, output_root=tmp_path / "out", workers=2)
     (point,) = result.points
@@ -104,9 +117,9 @@ def test_cli_sweep_runs_every_point_and_records_the_failed_one(tmp_path, capsys)
 
 @pytest.mark.slow
 def test_sweep_on_ray_runs_points_as_tasks_and_records_the_failed_one(local_ray, tmp_path):
-    result = run_sweep(BROKEN, {"fail": [False, True]}, backend="ray", output_root=tmp_path)
+    result = run_sweep(BROKEN, {"fail": [False, True]}, pool="ray", output_root=tmp_path)
     _check_sweep(result, tmp_path)
-    assert json.loads((result.folder / "sweep.json").read_text())["backend"] == "ray"
+    assert json.loads((result.folder / "sweep.json").read_text())["pool"] == "ray"
 
 
 @pytest.mark.slow
@@ -114,7 +127,7 @@ def test_the_server_runs_as_a_ray_serve_deployment(local_ray, free_port):
     from ray import serve
 
     from workbench.serve.app import ServeSettings
-    from workbench.serve.ray_backend import serve_on_ray
+    from workbench.serve.ray_deployment import serve_on_ray
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"

@@ -76,7 +76,7 @@ if TYPE_CHECKING:
     from workbench.models import register_loader as register_loader
     from workbench.plan import Plan as Plan
     from workbench.plan import resolve as resolve
-    from workbench.plan import run as run
+    from workbench.plan import run_plan as run_plan
     from workbench.plots import image_grid as image_grid
     from workbench.prompts import OptimizedPrompt as OptimizedPrompt
     from workbench.prompts import PromptOptimizer as PromptOptimizer
@@ -163,7 +163,7 @@ _EXPORTS: dict[str, str] = {
     "register_loader": "models",
     "Plan": "plan",
     "resolve": "plan",
-    "run": "plan",
+    "run_plan": "plan",
     "image_grid": "plots",
     "OptimizedPrompt": "prompts",
     "PromptOptimizer": "prompts",
@@ -193,7 +193,7 @@ _EXPORTS: dict[str, str] = {
 }
 
 # Old names that still work, each with the public name that replaced it; using one warns. Not in __all__.
-_DEPRECATED: dict[str, str] = {}
+_DEPRECATED: dict[str, str] = {"run": "run_plan"}
 
 __all__ = ["__version__", *_EXPORTS]
 

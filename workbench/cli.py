@@ -8,9 +8,10 @@ import json
 import sys
 from pathlib import Path
 
+from workbench.deprecation import renamed_attributes
 from workbench.errors import ConfigError, WorkbenchError
 
-__all__ = ["SERVE_BACKENDS", "main"]
+__all__ = ["DEPLOYMENTS", "main"]
 
 DEMO_MODEL = "toyworld/sd-small"
 STUDY_HELP = "a notebook path, or the name of a study that ships with the package (workbench studies lists them)"
@@ -222,7 +223,7 @@ def _sweep(args) -> int:
     _yaml(_read_text(args.grid, "grid file"), f"grid file {args.grid}")  # unreadable or not YAML: one line
     grid, fixed = read_grid(args.grid)
     result = run_sweep(
-        args.notebook, grid, fixed=fixed, backend=args.backend, output_root=args.output_root, workers=args.workers
+        args.notebook, grid, fixed=fixed, pool=args.pool, output_root=args.output_root, workers=args.workers
     )
     for point in result.points:
         where = point.run or ""
@@ -298,21 +299,29 @@ def _serve_locally(settings, args) -> None:
 
 
 def _serve_on_ray(settings, args) -> None:
-    from workbench.serve.ray_backend import Autoscaling, serve_on_ray
+    from workbench.serve.ray_deployment import Autoscaling, serve_on_ray
 
     autoscaling = Autoscaling(min_replicas=args.min_replicas, max_replicas=args.max_replicas)
     serve_on_ray(settings, host=args.host, port=args.port, autoscaling=autoscaling)
 
 
-# How ``workbench serve --backend NAME`` serves: name -> function(settings, args), imports done when called.
-SERVE_BACKENDS = {"local": _serve_locally, "ray": _serve_on_ray}
+# How ``workbench serve --deployment NAME`` serves: name -> function(settings, args), imports done when called.
+DEPLOYMENTS = {"local": _serve_locally, "ray": _serve_on_ray}
 
 
-def _serve_backend(name: str):
+def _deployment(name: str):
     try:
-        return SERVE_BACKENDS[name]
+        return DEPLOYMENTS[name]
     except (KeyError, TypeError):
-        raise ConfigError(f"backend must be one of {list(SERVE_BACKENDS)}, got {name!r}", "backend") from None
+        raise ConfigError(f"deployment must be one of {list(DEPLOYMENTS)}, got {name!r}", "deployment") from None
+
+
+class _RenamedOption(argparse.Action):
+    """An option's old name (``const``: its new one): stores into the new one's ``dest``, warning on stderr."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"warning: {option_string} is deprecated; use {self.const}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
 
 
 def _serve(args) -> int:
@@ -321,7 +330,7 @@ def _serve(args) -> int:
     from workbench.client import API_KEY_ENV
     from workbench.serve.app import ServeSettings, check_exposure
 
-    serve = _serve_backend(args.backend)
+    serve = _deployment(args.deployment)
     check_exposure(args.host, args.api_key or os.environ.get(API_KEY_ENV), insecure=args.insecure_no_auth)
     settings = ServeSettings(
         **({"devices": tuple(args.devices.split(","))} if args.devices else {}),
@@ -342,7 +351,7 @@ def _serve(args) -> int:
 def _parser() -> argparse.ArgumentParser:
     from workbench.config import SCHEDULERS, GenerationConfig
     from workbench.routing import classifier_names
-    from workbench.sweeps import BACKENDS as SWEEP_BACKENDS
+    from workbench.sweeps import POOLS
 
     defaults = GenerationConfig()
     parser = argparse.ArgumentParser(prog="workbench", description="A research workbench for text-to-image models.")
@@ -438,7 +447,10 @@ def _parser() -> argparse.ArgumentParser:
     sweep = sub.add_parser("sweep", help="run a study notebook at every point of a parameter grid")
     sweep.add_argument("notebook", help=STUDY_HELP)
     sweep.add_argument("--grid", required=True, help="a YAML file: grid (name: [values]) and optional fixed")
-    sweep.add_argument("--backend", choices=list(SWEEP_BACKENDS), default="local")
+    sweep.add_argument("--pool", choices=list(POOLS), default="local", help="ray: each point a Ray task")
+    sweep.add_argument(
+        "--backend", dest="pool", choices=list(POOLS), action=_RenamedOption, const="--pool", help=argparse.SUPPRESS
+    )
     sweep.add_argument("--output-root", default="outputs")
     sweep.add_argument(
         "--workers", type=int, help="shard each point's evaluation over N worker processes (one per visible GPU)"
@@ -471,7 +483,15 @@ def _parser() -> argparse.ArgumentParser:
         "--insecure-no-auth", action="store_true",
         help="serve a non-loopback address without an API key (anyone who reaches the port can use it)",
     )  # fmt: skip
-    srv.add_argument("--backend", choices=list(SERVE_BACKENDS), default="local", help="ray: a Ray Serve deployment")
+    srv.add_argument("--deployment", choices=list(DEPLOYMENTS), default="local", help="ray: a Ray Serve deployment")
+    srv.add_argument(
+        "--backend",
+        dest="deployment",
+        choices=list(DEPLOYMENTS),
+        action=_RenamedOption,
+        const="--deployment",
+        help=argparse.SUPPRESS,
+    )
     srv.add_argument("--min-replicas", type=int, default=1, help="ray: replicas kept running")
     srv.add_argument("--max-replicas", type=int, help="ray: the most replicas (default: one per GPU)")
     srv.set_defaults(func=_serve)
@@ -529,6 +549,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error.filename}: {error.strerror or error}", file=sys.stderr)
         return 2
 
+
+__getattr__ = renamed_attributes(__name__, {"SERVE_BACKENDS": "DEPLOYMENTS"}, globals())
 
 if __name__ == "__main__":
     sys.exit(main())

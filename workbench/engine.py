@@ -31,16 +31,17 @@ from typing import Any
 
 import torch
 
+from workbench.deprecation import renamed_attributes
 from workbench.errors import ConfigError, WorkbenchError, WorkerLost
 from workbench.metrics import MetricOptions, image_scorers
 from workbench.models import PipelineCache, default_cache, pick_device
-from workbench.plan import Plan, run
+from workbench.plan import Plan, run_plan
 from workbench.records import GenerationRecord
 from workbench.run_folder import Row
 from workbench.system_load import device_name, measure_load
 
 __all__ = [
-    "WORKER_BACKENDS",
+    "WORKER_POOLS",
     "Batch",
     "BatchResult",
     "BatchRunner",
@@ -99,7 +100,7 @@ class BatchResult:
 def _group_key(unit: Unit) -> tuple:
     plan = unit.plan
     acceleration = plan.acceleration.to_dict() if plan.acceleration else None
-    return (unit.label, unit.variant, plan.model_id, plan.config.to_json(), repr(acceleration), id(plan.backend))
+    return (unit.label, unit.variant, plan.model_id, plan.config.to_json(), repr(acceleration), id(plan.pipeline))
 
 
 def plan_batches(units: Sequence[Unit], *, first_batch: int = 0, first_round: int = 0) -> list[Batch]:
@@ -165,14 +166,14 @@ class BatchRunner:
             if self.spec.warmup and shape not in self._warmed:
                 warmup = replace(plan, config=plan.config.replace(steps=min(plan.config.steps, BATCH_WARMUP_STEPS)))
                 start = time.perf_counter()
-                run(warmup, prompts, seeds, pairs=True, device=self.device, cache=self.cache)
+                run_plan(warmup, prompts, seeds, pairs=True, device=self.device, cache=self.cache)
                 warmup_s = time.perf_counter() - start
                 self._warmed.add(shape)
             # 2. Generate, timed, with the machine's load meanwhile.
             started = time.time()
             timed = self.timed(batch) if self.timed is not None else contextlib.nullcontext()
             with measure_load(self.load_device, study=self.spec.study) as load, timed:
-                records = run(plan, prompts, seeds, pairs=True, device=self.device, cache=self.cache)
+                records = run_plan(plan, prompts, seeds, pairs=True, device=self.device, cache=self.cache)
         except WorkbenchError:
             raise
         except Exception as error:  # keep the study going; the rows record what happened
@@ -345,7 +346,7 @@ def _raise_lost(lost: list[tuple[str, int]], pending: set[int]) -> None:
         )
 
 
-WORKER_BACKENDS = ("local", "ray")
+WORKER_POOLS = ("local", "ray")  # where workers run: processes on this machine, or Ray actors
 
 
 def worker_devices(workers: int | Sequence[str]) -> list[str]:
@@ -363,15 +364,15 @@ def worker_devices(workers: int | Sequence[str]) -> list[str]:
     return devices
 
 
-def check_workers(workers: int | Sequence[str], backend: str, threads: int | None) -> None:
-    """Refuse, naming the value, a backend, worker count or device list, or thread count that cannot run."""
-    if backend not in WORKER_BACKENDS:
-        raise ConfigError(f"backend must be one of {list(WORKER_BACKENDS)}, got {backend!r}", "backend")
+def check_workers(workers: int | Sequence[str], pool: str, threads: int | None) -> None:
+    """Refuse, naming the value, a worker pool, worker count or device list, or thread count that cannot run."""
+    if pool not in WORKER_POOLS:
+        raise ConfigError(f"pool must be one of {list(WORKER_POOLS)}, got {pool!r}", "pool")
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise ConfigError(f"threads must be a whole number >= 1 (CPU threads per worker), got {threads!r}", "threads")
-    if backend == "ray":
+    if pool == "ray":
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-            raise ConfigError(f"with backend='ray', workers must be a count >= 1, got {workers!r}", "workers")
+            raise ConfigError(f"with pool='ray', workers must be a count >= 1, got {workers!r}", "workers")
     else:
         worker_devices(workers)
 
@@ -382,29 +383,34 @@ def execute(
     sink: Sink,
     *,
     workers: int | Sequence[str] = 1,
-    backend: str = "local",
+    pool: str = "local",
     runner: BatchRunner | None = None,
     threads: int | None = None,
 ) -> None:
     """Run ``batches``, giving each result to ``sink`` as it finishes (in this process, always).
 
     One local worker runs them here with ``runner``; more run in worker processes, one per device
-    (``worker_devices``), or on ``count`` Ray actors (``backend="ray"``; $RAY_ADDRESS or a local Ray).
+    (``worker_devices``), or on ``count`` Ray actors (``pool="ray"``; $RAY_ADDRESS or a local Ray).
     ``threads``: CPU threads per worker (default: the cores shared out among the workers on the CPU).
     """
-    check_workers(workers, backend, threads)
+    check_workers(workers, pool, threads)
     if not batches:
         return
-    if backend == "local" and workers == 1:
+    if pool == "local" and workers == 1:
         _inline(batches, runner or spec.runner(None, "main"), sink)
         return
-    if any(b.plan.backend is not None for b in batches):
+    if any(b.plan.pipeline is not None for b in batches):
         raise ConfigError(
             "workers load their own pipelines: give model ids (or a Router), not pipeline objects", "workers"
         )
-    if backend == "ray":
+    if pool == "ray":
         _ray_actors(batches, spec, workers, threads or max(1, (os.cpu_count() or 1) // workers), sink)
         return
     devices = worker_devices(workers)
     on_cpu = sum(d == "cpu" for d in devices) or 1
     _local_processes(batches, spec, devices, threads or max(1, (os.cpu_count() or 1) // on_cpu), sink)
+
+
+__getattr__ = renamed_attributes(
+    __name__, {"WORKER_BACKENDS": "WORKER_POOLS", "WARMUP_STEPS": "BATCH_WARMUP_STEPS"}, globals()
+)

@@ -28,6 +28,7 @@ from PIL import Image
 
 from workbench.config import GenerationConfig
 from workbench.costs import Prices, load_prices, self_hosting_cost
+from workbench.deprecation import renamed_keyword
 from workbench.engine import BatchResult, BatchRunner, RunnerSpec, Unit, check_workers, execute, plan_batches
 from workbench.errors import ConfigError
 from workbench.generation import as_list, check_seeds
@@ -112,9 +113,10 @@ class ModelEvaluator:
     e.g. ``clip_model``). The run folder records what produced each metric (``metrics.provenance``).
 
     ``workers``: 1 runs here; a count spreads batches over worker processes, one per visible GPU (or CPU
-    workers sharing the cores), or give a list of devices; ``backend="ray"`` runs ``workers`` Ray actors
+    workers sharing the cores), or give a list of devices; ``pool="ray"`` runs ``workers`` Ray actors
     ($RAY_ADDRESS, or a local Ray). Workers load their own pipelines, so targets must then be model ids or
-    Routers. ``threads``: CPU threads per worker (default: the cores shared out).
+    Routers. ``threads``: CPU threads per worker (default: the cores shared out). (``backend=``: the old name of
+    ``pool=``.)
     """
 
     def __init__(
@@ -132,9 +134,11 @@ class ModelEvaluator:
         device: str | None = None,
         warmup: bool = True,
         workers: int | Sequence[str] = 1,
-        backend: str = "local",
+        pool: str = "local",
         threads: int | None = None,
+        backend: str | None = None,
     ):
+        pool = renamed_keyword("ModelEvaluator", "backend", "pool", backend, pool)
         if isinstance(models, str) or not models:
             raise ConfigError(f"models must be a non-empty list of model ids, pipelines or Routers, got {models!r}")
         if ROUTED in models:
@@ -167,8 +171,8 @@ class ModelEvaluator:
         self.metric_options = scorer_options(self.metric_options, given)  # workers rebuild given scorers from it
         self.run_id = self.folder.run_id
         self.device = device
-        check_workers(workers, backend, threads)
-        if workers != 1 or backend != "local":
+        check_workers(workers, pool, threads)
+        if workers != 1 or pool != "local":
             local_only = [type(s).__name__ for s in given if not rebuildable(s)]
             local_only += [m for m in self.image_metrics if m not in BUILT_IN]
             if local_only:
@@ -177,7 +181,7 @@ class ModelEvaluator:
                     f"{', '.join(local_only)} (given or registered in this process): use workers=1",
                     "workers",
                 )
-        self.workers, self.backend, self.threads = workers, backend, threads
+        self.workers, self.pool, self.threads = workers, pool, threads
         self.spec = RunnerSpec(
             self.run_id, settings_hash(self.config), tuple(self.image_metrics), self.metric_options, warmup, os.getpid()
         )
@@ -227,8 +231,8 @@ class ModelEvaluator:
                 progress(finished, total)
 
         execute(
-            plan_batches(units, **numbered), self.spec, store, workers=self.workers, backend=self.backend,
-            runner=self.runner if self.backend == "local" and self.workers == 1 else None, threads=self.threads,
+            plan_batches(units, **numbered), self.spec, store, workers=self.workers, pool=self.pool,
+            runner=self.runner if self.pool == "local" and self.workers == 1 else None, threads=self.threads,
         )  # fmt: skip
         self._score_stored()
         self.folder.finish()

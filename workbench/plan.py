@@ -2,7 +2,7 @@
 
 ::
 
-    resolve(target, prompt) -> Plan(backend or model id, GenerationConfig, AccelerationConfig, context)
+    resolve(target, prompt) -> Plan(model id and loaded pipeline or None, GenerationConfig, AccelerationConfig, context)
         target = a Router (anything with ``plan(prompt)``: it decides), a RouteSpec, a model id, or a pipeline
     run(plan, prompts, seeds) = optimize the prompt (style) -> accelerate -> generate -> GenerationRecords
 
@@ -19,6 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from workbench.backends import Cancel, ProgressCallback
 from workbench.config import ROUTED, AccelerationConfig, GenerationConfig, RouteSpec
+from workbench.deprecation import renamed, renamed_attributes
 from workbench.errors import ConfigError
 from workbench.generation import accelerate, as_backend, generate
 from workbench.local_pipeline import pipeline_tokenizers
@@ -26,7 +27,7 @@ from workbench.models import PipelineCache, default_cache, guidance_distilled, l
 from workbench.prompts import PromptOptimizer
 from workbench.records import GenerationRecord
 
-__all__ = ["ROUTED", "Plan", "Planner", "resolve", "run", "target_label"]
+__all__ = ["ROUTED", "Plan", "Planner", "resolve", "run_plan", "target_label"]
 
 
 @runtime_checkable
@@ -39,14 +40,21 @@ class Planner(Protocol):
 
 @dataclass(frozen=True)
 class Plan:
-    """How to make one prompt's images: a loaded ``backend`` (or None: load ``model_id`` where it runs, e.g. on
-    a server's worker), the settings, the toggles, and what chose them (recorded in rows and PNGs)."""
+    """How to make one prompt's images: a loaded ``pipeline`` (a diffusers pipeline or any ImageBackend; None:
+    load ``model_id`` where it runs, e.g. on a server's worker), the settings, the toggles, and what chose them
+    (recorded in rows and PNGs)."""
 
     model_id: str
     config: GenerationConfig
-    backend: Any = None
+    pipeline: Any = None
     acceleration: AccelerationConfig | None = None  # None: as loaded, no accelerate block
     context: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def backend(self) -> Any:
+        """The old name of ``pipeline``."""
+        renamed("Plan.backend", "Plan.pipeline")
+        return self.pipeline
 
 
 def target_label(target) -> str:
@@ -91,7 +99,7 @@ def resolve(
     return Plan(backend.workbench_model_id, config, target, acceleration)
 
 
-def run(
+def run_plan(
     plan: Plan,
     prompts: str | Sequence[str],
     seeds: int | Sequence[int],
@@ -104,10 +112,10 @@ def run(
     progress: ProgressCallback | None = None,
     cancel: Cancel = None,
 ) -> list[GenerationRecord]:
-    """Make ``plan``'s images: load its model if it has no backend (on ``device``, through ``cache``), optimize
+    """Make ``plan``'s images: load its model if it has no pipeline (on ``device``, through ``cache``), optimize
     each prompt when ``optimize`` or a ``style`` is given, apply its toggles, generate (every prompt with every
     seed, or with ``pairs=True`` one image per ``(prompts[i], seeds[i])``)."""
-    pipe = plan.backend if plan.backend is not None else load(plan.model_id, device=device, cache=cache)
+    pipe = plan.pipeline if plan.pipeline is not None else load(plan.model_id, device=device, cache=cache)
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     jobs = [(prompts, seeds, plan.config, plan.context)]  # one call: batches may span prompts
     if optimize or style:
@@ -129,3 +137,6 @@ def run(
                 context=context, pairs=pairs and len(texts) > 1,
             )  # fmt: skip
     return records
+
+
+__getattr__ = renamed_attributes(__name__, {"run": "run_plan"}, globals())

@@ -28,9 +28,10 @@ from typing import Any
 
 import yaml
 
+from workbench.deprecation import renamed_attributes, renamed_keyword
 from workbench.errors import ConfigError
 
-__all__ = ["BACKENDS", "SweepPoint", "SweepResult", "grid_points", "read_grid", "run_sweep", "sweep_backend"]
+__all__ = ["POOLS", "SweepPoint", "SweepResult", "grid_points", "read_grid", "run_sweep", "sweep_pool"]
 
 
 @dataclass(frozen=True)
@@ -95,9 +96,9 @@ def _run_point(notebook: str, parameters: dict[str, Any], output_root: str, cwd:
     return outcome | {"seconds": round(time.perf_counter() - start, 1)}
 
 
-# A backend runs every point: run(points, (notebook, output_root, cwd), record, ray_address), calling
+# A pool runs every point: run(points, (notebook, output_root, cwd), record, ray_address), calling
 # record(index, outcome) as each point finishes.
-SweepBackend = Callable[[list[dict[str, Any]], tuple[str, str, str], Callable[[int, dict], None], str | None], None]
+SweepPool = Callable[[list[dict[str, Any]], tuple[str, str, str], Callable[[int, dict], None], str | None], None]
 
 
 def _run_locally(points, args, record, ray_address) -> None:
@@ -123,15 +124,15 @@ def _run_on_ray(points, args, record, ray_address) -> None:
         record(index, outcome)
 
 
-BACKENDS: dict[str, SweepBackend] = {"local": _run_locally, "ray": _run_on_ray}
+POOLS: dict[str, SweepPool] = {"local": _run_locally, "ray": _run_on_ray}  # where a sweep's points run
 
 
-def sweep_backend(name: str) -> SweepBackend:
-    """The sweep backend called ``name`` (a key of ``BACKENDS``)."""
+def sweep_pool(name: str) -> SweepPool:
+    """The pool called ``name`` (a key of ``POOLS``)."""
     try:
-        return BACKENDS[name]
+        return POOLS[name]
     except (KeyError, TypeError):
-        raise ConfigError(f"backend must be one of {list(BACKENDS)}, got {name!r}", "backend") from None
+        raise ConfigError(f"pool must be one of {list(POOLS)}, got {name!r}", "pool") from None
 
 
 def run_sweep(
@@ -139,24 +140,26 @@ def run_sweep(
     grid: dict[str, list],
     *,
     fixed: dict[str, Any] | None = None,
-    backend: str = "local",
+    pool: str = "local",
     output_root: str | Path = "outputs",
     ray_address: str | None = None,
     workers: int | None = None,
+    backend: str | None = None,
 ) -> SweepResult:
     """Run ``notebook`` (a path, or a bundled study's name) at every grid point: one after another, or as Ray
     tasks with a GPU each where the cluster has GPUs. Every point's parameters are checked before any runs.
     ``workers`` shards each point's evaluation (the study's ``workers`` parameter: worker processes, one per
-    visible GPU) when points run one after another."""
+    visible GPU) when points run one after another. (``backend=``: the old name of ``pool=``.)"""
     from workbench.studies import check_parameters, find_study, notebook_parameters, write_index
 
-    run_points = sweep_backend(backend)
+    pool = renamed_keyword("run_sweep", "backend", "pool", backend, pool)
+    run_points = sweep_pool(pool)
     notebook = find_study(notebook).resolve()
     if workers is not None:
         if "workers" not in notebook_parameters(notebook):
             raise ConfigError(f"{notebook.name} has no workers parameter: its points cannot be sharded", "workers")
-        if backend != "local":
-            raise ConfigError(f"workers shard points run one after another (backend 'local'), not {backend!r}")
+        if pool != "local":
+            raise ConfigError(f"workers shard points run one after another (pool 'local'), not {pool!r}", "pool")
         fixed = {**(fixed or {}), "workers": workers}
     points = grid_points(grid, fixed)
     for parameters in points:
@@ -166,7 +169,7 @@ def run_sweep(
     folder = root / "sweeps" / f"{time.strftime('%Y%m%d-%H%M%S')}-{digest}"
     folder.mkdir(parents=True)
     done: dict[int, SweepPoint] = {}
-    header = {"notebook": str(notebook), "backend": backend, "grid": grid, "fixed": fixed or {}}
+    header = {"notebook": str(notebook), "pool": pool, "grid": grid, "fixed": fixed or {}}
 
     def record(index: int, outcome: dict[str, Any]) -> None:
         run = outcome.get("run")
@@ -199,6 +202,9 @@ def _write_index(folder: Path, header: dict[str, Any], points: list[dict], done:
     )
     from workbench.studies import table_page
 
-    heading = f"Sweep of {Path(header['notebook']).name} ({header['backend']})"
+    heading = f"Sweep of {Path(header['notebook']).name} ({header['pool']})"
     headers = ["#", "parameters", "status", "seconds", "", "error"]
     (folder / "index.html").write_text(table_page("sweep", heading, headers, cells))
+
+
+__getattr__ = renamed_attributes(__name__, {"BACKENDS": "POOLS", "sweep_backend": "sweep_pool"}, globals())

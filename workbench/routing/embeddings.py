@@ -55,8 +55,8 @@ def sentence_encoder(model: str | None = None) -> SentenceEncoder:
 class SentenceEncoder:
     """``encode(prompts)``: unit-length sentence embeddings (float32, one row per prompt).
 
-    ``backend`` is "numpy" for a BERT folder (no torch), else "sentence-transformers". ``fingerprint`` is a
-    hash of the files the embeddings depend on (weights, tokenizer, configs) and of the backend.
+    ``runtime`` is "numpy" for a BERT folder (no torch), else "sentence-transformers". ``fingerprint`` is a
+    hash of the files the embeddings depend on (weights, tokenizer, configs) and of the runtime.
     """
 
     def __init__(self, model: str | Path | None = None, *, batch_size: int = 32):
@@ -73,18 +73,18 @@ class SentenceEncoder:
         except Exception as error:  # unreadable configs, weights or tokenizer: said in words, never a traceback
             raise EmbeddingUnavailableError(f"cannot load sentence-embedding model {self.name!r}: {error}") from None
         if plan is not None:
-            self.backend = "numpy"
+            self.runtime = "numpy"
             self._files = plan["files"]
         else:
-            self.backend = "sentence-transformers"
+            self.runtime = "sentence-transformers"
             self._files = sorted(p for p in self.path.rglob("*") if p.is_file()) if self.path.is_dir() else []
             self._st = _sentence_transformer(str(self.path) if local else self.name)
         self.dimension = self._bert.dimension if plan else int(self._st.get_sentence_embedding_dimension())
 
     @functools.cached_property
     def fingerprint(self) -> str:
-        """sha1 of the model's files (their names, sizes and bytes) and the backend; a hub id by its name."""
-        digest = hashlib.sha1(f"{self.backend}\0{self.batch_size}\0".encode())
+        """sha1 of the model's files (their names, sizes and bytes) and the runtime; a hub id by its name."""
+        digest = hashlib.sha1(f"{self.runtime}\0{self.batch_size}\0".encode())
         if not self._files:
             digest.update(self.name.encode())
         for path in self._files:
@@ -98,7 +98,7 @@ class SentenceEncoder:
         prompts = list(prompts)
         if not prompts:
             return np.zeros((0, self.dimension), np.float32)
-        if self.backend != "numpy":
+        if self.runtime != "numpy":
             return np.asarray(
                 self._st.encode(prompts, normalize_embeddings=True, convert_to_numpy=True), dtype=np.float32
             )

@@ -123,13 +123,13 @@ class Router:
     ) -> list:
         """Route each prompt and generate its seeds with its route's model and config (models come from
         the cache, so switching between routes does not reload them). Records carry the decision."""
-        from workbench.plan import resolve, run
+        from workbench.plan import resolve, run_plan
 
         records = []
         for decision in self.route_many(check_prompts(prompts), preview=preview):
             plan = resolve(self.table[decision.route], decision.prompt, GenerationConfig(batch_size=batch_size))
             plan = replace(plan, context=decision.to_context())
-            records += run(
+            records += run_plan(
                 plan, decision.prompt, seeds, device=self.device, cache=self.cache, progress=progress, cancel=cancel
             )
         return records

@@ -1,5 +1,5 @@
 """Serving generation over HTTP: the FastAPI app (``app``), its worker pool (``pool``), request schemas
-(``schemas``), metrics and the Ray Serve deployment (``ray_backend``). The client, ``RemoteModel``, is
+(``schemas``), metrics and the Ray Serve deployment (``ray_deployment``). The client, ``RemoteModel``, is
 ``workbench.client``: it works without the server's dependencies.
 """
 

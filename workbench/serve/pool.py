@@ -28,16 +28,17 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from workbench.config import AccelerationConfig
+from workbench.deprecation import renamed_attributes
 from workbench.errors import ConfigError, GenerationCancelled, QueueFull, WorkbenchError
 from workbench.generation import png_with_settings
 from workbench.models import PipelineCache, load, pick_device
-from workbench.plan import Plan, resolve, run
+from workbench.plan import Plan, resolve, run_plan
 
 __all__ = [
     "MAX_RETRY_WAIT_S",
+    "STEP_PROBE_STEPS",
     "TERMINAL",
     "TICKET_GRACE_S",
-    "WARMUP_STEPS",
     "Event",
     "GenerationTask",
     "Job",
@@ -48,7 +49,7 @@ __all__ = [
 TERMINAL = ("complete", "error")  # the kinds of event that end a job's stream
 TICKET_GRACE_S = 10.0  # a ticket lapses this long after twice its wait, unless presented again
 MAX_RETRY_WAIT_S = 10.0  # the longest a client is expected to wait between retries (RemoteModel's cap)
-WARMUP_STEPS = 3  # the extra steps whose time, at start-up, says what a model's denoising step costs
+STEP_PROBE_STEPS = 3  # the extra steps whose time, at start-up, says what a model's denoising step costs
 
 
 def _work(width: int, height: int, steps: int, guidance: float, images: int) -> float:
@@ -130,18 +131,18 @@ class Worker:
             load(model_id, device=self.device, cache=self.cache)
             plan = resolve(model_id, "warm-up", acceleration=acceleration)
             plan = replace(plan, config=plan.config.replace(steps=1, batch_size=1))
-            run(plan, "warm-up", [0], device=self.device, cache=self.cache)  # untimed: first-call costs
+            run_plan(plan, "warm-up", [0], device=self.device, cache=self.cache)  # untimed: first-call costs
             differences = []
             for _ in range(3):  # the median of three: one noisy timing must not set the model's speed
                 seconds = {}
-                for steps in (1, 1 + WARMUP_STEPS):
+                for steps in (1, 1 + STEP_PROBE_STEPS):
                     timed = replace(plan, config=plan.config.replace(steps=steps))
                     started = time.monotonic()
-                    records = run(timed, "warm-up", [0], device=self.device, cache=self.cache)
+                    records = run_plan(timed, "warm-up", [0], device=self.device, cache=self.cache)
                     seconds[steps] = time.monotonic() - started
-                differences.append(seconds[1 + WARMUP_STEPS] - seconds[1])
+                differences.append(seconds[1 + STEP_PROBE_STEPS] - seconds[1])
             if statistics.median(differences) > 0:
-                step_only = replace(records[0], config=records[0].config.replace(steps=WARMUP_STEPS))
+                step_only = replace(records[0], config=records[0].config.replace(steps=STEP_PROBE_STEPS))
                 self.pool._observe(plan, [step_only], statistics.median(differences))
 
     def _serve(self) -> None:
@@ -170,7 +171,7 @@ class Worker:
 
         warm = task.plan.model_id in self.loaded_models  # a first run's time includes loading: not a speed
         try:
-            records = run(
+            records = run_plan(
                 task.plan, task.prompt, task.seeds, optimize=task.optimize, style=task.style,
                 device=self.device, cache=self.cache, progress=progress, cancel=job.cancel,
             )  # fmt: skip
@@ -393,3 +394,6 @@ class WorkerPool:
             ]
             return {"workers": workers, "queued": len(self._pending), "max_queue": self.max_queue,
                     "outcomes": dict(self.outcomes), "restarts": self.restarts}  # fmt: skip
+
+
+__getattr__ = renamed_attributes(__name__, {"WARMUP_STEPS": "STEP_PROBE_STEPS"}, globals())

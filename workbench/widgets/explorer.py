@@ -13,7 +13,7 @@ from PIL import Image
 
 from workbench.config import AccelerationConfig, GenerationConfig
 from workbench.errors import ConfigError
-from workbench.plan import ROUTED, Plan, resolve, run
+from workbench.plan import ROUTED, Plan, resolve, run_plan
 from workbench.widgets.background import Job
 
 __all__ = ["Explorer", "GalleryItem"]
@@ -154,7 +154,7 @@ class Explorer:
             self.seed.value = random.randrange(2**31)
         plan = self.plan()
         style = None if self.style.value == "(none)" else self.style.value
-        (record,) = run(
+        (record,) = run_plan(
             plan, text, self.seed.value, optimize=self.optimize.value, style=style if self.optimize.value else None,
             device=self.device, progress=self.job.progress, cancel=self.job.cancel,
         )  # fmt: skip
