@@ -19,7 +19,7 @@ from workbench.generation import read_settings, reproduce, reproduction_code, sa
 from workbench.local_pipeline import default_size, guidance_arguments, max_sequence_length, token_budget
 from workbench.mag_cache import mag_ratios_for
 from workbench.metric_validity import toy_prompts
-from workbench.plan import resolve, run
+from workbench.plan import resolve, run_plan
 from workbench.prompts import PromptOptimizer
 from workbench.toyworld.judge import judge_images
 
@@ -85,7 +85,7 @@ def test_a_guidance_distilled_flux_takes_guidance_as_its_embedding_and_refuses_n
     # the prompt optimizer's negative prompt is left out for it (a user's own is refused, above)
     assert PromptOptimizer(pipe).optimize("a red circle").negative_prompt
     plan = resolve(pipe, "a red circle", GenerationConfig(steps=2, guidance=3.5))
-    [record] = run(plan, "a red circle", 0, optimize=True)
+    [record] = run_plan(plan, "a red circle", 0, optimize=True)
     assert record.status == "ok" and record.prompt != "a red circle" and not record.config.negative_prompt
 
 

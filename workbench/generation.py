@@ -22,12 +22,10 @@ import numpy as np
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from workbench.acceleration import active_acceleration
 from workbench.backends import Cancel, ImageBackend, ProgressCallback
 from workbench.config import AccelerationConfig, GenerationConfig
 from workbench.errors import ConfigError, ImageMetadataError
-from workbench.local_pipeline import LocalPipeline, guidance_arguments
-from workbench.mag_cache import MagRatioMeter
+from workbench.local_pipeline import LocalPipeline, measure_mag_ratios
 from workbench.models import load, pick_device
 from workbench.records import GenerationRecord
 
@@ -152,14 +150,10 @@ def calibrate_mag_ratios(
     pipe = getattr(backend, "pipe", None)  # a backend in this process shows its pipeline (backends.py)
     if pipe is None:
         raise ConfigError(f"MagCache's ratios are measured on a pipeline in this process, got {type(backend).__name__}")
-    if active_acceleration(pipe) is not None:
-        raise ConfigError(f"calibrate outside an accelerate block: {active_acceleration(pipe).label()} is applied")
-    config = config or GenerationConfig()
-    arguments = guidance_arguments(pipe, config.guidance, config.negative_prompt, 1)
-    branches = 2 if arguments.get("true_cfg_scale", 1.0) > 1 else 1  # the negative prompt: a call of its own
-    with MagRatioMeter(pipe) as meter:
-        generate(backend, prompts, config, seeds)
-    return meter.ratios(config.steps, branches)
+    seeds = as_list(seeds, int, "seeds")
+    check_seeds(seeds)
+    jobs = [(p, s) for p in as_list(prompts, str, "prompts") for s in seeds]
+    return measure_mag_ratios(pipe, jobs, config or GenerationConfig())
 
 
 # --- saving and reproducing ----------------------------------------------------------------------

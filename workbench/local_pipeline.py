@@ -32,6 +32,7 @@ from workbench.acceleration import (
 from workbench.backends import Cancel, ProgressCallback, is_cancelled
 from workbench.config import SCHEDULERS, AccelerationConfig, GenerationConfig
 from workbench.errors import ConfigError, GenerationCancelled
+from workbench.mag_cache import MagRatioMeter
 from workbench.models import denoiser, guidance_distilled, model_id_of, separate_guidance_calls
 from workbench.records import GenerationRecord, TokenBudget
 from workbench.resources import package_version
@@ -42,6 +43,7 @@ __all__ = [
     "default_size",
     "guidance_arguments",
     "max_sequence_length",
+    "measure_mag_ratios",
     "pipeline_tokenizers",
     "token_budget",
 ]
@@ -297,3 +299,15 @@ class LocalPipeline:
                     )
                 done_batches += 1
         return records
+
+
+def measure_mag_ratios(pipe, jobs: list[tuple[str, int]], config: GenerationConfig) -> tuple[float, ...]:
+    """MagCache's magnitude ratios of ``pipe``'s transformer (``workbench.mag_cache``): the ``jobs`` (prompt,
+    seed) made under ``config`` with no cache, each step's ratio averaged over the images and guidance branches
+    (the negative prompt of true classifier-free guidance is a call of its own)."""
+    if active_acceleration(pipe) is not None:
+        raise ConfigError(f"calibrate outside an accelerate block: {active_acceleration(pipe).label()} is applied")
+    arguments = guidance_arguments(pipe, config.guidance, config.negative_prompt, 1)
+    with MagRatioMeter(pipe) as meter:
+        LocalPipeline(pipe).make_images(jobs, config)
+    return meter.ratios(config.steps, 2 if arguments.get("true_cfg_scale", 1.0) > 1 else 1)

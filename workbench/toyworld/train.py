@@ -600,17 +600,17 @@ def _write_mag_ratios(folder: Path, prompts: int = 16) -> None:
     """MagCache's magnitude ratios of the DiT saved in ``folder`` (``workbench.mag_cache``), measured on
     ``prompts`` seen captions at the default settings and written beside it."""
     from workbench.config import GenerationConfig
-    from workbench.local_pipeline import LocalPipeline
-    from workbench.mag_cache import MagRatioMeter, write_mag_ratios
+    from workbench.local_pipeline import measure_mag_ratios
+    from workbench.mag_cache import write_mag_ratios
     from workbench.models import load_uncached
 
     pipe = load_uncached(str(folder), torch.device("cpu"), torch.float32)
     seen = [s for s in scenes.all_scenes() if not s.held_out]
     captions = [scenes.caption(s) for s in seen[:: len(seen) // prompts][:prompts]]
-    config = GenerationConfig(batch_size=len(captions))  # guidance 5: true CFG, the negative prompt a call of its own
-    with MagRatioMeter(pipe) as meter:
-        LocalPipeline(pipe).make_images([(caption, 0) for caption in captions], config)
-    write_mag_ratios(folder, meter.ratios(config.steps, branches=2), len(captions))
+    ratios = measure_mag_ratios(
+        pipe, [(caption, 0) for caption in captions], GenerationConfig(batch_size=len(captions))
+    )
+    write_mag_ratios(folder, ratios, len(captions))
 
 
 def _drop_source_paths(folder: Path) -> None:
