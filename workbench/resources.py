@@ -1,4 +1,5 @@
-"""Files that ship with the package: the data (prompt sets, route tables, styles, wildcards) and the study notebooks.
+"""Files that ship with the package: the data (prompt sets, route tables, styles, wildcards) and the study notebooks;
+and the folder where the workbench caches what it computes (``cache_root``).
 
 In the repository they sit at the top level (``data/``, ``notebooks/``); the build maps them into the package
 as ``workbench.data`` and ``workbench.notebooks``, so ``importlib.resources`` finds them the same way in a
@@ -7,11 +8,14 @@ clone (an editable install) and in an installed wheel.
 
 from __future__ import annotations
 
+import os
 from importlib.metadata import PackageNotFoundError, version
 from importlib.resources import files
 from pathlib import Path
 
-__all__ = ["bundled_studies", "data_path", "package_version"]
+__all__ = ["CACHE_ENV", "bundled_studies", "cache_root", "data_path", "package_version"]
+
+CACHE_ENV = "WORKBENCH_CACHE_DIR"
 
 
 def data_path(*parts: str) -> Path:
@@ -31,3 +35,11 @@ def package_version() -> str:
         return version("t2i-workbench")
     except PackageNotFoundError:
         return "0.0.0"
+
+
+def cache_root() -> Path:
+    """The workbench's cache folder: ``$WORKBENCH_CACHE_DIR``, else the XDG cache folder's t2i-workbench."""
+    root = os.environ.get(CACHE_ENV)
+    if root:
+        return Path(root).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "t2i-workbench"

@@ -13,20 +13,13 @@ import json
 import os
 from pathlib import Path
 
-__all__ = ["CACHE_ENV", "cache_root", "checkpoint_files", "checkpoint_hash", "file_hash"]
+from workbench.resources import cache_root
 
-CACHE_ENV = "WORKBENCH_CACHE_DIR"
+__all__ = ["checkpoint_files", "checkpoint_hash", "file_hash"]
+
 TOYWORLD_WEIGHTS = Path(__file__).parent / "toyworld" / "weights"
 _SKIPPED = {".md", ".lock", ".partial"}  # model cards and download leftovers are not the checkpoint
 _memo: dict[str, tuple[int, int, str]] = {}
-
-
-def cache_root() -> Path:
-    """The workbench's cache folder: ``$WORKBENCH_CACHE_DIR``, else the XDG cache folder's t2i-workbench."""
-    root = os.environ.get(CACHE_ENV)
-    if root:
-        return Path(root).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "t2i-workbench"
 
 
 def checkpoint_files(checkpoint: str) -> Path | None:

@@ -27,9 +27,10 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CACHE_ENV", "FORMAT", "cache_dir", "cache_key", "load_entry", "save_entry"]
+from workbench.resources import cache_root
 
-CACHE_ENV = "WORKBENCH_CACHE_DIR"
+__all__ = ["FORMAT", "cache_dir", "cache_key", "load_entry", "save_entry"]
+
 FORMAT = 1  # the entries' layout: raise it when the arrays or the meta change meaning
 KEEP = 16  # entries kept per folder (the newest); each is about 2 MB
 _PACKAGES = ("t2i-workbench", "numpy", "scikit-learn", "tokenizers", "safetensors")
@@ -37,13 +38,8 @@ _SOURCES = ("classifiers.py", "embeddings.py", "cache.py")  # the code that comp
 
 
 def cache_dir() -> Path:
-    """Where fitted classifiers are kept: ``$WORKBENCH_CACHE_DIR/routing``, else the XDG cache folder's
-    ``t2i-workbench/routing`` (``~/.cache`` by default)."""
-    root = os.environ.get(CACHE_ENV)
-    if root:
-        return Path(root).expanduser() / "routing"
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / "t2i-workbench" / "routing"
+    """Where fitted classifiers are kept: ``routing`` in the workbench's cache folder (``resources.cache_root``)."""
+    return cache_root() / "routing"
 
 
 def _version(package: str) -> str:
