@@ -76,7 +76,8 @@ class Metric:
     ``build`` makes an image metric's scorer from ``(MetricOptions, device)``; metrics with the same
     ``scorer`` name share one scorer. Its provenance (``workbench.metrics.provenance``): ``version``, bumped
     whenever its values change for the same images; ``weights``, the ``MetricOptions`` field naming its
-    checkpoint (None: no weights); ``preprocessing``, what is done to images and prompts before scoring."""
+    checkpoint (None: no weights); ``preprocessing``, what is done to images and prompts before scoring. A
+    per-set metric also says how it is estimated (``estimator``) and how that behaves at small n (``bias``)."""
 
     name: str
     kind: str
@@ -90,6 +91,8 @@ class Metric:
     version: str = "1"
     weights: str | None = None
     preprocessing: str | None = None
+    estimator: str | None = None
+    bias: str | None = None
 
     def note_for(self, options: MetricOptions) -> str | None:
         """What a reader of the report should know about this metric with ``options`` (an offline stand-in)."""
@@ -170,16 +173,22 @@ for _entry in (
         "fid", "set", "Fréchet distance between the features of the model's images and the reference set's",
         False, (NEEDS_REFERENCE, "a feature extractor (features)"), weights="features",
         preprocessing=_FEATURES_PREPROCESSING,
+        estimator="plug-in Fréchet distance of the sample means and covariances (torchmetrics)",
+        bias="biased upward at small n (the covariance estimates' noise adds to it): compare only at equal n",
     ),
     Metric(
         "kid", "set", "kernel inception distance: unbiased MMD², cubic polynomial kernel, on the features", False,
         (NEEDS_REFERENCE, "a feature extractor (features)"), weights="features",
         preprocessing=_FEATURES_PREPROCESSING,
+        estimator="unbiased MMD², polynomial kernel (x.y/d + 1)^3, mean over equal-size subsets (torchmetrics)",
+        bias="unbiased at any n (can be slightly negative when the sets match)",
     ),
     Metric(
         "cmmd", "set", "CMMD: unbiased MMD² x 1000, Gaussian RBF kernel (sigma 10), on CLIP image embeddings",
         False, (NEEDS_REFERENCE, "a CLIP checkpoint (clip_model)"), weights="clip_model",
         preprocessing=_CLIP_PREPROCESSING,
+        estimator="unbiased MMD² x 1000, Gaussian RBF kernel, sigma 10, unit-length CLIP embeddings",
+        bias="unbiased at any n (can be slightly negative when the sets match)",
     ),
 ):  # fmt: skip
     METRICS[_entry.name] = _entry

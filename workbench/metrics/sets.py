@@ -26,7 +26,6 @@ clipped at 0). A shift of the half values, such as FID's small-sample bias, does
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from statistics import NormalDist
 from typing import Any, Protocol, runtime_checkable
@@ -38,17 +37,15 @@ from PIL import Image
 
 from workbench.errors import ConfigError
 from workbench.metrics.clip import DEFAULT_CLIP, CLIPScorer
-from workbench.metrics.registry import MetricOptions, set_metric_names
+from workbench.metrics.registry import METRICS, Metric, MetricOptions, set_metric_names
 
 __all__ = [
     "CMMD_SCALE",
     "CMMD_SIGMA",
     "INCEPTION_WEIGHTS_URL",
-    "SET_METRICS",
     "CLIPFeatures",
     "FeatureExtractor",
     "InceptionFeatures",
-    "SetMetricSpec",
     "bias_note",
     "cmmd",
     "feature_extractor",
@@ -69,46 +66,17 @@ INCEPTION_WEIGHTS_URL = (
 )
 
 
-@dataclass(frozen=True)
-class SetMetricSpec:
-    """How a per-set metric is estimated (its name, kind and direction are in ``workbench.metrics.METRICS``)."""
-
-    name: str
-    estimator: str
-    bias: str
-
-
-SET_METRICS = {
-    spec.name: spec
-    for spec in (
-        SetMetricSpec(
-            "fid",
-            "plug-in Fréchet distance of the sample means and covariances (torchmetrics)",
-            "biased upward at small n (the covariance estimates' noise adds to it): compare only at equal n",
-        ),
-        SetMetricSpec(
-            "kid",
-            "unbiased MMD², polynomial kernel (x.y/d + 1)^3, mean over equal-size subsets (torchmetrics)",
-            "unbiased at any n (can be slightly negative when the sets match)",
-        ),
-        SetMetricSpec(
-            "cmmd",
-            "unbiased MMD² x 1000, Gaussian RBF kernel, sigma 10, unit-length CLIP embeddings",
-            "unbiased at any n (can be slightly negative when the sets match)",
-        ),
-    )
-}
-
-
-def _spec(name: str) -> SetMetricSpec:
-    if name not in SET_METRICS:
-        raise ConfigError(f"unknown set metric {name!r}; known: {', '.join(SET_METRICS)}", field="name")
-    return SET_METRICS[name]
+def _set_metric(name: str) -> Metric:
+    """The registry's entry of the per-set metric ``name`` (its description, estimator and bias are there)."""
+    if name not in METRICS or METRICS[name].kind != "set":
+        known = [n for n, m in METRICS.items() if m.kind == "set"]
+        raise ConfigError(f"unknown set metric {name!r}; known: {', '.join(known)}", field="name")
+    return METRICS[name]
 
 
 def bias_note(name: str) -> str:
     """How the metric's estimate behaves at small sample sizes."""
-    return _spec(name).bias
+    return _set_metric(name).bias
 
 
 @runtime_checkable
@@ -298,7 +266,7 @@ _COMPUTE = {"fid": fid, "kid": kid, "cmmd": cmmd}
 
 def set_metric_value(name: str, x: torch.Tensor, y: torch.Tensor) -> float:
     """``name`` ("fid", "kid" or "cmmd") of the features ``x`` against ``y``, without an interval."""
-    return _COMPUTE[_spec(name).name](x, y)
+    return _COMPUTE[_set_metric(name).name](x, y)
 
 
 def set_metric(
@@ -321,7 +289,7 @@ def set_metric(
     half keeps the pairs together. Returns ``metric``, ``value``, ``ci_low``, ``ci_high``, ``level``, ``n``,
     ``n_reference``, ``subsets``, ``subset_sizes``, ``estimator``, ``bias``, ``features`` and
     ``lower_is_better``."""
-    spec = _spec(name)
+    spec = _set_metric(name)
     if not isinstance(subsets, int) or subsets < 0 or subsets == 1:
         raise ConfigError(f"subsets must be 0 (no interval) or an integer >= 2, got {subsets!r}", field="subsets")
     if not 0 < level < 1:
@@ -443,8 +411,8 @@ def set_metric_notes(names: Sequence[str], options: MetricOptions | None = None)
     options = options or MetricOptions()
     return {
         name: {
-            "estimator": SET_METRICS[name].estimator,
-            "bias": SET_METRICS[name].bias,
+            "estimator": METRICS[name].estimator,
+            "bias": METRICS[name].bias,
             "features": features_of(name, options),
             "reference": options.reference_images or "the toy world's ground truth for the same prompts and seeds",
             "interval": f"95% half-sampling jackknife over {options.subsets} subsets drawn without replacement"
@@ -455,8 +423,9 @@ def set_metric_notes(names: Sequence[str], options: MetricOptions | None = None)
 
 
 def features_of(name: str, options: MetricOptions) -> str:
-    """The extractor a per-set metric uses: CMMD always the CLIP, FID and KID ``options.features``."""
-    return options.clip_model if name == "cmmd" else options.features
+    """The extractor a per-set metric uses: the checkpoint its registry entry names (CMMD the CLIP, FID and KID
+    ``options.features``)."""
+    return getattr(options, _set_metric(name).weights)
 
 
 def _open(path: Path) -> Image.Image:
