@@ -21,7 +21,8 @@ def test_cuda_generation_measures_allocator_peak_and_matches_cpu_noise(tiny_mode
 def test_the_server_puts_one_worker_on_each_gpu():
     from fastapi.testclient import TestClient
 
-    from workbench.serve.app import ServeSettings, create_app, default_devices
+    from workbench.serve.app import create_app
+    from workbench.serve.settings import ServeSettings, default_devices
 
     devices = default_devices()
     with TestClient(create_app(ServeSettings(devices=tuple(devices), classifier="keyword"))) as client:

@@ -497,7 +497,7 @@ def test_failed_api_keys_are_counted_and_never_shown():
     ],
 )
 def test_serving_beyond_loopback_needs_a_key_or_an_explicit_insecure_flag(host, key, insecure, outcome, capsys):
-    from workbench.serve.app import check_exposure
+    from workbench.serve.settings import check_exposure
 
     if outcome == "refused":
         with pytest.raises(ConfigError, match=r"refusing to serve .* without an API key.*--insecure-no-auth"):

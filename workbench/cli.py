@@ -328,7 +328,7 @@ def _serve(args) -> int:
     import os
 
     from workbench.client import API_KEY_ENV
-    from workbench.serve.app import ServeSettings, check_exposure
+    from workbench.serve.settings import ServeSettings, check_exposure
 
     serve = _deployment(args.deployment)
     check_exposure(args.host, args.api_key or os.environ.get(API_KEY_ENV), insecure=args.insecure_no_auth)

@@ -25,7 +25,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
@@ -36,105 +36,20 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sse_starlette import EventSourceResponse
 
-from workbench.client import API_KEY_ENV, RETRY_MS_HEADER, TICKET_HEADER
+from workbench.client import RETRY_MS_HEADER, TICKET_HEADER
 from workbench.config import AccelerationConfig
-from workbench.errors import ConfigError, QueueFull
+from workbench.errors import QueueFull
 from workbench.generation import MAX_SEED
 from workbench.plan import resolve
 from workbench.serve.metrics import ServerMetrics
 from workbench.serve.pool import TERMINAL, Event, GenerationTask, Job, WorkerPool
 from workbench.serve.schemas import GenerateRequest, GenerateResponse, ModelInfo, RouteInfo, RouteTableInfo
+from workbench.serve.settings import ServeSettings
 
-__all__ = ["API_KEY_ENV", "MAX_BODY_BYTES", "ServeSettings", "check_exposure", "create_app", "default_devices"]
+__all__ = ["MAX_BODY_BYTES", "create_app"]
 
 
 MAX_BODY_BYTES = 64 * 1024  # a request is a prompt and settings: a few kB at most
-
-
-def default_devices() -> list[str]:
-    """Every CUDA GPU, one worker each; else one worker on the CPU."""
-    import torch
-
-    return [f"cuda:{i}" for i in range(torch.cuda.device_count())] or ["cpu"]
-
-
-@dataclass(frozen=True)
-class ServeSettings:
-    """How the server runs. ``models``: the model ids requests may name (default: the route table's and the
-    toy world's). ``api_key``: when set, every endpoint but /healthz needs ``Authorization: Bearer <key>``.
-    ``acceleration``: toggles for every request, the server-owned ones (compile, dtype, ...) included.
-    ``max_request_s``: a request predicted to take longer (from the models' measured speed) is refused up
-    front with a 422 (default: ``timeout_s``, past which a running request is stopped with a 504)."""
-
-    devices: tuple[str, ...] = field(default_factory=lambda: tuple(default_devices()))
-    routes: str = "toyworld"
-    classifier: str = "embedding"
-    models: tuple[str, ...] | None = None
-    max_queue: int = 64
-    timeout_s: float = 300.0
-    api_key: str | None = field(default_factory=lambda: os.environ.get(API_KEY_ENV) or None, repr=False)
-    preload: bool = True
-    acceleration: AccelerationConfig | None = None  # applied to every request, warmed at start-up
-    max_request_s: float | None = None  # refuse requests predicted to take longer (default: timeout_s)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "devices", tuple(self.devices))
-        if self.acceleration is not None and not isinstance(self.acceleration, AccelerationConfig):
-            raise ConfigError(f"acceleration must be an AccelerationConfig, got {self.acceleration!r}", "acceleration")
-        from workbench.routing import classifier_factory
-
-        classifier_factory(self.classifier)  # an unknown name fails with the registered ones
-        if self.max_request_s is not None and not isinstance(self.max_request_s, bool) and isinstance(
-            self.max_request_s, (int, float)) and isinstance(self.timeout_s, (int, float)) and (
-            self.max_request_s > self.timeout_s
-        ):  # fmt: skip
-            raise ConfigError(
-                f"max_request_s ({self.max_request_s}) must not exceed timeout_s ({self.timeout_s}): a request "
-                "accepted for taking that long would be stopped at the time limit",
-                "max_request_s",
-            )
-        for name in ("timeout_s", "max_request_s"):
-            value = getattr(self, name)
-            if (value is not None or name == "timeout_s") and (
-                isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf
-            ):
-                raise ConfigError(f"{name} must be a number of seconds > 0, got {value!r}", name)
-        if self.api_key is not None and len(self.api_key) < 8:
-            raise ConfigError("api_key must be at least 8 characters long")
-
-    def served_models(self, table) -> list[str]:
-        from workbench.models import available_models
-
-        if self.models is not None:
-            return list(dict.fromkeys(self.models))
-        toyworld = [m for m in available_models() if m.startswith("toyworld/")]
-        return list(dict.fromkeys([spec.model_id for spec in table.routes.values()] + toyworld))
-
-
-def check_exposure(host: str, api_key: str | None, *, insecure: bool = False) -> None:
-    """Refuse to serve a non-loopback ``host`` without an API key (anyone on the network could generate, read
-    /metrics and the docs), unless ``insecure``: then warn, on every start."""
-    import ipaddress
-    import sys
-
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:  # a host name: it may resolve to anything
-        loopback = False
-    if loopback or api_key:
-        return
-    if not insecure:
-        raise ConfigError(
-            f"refusing to serve {host} without an API key: anyone who can reach it could generate and read "
-            f"/metrics and /docs. Set one with --api-key KEY or ${API_KEY_ENV} (clients send 'Authorization: "
-            "Bearer KEY'), or pass --insecure-no-auth to serve it open anyway",
-            "api_key",
-        )
-    print(
-        f"WARNING: serving {host} without an API key (--insecure-no-auth): anyone who can reach this port can "
-        "generate, and read /metrics and /docs",
-        file=sys.stderr,
-    )
 
 
 def _invalid(field_name: str | None, message: str, value: Any = None) -> RequestValidationError:

@@ -12,7 +12,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from workbench.errors import ConfigError
-from workbench.serve.app import ServeSettings, create_app
+from workbench.serve.app import create_app
+from workbench.serve.settings import ServeSettings
 
 __all__ = ["Autoscaling", "deployment", "serve_on_ray"]
 
