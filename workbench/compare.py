@@ -33,7 +33,7 @@ from PIL import Image
 
 from workbench.config import GenerationConfig
 from workbench.errors import ConfigError
-from workbench.evaluation import batch_latencies
+from workbench.latency import batch_latencies
 from workbench.metrics import METRICS
 from workbench.metrics.provenance import PAIRED_IGNORES, differences
 from workbench.run_folder import RunFolder, read_manifest
@@ -402,7 +402,7 @@ def _latency(units: pd.DataFrame, *, seed: int) -> list[dict[str, Any]]:
 
 
 def _per_batch(units: pd.DataFrame, latency: pd.Series, suffix: str) -> np.ndarray:
-    """One latency per batch of one run's side of the shared units (``evaluation.batch_latencies``)."""
+    """One latency per batch of one run's side of the shared units (``latency.batch_latencies``)."""
     columns = [c for c in ("batch_id", "batch_round") if f"{c}{suffix}" in units]
     side = units[[f"{c}{suffix}" for c in columns]].set_axis(columns, axis=1).assign(latency_s=latency)
     return batch_latencies(side)["latency_s"].to_numpy()
