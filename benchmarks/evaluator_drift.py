@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from workbench import GenerationConfig, ModelEvaluator, load_prompts
-from workbench.evaluation import latency_summary
+from workbench.latency import latency_summary
 
 RESULTS = Path(__file__).parent / "results" / "evaluator_drift.json"
 MODELS = ["toyworld/sd-small", "toyworld/sd-base"]

@@ -6,6 +6,7 @@ import shutil
 import socket
 import tempfile
 
+import pandas as pd
 import pytest
 import torch
 
@@ -32,6 +33,26 @@ def free_port():
             return s.getsockname()[1]
 
     return pick
+
+
+@pytest.fixture(scope="session")
+def batched_rows():
+    """A function giving a model's rows as a study stores them: one batch per latency (its round: the batch's
+    index), ``images`` rows each, other processes using ``busy`` of the CPU during each batch."""
+
+    def batched(model: str, latencies: list[float], busy: list[float], images: int = 2) -> pd.DataFrame:
+        """Rows of ``model``: one batch per latency (round = its index), ``images`` rows each."""
+        rows = []
+        for index, (latency, cpu) in enumerate(zip(latencies, busy, strict=True)):
+            for image in range(images):
+                rows.append({
+                    "model_id": model, "prompt_id": f"p{index}", "seed": image, "latency_s": latency,
+                    "batch_id": f"{model}-{index}", "batch_round": index, "batch_images": images,
+                    "cpu_busy_other": cpu, "status": "ok", "peak_mem_mb": 1.0, "clip_score": 50.0 + image,
+                })  # fmt: skip
+        return pd.DataFrame(rows)
+
+    return batched
 
 
 @pytest.fixture(scope="session")

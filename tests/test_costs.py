@@ -1,9 +1,10 @@
 import json
 import math
 
+import pandas as pd
 import pytest
 
-from workbench.costs import ApiPrice, GpuPrice, Prices, load_prices, self_hosting_cost
+from workbench.costs import ApiPrice, GpuPrice, Prices, load_prices, priced_gpu, self_hosting_cost
 from workbench.errors import ConfigError
 
 PRICES = Prices(
@@ -145,3 +146,16 @@ def test_a_bad_file_names_itself_and_the_field(tmp_path, text, field, message):
 def test_a_missing_file_is_named(tmp_path):
     with pytest.raises(ConfigError, match=r"cannot read the price file .*nowhere\.yaml"):
         load_prices(tmp_path / "nowhere.yaml")
+
+
+@pytest.mark.parametrize(
+    ("name", "gpu"),
+    [
+        ("NVIDIA H200", "H200"), ("NVIDIA A100-SXM4-80GB", "A100-80GB"), ("NVIDIA A100-SXM4-40GB", "A100-40GB"),
+        ("NVIDIA A100 80GB PCIe", "A100-80GB"), ("Tesla T4", "T4"), ("NVIDIA L4", "L4"), ("NVIDIA L40S", None),
+        ("NVIDIA GH200 480GB", None), ("NVIDIA GeForce RTX 4090", None),
+    ],
+)  # fmt: skip
+def test_the_price_is_the_hardware_the_rows_ran_on(name, gpu):
+    prices = load_prices()
+    assert priced_gpu(pd.DataFrame({"device": ["cuda:1"], "device_name": [name]}), prices) == gpu

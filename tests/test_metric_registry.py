@@ -13,7 +13,8 @@ from PIL import Image
 import workbench as wb
 from workbench import plots
 from workbench.errors import ConfigError, UnknownModelError
-from workbench.evaluation import ModelEvaluator, prompt_differences
+from workbench.evaluation import ModelEvaluator
+from workbench.evaluation_summary import prompt_differences
 from workbench.metrics import METRICS, CLIPScorer, MetricOptions, check_metrics, image_scorers, metric
 from workbench.metrics.composition import CompositionScorer
 from workbench.metrics.preference import PickScorer
@@ -183,7 +184,7 @@ def test_per_image_metrics_are_row_columns_and_every_one_is_compared(evaluated):
     evaluator, rows, _ = evaluated
     assert rows[["clip_score", "composition", "composition_all", "pickscore"]].notna().all().all()
     assert set(rows["composition_all"]) <= {0.0, 1.0} and rows["composition"].between(0, 1).all()
-    study = evaluator.compare()
+    study = evaluator.report()
     assert set(study.comparisons["metric"]) == {"clip_score", "composition", "composition_all", "pickscore"}
     assert study.verdict.count("\n") == 3  # a line per metric
     summary = study.summary.set_index("model_id")
@@ -203,7 +204,7 @@ def test_per_image_metrics_are_row_columns_and_every_one_is_compared(evaluated):
 
 def test_the_study_files_carry_every_metric(evaluated, tmp_path):
     evaluator, rows, _ = evaluated
-    evaluator.compare().save(rows, tmp_path)
+    evaluator.report().save(rows, tmp_path)
     document = json.loads((tmp_path / "summary.json").read_text())
     assert document["schema_version"] == SCHEMA_VERSION and set(document["metrics"]) == set(ALL)
     keys = set(document["rows"][0])
@@ -212,7 +213,7 @@ def test_the_study_files_carry_every_metric(evaluated, tmp_path):
 
 def test_report_figures_take_any_metric(evaluated):
     evaluator, rows, folder = evaluated
-    study = evaluator.compare()
+    study = evaluator.report()
     assert plots.latency_vs_quality(study.summary, "fid").axes[0].get_ylabel().startswith("fid (lower is better)")
     heatmap = plots.metric_heatmap(study.summary)
     assert [t.get_text() for t in heatmap.axes[0].get_yticklabels()][:2] == ["clip_score ↑", "composition ↑"]
@@ -320,7 +321,7 @@ def test_composition_on_prompts_outside_the_toy_world_reports_without_crashing(t
     )  # fmt: skip
     rows = evaluator.run()
     assert rows["composition"].isna().all() and rows["composition_reason"].str.startswith("not a toy-world").all()
-    study = evaluator.compare()
+    study = evaluator.report()
     assert study.measured() == ["clip_score"] and study.quality_metric() == "clip_score"
     assert prompt_differences(rows, "composition").empty and plots.prompt_drilldown(rows, tmp_path, "composition") == []
 

@@ -11,7 +11,8 @@ import pytest
 from workbench.cli import main
 from workbench.config import GenerationConfig
 from workbench.errors import ConfigError, EmbeddingUnavailableError
-from workbench.evaluation import ModelEvaluator, summarize
+from workbench.evaluation import ModelEvaluator
+from workbench.evaluation_summary import summarize
 from workbench.generation import read_settings, save_image
 from workbench.models import PipelineCache
 from workbench.plan import ROUTED

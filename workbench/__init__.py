@@ -43,16 +43,12 @@ if TYPE_CHECKING:
     from workbench.errors import RemoteError as RemoteError
     from workbench.errors import UnknownModelError as UnknownModelError
     from workbench.errors import WorkbenchError as WorkbenchError
-    from workbench.evaluation import ModelComparison as ModelComparison
     from workbench.evaluation import ModelEvaluator as ModelEvaluator
-    from workbench.evaluation import compare_models as compare_models
-    from workbench.evaluation import comparisons_table as comparisons_table
-    from workbench.evaluation import cost_table as cost_table
-    from workbench.evaluation import metrics_table as metrics_table
-    from workbench.evaluation import model_comparison as model_comparison
-    from workbench.evaluation import prompt_differences as prompt_differences
-    from workbench.evaluation import summarize as summarize
-    from workbench.evaluation import summary_table as summary_table
+    from workbench.evaluation_summary import EvaluationReport as EvaluationReport
+    from workbench.evaluation_summary import evaluation_report as evaluation_report
+    from workbench.evaluation_summary import paired_comparisons as paired_comparisons
+    from workbench.evaluation_summary import prompt_differences as prompt_differences
+    from workbench.evaluation_summary import summarize as summarize
     from workbench.flops import image_flops as image_flops
     from workbench.flops import share_of_peak as share_of_peak
     from workbench.generation import ReproduceResult as ReproduceResult
@@ -85,6 +81,10 @@ if TYPE_CHECKING:
     from workbench.prompts import load_prompts as load_prompts
     from workbench.prompts import load_styles as load_styles
     from workbench.records import GenerationRecord as GenerationRecord
+    from workbench.report_tables import comparisons_table as comparisons_table
+    from workbench.report_tables import cost_table as cost_table
+    from workbench.report_tables import metrics_table as metrics_table
+    from workbench.report_tables import summary_table as summary_table
     from workbench.routing import Classifier as Classifier
     from workbench.routing import EmbeddingClassifier as EmbeddingClassifier
     from workbench.routing import KeywordClassifier as KeywordClassifier
@@ -130,16 +130,12 @@ _EXPORTS: dict[str, str] = {
     "RemoteError": "errors",
     "UnknownModelError": "errors",
     "WorkbenchError": "errors",
-    "ModelComparison": "evaluation",
     "ModelEvaluator": "evaluation",
-    "compare_models": "evaluation",
-    "comparisons_table": "evaluation",
-    "cost_table": "evaluation",
-    "metrics_table": "evaluation",
-    "model_comparison": "evaluation",
-    "prompt_differences": "evaluation",
-    "summarize": "evaluation",
-    "summary_table": "evaluation",
+    "EvaluationReport": "evaluation_summary",
+    "evaluation_report": "evaluation_summary",
+    "paired_comparisons": "evaluation_summary",
+    "prompt_differences": "evaluation_summary",
+    "summarize": "evaluation_summary",
     "image_flops": "flops",
     "share_of_peak": "flops",
     "ReproduceResult": "generation",
@@ -172,6 +168,10 @@ _EXPORTS: dict[str, str] = {
     "load_prompts": "prompts",
     "load_styles": "prompts",
     "GenerationRecord": "records",
+    "comparisons_table": "report_tables",
+    "cost_table": "report_tables",
+    "metrics_table": "report_tables",
+    "summary_table": "report_tables",
     "Classifier": "routing",
     "EmbeddingClassifier": "routing",
     "KeywordClassifier": "routing",
@@ -193,7 +193,12 @@ _EXPORTS: dict[str, str] = {
 }
 
 # Old names that still work, each with the public name that replaced it; using one warns. Not in __all__.
-_DEPRECATED: dict[str, str] = {"run": "run_plan"}
+_DEPRECATED: dict[str, str] = {
+    "run": "run_plan",
+    "ModelComparison": "EvaluationReport",
+    "compare_models": "paired_comparisons",
+    "model_comparison": "evaluation_report",
+}
 
 __all__ = ["__version__", *_EXPORTS]
 

@@ -11,19 +11,14 @@
     5. per model: latency as the ratio B / A of the median time per image, with its CI (lower is better)
     6. per model: how much each shared image changed (mean absolute pixel difference, 0-255)
 
-The ``Comparison`` it returns prints a one-screen summary, writes a self-contained HTML report and checks
-regression thresholds (``Check``: "clip_score < -1" is a regression when the whole CI lies below -1).
+The ``Comparison`` it returns (``workbench.compare_report``) prints a one-screen summary, writes a
+self-contained HTML report and checks regression thresholds (``Check``: "clip_score < -1" is a regression when
+the whole CI lies below -1).
 """
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 import math
-import operator
-import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,138 +26,21 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from workbench.compare_report import COLUMNS, LATENCY, Check, ComparedRun, Comparison
 from workbench.config import GenerationConfig
 from workbench.errors import ConfigError
-from workbench.evaluation import batch_latencies
+from workbench.latency import batch_latencies
 from workbench.metrics import METRICS
 from workbench.metrics.provenance import PAIRED_IGNORES, differences
 from workbench.run_folder import RunFolder, read_manifest
-from workbench.stats import describe_interval, format_p, holm, paired_statistics, ratio_of_medians
+from workbench.stats import holm, paired_statistics, ratio_of_medians
 
 __all__ = ["LATENCY", "Check", "ComparedRun", "Comparison", "compare_runs", "find_run"]
 
-LATENCY = "latency_ratio"  # the latency row's metric: median s/image of B over A
 LOWER_IS_BETTER = {"peak_mem_mb", LATENCY, *(name for name, entry in METRICS.items() if not entry.higher_is_better)}
 UNIT = ["model_id", "prompt_id", "seed"]
 # Columns that make an image what it is: where two runs differ in them, the report says so.
 SETTING_COLUMNS = [*GenerationConfig.__dataclass_fields__, "scheduler_class", "dtype", "device", "acceleration"]
-COLUMNS = [
-    "model_id", "metric", "mean_diff", "ratio", "ci_low", "ci_high", "p_value", "p_holm", "win_rate",
-    "n_prompts", "n_units", "change",
-]  # fmt: skip
-_OPERATORS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
-_THUMBNAIL = 256  # largest side of an image embedded in the report
-
-
-@dataclass(frozen=True)
-class Check:
-    """A regression threshold, ``METRIC OP VALUE``: for ``<``/``<=`` a regression when the CI's upper end is
-    beyond the value, for ``>``/``>=`` when its lower end is (the whole interval lies past the threshold).
-    The CI is of B - A, or of the ratio B / A for ``latency_ratio``."""
-
-    metric: str
-    op: str
-    value: float
-
-    @classmethod
-    def parse(cls, text: str) -> Check:
-        match = re.fullmatch(r"\s*([A-Za-z_]\w*)\s*(<=|>=|<|>)\s*(\S+)\s*", text)
-        value = _float(match.group(3)) if match else None
-        if value is None or not math.isfinite(value):
-            raise ConfigError(
-                f"--fail-if {text!r} is not METRIC OP VALUE with OP one of {list(_OPERATORS)} and a number "
-                f"(e.g. 'clip_score < -1', '{LATENCY} > 1.2')",
-                "fail_if",
-            )
-        return cls(match.group(1), match.group(2), value)
-
-    def fails(self, row: dict[str, Any]) -> bool:
-        """Whether the comparison row's whole interval lies beyond the threshold (never for a missing CI)."""
-        end = row["ci_high"] if self.op.startswith("<") else row["ci_low"]
-        return bool(pd.notna(end) and _OPERATORS[self.op](end, self.value))
-
-    def __str__(self) -> str:
-        return f"{self.metric} {self.op} {self.value:g}"
-
-
-@dataclass(frozen=True)
-class ComparedRun:
-    """One side of a comparison: its folder, a name (``study/run_id`` where it has a manifest) and manifest."""
-
-    folder: Path
-    name: str
-    manifest: dict[str, Any]
-
-    @property
-    def id(self) -> str:
-        """The folder's name, made safe for a file name."""
-        return re.sub(r"[^A-Za-z0-9._-]+", "-", self.folder.name).strip("-.") or "run"
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """Run B against run A. ``rows``: one per model and metric (``COLUMNS``; mean_diff is B - A, ratio is
-    B / A for latency_ratio; change is "better", "worse" or ""); ``images``: one per shared unit with an
-    image in both runs (model_id, prompt_id, seed, prompt, pixel_diff, image_a, image_b); ``notes``: what a
-    reader must know (models in one run only, settings that differ, failed images). A change is
-    "better" or "worse" where p_holm < alpha and the CI excludes 0, for latency_ratio where its CI excludes 1."""
-
-    a: ComparedRun
-    b: ComparedRun
-    rows: pd.DataFrame
-    images: pd.DataFrame
-    metrics: tuple[str, ...]  # the per-image columns compared (latency_ratio aside)
-    notes: tuple[str, ...] = ()
-    top: int = 8  # images per model in the report
-
-    def regressions(self, checks: list[Check] | tuple[Check, ...] = ()) -> list[str]:
-        """One line per model and check whose whole CI lies beyond the threshold; an unknown metric is refused."""
-        known = [*self.metrics, LATENCY]
-        for check in checks:
-            if check.metric not in known:
-                raise ConfigError(
-                    f"--fail-if names the metric {check.metric!r}, which this comparison does not have; "
-                    f"metrics: {known}",
-                    "fail_if",
-                )
-        found = []
-        for row in self.rows.to_dict("records"):
-            for check in (c for c in checks if c.metric == row["metric"] and c.fails(row)):
-                what = "B / A" if row["metric"] == LATENCY else "B - A"
-                found.append(
-                    f"{row['model_id']}: {check} ({what} = {_estimate(row)}, 95% CI [{_num(row['ci_low'])}, "
-                    f"{_num(row['ci_high'])}])"
-                )
-        return found
-
-    def summary(self, checks: list[Check] | tuple[Check, ...] = ()) -> str:
-        """The one-screen terminal view: the two runs, the notes, and a table (model, metric, B - A or B / A,
-        CI, p_holm, prompts, and a flag: better, worse, REGRESSION)."""
-        lines = [f"A  {_describe(self.a)}", f"B  {_describe(self.b)}", *(f"note: {n}" for n in self.notes)]
-        table = [["model", "metric", "B-A or B/A", "95% CI", "p_holm", "prompts", ""]]
-        for row in self.rows.to_dict("records"):
-            flag = " ".join(filter(None, [row["change"], "REGRESSION" if _failing(row, checks) else ""]))
-            ci = f"[{_num(row['ci_low'])}, {_num(row['ci_high'])}]"
-            p = "-" if pd.isna(row["p_holm"]) else format_p(row["p_holm"])
-            table.append([row["model_id"], row["metric"], _estimate(row), ci, p, str(row["n_prompts"]), flag])
-        widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
-        for r in table:
-            cells = [
-                c.ljust(w) if i < 2 or i == 6 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))
-            ]
-            lines.append("  ".join(cells).rstrip())
-        changed = self.images[self.images["pixel_diff"] > 0]
-        most = f"; the most: mean |A-B| {changed['pixel_diff'].max():.2f} of 255" if len(changed) else ""
-        lines.append(f"images changed: {len(changed)} of {len(self.images)} shared{most}")
-        return "\n".join(lines)
-
-    def write_html(self, path: str | Path, checks: list[Check] | tuple[Check, ...] = ()) -> Path:
-        """A self-contained report (images embedded as data URIs): the runs, notes, the table of differences
-        and, per model, the ``top`` images that changed most, A | B | the difference."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(_report(self, checks))
-        return path
 
 
 def find_run(name: str | Path, output_root: str | Path = "outputs") -> ComparedRun:
@@ -402,7 +280,7 @@ def _latency(units: pd.DataFrame, *, seed: int) -> list[dict[str, Any]]:
 
 
 def _per_batch(units: pd.DataFrame, latency: pd.Series, suffix: str) -> np.ndarray:
-    """One latency per batch of one run's side of the shared units (``evaluation.batch_latencies``)."""
+    """One latency per batch of one run's side of the shared units (``latency.batch_latencies``)."""
     columns = [c for c in ("batch_id", "batch_round") if f"{c}{suffix}" in units]
     side = units[[f"{c}{suffix}" for c in columns]].set_axis(columns, axis=1).assign(latency_s=latency)
     return batch_latencies(side)["latency_s"].to_numpy()
@@ -456,127 +334,3 @@ def _inside(folder: Path, relative: str) -> Path | None:
 def _pixels(path: Path) -> np.ndarray:
     with Image.open(path) as image:
         return np.asarray(image.convert("RGB"))
-
-
-# --- words and pages --------------------------------------------------------------------------------
-
-
-def _float(text: str) -> float | None:
-    try:
-        return float(text)
-    except ValueError:
-        return None
-
-
-def _num(x: float) -> str:
-    return "n/a" if pd.isna(x) else f"{x:.3f}" if abs(x) < 10 else f"{x:.2f}"
-
-
-def _estimate(row: dict[str, Any]) -> str:
-    if row["metric"] == LATENCY:
-        return f"{_num(row['ratio'])}x"
-    return "n/a" if pd.isna(row["mean_diff"]) else f"{'+' if row['mean_diff'] >= 0 else ''}{_num(row['mean_diff'])}"
-
-
-def _failing(row: dict[str, Any], checks) -> bool:
-    return any(c.metric == row["metric"] and c.fails(row) for c in checks)
-
-
-def _describe(run: ComparedRun) -> str:
-    m = run.manifest
-    facts = [f"started {m['started']}" if m.get("started") else "", m.get("status", ""), m.get("device", "")]
-    facts += [f"commit {m['git_commit'][:10]}" if m.get("git_commit") else ""]
-    return f"{run.name}" + (f" ({', '.join(filter(None, facts))})" if any(facts) else "")
-
-
-def _data_uri(image: Image.Image) -> str:
-    image = image.copy()
-    image.thumbnail((_THUMBNAIL, _THUMBNAIL))
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-
-
-def _difference_image(path_a: Path, path_b: Path) -> Image.Image:
-    """|A - B| in grey, scaled so the largest difference is white."""
-    diff = np.abs(_pixels(path_a).astype(np.int16) - _pixels(path_b).astype(np.int16)).max(axis=2)
-    scaled = diff * (255.0 / diff.max()) if diff.max() > 0 else diff
-    return Image.fromarray(scaled.astype(np.uint8), mode="L")
-
-
-_STYLE = (
-    "body{font-family:sans-serif;max-width:1200px}td,th{padding:4px 8px;border-bottom:1px solid #ddd;"
-    "text-align:left;vertical-align:top}.num{text-align:right}.worse,.REGRESSION{color:#b00}.better{color:#070}"
-    ".unit{display:inline-block;margin:0 24px 16px 0;font-size:85%;max-width:340px}"
-    "img{width:96px;image-rendering:pixelated;border:1px solid #ccc;margin-right:4px}"
-)
-_HEADERS = ["model", "metric", "B - A (latency: B / A)", "95% CI", "p", "p (Holm)", "B better on", "prompts",
-            "images", ""]  # fmt: skip
-
-
-def _report(comparison: Comparison, checks) -> str:
-    """The HTML page: the two runs, the notes, the table of differences and the images that changed most."""
-    e = html.escape
-    a, b = comparison.a, comparison.b
-    notes = "".join(f"<li>{e(n)}</li>" for n in comparison.notes)
-    return (
-        f"<!doctype html><meta charset='utf-8'><title>{e(a.id)} vs {e(b.id)}</title><style>{_STYLE}</style>"
-        f"<h1>Run B against run A</h1><table><tr><th>A</th><td>{e(_describe(a))}</td></tr>"
-        f"<tr><th>B</th><td>{e(_describe(b))}</td></tr></table>"
-        + (f"<h2>Notes</h2><ul>{notes}</ul>" if notes else "")
-        + "<h2>Differences</h2><p>Per model, over the (prompt, seed) units both runs made: seeds are averaged "
-        "within a prompt and prompts are the paired units (the mean difference with a "
-        f"{e(describe_interval())}, Wilcoxon signed-rank p, Holm across models and metrics). Latency: the median "
-        "time per image of B over A, with a bootstrap CI "
-        f"(lower is better). Checks: {e(', '.join(map(str, checks))) or 'none'}.</p>"
-        f"<table><tr>{''.join(f'<th>{e(h)}</th>' for h in _HEADERS)}</tr>{_table_rows(comparison, checks)}</table>"
-        "<h2>The images that changed most</h2><p>Mean absolute pixel difference (0-255); A, B and |A - B| "
-        f"(brightest: the largest difference); the top {comparison.top} per model.</p>{_image_sections(comparison)}"
-    )
-
-
-def _table_rows(comparison: Comparison, checks) -> str:
-    rows = []
-    for row in comparison.rows.to_dict("records"):
-        flags = " ".join(filter(None, [row["change"], "REGRESSION" if _failing(row, checks) else ""]))
-        numbers = [
-            _estimate(row),
-            f"[{_num(row['ci_low'])}, {_num(row['ci_high'])}]",
-            "-" if pd.isna(row["p_value"]) else html.escape(format_p(row["p_value"])),
-            "-" if pd.isna(row["p_holm"]) else html.escape(format_p(row["p_holm"])),
-            "-" if pd.isna(row["win_rate"]) else f"{row['win_rate']:.0%}",
-            str(row["n_prompts"]),
-            str(row["n_units"]),
-        ]
-        rows.append(
-            f"<tr><td>{html.escape(row['model_id'])}</td><td>{html.escape(row['metric'])}</td>"
-            + "".join(f"<td class='num'>{n}</td>" for n in numbers)
-            + f"<td class='{flags}'>{flags}</td></tr>"
-        )
-    return "".join(rows)
-
-
-def _image_sections(comparison: Comparison) -> str:
-    e = html.escape
-    images = comparison.images
-    if images.empty:
-        return "<p>No shared images to compare.</p>"
-    parts = []
-    for model, group in images.groupby("model_id", sort=True):
-        changed = group[group["pixel_diff"] > 0]
-        parts.append(
-            f"<h3>{e(model)}</h3><p>{len(changed)} of {len(group)} shared images changed; mean difference "
-            f"{group['pixel_diff'].mean():.2f}</p>"
-        )
-        for unit in changed.nlargest(comparison.top, "pixel_diff").to_dict("records"):
-            with Image.open(unit["image_a"]) as image_a, Image.open(unit["image_b"]) as image_b:
-                shown = [("A", image_a.convert("RGB")), ("B", image_b.convert("RGB"))]
-            shown.append(("|A - B|", _difference_image(unit["image_a"], unit["image_b"])))
-            caption = f"{unit['prompt_id']}, seed {unit['seed']}: {unit['pixel_diff']:.2f}"
-            pictures = "".join(
-                f"<img src='{_data_uri(image)}' alt='{label}' title='{label}'>" for label, image in shown
-            )
-            parts.append(
-                f"<div class='unit'><div>{pictures}</div><b>{e(caption)}</b> {e(str(unit['prompt'] or ''))}</div>"
-            )
-    return "".join(parts)

@@ -10,6 +10,8 @@ file of your own over them. ``self_hosting_cost`` turns a measured time per imag
 - so an API at ``a`` dollars per image costs more from ``minimum_hours_per_month * usd_per_hour / a`` images a
   month on, when self-hosting is cheaper per image at all (else never), and at full volume self-hosting is
   ``a / usd_per_image`` times cheaper (below 1: the API is cheaper).
+
+``priced_gpu`` finds the price table's entry for the hardware a study's rows ran on (their ``device_name``).
 """
 
 from __future__ import annotations
@@ -19,14 +21,17 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import yaml
 
 from workbench.errors import ConfigError
 from workbench.resources import data_path
 
-__all__ = ["ApiPrice", "GpuPrice", "Prices", "SelfHostingCost", "load_prices", "self_hosting_cost"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["ApiPrice", "GpuPrice", "Prices", "SelfHostingCost", "load_prices", "priced_gpu", "self_hosting_cost"]
 
 _API_NAME = re.compile(r"^[a-z][a-z0-9_]*$")  # API names become column names
 
@@ -152,6 +157,32 @@ def self_hosting_cost(
         },
         times_cheaper_than={name: api.usd_per_image / per_image for name, api in prices.apis.items()},
     )
+
+
+def priced_gpu(rows: pd.DataFrame, prices: Prices) -> str | None:
+    """The entry of ``prices`` for the hardware the rows ran on (their ``device_name``): "cpu", or the GPU whose
+    name is a word of the device's ("NVIDIA H200" is "H200", not "GH200"; "A100-80GB" needs "80GB" in it).
+    None when the rows ran on a GPU the table does not list (or on several kinds)."""
+    names, devices = _values(rows, "device_name"), _values(rows, "device")
+    if not any(d.startswith("cuda") for d in devices):
+        return "cpu" if "cpu" in prices.gpus else None
+    if len(names) != 1:
+        return None
+    (name,) = names
+
+    def named(word: str) -> bool:
+        return re.search(rf"\b{re.escape(word)}\b", name.replace(" ", "-"), re.IGNORECASE) is not None
+
+    matches = [
+        gpu
+        for gpu in prices.gpus
+        if gpu != "cpu" and named(gpu.partition("-")[0]) and (not gpu.partition("-")[2] or named(gpu.partition("-")[2]))
+    ]
+    return matches[0] if len(matches) == 1 else None
+
+
+def _values(rows: pd.DataFrame, column: str) -> set[str]:
+    return set(rows[column].dropna().astype(str)) if column in rows else set()
 
 
 def _number(value: Any) -> bool:

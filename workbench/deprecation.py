@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import warnings
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["renamed", "renamed_attributes", "renamed_keyword"]
+__all__ = ["moved_attributes", "renamed", "renamed_attributes", "renamed_keyword"]
 
 
 def renamed(old: str, new: str, *, stacklevel: int = 3) -> None:
@@ -31,5 +32,19 @@ def renamed_attributes(module: str, names: dict[str, str], namespace: dict[str, 
             raise AttributeError(f"module {module!r} has no attribute {name!r}")
         renamed(f"{module}.{name}", f"{module}.{names[name]}")
         return namespace[names[name]]
+
+    return __getattr__
+
+
+def moved_attributes(module: str, names: dict[str, str]) -> Callable[[str], Any]:
+    """A module ``__getattr__`` for ``names`` that moved out of ``module`` (old -> the new one's full name,
+    ``"workbench.latency.latency_summary"``): the value from its new module, imported then, with a warning."""
+
+    def __getattr__(name: str) -> Any:
+        if name not in names:
+            raise AttributeError(f"module {module!r} has no attribute {name!r}")
+        renamed(f"{module}.{name}", names[name])
+        home, _, attribute = names[name].rpartition(".")
+        return getattr(importlib.import_module(home), attribute)
 
     return __getattr__

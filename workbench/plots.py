@@ -89,7 +89,7 @@ def _wrap(label: str, width: float, measure) -> list[str]:
 def _metric_axis(summary: pd.DataFrame, metric: str) -> tuple[pd.Series, list | None, str]:
     """A metric's values in a summary, its error bars (None without a CI) and an axis label."""
     from workbench.errors import ConfigError
-    from workbench.evaluation import metric_summary_columns
+    from workbench.evaluation_summary import metric_summary_columns
     from workbench.metrics import METRICS
 
     value, low, high = metric_summary_columns(metric)
@@ -203,7 +203,7 @@ def metric_heatmap(summary: pd.DataFrame, metrics: Sequence[str] | None = None):
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    from workbench.evaluation import metric_summary_columns
+    from workbench.evaluation_summary import metric_summary_columns
     from workbench.metrics import METRICS
 
     metrics = [m for m in METRICS if metric_summary_columns(m)[0] in summary] if metrics is None else list(metrics)
@@ -225,10 +225,11 @@ def metric_heatmap(summary: pd.DataFrame, metrics: Sequence[str] | None = None):
 def prompt_drilldown(
     results: pd.DataFrame, root: str | Path, metric: str = "clip_score", *, top: int = 3, scale: int = 4
 ) -> list[tuple[str, Image.Image]]:
-    """The ``top`` prompts on which the models differ most on ``metric`` (``evaluation.prompt_differences``,
-    seeds averaged), each as (a caption, an image row): every model's image of the prompt, for the seed on
-    which they differ most, side by side, with every per-image metric's value under it."""
-    from workbench.evaluation import image_metrics_in, prompt_differences
+    """The ``top`` prompts on which the models differ most on ``metric``
+    (``evaluation_summary.prompt_differences``, seeds averaged), each as (a caption, an image row): every model's
+    image of the prompt, for the seed on which they differ most, side by side, with every per-image metric's
+    value under it."""
+    from workbench.evaluation_summary import image_metrics_in, prompt_differences
 
     ok = results[results["status"] == "ok"]
     metrics = image_metrics_in(ok)
