@@ -2,7 +2,6 @@
 
 import importlib
 import re
-import sys
 
 import pytest
 
@@ -79,13 +78,3 @@ def test_a_plans_backend_is_its_pipeline_under_the_old_name():
     pipe = object()
     with pytest.warns(DeprecationWarning, match=r"Plan\.backend is deprecated; use Plan\.pipeline"):
         assert Plan("m", GenerationConfig(), pipe).backend is pipe
-
-
-def test_the_ray_deployment_module_under_its_old_name_warns():
-    pytest.importorskip("ray")
-    sys.modules.pop("workbench.serve.ray_backend", None)
-    with pytest.warns(DeprecationWarning, match="use workbench.serve.ray_deployment"):
-        old = importlib.import_module("workbench.serve.ray_backend")
-    from workbench.serve.ray_deployment import serve_on_ray
-
-    assert old.serve_on_ray is serve_on_ray

@@ -20,7 +20,7 @@ def test_grid_labels_wrap_onto_more_lines_instead_of_being_cut():
 
     label = "tome_ratio=0.5, deepcache_interval=3, dtype=bfloat16, channels_last"
     images = [Image.new("RGB", (32, 32), "red")] * 2
-    lines = plots._wrap(label, 96, ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength)
+    lines = plots.grids._wrap(label, 96, ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength)
     assert len(lines) > 1 and "".join(lines).replace(" ", "") == label.replace(" ", "")  # every character kept
     assert all(ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength(line) <= 96 for line in lines)
     one_line = plots.image_grid(images, cols=2, scale=3, labels=["baseline", "x"])
@@ -126,7 +126,7 @@ def test_ab_report_shows_the_verdict_figures_and_grids_in_order():
     assert len(grids) == 2 and grids[0].size == plots.ab_image_grid(result, "p0").size
     assert parts.index(figure) < parts.index(grids[0])
     note = parts[0].data.split("\n\n", 1)[1]
-    assert note == plots._ab_verdict_note() and f"with a {describe_interval()}," in note
+    assert note == plots.abtest._ab_verdict_note() and f"with a {describe_interval()}," in note
     assert "bootstrap" not in note  # the comparisons' interval is the t-interval (stats.INTERVAL)
 
 
@@ -174,7 +174,7 @@ def test_the_acceleration_table_is_split_into_two_narrow_ones_that_scroll():
     tables = re.findall(r"<table.*?</table>", html, flags=re.S)
     assert len(tables) == 2 and html.count('<div style="overflow-x: auto">') == 2
     headers = [re.findall(r'class="col_heading[^>]*>(.*?)</th>', table) for table in tables]
-    assert headers[0] == list(plots._SPEED_COLUMNS.values())
+    assert headers[0] == list(plots.acceleration._SPEED_COLUMNS.values())
     assert headers[1] == ["composition_all", "mean", "change [95% CI]"]  # clip_score: not in the table
     assert "-0.013 [-0.050, +0.025]" in tables[1]
     assert re.findall(r'class="row_heading[^>]*>(.*?)</th>', tables[1]) == ["dit", "baseline", "steps=10", "sd",
