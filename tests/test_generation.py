@@ -2,6 +2,7 @@ import contextlib
 import threading
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from workbench.config import GenerationConfig
@@ -122,6 +123,15 @@ def test_black_and_nan_images_are_flagged(tiny_pipe):
 def test_bad_inputs_are_refused(tiny_pipe, prompts, seeds, named):
     with pytest.raises(ConfigError, match=named):
         generate(tiny_pipe, prompts, FAST, seeds)
+
+
+def test_a_prompt_table_gives_its_prompts_and_any_other_table_is_refused(tiny_pipe):
+    table = pd.DataFrame({"prompt_id": ["p0", "p1"], "prompt": ["a red circle", "a blue square"]})
+    assert [r.prompt for r in generate(tiny_pipe, table, FAST, 0)] == ["a red circle", "a blue square"]
+    with pytest.raises(ConfigError, match=r"seeds must be a list, got a table with columns \['seed'\]"):
+        generate(tiny_pipe, table, FAST, pd.DataFrame({"seed": [0]}))
+    with pytest.raises(ConfigError, match=r"prompts must be a list, got a table with columns \['text'\]"):
+        generate(tiny_pipe, pd.DataFrame({"text": ["a red circle"]}), FAST, 0)
 
 
 class ElsewhereBackend:

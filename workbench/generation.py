@@ -54,7 +54,10 @@ MAX_SEED = 2**63 - 1
 
 
 def as_list(value, kind: type, name: str) -> list:
-    """``value`` or its items as a non-empty list of ``kind`` (str or int), checked."""
+    """``value`` or its items as a non-empty list of ``kind`` (str or int), checked. A table is refused: its
+    items would be its column names."""
+    if hasattr(value, "columns"):
+        raise ConfigError(f"{name} must be a list, got a table with columns {list(value.columns)}", name)
     is_kind = (
         (lambda v: isinstance(v, str))
         if kind is str
@@ -103,7 +106,8 @@ def generate(
     context: dict[str, Any] | None = None,
     pairs: bool = False,
 ) -> list[GenerationRecord]:
-    """One image for every prompt with every seed (prompts outer, seeds inner), as ``GenerationRecord``s;
+    """One image for every prompt with every seed (prompts outer, seeds inner), as ``GenerationRecord``s
+    (``prompts``: a string, a list, or a prompt table's ``prompt`` column);
     with ``pairs=True`` one image per ``(prompts[i], seeds[i])`` (how the evaluation engine batches across
     prompts).
 
@@ -118,6 +122,8 @@ def generate(
     """
     if config is not None and not isinstance(config, GenerationConfig):
         raise ConfigError(f"config must be a GenerationConfig, got {type(config).__name__}")
+    if hasattr(prompts, "columns") and "prompt" in prompts.columns:  # a prompt table (load_prompts): its texts
+        prompts = list(prompts["prompt"])
     prompts = as_list(prompts, str, "prompts")
     seeds = as_list(seeds, int, "seeds")
     check_seeds(seeds)
