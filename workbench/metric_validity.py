@@ -286,10 +286,9 @@ def save_validity(
     """validity.json (``validity_records``), judge.json (``{attribute: accuracy}`` on rendered scenes), and
     what every study leaves (results.parquet; summary.json with the full validity table as its rows, the rung
     table and the judge's accuracy)."""
-    from workbench.run_folder import save_study_results
+    from workbench.run_folder import RunFolder
 
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "validity.json").write_text(json.dumps(validity_records(table), indent=2))
-    (output_dir / "judge.json").write_text(json.dumps(judge, indent=2))
-    save_study_results(rows, table, output_dir, rungs=json.loads(rungs.to_json(orient="records")), judge=judge)
+    folder = RunFolder(output_dir)
+    folder.write_json("validity.json", validity_records(table))
+    folder.write_json("judge.json", judge)
+    folder.finish(table, results=rows, rungs=json.loads(rungs.to_json(orient="records")), judge=judge)

@@ -292,9 +292,9 @@ class RunFolder:
             self._write(self.EXPORT, lambda file: results.assign(schema_version=version).to_parquet(file, index=False))
         if summary is not None:
             document = {"schema_version": SCHEMA_VERSION, "rows": _records(summary), **extra}
-            self._write_json(self.SUMMARY, document)
+            self.write_json(self.SUMMARY, document)
         if comparisons is not None:
-            self._write_json(self.COMPARISONS, _records(comparisons))
+            self.write_json(self.COMPARISONS, _records(comparisons))
 
     def export_if_stale(self) -> None:
         """Export results.parquet unless one was written after the last row was stored (a study's own
@@ -305,16 +305,17 @@ class RunFolder:
 
     def write_provenance(self, provenance: Mapping[str, Mapping[str, Any]]) -> None:
         """provenance.json: per metric, what produced its values (merged into what the folder has)."""
-        self._write_json(self.PROVENANCE, {**self.provenance(), **provenance})
+        self.write_json(self.PROVENANCE, {**self.provenance(), **provenance})
 
     def write_text(self, name: str, text: str) -> None:
         """A file of the study's own (verdict.txt) in the folder."""
         self._write(name, lambda file: file.write_text(text))
 
     def write_manifest(self, manifest: Mapping[str, Any]) -> None:
-        self._write_json(self.MANIFEST, {"schema_version": SCHEMA_VERSION, **manifest, "run_id": self.run_id})
+        self.write_json(self.MANIFEST, {"schema_version": SCHEMA_VERSION, **manifest, "run_id": self.run_id})
 
-    def _write_json(self, name: str, data: Any) -> None:
+    def write_json(self, name: str, data: Any) -> None:
+        """A JSON file of the study's own (validity.json) in the folder, written whole or not at all."""
         self._write(name, lambda file: file.write_text(json.dumps(data, indent=2, default=str, allow_nan=False)))
 
     def _write(self, name: str, write) -> None:
