@@ -55,3 +55,27 @@ def test_the_index_filters_hide_rows_in_a_browser(tmp_path, version_1_run):
         page.fill("#filter-to", "2026-03-03")
         assert shown() == 0
         browser.close()
+
+
+def test_a_run_shows_the_headline_its_study_declares(tmp_path, version_1_run):
+    declared = {"label": ["model", "config"], "figures": {"speedup_total": "{:.2f}×", "psnr": "PSNR {:.1f}"}}
+    rows = [
+        {"model": "m/a", "config": "baseline", "speedup_total": 1.0},
+        {"model": "m/a", "config": "tome", "speedup_total": 1.5, "psnr": 31.04},
+    ]
+    version_1_run(
+        tmp_path,
+        "05_acceleration",
+        "new",
+        started="2026-01-03T10:00:00+0000",
+        models=[],
+        summary=rows,
+        headline=declared,
+    )
+    # Runs from before studies declared their headline: the bundled study's, else one per model (wb.summarize).
+    old = [{"metric": "clip_score", "kendall_tau": 0.8123, "auc_wrong": 0.7}]
+    version_1_run(tmp_path, "06_metric_validity", "old", started="2026-01-02T10:00:00+0000", models=[], summary=old)
+    version_1_run(tmp_path, "my_study", "mine", started="2026-01-01T10:00:00+0000", models=["m/b"], headline=None)
+    page = write_index(tmp_path).read_text()
+    assert "m/a baseline: 1.00×; m/a tome: 1.50×, PSNR 31.0" in page
+    assert "clip_score: τ 0.81" in page and "m/b: 0.250 s/img, CLIP 30.0" in page

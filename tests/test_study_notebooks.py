@@ -4,7 +4,7 @@ import pytest
 
 from workbench.errors import ConfigError
 from workbench.resources import bundled_studies
-from workbench.study_notebooks import describe_studies, find_study
+from workbench.study_notebooks import describe_studies, find_study, study_metadata
 
 EVALUATION = Path(__file__).parent.parent / "notebooks" / "01_model_evaluation.ipynb"
 
@@ -28,3 +28,28 @@ def test_the_bundled_studies_are_described_by_their_first_heading():
     assert set(described) == set(bundled_studies())
     assert described["01_model_evaluation"] == "Model evaluation"
     assert described["04_ab_test"] == "A/B test of prompt variations"
+
+
+def test_the_bundled_studies_declare_their_headline_and_prompts():
+    declared = {name: study_metadata(name) for name in bundled_studies()}
+    assert declared["00_explorer"] == {}
+    assert declared["01_model_evaluation"]["prompts"] == {
+        "name": "prompt_set",
+        "categories": "categories",
+        "n": "n_prompts",
+    }
+    labels = {name: meta["headline"]["label"] for name, meta in declared.items() if "headline" in meta}
+    assert labels["01_model_evaluation"] == ["model_id"] and labels["04_ab_test"] == ["arm"]
+    assert labels["06_metric_validity"] == ["metric"] and labels["05_acceleration"] == ["model", "config"]
+
+
+def test_a_malformed_declaration_is_refused_naming_the_notebook(tmp_path, write_notebook):
+    import nbformat
+
+    notebook = write_notebook(tmp_path / "odd.ipynb", "steps = 2")
+    document = nbformat.read(notebook, as_version=4)
+    for odd in ({"headline": {"label": "model_id"}}, {"prompts": ["prompt_set"]}, ["headline"]):
+        document.metadata["workbench"] = odd
+        nbformat.write(document, notebook)
+        with pytest.raises(ConfigError, match=r"odd.ipynb: metadata.workbench must be \{'headline'"):
+            study_metadata(notebook)

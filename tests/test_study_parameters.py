@@ -1,7 +1,7 @@
 import pytest
 
 from workbench.errors import ConfigError
-from workbench.study_parameters import _literal_values, check_parameters, notebook_parameters
+from workbench.study_parameters import _literal_values, check_parameters, check_study_metrics, notebook_parameters
 
 
 def test_typed_none_parameters_take_none_or_their_type(tmp_path, write_notebook):
@@ -93,3 +93,25 @@ def test_the_shipped_studies_type_their_unset_parameters():
     acceleration = notebook_parameters("05_acceleration")
     assert acceleration["clip_model"] == {"default": '"toyworld/clip"', "type": "str | None"}
     check_parameters("05_acceleration", {"clip_model": None, "device": None})
+
+
+def test_per_set_metrics_are_checked_on_the_prompts_a_study_declares(tmp_path, write_notebook):
+    import nbformat
+
+    notebook = write_notebook(
+        tmp_path / "sets.ipynb", 'metrics = ["clip_score"]\nprompt_set = "toyworld"\ncategories = []\nn_prompts = 0'
+    )
+    check_study_metrics(notebook, {"metrics": ["fid"], "prompt_set": "partiprompts"})  # no prompts declared
+    document = nbformat.read(notebook, as_version=4)
+    for prompts in ({"name": "prompt_set", "categories": "categories", "n": "n_prompts"}, {"name": "prompt_set"}):
+        document.metadata["workbench"] = {"prompts": prompts}
+        nbformat.write(document, notebook)
+        check_study_metrics(notebook, {"metrics": ["fid"]})  # toy world prompts have known answers
+        with pytest.raises(ConfigError, match=r"fid needs a reference set"):
+            check_study_metrics(notebook, {"metrics": ["fid"], "prompt_set": "partiprompts"})
+    document.metadata["workbench"] = {"prompts": {"name": "prompt_file"}}
+    nbformat.write(document, notebook)
+    with pytest.raises(
+        ConfigError, match=r"sets.ipynb: metadata.workbench.prompts names no such parameter\(s\) \['prompt_file'\]"
+    ):
+        check_study_metrics(notebook, {"metrics": ["fid"]})

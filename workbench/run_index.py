@@ -1,4 +1,8 @@
-"""outputs/index.html: every study run with its parameters, headline numbers and report, filterable offline."""
+"""outputs/index.html: every study run with its parameters, headline numbers and report, filterable offline.
+
+A run's headline is what its study declares (``study_notebooks``: the manifest keeps it); a run made before
+studies declared one shows its bundled study's, else ``SUMMARY_HEADLINE``.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +11,27 @@ import json
 from pathlib import Path
 from typing import Any
 
+from workbench.resources import bundled_studies
 from workbench.run_folder import read_manifest
+from workbench.study_notebooks import study_metadata
 
-__all__ = ["table_page", "write_index"]
+__all__ = ["SUMMARY_HEADLINE", "table_page", "write_index"]
+
+# The headline of a study that declares none: its summary rows are wb.summarize's, one per model.
+SUMMARY_HEADLINE = {
+    "label": ["model_id"],
+    "figures": {"latency_mean_s": "{:.3f} s/img", "clip_score_mean": "CLIP {:.1f}"},
+}
 
 
-def _headline(manifest: dict[str, Any]) -> str:
+def _headline(manifest: dict[str, Any], declared: dict[str, Any]) -> str:
+    """The summary rows of a run, each as its label and figures as ``declared`` (a study's headline)."""
     parts = []
     for row in manifest.get("summary") or []:
-        figures = [f"{row['latency_mean_s']:.3f} s/img"] if row.get("latency_mean_s") is not None else []
-        figures += [f"CLIP {row['clip_score_mean']:.1f}"] if row.get("clip_score_mean") is not None else []
-        figures += [f"τ {row['kendall_tau']:.2f}"] if row.get("kendall_tau") is not None else []
-        parts.append(f"{row.get('model_id') or row.get('arm') or row.get('metric')}: {', '.join(figures)}")
+        label = " ".join(str(row[column]) for column in declared.get("label", []) if row.get(column) is not None)
+        figures = [form.format(row[column]) for column, form in declared.get("figures", {}).items()
+                   if row.get(column) is not None]  # fmt: skip
+        parts.append(f"{label}: {', '.join(figures)}")
     return "; ".join(parts)
 
 
@@ -33,6 +46,17 @@ def write_index(output_root: str | Path) -> Path:
         except json.JSONDecodeError:
             continue
     manifests.sort(key=lambda item: item[1].get("started", ""), reverse=True)
+    bundled, declared = bundled_studies(), {}
+
+    def headline(manifest: dict[str, Any]) -> str:
+        if "headline" in manifest:
+            return _headline(manifest, manifest["headline"] or SUMMARY_HEADLINE)
+        study = manifest.get("study", "")
+        if study not in declared:  # a run from before studies declared their headline
+            found = study_metadata(bundled[study]).get("headline") if study in bundled else None
+            declared[study] = found or SUMMARY_HEADLINE
+        return _headline(manifest, declared[study])
+
     rows = "\n".join(
         '<tr data-study="{study}" data-models="{models}" data-started="{day}">'
         "<td>{study}</td><td>{started}</td><td>{status}</td><td><code>{params}</code></td><td>{headline}</td>"
@@ -43,7 +67,7 @@ def write_index(output_root: str | Path) -> Path:
             started=html.escape(m.get("started", "")),
             status=html.escape(m.get("status", "")),
             params=html.escape(json.dumps({k: v for k, v in m.get("parameters", {}).items() if k != "output_dir"})),
-            headline=html.escape(_headline(m)),
+            headline=html.escape(headline(m)),
             link=html.escape(str((folder / "report.html").relative_to(root))),
         )
         for folder, m in manifests

@@ -6,7 +6,7 @@
     1. check the parameters against the notebook's ``parameters`` cell (``study_parameters``, before any kernel)
     2. execute it with papermill on the running interpreter's kernel (``study_kernel``) -> executed.ipynb
     3. render report.html (nbconvert, code hidden, images embedded)
-    4. write manifest.json (parameters, versions, git commit, device, timing, outcome)
+    4. write manifest.json (parameters, versions, git commit, device, timing, outcome, the study's headline)
     5. refresh outputs/index.html, the list of every run (``run_index``)
 
 A failing cell still leaves executed.ipynb (with papermill's banner), a report and a manifest, then
@@ -27,7 +27,7 @@ from workbench.resources import package_version
 from workbench.run_folder import RunFolder, new_run_id, read_manifest
 from workbench.run_index import table_page, write_index
 from workbench.study_kernel import interpreter_kernel
-from workbench.study_notebooks import describe_studies, find_study
+from workbench.study_notebooks import describe_studies, find_study, study_metadata
 from workbench.study_parameters import check_parameters, check_study_metrics, notebook_parameters
 
 # The names of the modules split out of this one stay importable from here.
@@ -136,6 +136,7 @@ def run_study(
         "parameters": parameters,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "status": "running",  # until the run ends: a killed run says so in the index
+        "headline": study_metadata(notebook).get("headline"),  # what the index shows of the summary rows
         **_environment(),
     }
     run.write_manifest(manifest)

@@ -1,14 +1,25 @@
-"""A study's notebook: found by name or path, read, and described by its first heading."""
+"""A study's notebook: found by name or path, read, described, and what it declares for the runner.
+
+A study declares in its notebook's metadata, under ``workbench`` (each part optional)::
+
+    "headline": {"label": ["model_id"], "figures": {"latency_mean_s": "{:.3f} s/img"}}
+    "prompts": {"name": "prompt_set", "categories": "categories", "n": "n_prompts"}
+
+``headline``: what the run index shows of each summary row, its label (the columns present, joined) and its
+figures (column: format). ``prompts``: the parameters that name the prompts the study loads (``load_prompts``'s
+arguments), so that its per-set metrics are checked against them before the kernel starts.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from workbench.errors import ConfigError
 from workbench.resources import bundled_studies
 
-__all__ = ["describe_studies", "find_study", "read_notebook"]
+__all__ = ["describe_studies", "find_study", "read_notebook", "study_metadata"]
 
 
 def find_study(name_or_path: str | Path) -> Path:
@@ -63,3 +74,30 @@ def read_notebook(path: Path):
     else:
         return notebook
     raise ConfigError(f"cannot read {path} as a study notebook: {reason}", "notebook")
+
+
+def study_metadata(notebook: str | Path) -> dict[str, Any]:
+    """What a study (a path or a bundled study's name) declares for the runner: its notebook's
+    ``metadata["workbench"]`` (module docstring), checked; empty where it declares nothing."""
+    path = find_study(notebook)
+    declared = read_notebook(path).metadata.get("workbench", {})
+    headline = declared.get("headline", {}) if isinstance(declared, dict) else None
+    if not (
+        isinstance(headline, dict)
+        and _strings(headline.get("label", []), list)
+        and _strings(headline.get("figures", {}), dict)
+        and _strings(declared.get("prompts", {}), dict)
+    ):
+        raise ConfigError(
+            f"{path}: metadata.workbench must be {{'headline': {{'label': [column, ...], 'figures': {{column: "
+            f"format}}}}, 'prompts': {{argument: parameter}}}}, got {declared!r}",
+            "notebook",
+        )
+    return dict(declared)
+
+
+def _strings(value: Any, kind: type) -> bool:
+    """``value`` is a ``kind`` (list or dict) of strings (a dict's keys and values)."""
+    if not isinstance(value, kind):
+        return False
+    return all(isinstance(item, str) for item in ([*value, *value.values()] if kind is dict else value))

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.errors import ConfigError
-from workbench.study_notebooks import find_study, read_notebook
+from workbench.study_notebooks import find_study, read_notebook, study_metadata
 
 __all__ = ["check_parameters", "check_study_metrics", "notebook_parameters"]
 
@@ -156,7 +156,7 @@ def check_parameters(notebook: str | Path, parameters: dict[str, Any]) -> None:
 def check_study_metrics(notebook: str | Path, parameters: dict[str, Any]) -> None:
     """For a study with a ``metrics`` parameter: refuse unknown metric names, and per-set metrics without a
     reference set for prompts with no known answer (``metrics.check_metrics``), before any kernel starts.
-    The prompts are the ones the study loads: ``prompt_set``, ``categories`` and ``n_prompts``."""
+    The prompts are the ones the study loads, from the parameters its metadata names (``prompts``)."""
     from workbench.metrics import check_metrics, set_metric_names
     from workbench.prompts import load_prompts
 
@@ -167,9 +167,12 @@ def check_study_metrics(notebook: str | Path, parameters: dict[str, Any]) -> Non
     def value(name: str) -> Any:
         return parameters[name] if name in parameters else ast.literal_eval(known[name]["default"])
 
+    loads = study_metadata(notebook).get("prompts", {})
+    if missing := sorted(set(loads.values()) - set(known)):
+        raise ConfigError(f"{Path(notebook).name}: metadata.workbench.prompts names no such parameter(s) {missing}")
     names = value("metrics")
     prompts: list[str] = []
-    if "prompt_set" in known and not isinstance(names, str) and set_metric_names(names):
-        prompts = list(load_prompts(value("prompt_set"), categories=value("categories") or None,
-                                    n=value("n_prompts") or None)["prompt"])  # fmt: skip
+    if loads and not isinstance(names, str) and set_metric_names(names):
+        arguments = {argument: value(parameter) or None for argument, parameter in loads.items()}
+        prompts = list(load_prompts(**arguments)["prompt"])
     check_metrics(names, prompts, reference_images=value("reference_images") if "reference_images" in known else None)
