@@ -4,7 +4,8 @@
 
     0. find the notebook: a path, or the name of a study that ships with the package (``find_study``)
     1. check the parameters against the notebook's ``parameters`` cell (``study_parameters``, before any kernel)
-    2. execute it with papermill on the running interpreter's kernel (``study_kernel``) -> executed.ipynb
+    2. execute it with papermill on the running interpreter's kernel (``study_kernel``) -> executed.ipynb,
+       its progress shown on the console meanwhile (``progress``)
     3. render report.html (nbconvert, code hidden, images embedded)
     4. write manifest.json (parameters, versions, git commit, device, timing, outcome, the study's headline)
     5. refresh outputs/index.html, the list of every run (``run_index``)
@@ -17,12 +18,15 @@ from __future__ import annotations
 
 import platform
 import subprocess
+import sys
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from workbench.errors import ConfigError, NotebookRunError
+from workbench.progress import watching
 from workbench.resources import package_version
 from workbench.run_folder import RunFolder, new_run_id, read_manifest
 from workbench.run_index import table_page, write_index
@@ -103,7 +107,8 @@ def run_study(
     resume: str | Path | None = None,
 ) -> StudyRun:
     """Execute ``notebook`` (a path, or a bundled study's name: see ``find_study``) with ``parameters`` into
-    ``output_root/<study>/<run_id>/`` (see module docstring).
+    ``output_root/<study>/<run_id>/`` (see module docstring). ``progress``: one line on stderr of cells run and
+    of the engine's images made, with the time left (``workbench.progress``).
 
     ``resume`` names an earlier run (its folder, or its run id under ``output_root/<study>``): the notebook
     runs again in that folder with that run's parameters (``parameters`` override them), and the
@@ -140,17 +145,18 @@ def run_study(
         **_environment(),
     }
     run.write_manifest(manifest)
-    # 2. Execute on this interpreter's kernel.
+    # 2. Execute on this interpreter's kernel, its progress shown on the console.
     failure: NotebookRunError | None = None
     start = time.perf_counter()
-    with interpreter_kernel() as kernel:
+    shown = watching(sys.stderr) if progress else nullcontext()
+    with shown as watch, interpreter_kernel(watch.environment if watch else None) as kernel:
         try:
             papermill.execute_notebook(
                 str(notebook),
                 str(executed),
                 parameters=parameters,
                 kernel_name=kernel,
-                progress_bar=progress,
+                progress_bar=watch.cell_bar if watch else False,
                 cwd=str(Path.cwd()),
             )
         except PapermillExecutionError as error:

@@ -16,7 +16,7 @@ import logging
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -27,14 +27,14 @@ QUIET = {"TRANSFORMERS_VERBOSITY": "error", "DIFFUSERS_VERBOSITY": "error", "HF_
 
 
 @contextmanager
-def interpreter_kernel() -> Iterator[str]:
-    """The name of a kernelspec that runs this interpreter."""
+def interpreter_kernel(env: Mapping[str, str] | None = None) -> Iterator[str]:
+    """The name of a kernelspec that runs this interpreter, with ``env`` added to the kernel's environment."""
     name = "workbench-study"
     with tempfile.TemporaryDirectory() as folder:
         spec = Path(folder) / "kernels" / name
         spec.mkdir(parents=True)
         argv = [sys.executable, "-m", "workbench.study_kernel", "-f", "{connection_file}"]
-        spec_json = {"argv": argv, "display_name": name, "language": "python", "env": QUIET}
+        spec_json = {"argv": argv, "display_name": name, "language": "python", "env": {**QUIET, **(env or {})}}
         (spec / "kernel.json").write_text(json.dumps(spec_json))
         previous = os.environ.get("JUPYTER_PATH")
         os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [folder, previous]))
