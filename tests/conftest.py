@@ -1,10 +1,13 @@
-"""Shared fixtures: a tiny random Stable Diffusion pipeline saved to disk and loaded back like any model."""
+"""Shared fixtures: a tiny random Stable Diffusion pipeline saved to disk and loaded back like any model; small
+study notebooks and run folders as earlier versions wrote them."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import tempfile
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -81,3 +84,40 @@ def local_ray():
     ray.shutdown()
     patch.undo()
     shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def write_notebook():
+    """A function writing a small notebook: a cell tagged parameters, then code cells."""
+
+    def write(path: Path, parameters: str, *cells: str) -> Path:
+        import nbformat
+
+        notebook = nbformat.v4.new_notebook()
+        notebook.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "Python 3"}
+        notebook.cells = [nbformat.v4.new_code_cell(parameters, metadata={"tags": ["parameters"]})]
+        notebook.cells += [nbformat.v4.new_code_cell(cell) for cell in cells]
+        nbformat.write(notebook, path)
+        return path
+
+    return write
+
+
+@pytest.fixture
+def version_1_run():
+    """A function writing a run folder as runs were written before schema versions: no schema_version anywhere,
+    summary.json a bare list (and the manifest's summary that list)."""
+
+    def write(folder: Path, study: str, run_id: str, *, started: str, models: list[str], **manifest) -> Path:
+        run = folder / study / run_id
+        run.mkdir(parents=True)
+        summary = [{"model_id": m, "latency_mean_s": 0.25, "clip_score_mean": 30.0 + i} for i, m in enumerate(models)]
+        (run / "summary.json").write_text(json.dumps(summary))
+        rows = [{"run_id": run_id, "model_id": m, "prompt_id": "p0", "seed": 0, "status": "ok"} for m in models]
+        pd.DataFrame(rows).to_parquet(run / "results.parquet", index=False)
+        document = {"study": study, "run_id": run_id, "started": started, "status": "ok", "summary": summary}
+        (run / "manifest.json").write_text(json.dumps(document | manifest))
+        (run / "report.html").write_text("<p>report</p>")
+        return run
+
+    return write

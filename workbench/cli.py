@@ -49,7 +49,7 @@ def _models(args) -> int:
 
 
 def _studies(args) -> int:
-    from workbench.studies import describe_studies
+    from workbench.study_notebooks import describe_studies
 
     for name, description in describe_studies():
         print(f"{name:28s} {description}".rstrip())

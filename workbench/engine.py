@@ -36,6 +36,7 @@ from workbench.errors import ConfigError, WorkbenchError, WorkerLost
 from workbench.metrics import MetricOptions, image_scorers
 from workbench.models import PipelineCache, default_cache, pick_device
 from workbench.plan import Plan, run_plan
+from workbench.progress import reported
 from workbench.records import GenerationRecord
 from workbench.run_folder import Row
 from workbench.system_load import device_name, measure_load
@@ -396,6 +397,7 @@ def execute(
     check_workers(workers, pool, threads)
     if not batches:
         return
+    sink = reported(sink, sum(len(b.units) for b in batches), lambda result: len(result.rows))  # to workbench run
     if pool == "local" and workers == 1:
         _inline(batches, runner or spec.runner(None, "main"), sink)
         return

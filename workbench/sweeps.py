@@ -150,7 +150,9 @@ def run_sweep(
     tasks with a GPU each where the cluster has GPUs. Every point's parameters are checked before any runs.
     ``workers`` shards each point's evaluation (the study's ``workers`` parameter: worker processes, one per
     visible GPU) when points run one after another. (``backend=``: the old name of ``pool=``.)"""
-    from workbench.studies import check_parameters, find_study, notebook_parameters, write_index
+    from workbench.run_index import write_index
+    from workbench.study_notebooks import find_study
+    from workbench.study_parameters import check_parameters, notebook_parameters
 
     pool = renamed_keyword("run_sweep", "backend", "pool", backend, pool)
     run_points = sweep_pool(pool)
@@ -200,7 +202,7 @@ def _write_index(folder: Path, header: dict[str, Any], points: list[dict], done:
         )
         for row in rows
     )
-    from workbench.studies import table_page
+    from workbench.run_index import table_page
 
     heading = f"Sweep of {Path(header['notebook']).name} ({header['pool']})"
     headers = ["#", "parameters", "status", "seconds", "", "error"]
