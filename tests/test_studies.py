@@ -97,10 +97,10 @@ def test_cli_lists_the_studies_and_runs_one_by_name(tmp_path, capsys):
 
 
 def test_a_value_outside_the_choices_fails_before_the_kernel_starts(tmp_path, capsys):
-    argv = ["run", "01_model_evaluation", "-p", "worker_backend", "kubernetes", "--output-root", str(tmp_path)]
+    argv = ["run", "01_model_evaluation", "-p", "worker_pool", "kubernetes", "--output-root", str(tmp_path)]
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: parameter 'worker_backend' must be Literal") and err.count("\n") == 1
+    assert err.startswith("error: parameter 'worker_pool' must be Literal") and err.count("\n") == 1
     assert not any(tmp_path.iterdir())
 
 

@@ -1,7 +1,13 @@
 import pytest
 
 from workbench.errors import ConfigError
-from workbench.study_parameters import _literal_values, check_parameters, check_study_metrics, notebook_parameters
+from workbench.study_parameters import (
+    _literal_values,
+    check_parameters,
+    check_study_metrics,
+    current_parameters,
+    notebook_parameters,
+)
 
 
 def test_typed_none_parameters_take_none_or_their_type(tmp_path, write_notebook):
@@ -70,13 +76,13 @@ def test_the_shipped_studies_declare_their_choices():
     def choices(study: str, name: str) -> list:
         return _literal_values(notebook_parameters(study)[name]["type"])
 
-    assert choices("01_model_evaluation", "worker_backend") == list(WORKER_POOLS)
+    assert choices("01_model_evaluation", "worker_pool") == list(WORKER_POOLS)
     assert sorted(choices("02_routing", "classifiers")) == sorted(classifier_names())
     assert sorted(choices("02_routing", "split")) == sorted(set(labelled_prompts()["split"]))
     assert choices("03_prompt_optimization", "score_against") == choices("04_ab_test", "score_against")
     assert choices("04_ab_test", "score_against") == ["base", "arm"]
     for study, name, bad in [
-        ("01_model_evaluation", "worker_backend", "kubernetes"),
+        ("01_model_evaluation", "worker_pool", "kubernetes"),
         ("02_routing", "classifiers", ["keyword", "regex"]),
         ("02_routing", "split", "validation"),
         ("03_prompt_optimization", "score_against", "prompt"),
@@ -84,7 +90,7 @@ def test_the_shipped_studies_declare_their_choices():
     ]:
         with pytest.raises(ConfigError, match=rf"parameter '{name}' must be .*Literal"):
             check_parameters(study, {name: bad})
-    check_parameters("01_model_evaluation", {"worker_backend": "ray"})
+    check_parameters("01_model_evaluation", {"worker_pool": "ray"})
     check_parameters("02_routing", {"classifiers": ["embedding"], "split": "train"})
 
 
@@ -115,3 +121,12 @@ def test_per_set_metrics_are_checked_on_the_prompts_a_study_declares(tmp_path, w
         ConfigError, match=r"sets.ipynb: metadata.workbench.prompts names no such parameter\(s\) \['prompt_file'\]"
     ):
         check_study_metrics(notebook, {"metrics": ["fid"]})
+
+
+def test_a_renamed_parameter_still_works_under_its_old_name_and_warns():
+    with pytest.warns(DeprecationWarning, match="parameter 'worker_backend' is deprecated; use 'worker_pool'"):
+        current = current_parameters("01_model_evaluation", {"worker_backend": "ray", "steps": 2})
+    assert current == {"worker_pool": "ray", "steps": 2}
+    check_parameters("01_model_evaluation", current)
+    with pytest.raises(ConfigError, match="'worker_backend' is the old name of 'worker_pool': give 'worker_pool' only"):
+        current_parameters("01_model_evaluation", {"worker_backend": "ray", "worker_pool": "local"})

@@ -32,7 +32,7 @@ from workbench.run_folder import RunFolder, new_run_id, read_manifest
 from workbench.run_index import table_page, write_index
 from workbench.study_kernel import interpreter_kernel
 from workbench.study_notebooks import describe_studies, find_study, study_metadata
-from workbench.study_parameters import check_parameters, check_study_metrics, notebook_parameters
+from workbench.study_parameters import check_parameters, check_study_metrics, current_parameters, notebook_parameters
 
 # The names of the modules split out of this one stay importable from here.
 __all__ = [
@@ -125,6 +125,7 @@ def run_study(
         earlier = read_manifest(folder)
         parameters = {k: v for k, v in earlier["parameters"].items() if k != "output_dir"} | parameters
         run_id = earlier["run_id"]
+    parameters = current_parameters(notebook, parameters)
     check_parameters(notebook, parameters)
     check_study_metrics(notebook, parameters)
     if resume is None:

@@ -4,10 +4,12 @@ A study declares in its notebook's metadata, under ``workbench`` (each part opti
 
     "headline": {"label": ["model_id"], "figures": {"latency_mean_s": "{:.3f} s/img"}}
     "prompts": {"name": "prompt_set", "categories": "categories", "n": "n_prompts"}
+    "renamed": {"worker_backend": "worker_pool"}
 
 ``headline``: what the run index shows of each summary row, its label (the columns present, joined) and its
 figures (column: format). ``prompts``: the parameters that name the prompts the study loads (``load_prompts``'s
-arguments), so that its per-set metrics are checked against them before the kernel starts.
+arguments), so that its per-set metrics are checked against them before the kernel starts. ``renamed``: old
+parameter names that still work for one release (old -> new; ``study_parameters.current_parameters``).
 """
 
 from __future__ import annotations
@@ -87,10 +89,11 @@ def study_metadata(notebook: str | Path) -> dict[str, Any]:
         and _strings(headline.get("label", []), list)
         and _strings(headline.get("figures", {}), dict)
         and _strings(declared.get("prompts", {}), dict)
+        and _strings(declared.get("renamed", {}), dict)
     ):
         raise ConfigError(
             f"{path}: metadata.workbench must be {{'headline': {{'label': [column, ...], 'figures': {{column: "
-            f"format}}}}, 'prompts': {{argument: parameter}}}}, got {declared!r}",
+            f"format}}}}, 'prompts': {{argument: parameter}}, 'renamed': {{old: new}}}}, got {declared!r}",
             "notebook",
         )
     return dict(declared)

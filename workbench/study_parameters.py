@@ -7,10 +7,11 @@ import ast
 from pathlib import Path
 from typing import Any
 
+from workbench.deprecation import renamed as warn_renamed
 from workbench.errors import ConfigError
 from workbench.study_notebooks import find_study, read_notebook, study_metadata
 
-__all__ = ["check_parameters", "check_study_metrics", "notebook_parameters"]
+__all__ = ["check_parameters", "check_study_metrics", "current_parameters", "notebook_parameters"]
 
 # What a parameter's type admits; an int is a fine float, a bool is no number. Other names are not checked.
 _TYPES = {
@@ -131,6 +132,20 @@ def _literal_values(type_name: str) -> list[Any]:
 def _name(node: ast.expr) -> str:
     """``str`` for ``str``, ``Optional`` for ``typing.Optional``."""
     return node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else ""
+
+
+def current_parameters(notebook: str | Path, parameters: dict[str, Any]) -> dict[str, Any]:
+    """``parameters`` under their current names: a renamed one the study declares (``renamed`` in its metadata)
+    is given its new name, with a warning; both names given is an error."""
+    renamed = study_metadata(notebook).get("renamed", {})
+    current = dict(parameters)
+    for old, new in renamed.items():
+        if old in current:
+            if new in current:
+                raise ConfigError(f"parameter {old!r} is the old name of {new!r}: give {new!r} only", old)
+            warn_renamed(f"parameter {old!r}", repr(new))
+            current[new] = current.pop(old)
+    return current
 
 
 def check_parameters(notebook: str | Path, parameters: dict[str, Any]) -> None:

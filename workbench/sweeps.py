@@ -152,7 +152,7 @@ def run_sweep(
     visible GPU) when points run one after another. (``backend=``: the old name of ``pool=``.)"""
     from workbench.run_index import write_index
     from workbench.study_notebooks import find_study
-    from workbench.study_parameters import check_parameters, notebook_parameters
+    from workbench.study_parameters import check_parameters, current_parameters, notebook_parameters
 
     pool = renamed_keyword("run_sweep", "backend", "pool", backend, pool)
     run_points = sweep_pool(pool)
@@ -163,7 +163,7 @@ def run_sweep(
         if pool != "local":
             raise ConfigError(f"workers shard points run one after another (pool 'local'), not {pool!r}", "pool")
         fixed = {**(fixed or {}), "workers": workers}
-    points = grid_points(grid, fixed)
+    points = [current_parameters(notebook, parameters) for parameters in grid_points(grid, fixed)]
     for parameters in points:
         check_parameters(notebook, parameters)
     root = Path(output_root).resolve()
