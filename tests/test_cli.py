@@ -48,13 +48,13 @@ def test_errors_are_one_clear_line_and_exit_2(capsys, monkeypatch):
 
 
 def test_serve_deployments_are_a_registry_behind_the_deployment_option(monkeypatch, capsys):
-    from workbench import cli
+    from workbench import commands
     from workbench.errors import ConfigError
     from workbench.serve.app import ServeSettings
 
-    assert list(cli.DEPLOYMENTS) == ["local", "ray"]
+    assert list(commands.DEPLOYMENTS) == ["local", "ray"]
     served = []
-    monkeypatch.setitem(cli.DEPLOYMENTS, "local", lambda settings, args: served.append((settings, args.port)))
+    monkeypatch.setitem(commands.DEPLOYMENTS, "local", lambda settings, args: served.append((settings, args.port)))
     assert main(["serve", "--classifier", "keyword", "--no-preload", "--port", "8123", "--devices", "cpu"]) == 0
     ((settings, port),) = served
     assert isinstance(settings, ServeSettings) and port == 8123
@@ -63,19 +63,17 @@ def test_serve_deployments_are_a_registry_behind_the_deployment_option(monkeypat
         main(["serve", "--deployment", "kubernetes"])
     assert "invalid choice: 'kubernetes'" in capsys.readouterr().err
     with pytest.raises(ConfigError, match=r"deployment must be one of \['local', 'ray'\], got 'kubernetes'"):
-        cli._deployment("kubernetes")
+        commands.deployment("kubernetes")
 
 
 def test_serve_backend_option_still_works_and_says_it_is_deprecated(monkeypatch, capsys):
-    from workbench import cli
+    from workbench import commands
 
     served = []
-    monkeypatch.setitem(cli.DEPLOYMENTS, "local", lambda settings, args: served.append(args.deployment))
+    monkeypatch.setitem(commands.DEPLOYMENTS, "local", lambda settings, args: served.append(args.deployment))
     assert main(["serve", "--backend", "local", "--no-preload", "--devices", "cpu"]) == 0
     assert served == ["local"]
     assert "warning: --backend is deprecated; use --deployment" in capsys.readouterr().err
-    with pytest.warns(DeprecationWarning, match="cli.DEPLOYMENTS"):
-        assert cli.SERVE_BACKENDS is cli.DEPLOYMENTS
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ RENAMED = [
     ("workbench.sweeps", "BACKENDS", "POOLS"),
     ("workbench.sweeps", "sweep_backend", "sweep_pool"),
     ("workbench.plan", "run", "run_plan"),
-    ("workbench.cli", "SERVE_BACKENDS", "DEPLOYMENTS"),
     ("workbench.evaluation", "compare_models", "workbench.evaluation_summary.paired_comparisons"),
     ("workbench.evaluation", "model_comparison", "workbench.evaluation_summary.evaluation_report"),
     ("workbench.evaluation", "ModelComparison", "workbench.evaluation_summary.EvaluationReport"),

@@ -102,6 +102,11 @@ def test_a_value_outside_the_choices_fails_before_the_kernel_starts(tmp_path, ca
     err = capsys.readouterr().err
     assert err.startswith("error: parameter 'worker_pool' must be Literal") and err.count("\n") == 1
     assert not any(tmp_path.iterdir())
+    argv[3] = "worker_backend"  # the parameter's old name: it still works, and the console says so
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "parameter 'worker_backend' is deprecated; use 'worker_pool'" in err
+    assert "error: parameter 'worker_pool' must be Literal" in err
 
 
 def test_a_typed_none_parameter_reaches_the_kernel(tmp_path, write_notebook):
