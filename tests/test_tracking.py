@@ -84,7 +84,7 @@ def test_a_run_is_logged_with_its_parameters_metrics_tags_and_files(store, tmp_p
     }
     assert {
         "study": "01_model_evaluation",
-        "run_id": "20261129-120000-a",
+        "workbench_run_id": "20261129-120000-a",  # the run name too; MLflow's run id is its own
         "status": "ok",
         "git_commit": "0123abcd",
         "workbench_version": "0.1.0",

@@ -6,6 +6,7 @@ studies declared one shows its bundled study's, else ``SUMMARY_HEADLINE``.
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 from pathlib import Path
@@ -15,13 +16,27 @@ from workbench.resources import bundled_studies
 from workbench.run_folder import read_manifest
 from workbench.study_notebooks import study_metadata
 
-__all__ = ["SUMMARY_HEADLINE", "table_page", "write_index"]
+__all__ = ["SUMMARY_HEADLINE", "run_headline", "table_page", "write_index"]
 
 # The headline of a study that declares none: its summary rows are wb.summarize's, one per model.
 SUMMARY_HEADLINE = {
     "label": ["model_id"],
     "figures": {"latency_mean_s": "{:.3f} s/img", "clip_score_mean": "CLIP {:.1f}"},
 }
+
+
+def run_headline(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The headline a run's summary rows are shown by: its manifest's, else (a run from before studies declared
+    one) its bundled study's, else ``SUMMARY_HEADLINE``."""
+    if "headline" in manifest:
+        return manifest["headline"] or SUMMARY_HEADLINE
+    return _bundled_headline(manifest.get("study", ""))
+
+
+@functools.cache
+def _bundled_headline(study: str) -> dict[str, Any]:
+    bundled = bundled_studies()
+    return (study_metadata(bundled[study]).get("headline") if study in bundled else None) or SUMMARY_HEADLINE
 
 
 def _headline(manifest: dict[str, Any], declared: dict[str, Any]) -> str:
@@ -46,17 +61,6 @@ def write_index(output_root: str | Path) -> Path:
         except json.JSONDecodeError:
             continue
     manifests.sort(key=lambda item: item[1].get("started", ""), reverse=True)
-    bundled, declared = bundled_studies(), {}
-
-    def headline(manifest: dict[str, Any]) -> str:
-        if "headline" in manifest:
-            return _headline(manifest, manifest["headline"] or SUMMARY_HEADLINE)
-        study = manifest.get("study", "")
-        if study not in declared:  # a run from before studies declared their headline
-            found = study_metadata(bundled[study]).get("headline") if study in bundled else None
-            declared[study] = found or SUMMARY_HEADLINE
-        return _headline(manifest, declared[study])
-
     rows = "\n".join(
         '<tr data-study="{study}" data-models="{models}" data-started="{day}">'
         "<td>{study}</td><td>{started}</td><td>{status}</td><td><code>{params}</code></td><td>{headline}</td>"
@@ -67,7 +71,7 @@ def write_index(output_root: str | Path) -> Path:
             started=html.escape(m.get("started", "")),
             status=html.escape(m.get("status", "")),
             params=html.escape(json.dumps({k: v for k, v in m.get("parameters", {}).items() if k != "output_dir"})),
-            headline=html.escape(headline(m)),
+            headline=html.escape(_headline(m, run_headline(m))),
             link=html.escape(str((folder / "report.html").relative_to(root))),
         )
         for folder, m in manifests

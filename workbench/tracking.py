@@ -27,6 +27,7 @@ from typing import Any
 
 from workbench.errors import ConfigError
 from workbench.run_folder import read_manifest, read_summary
+from workbench.run_index import run_headline
 
 __all__ = ["ARTIFACTS", "log_study_run"]
 
@@ -34,7 +35,6 @@ ARTIFACTS = ["report.html", "summary.json", "comparisons.json", "manifest.json",
 
 _STATUS = {"ok": "FINISHED", "failed": "FAILED"}  # anything else ("running": the run died) is KILLED
 _NAME_LIMIT, _PARAM_LIMIT, _TAG_LIMIT = 250, 6000, 8000  # MLflow's limits on names, parameter and tag values
-_ROW_NAMES = ("model_id", "arm", "config")  # what names a summary row, first found
 
 
 def log_study_run(run_folder: str | Path, tracking_uri: str | None = None) -> str:
@@ -91,8 +91,9 @@ def _name(text: str) -> str:
 def _metrics(manifest: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, float]:
     metrics = {key: float(manifest[key]) for key in ("images", "seconds") if _is_number(manifest.get(key))}
     used: set[str] = set()
+    names = run_headline(manifest).get("label", [])  # the columns that name a summary row, as the index shows
     for index, row in enumerate(rows):
-        label = next((str(row[key]) for key in _ROW_NAMES if row.get(key) is not None), f"row{index}")
+        label = " ".join(str(row[key]) for key in names if row.get(key) is not None) or f"row{index}"
         prefix = _name(label)
         if prefix in used:  # two rows whose names clean to the same one stay apart
             prefix = f"{prefix}_{index}"
@@ -112,7 +113,7 @@ def _params(parameters: dict[str, Any]) -> dict[str, str]:
 def _tags(manifest: dict[str, Any], folder: Path) -> dict[str, str]:
     found = {
         "study": manifest.get("study"),
-        "run_id": manifest.get("run_id"),
+        "workbench_run_id": manifest.get("run_id"),  # MLflow's run id is its own; the run name is this one
         "status": manifest.get("status"),
         "git_commit": manifest.get("git_commit"),
         "workbench_version": (manifest.get("versions") or {}).get("workbench"),
