@@ -111,6 +111,29 @@ def test_routed_images_are_bit_identical_to_the_recorded_ones(recorded, one_thre
     assert routed_hashes() == recorded["routed"]
 
 
+def test_an_ab_arm_and_an_acceleration_variant_are_the_images_generate_makes(one_thread):
+    """Through the engine (batches across prompts, a warm-up, rounds), the A/B tester's arms and the acceleration
+    benchmark's variants make bit for bit the images a plain generate call makes for the same settings and
+    batches (one image each: on some CPUs a batch's size changes an image's rounding)."""
+    pipe = wb.load("toyworld/sd-small", device="cpu")
+    config = FAST.replace(batch_size=1)
+    tester = wb.PromptABTester(pipe, wb.CLIPScorer("toyworld/clip"), config=config)
+    result = tester.run(list(TOY), {"plain": "{prompt}", "photo": "a photo of {prompt}"}, seeds=[0, 1])
+    for row in result.rows.itertuples():
+        (expected,) = wb.generate(pipe, row.prompt, config, row.seed)
+        assert _digest(result.images[(row.arm, row.prompt_id, row.seed)]) == _digest(expected.image), row
+
+    deepcache = wb.AccelerationConfig(deepcache_interval=3)
+    slow = FAST.replace(steps=6)
+    benchmark = wb.benchmark_acceleration(pipe, list(TOY), [0], [deepcache], config=slow, rounds=1)
+    with wb.accelerate(pipe, deepcache):
+        expected = wb.generate(pipe, list(TOY), slow, [0])
+    made = {key: image for key, image in benchmark.images.items() if key[0] == deepcache.label()}
+    assert sorted(made) == sorted((deepcache.label(), r.prompt, r.seed) for r in expected)
+    for record in expected:
+        assert _digest(made[(deepcache.label(), record.prompt, record.seed)]) == _digest(record.image)
+
+
 if __name__ == "__main__":
     kinds = json.loads(HASHES.read_text()) if HASHES.is_file() else {}
     kinds[cpu_kind() if kinds else "default"] = all_hashes()

@@ -111,8 +111,9 @@ def generate(
     with ``pairs=True`` one image per ``(prompts[i], seeds[i])`` (how the evaluation engine batches across
     prompts).
 
-    ``config.batch_size`` images go through the pipeline per call; the images do not depend on it (but under
-    the first-block cache, which decides per batch: such images record their batch, see ``reproduce``).
+    ``config.batch_size`` images go through the pipeline per call; the images do not depend on it beyond
+    floating-point rounding (some CPUs' kernels round a batch differently), but under the first-block cache,
+    which decides per batch, they do: such images record their batch (see ``reproduce``).
     ``progress(step, total)`` is called after every denoising step, counted over the whole request.
     ``cancel`` (a ``threading.Event`` or a callable returning True) stops at the next step, before the
     VAE decode; ``GenerationCancelled.records`` then holds the images already finished.
