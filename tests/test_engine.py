@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -251,3 +252,14 @@ def test_the_old_backend_keyword_and_constant_still_work_and_warn(tmp_path):
         ModelEvaluator(PROMPTS[:1], MODELS[:1], [0], CONFIG, output_dir=tmp_path / "run", backend="dask")
     with pytest.warns(DeprecationWarning, match="workbench.engine.WORKER_POOLS"):
         assert workbench.engine.WORKER_BACKENDS is workbench.engine.WORKER_POOLS
+
+
+def test_a_context_column_that_would_overwrite_a_row_column_is_refused_before_any_image():
+    plan = Plan("m1", GenerationConfig(), context={"arm": "a"})
+    Unit("m1", "p0", "a red circle", "shapes", 0, plan, columns={"rung": 1})  # distinct names: fine
+    with pytest.raises(ConfigError, match=r"the row column 'arm' is given twice") as error:
+        Unit("m1", "p0", "a red circle", "shapes", 0, plan, columns={"arm": "b"})
+    assert error.value.field == "arm"
+    for taken in ("prompt", "steps", "image_path"):  # a row's own column, a setting
+        with pytest.raises(ConfigError, match=rf"may not name a column the row has already, got \['{taken}'\]"):
+            Unit("m1", "p0", "a red circle", "shapes", 0, replace(plan, context={taken: "x"}))

@@ -38,7 +38,7 @@ from workbench.models import PipelineCache, default_cache, pick_device
 from workbench.plan import Plan, run_plan
 from workbench.progress import reported
 from workbench.records import GenerationRecord
-from workbench.run_folder import Row
+from workbench.run_folder import Row, check_context
 from workbench.system_load import device_name, measure_load
 
 __all__ = [
@@ -73,6 +73,9 @@ class Unit:
     variant: str = ""
     scored_against: str | None = None
     columns: Mapping[str, Any] = field(default_factory=dict)  # more columns of its row (not in its PNG)
+
+    def __post_init__(self) -> None:  # a clash of column names is refused before any image is made
+        check_context(_extra_columns(self.plan.context, self.columns))
 
 
 @dataclass(frozen=True)
@@ -182,7 +185,7 @@ class BatchRunner:
                 Row.failed(
                     error, target=u.label, run_id=self.spec.run_id, prompt_id=u.prompt_id, prompt=u.prompt,
                     category=u.category, seed=u.seed, settings_hash=self.spec.settings_hash, config=u.plan.config,
-                    **batch_columns, worker=self.worker, **u.plan.context, **u.columns,
+                    **_extra_columns(batch_columns, {"worker": self.worker}, u.plan.context, u.columns),
                 )
                 for u in units
             ]  # fmt: skip
@@ -201,8 +204,10 @@ class BatchRunner:
             Row.made(
                 record, target=unit.label, run_id=self.spec.run_id, prompt_id=unit.prompt_id,
                 category=unit.category, settings_hash=self.spec.settings_hash,
-                scores={column: values[i] for column, values in scores.items()}, **batch_columns,
-                batch_started=started, worker=self.worker, **load.values, **unit.columns,
+                scores={column: values[i] for column, values in scores.items()},
+                **_extra_columns(
+                    batch_columns, {"batch_started": started, "worker": self.worker}, load.values, unit.columns
+                ),
             )
             for i, (record, unit) in enumerate(zip(records, units, strict=True))
         ]  # fmt: skip
@@ -363,6 +368,18 @@ def worker_devices(workers: int | Sequence[str]) -> list[str]:
     for device in devices:
         pick_device(device)  # refuses a device that is not here
     return devices
+
+
+def _extra_columns(*parts: Mapping[str, Any]) -> dict[str, Any]:
+    """A row's keyword columns from its ``parts`` (the batch's, the worker's, the machine load's, the unit's
+    context and columns); a column two parts name is refused, naming it."""
+    merged: dict[str, Any] = {}
+    for part in parts:
+        for column, value in part.items():
+            if column in merged:
+                raise ConfigError(f"the row column {column!r} is given twice (a context or a unit's columns)", column)
+            merged[column] = value
+    return merged
 
 
 def check_workers(workers: int | Sequence[str], pool: str, threads: int | None) -> None:

@@ -47,6 +47,7 @@ __all__ = [
     "ResultStore",
     "Row",
     "RunFolder",
+    "check_context",
     "is_error",
     "migrate_rows",
     "read_comparisons",
@@ -210,8 +211,22 @@ class Row:
 _GROUPS = {"config", "load", "context", "scores"}
 
 
+# The Row fields a row's maker passes as keyword columns (the batch's, the worker's); made and failed set the rest.
+BATCH_FIELDS = frozenset({"batch_id", "batch_round", "batch_images", "batch_started", "worker", "device_name"})
+
+
+def check_context(columns: Mapping[str, Any]) -> None:
+    """Refuse context columns (a route decision's, an A/B arm's, a unit's own) named like a column the row sets
+    itself or a setting: they would overwrite it."""
+    names = {f.name for f in dataclasses.fields(Row)} - BATCH_FIELDS
+    taken = sorted(set(columns) & (names | set(GenerationConfig.__dataclass_fields__)))
+    if taken:
+        raise ConfigError(f"a row's context may not name a column the row has already, got {taken}", taken[0])
+
+
 def _split(columns: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Keyword columns as (Row fields, context); load columns go into ``load``."""
+    check_context(columns)
     names = {f.name for f in dataclasses.fields(Row)}
     fixed = {k: v for k, v in columns.items() if k in names}
     load = {k: v for k, v in columns.items() if k in LOAD_COLUMNS}
