@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 
 from workbench import CLIPScorer, GenerationConfig, ModelEvaluator, load_prompts
-from workbench.run_folder import TIMING_COLUMNS
+from workbench.row import TIMING_COLUMNS
 
 RESULTS = Path(__file__).parent / "results" / "evaluator_sharding.json"
 MODELS = ["toyworld/sd-small", "toyworld/sd-base"]

@@ -200,7 +200,8 @@ def test_a_check_needs_the_whole_interval_past_its_threshold():
 
 
 def test_a_version_1_run_reads_in_the_current_form(runs):
-    from workbench.run_folder import ADDED_COLUMNS, COMPARISON_COLUMNS, read_comparisons, read_results, read_summary
+    from workbench.row import ADDED_COLUMNS
+    from workbench.run_folder import COMPARISON_COLUMNS, read_comparisons, read_results, read_summary
 
     old, new = runs / "study" / "20260101-100000-aaaaaa", runs / "study" / "20260102-100000-bbbbbb"
     results = read_results(old)

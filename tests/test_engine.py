@@ -23,7 +23,7 @@ from workbench.generation import generate
 from workbench.metrics import CLIPScorer
 from workbench.models import load
 from workbench.plan import Plan
-from workbench.run_folder import SCHEMA_VERSION, TIMING_COLUMNS
+from workbench.row import SCHEMA_VERSION, TIMING_COLUMNS
 
 MODELS = ["toyworld/sd-small", "toyworld/sd-base"]
 PROMPTS = [

@@ -7,7 +7,8 @@ from workbench.config import GenerationConfig
 from workbench.evaluation import ModelEvaluator
 from workbench.generation import read_settings
 from workbench.metrics import CLIPScorer
-from workbench.run_folder import ResultStore, Row, RunFolder
+from workbench.row import Row
+from workbench.run_folder import ResultStore, RunFolder
 
 FAST = GenerationConfig(steps=2, batch_size=2)
 PROMPTS = ["a red circle in the centre, on a white background", "a sketch of a blue square", "a green cross"]

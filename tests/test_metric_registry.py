@@ -20,7 +20,7 @@ from workbench.metrics.composition import CompositionScorer
 from workbench.metrics.preference import PickScorer
 from workbench.metrics.reference import folder_images, ground_truth_image
 from workbench.metrics.sets import set_metrics_by_model
-from workbench.run_folder import SCHEMA_VERSION
+from workbench.row import SCHEMA_VERSION
 from workbench.toyworld import scenes
 from workbench.toyworld.judge import judge_image
 

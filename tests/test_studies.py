@@ -7,7 +7,7 @@ import pytest
 
 from workbench.cli import main
 from workbench.errors import ConfigError, NotebookRunError
-from workbench.run_folder import SCHEMA_VERSION
+from workbench.row import SCHEMA_VERSION
 from workbench.studies import check_parameters, run_study
 
 EVALUATION = Path(__file__).parent.parent / "notebooks" / "01_model_evaluation.ipynb"

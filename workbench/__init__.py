@@ -95,8 +95,8 @@ if TYPE_CHECKING:
     from workbench.routing import model_targets as model_targets
     from workbench.routing import routing_latency as routing_latency
     from workbench.routing import score_routing as score_routing
+    from workbench.row import Row as Row
     from workbench.run_folder import ResultStore as ResultStore
-    from workbench.run_folder import Row as Row
     from workbench.run_folder import RunFolder as RunFolder
     from workbench.run_folder import read_summary as read_summary
     from workbench.run_folder import save_study_results as save_study_results
@@ -183,7 +183,7 @@ _EXPORTS: dict[str, str] = {
     "routing_latency": "routing",
     "score_routing": "routing",
     "ResultStore": "run_folder",
-    "Row": "run_folder",
+    "Row": "row",
     "RunFolder": "run_folder",
     "read_summary": "run_folder",
     "save_study_results": "run_folder",

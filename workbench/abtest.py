@@ -34,7 +34,8 @@ from workbench.metrics.provenance import metric_provenance
 from workbench.metrics.registry import scorer_options
 from workbench.models import default_cache
 from workbench.plan import resolve, target_label
-from workbench.run_folder import RunFolder, settings_hash
+from workbench.row import settings_hash
+from workbench.run_folder import RunFolder
 from workbench.stats import compare_groups, mean_over_prompts, verdict
 
 __all__ = ["ABTestResult", "PromptABTester", "arms_verdict", "compare_arms"]

@@ -26,7 +26,8 @@ from workbench.mag_cache import mag_ratios_for
 from workbench.metrics import MetricOptions, fidelity, image_scorers, set_metric_names
 from workbench.models import denoiser, denoiser_slot, separate_guidance_calls
 from workbench.plan import Plan
-from workbench.run_folder import RunFolder, settings_hash
+from workbench.row import settings_hash
+from workbench.run_folder import RunFolder
 from workbench.stats import mean_ci
 
 __all__ = [

@@ -38,7 +38,7 @@ from workbench.models import PipelineCache, default_cache, pick_device
 from workbench.plan import Plan, run_plan
 from workbench.progress import reported
 from workbench.records import GenerationRecord
-from workbench.run_folder import Row, check_context
+from workbench.row import Row, check_context
 from workbench.system_load import device_name, measure_load
 
 __all__ = [

@@ -43,7 +43,8 @@ from workbench.metrics.provenance import metric_provenance
 from workbench.metrics.registry import BUILT_IN, rebuildable, scorer_options
 from workbench.metrics.sets import set_metrics_by_model
 from workbench.plan import ROUTED, resolve, target_label
-from workbench.run_folder import ROW_KEY, Row, RunFolder, settings_hash
+from workbench.row import ROW_KEY, Row, settings_hash
+from workbench.run_folder import RunFolder
 
 __all__ = ["ModelEvaluator", "prompt_frame"]
 
