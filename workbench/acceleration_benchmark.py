@@ -210,8 +210,7 @@ def benchmark_acceleration(
     model_id = as_backend(pipe).workbench_model_id
     units = [
         Unit(model_id, f"p{index:03d}", prompt, "", seed,
-             Plan(model_id, settings, pipe, acceleration if acceleration.changes() else None), label,
-             columns={"variant": label})
+             Plan(model_id, settings, pipe, acceleration if acceleration.changes() else None), label)
         for label, (acceleration, settings) in variants.items()
         for index, prompt in enumerate(prompts)
         for seed in seeds

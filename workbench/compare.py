@@ -38,7 +38,7 @@ from workbench.stats import holm, paired_statistics, ratio_of_medians
 __all__ = ["LATENCY", "Check", "ComparedRun", "Comparison", "compare_runs", "find_run"]
 
 LOWER_IS_BETTER = {"peak_mem_mb", LATENCY, *(name for name, entry in METRICS.items() if not entry.higher_is_better)}
-UNIT = ["model_id", "prompt_id", "seed"]
+UNIT = ["model_id", "variant", "prompt_id", "seed"]  # an image both runs made (variant: an A/B arm, a toggle)
 # Columns that make an image what it is: where two runs differ in them, the report says so.
 SETTING_COLUMNS = [*GenerationConfig.__dataclass_fields__, "scheduler_class", "dtype", "device", "acceleration"]
 

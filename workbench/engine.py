@@ -185,6 +185,7 @@ class BatchRunner:
                 Row.failed(
                     error, target=u.label, run_id=self.spec.run_id, prompt_id=u.prompt_id, prompt=u.prompt,
                     category=u.category, seed=u.seed, settings_hash=self.spec.settings_hash, config=u.plan.config,
+                    variant=u.variant,
                     **_extra_columns(batch_columns, {"worker": self.worker}, u.plan.context, u.columns),
                 )
                 for u in units
@@ -203,7 +204,7 @@ class BatchRunner:
         rows = [
             Row.made(
                 record, target=unit.label, run_id=self.spec.run_id, prompt_id=unit.prompt_id,
-                category=unit.category, settings_hash=self.spec.settings_hash,
+                category=unit.category, settings_hash=self.spec.settings_hash, variant=unit.variant,
                 scores={column: values[i] for column, values in scores.items()},
                 **_extra_columns(
                     batch_columns, {"batch_started": started, "worker": self.worker}, load.values, unit.columns

@@ -173,7 +173,7 @@ class ModelEvaluator:
         units = []
         for target, label in zip(self.models, self.labels, strict=True):
             for prompt in self.prompts.itertuples():
-                seeds = [s for s in self.seeds if (label, prompt.prompt_id, s, settings) not in done]
+                seeds = [s for s in self.seeds if (label, "", prompt.prompt_id, s, settings) not in done]
                 if seeds:
                     plan = resolve(target, prompt.prompt, self.config)
                     units += [Unit(label, prompt.prompt_id, prompt.prompt, prompt.category, s, plan) for s in seeds]
@@ -219,7 +219,7 @@ class ModelEvaluator:
         latest = {tuple(row.get(k) for k in ROW_KEY): row for row in self.folder.latest()}
         stale = [
             row
-            for (model, prompt_id, seed, settings), row in latest.items()
+            for (model, _variant, prompt_id, seed, settings), row in latest.items()
             if model in self.labels and prompt_id in prompts and seed in self.seeds
             and settings == self.spec.settings_hash
             and row.get("status") == "ok" and not wanted <= row.keys()

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import pandas as pd
+
 from workbench.config import GenerationConfig
 from workbench.errors import ConfigError
 from workbench.records import GenerationRecord
@@ -26,6 +28,7 @@ __all__ = [
     "Row",
     "check_context",
     "is_error",
+    "migrate_frame",
     "migrate_rows",
     "settings_hash",
 ]
@@ -38,9 +41,10 @@ __all__ = [
 # each metric is
 # 4: the settings' hash column is settings_hash (version 3's settings); every row has every Row column; rows
 # carry the run id of the run folder's manifest; provenance.json says what produced each metric
-SCHEMA_VERSION = 4
+# 5: rows have a variant (an A/B arm, an acceleration variant; "" in a model evaluation), part of ROW_KEY
+SCHEMA_VERSION = 5
 
-ROW_KEY = ("model_id", "prompt_id", "seed", "settings_hash")  # what makes a row unique within a run
+ROW_KEY = ("model_id", "variant", "prompt_id", "seed", "settings_hash")  # what makes a row unique within a run
 # What differs between two runs of the same units on the same batches: which run, when and how fast they ran,
 # and where.
 TIMING_COLUMNS = ("run_id", "latency_s", "peak_mem_mb", "batch_started", "worker", *LOAD_COLUMNS)
@@ -56,6 +60,7 @@ ADDED_COLUMNS: dict[int, dict[str, Any]] = {
         "device_name": None,  # the hardware it ran on ("NVIDIA H200", "cpu"): what its cost is priced as
         **dict.fromkeys(LOAD_COLUMNS, float("nan")),  # the machine's load meanwhile (system_load)
     },
+    5: {"variant": ""},  # the A/B arm or acceleration variant that made the image (rows of one run apart)
 }
 
 
@@ -84,6 +89,7 @@ class Row:
     settings_hash: str  # settings_hash() of the settings the study asked for
     config: GenerationConfig
     status: str  # ok | nan | black | error: ...
+    variant: str = ""  # the A/B arm or acceleration variant that made it ("" in a model evaluation)
     routed_model_id: str | None = None
     scheduler_class: str | None = None
     device: str | None = None
@@ -112,7 +118,7 @@ class Row:
     @classmethod
     def made(
         cls, record: GenerationRecord, *, target: str, run_id: str, prompt_id: str, category: str,
-        settings_hash: str, scores: Mapping[str, Any] | None = None, **columns: Any,
+        settings_hash: str, variant: str = "", scores: Mapping[str, Any] | None = None, **columns: Any,
     ) -> Row:  # fmt: skip
         """The row of an image ``record`` made; ``columns``: the batch's and load columns, extra context."""
         fixed, context = _split(columns)
@@ -120,7 +126,7 @@ class Row:
         return cls(
             run_id=run_id, model_id=target, prompt_id=prompt_id, prompt=record.prompt, category=category,
             seed=record.seed, settings_hash=settings_hash, config=record.config, status=record.status,
-            routed_model_id=record.model_id if record.model_id != target else None,
+            variant=variant, routed_model_id=record.model_id if record.model_id != target else None,
             scheduler_class=record.scheduler_class, device=record.device, dtype=record.dtype,
             acceleration=record.acceleration.label() if record.acceleration else "baseline",
             batch=json.dumps([list(job) for job in record.batch]) if record.batch else None,
@@ -133,14 +139,14 @@ class Row:
     @classmethod
     def failed(
         cls, error: BaseException, *, target: str, run_id: str, prompt_id: str, prompt: str, category: str,
-        seed: int, settings_hash: str, config: GenerationConfig, **columns: Any,
+        seed: int, settings_hash: str, config: GenerationConfig, variant: str = "", **columns: Any,
     ) -> Row:  # fmt: skip
         """The row of an image that failed: its keys and settings, and the error as its status."""
         fixed, context = _split(columns)
         return cls(
             run_id=run_id, model_id=target, prompt_id=prompt_id, prompt=prompt, category=category, seed=seed,
             settings_hash=settings_hash, config=config, status=f"error: {type(error).__name__}: {error}",
-            context=context, **fixed,
+            variant=variant, context=context, **fixed,
         )  # fmt: skip
 
     def with_scores(self, scores: Mapping[str, Any]) -> Row:
@@ -149,8 +155,8 @@ class Row:
     def to_dict(self) -> dict[str, Any]:
         """The stored row: one flat, JSON-ready dict."""
         fixed = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in _GROUPS}
-        head = {k: fixed.pop(k) for k in ("schema_version", "run_id", "model_id", "routed_model_id", "prompt",
-                                          "prompt_id", "category", "seed", "settings_hash")}  # fmt: skip
+        head = {k: fixed.pop(k) for k in ("schema_version", "run_id", "model_id", "variant", "routed_model_id",
+                                          "prompt", "prompt_id", "category", "seed", "settings_hash")}  # fmt: skip
         image_path = fixed.pop("image_path")
         load = {column: self.load.get(column) for column in LOAD_COLUMNS}
         return {**head, **self.config.to_dict(), **self.context, **fixed, **load, **self.scores,
@@ -216,3 +222,16 @@ def migrate_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             for column, missing in added.items():
                 row.setdefault(column, missing)
     return rows
+
+
+def migrate_frame(results: pd.DataFrame) -> pd.DataFrame:
+    """A table of stored rows (an exported results.parquet) in the current form, as ``migrate_rows``."""
+    version = results["schema_version"] if "schema_version" in results else pd.Series(1, index=results.index)
+    results["schema_version"] = version.fillna(1).astype(int)
+    if "settings_hash" not in results and "settings" in results and results["settings"].map(type).eq(str).all():
+        results = results.rename(columns={"settings": "settings_hash"})
+    for added in ADDED_COLUMNS.values():
+        for column, missing in added.items():
+            if column not in results:
+                results[column] = missing
+    return results

@@ -34,11 +34,11 @@ from workbench.errors import ConfigError
 from workbench.generation import save_image
 from workbench.records import GenerationRecord
 from workbench.row import (
-    ADDED_COLUMNS,
     ROW_KEY,
     SCHEMA_VERSION,
     Row,
     is_error,
+    migrate_frame,
     migrate_rows,
 )
 
@@ -220,7 +220,8 @@ class ResultStore:
         return self._folder.rows()
 
     def done(self) -> set[tuple]:
-        return self._folder.done()
+        """The (model_id, prompt_id, seed, settings hash) of the images made (without a run's variant)."""
+        return {(model, prompt_id, seed, settings) for model, _, prompt_id, seed, settings in self._folder.done()}
 
     def append(self, rows: Sequence[dict[str, Any]]) -> None:
         self._folder._append(list(rows))
@@ -261,16 +262,7 @@ def read_summary(path: str | Path) -> dict[str, Any]:
 
 def read_results(path: str | Path) -> pd.DataFrame:
     """results.parquet (a run folder or the file) in the current form (``migrate_rows``)."""
-    results = pd.read_parquet(_file(path, RunFolder.EXPORT))
-    version = results["schema_version"] if "schema_version" in results else pd.Series(1, index=results.index)
-    results["schema_version"] = version.fillna(1).astype(int)
-    if "settings_hash" not in results and "settings" in results and results["settings"].map(type).eq(str).all():
-        results = results.rename(columns={"settings": "settings_hash"})
-    for added in ADDED_COLUMNS.values():
-        for column, missing in added.items():
-            if column not in results:
-                results[column] = missing
-    return results
+    return migrate_frame(pd.read_parquet(_file(path, RunFolder.EXPORT)))
 
 
 def read_comparisons(path: str | Path) -> pd.DataFrame:
