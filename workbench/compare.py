@@ -32,7 +32,7 @@ from workbench.errors import ConfigError
 from workbench.latency import batch_latencies
 from workbench.metrics import METRICS
 from workbench.metrics.provenance import PAIRED_IGNORES, differences
-from workbench.run_folder import RunFolder, read_manifest
+from workbench.run_folder import RunFolder
 from workbench.stats import holm, paired_statistics, ratio_of_medians
 
 __all__ = ["LATENCY", "Check", "ComparedRun", "Comparison", "compare_runs", "find_run"]
@@ -48,8 +48,9 @@ def find_run(name: str | Path, output_root: str | Path = "outputs") -> ComparedR
     there when it is neither."""
     root = Path(output_root)
     for folder in (Path(name), root / str(name)):
-        if (folder / "results.parquet").is_file() or (folder / "manifest.json").is_file():
-            manifest = read_manifest(folder) if (folder / "manifest.json").is_file() else {}
+        run = RunFolder(folder)
+        if run.is_run():
+            manifest = run.manifest() if (folder / RunFolder.MANIFEST).is_file() else {}
             study, run_id = manifest.get("study"), manifest.get("run_id")
             return ComparedRun(folder, f"{study}/{run_id}" if study and run_id else str(folder), manifest)
     runs = sorted(f"{p.parent.parent.name}/{p.parent.name}" for p in root.glob("*/*/manifest.json"))

@@ -182,9 +182,7 @@ class ModelEvaluator:
     def run(self, progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
         """Make and store what is missing (images; per-image metrics asked for after their images were made),
         export the run's rows (results.parquet), then return this evaluation's rows (``results()``)."""
-        self.folder.write_provenance(
-            metric_provenance(self.metrics, self.metric_options, self.prompts, images_per_prompt=len(self.seeds))
-        )
+        self.folder.write_provenance(self._provenance())
         units = self.units()
         stored = self.folder.results()
         numbered = {  # a resumed run numbers its batches and rounds on from the stored ones
@@ -206,8 +204,12 @@ class ModelEvaluator:
             runner=self.runner if self.pool == "local" and self.workers == 1 else None, threads=self.threads,
         )  # fmt: skip
         self._score_stored()
+        self.folder.write_provenance(self._provenance())  # again: a checkpoint fetched while scoring has a hash now
         self.folder.finish()
         return self.results()
+
+    def _provenance(self) -> dict[str, dict[str, Any]]:
+        return metric_provenance(self.metrics, self.metric_options, self.prompts, images_per_prompt=len(self.seeds))
 
     def _score_stored(self, chunk: int = 32) -> None:
         """Score, from their PNGs, the stored images that lack a per-image metric asked for now (made before it

@@ -118,7 +118,7 @@ def run_ladder(
         config = GenerationConfig(steps=steps, guidance=guidance, batch_size=batch_size)
         evaluator = ModelEvaluator(
             prompts, models, seeds, config, output_dir=output_dir, metrics=image_metrics,
-            metric_options=metric_options, device=device, run_id="validity", warmup=False,
+            metric_options=metric_options, device=device, warmup=False,
         )  # fmt: skip
         rows = evaluator.run()
         rows["rung"] = [Rung(m, steps, guidance).label for m in rows["model_id"]]

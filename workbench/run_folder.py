@@ -65,7 +65,8 @@ COMPARISON_COLUMNS = [
 class RunFolder:
     """The folder of one run (see the module docstring): the only code that writes its files.
 
-    ``run_id``: given, else the run id of the folder's manifest (a study run), else the folder's name.
+    ``run_id``: the run id of the folder's manifest (a study run: rows, manifest and index share it), else the
+    one given, else the folder's name.
     Rows are appended by one writer (the process that owns the run), each batch's images first, so a stored
     row always has its PNG."""
 
@@ -76,7 +77,7 @@ class RunFolder:
         self.path = Path(path)
         manifest = self.path / self.MANIFEST
         recorded = read_manifest(manifest).get("run_id") if manifest.is_file() else None
-        self.run_id = str(run_id or recorded or self.path.resolve().name)
+        self.run_id = str(recorded or run_id or self.path.resolve().name)
 
     # --- writing ------------------------------------------------------------------------------------
 

@@ -2,7 +2,7 @@
 the same checkpoint, and changed weights under the same id are not.
 
 A file's hash costs little: a file in the Hugging Face cache is named by it (the blob's name: the sha256 of a
-large file), and a local file's sha256 is computed once and kept by path, size and modification time under
+large file), and a local file's sha256 is computed once and kept by path, inode, size and modification time under
 ``cache_root()/file-hashes.json``.
 """
 
@@ -19,7 +19,7 @@ __all__ = ["checkpoint_files", "checkpoint_hash", "file_hash"]
 
 TOYWORLD_WEIGHTS = Path(__file__).parent / "toyworld" / "weights"
 _SKIPPED = {".md", ".lock", ".partial"}  # model cards and download leftovers are not the checkpoint
-_memo: dict[str, tuple[int, int, str]] = {}
+_memo: dict[str, tuple[int, int, int, str]] = {}
 
 
 def checkpoint_files(checkpoint: str) -> Path | None:
@@ -58,21 +58,21 @@ def _counts(path: Path, root: Path) -> bool:
 
 
 def file_hash(path: Path) -> str:
-    """A file's content hash: the blob name of a file in the Hugging Face cache (its sha256 for large files,
-    git's blob id for small ones), else its sha256, kept by path, size and modification time."""
+    """A file's sha256: for a large file in the Hugging Face cache its blob's name (a small file's blob is named
+    by git's SHA-1, so it is hashed); else computed once and kept by path, inode, size and modification time."""
     real = Path(os.path.realpath(path))
-    if real != path.absolute() and real.parent.name == "blobs":
+    if real != path.absolute() and real.parent.name == "blobs" and len(real.name) == 64:
         return real.name
     stat = real.stat()
-    key = str(real)
+    key, seen = str(real), [stat.st_ino, stat.st_size, stat.st_mtime_ns]
     cached = _memo.get(key) or _disk_cache().get(key)
-    if cached and tuple(cached[:2]) == (stat.st_size, stat.st_mtime_ns):
-        return cached[2]
+    if cached and list(cached[:3]) == seen:
+        return cached[3]
     sha = hashlib.sha256()
     with open(real, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             sha.update(block)
-    _memo[key] = (stat.st_size, stat.st_mtime_ns, sha.hexdigest())
+    _memo[key] = (*seen, sha.hexdigest())
     _save_disk_cache(key, _memo[key])
     return sha.hexdigest()
 
@@ -85,7 +85,7 @@ def _disk_cache() -> dict[str, list]:
         return {}
 
 
-def _save_disk_cache(key: str, entry: tuple[int, int, str]) -> None:
+def _save_disk_cache(key: str, entry: tuple[int, int, int, str]) -> None:
     """Add one entry; a cache that cannot be written only costs a hash next time."""
     file = cache_root() / "file-hashes.json"
     try:
