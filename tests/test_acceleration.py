@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -199,7 +201,7 @@ def test_the_acceleration_notebook_runs_headlessly_into_a_report(tmp_path):
 
     import pandas as pd
 
-    from workbench.run_folder import read_summary
+    from workbench.run_folder import RunFolder, read_summary
     from workbench.studies import run_study
 
     notebook = Path(__file__).parent.parent / "notebooks" / "05_acceleration.ipynb"
@@ -219,3 +221,7 @@ def test_the_acceleration_notebook_runs_headlessly_into_a_report(tmp_path):
     assert table.loc[table["config"] == "steps=2", "changed"].all()
     assert table["composition_all"].between(0, 1).all() and table["speedup_denoiser"].gt(0).all()
     assert run.report.read_text().count("data:image/png;base64") >= 4  # the Pareto plots and the images
+    rows = RunFolder(run.folder).results()  # every variant's images and rows, stored through the run folder
+    assert set(rows["variant"]) == set(table["config"]) and rows["image_path"].notna().all()
+    assert len(rows) == len(table) * 2 and set(rows["run_id"]) == {run.folder.name}
+    assert {"clip_score", "composition"} <= set(json.loads((run.folder / "provenance.json").read_text()))

@@ -24,6 +24,8 @@ from workbench.errors import ConfigError
 from workbench.generation import as_backend
 from workbench.mag_cache import mag_ratios_for
 from workbench.metrics import MetricOptions, fidelity, image_scorers, set_metric_names
+from workbench.metrics.provenance import metric_provenance
+from workbench.metrics.registry import scorer_options
 from workbench.models import denoiser, denoiser_slot, separate_guidance_calls
 from workbench.plan import Plan
 from workbench.row import settings_hash
@@ -208,11 +210,12 @@ def benchmark_acceleration(
     labels = list(variants)
     prompts, seeds = list(prompts), list(seeds)
     model_id = as_backend(pipe).workbench_model_id
+    prompt_ids = [f"p{index:03d}" for index in range(len(prompts))]
     units = [
-        Unit(model_id, f"p{index:03d}", prompt, "", seed,
+        Unit(model_id, prompt_id, prompt, "", seed,
              Plan(model_id, settings, pipe, acceleration if acceleration.changes() else None), label)
         for label, (acceleration, settings) in variants.items()
-        for index, prompt in enumerate(prompts)
+        for prompt_id, prompt in zip(prompt_ids, prompts, strict=True)
         for seed in seeds
     ]  # fmt: skip
     scorers = image_scorers(metrics, metric_options, given=[scorer] if scorer is not None else [])
@@ -226,6 +229,11 @@ def benchmark_acceleration(
         denoiser_s[batch.batch_id] = clock.seconds
 
     folder = RunFolder(output_dir) if output_dir is not None else None
+    if folder is not None:
+        given = [scorer] if scorer is not None else []
+        options = scorer_options(metric_options or MetricOptions(), given)
+        prompt_table = pd.DataFrame({"prompt_id": prompt_ids, "prompt": prompts})
+        folder.write_provenance(metric_provenance(names, options, prompt_table, images_per_prompt=len(seeds)))
     spec = RunnerSpec(folder.run_id if folder else "acceleration", settings_hash(config))
     runner = BatchRunner(spec, scorers=scorers, timed=denoiser_clock)
     made, timings, warmups, failed, passes = {}, [], {}, [], []  # passes: the rounds of timing, so far
