@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import warnings
 from typing import TYPE_CHECKING
 
+from workbench.deprecation import renamed
 from workbench.resources import package_version
 
 # For type checkers and editors, a line per name of _EXPORTS ("import X as X" marks a re-export: type checkers
@@ -209,7 +209,7 @@ def __getattr__(name: str):
     workbench`` imported them all (``workbench.evaluation``)."""
     if name in _DEPRECATED:
         new = _DEPRECATED[name]
-        warnings.warn(f"workbench.{name} is deprecated; use workbench.{new}", DeprecationWarning, stacklevel=2)
+        renamed(f"workbench.{name}", f"workbench.{new}")
         return globals()[new] if new in globals() else __getattr__(new)
     if name in _EXPORTS:
         module = importlib.import_module(f"workbench.{_EXPORTS[name] or name}")

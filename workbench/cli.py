@@ -26,7 +26,8 @@ Prints a one-screen summary and writes an HTML report with the images embedded. 
 between the runs, a model in one run only and failed images are named in both.
 
 exit status: 0 no regression; 1 a --fail-if threshold is crossed (each is printed); 2 an error (a run that
-is not there, a --fail-if metric the comparison does not have, no shared units).
+is not there, a --fail-if metric the comparison does not have, no shared units, a metric the two runs measured
+differently: another version, checkpoint, preprocessing or reference; --allow-mismatch compares it anyway).
 
 example:
   workbench compare 01_model_evaluation/20260101-120000-ab12cd path/to/other/run \\

@@ -42,6 +42,7 @@ from workbench.row import Row, check_context
 from workbench.system_load import device_name, measure_load
 
 __all__ = [
+    "BATCH_WARMUP_STEPS",
     "WORKER_POOLS",
     "Batch",
     "BatchResult",

@@ -15,7 +15,7 @@ def connect(address: str | None = None, *, num_cpus: int | None = None):
     try:
         import ray
     except ImportError:
-        raise ConfigError("the Ray backend needs Ray: pip install 't2i-workbench[ray]'") from None
+        raise ConfigError("running on Ray needs Ray: pip install 't2i-workbench[ray]'") from None
     if not ray.is_initialized():
         address = address or os.environ.get("RAY_ADDRESS")
         options = {"address": address} if address else {"num_cpus": num_cpus, "include_dashboard": False}

@@ -23,13 +23,13 @@ import hashlib
 import json
 import os
 import time
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from workbench.deprecation import renamed
 from workbench.errors import ConfigError
 from workbench.generation import save_image
 from workbench.records import GenerationRecord
@@ -212,7 +212,7 @@ class ResultStore:
     """Deprecated: a ``RunFolder`` owns a run's rows (``RunFolder.rows``, ``add``, ``done``, ``results``)."""
 
     def __init__(self, path: str | Path):
-        warnings.warn("ResultStore is deprecated: use workbench.RunFolder", DeprecationWarning, stacklevel=2)
+        renamed("workbench.ResultStore", "workbench.RunFolder")
         self.path = Path(path)
         self._folder = RunFolder(self.path.parent, run_id="run")
         self._folder.RESULTS = self.path.name

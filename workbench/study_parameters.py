@@ -150,7 +150,7 @@ def current_parameters(notebook: str | Path, parameters: dict[str, Any]) -> dict
 
 def check_parameters(notebook: str | Path, parameters: dict[str, Any]) -> None:
     """Refuse unknown names, and values the parameter's type does not admit, naming them. The type is the
-    annotation's (``device: str | None = None`` takes None or a string; ``worker_backend: Literal["local",
+    annotation's (``device: str | None = None`` takes None or a string; ``worker_pool: Literal["local",
     "ray"] = "local"`` one of those two; ``classifiers: list[Literal["keyword", "embedding"]]`` a list of
     them), else the default value's."""
     known = notebook_parameters(notebook)

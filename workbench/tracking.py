@@ -5,10 +5,12 @@ run id:
 
 - parameters: the study's parameters (``output_dir`` aside: it is the run folder, a tag), non-scalars as JSON,
   values cut to MLflow's length limit;
-- metrics: every number of every summary row, as ``<model_id>/<key>`` (or the row's arm or config), names
-  cleaned to the characters MLflow allows; and the run's ``images`` and ``seconds``;
-- tags: study, run_id, status, git_commit, workbench_version, device and run_folder, where known;
-- artifacts: report.html, summary.json, comparisons.json, manifest.json and results.parquet, those present.
+- metrics: every number of every summary row, as ``<label>/<key>`` (the row's label as the run index shows it:
+  the study's headline), names cleaned to the characters MLflow allows; and the run's ``images`` and ``seconds``;
+- tags: study, workbench_run_id (MLflow's run id is its own), status, git_commit, workbench_version, device and
+  run_folder, where known;
+- artifacts: report.html, summary.json, comparisons.json, manifest.json, results.parquet and provenance.json,
+  those present.
 
 The MLflow run ends FINISHED for a study run that succeeded, FAILED for one that failed, KILLED for one that
 never finished. Without a tracking URI, MLflow's own default applies: ``MLFLOW_TRACKING_URI``, else (MLflow 3.7
@@ -31,7 +33,7 @@ from workbench.run_index import run_headline
 
 __all__ = ["ARTIFACTS", "log_study_run"]
 
-ARTIFACTS = ["report.html", "summary.json", "comparisons.json", "manifest.json", "results.parquet"]
+ARTIFACTS = ["report.html", "summary.json", "comparisons.json", "manifest.json", "results.parquet", "provenance.json"]
 
 _STATUS = {"ok": "FINISHED", "failed": "FAILED"}  # anything else ("running": the run died) is KILLED
 _NAME_LIMIT, _PARAM_LIMIT, _TAG_LIMIT = 250, 6000, 8000  # MLflow's limits on names, parameter and tag values
