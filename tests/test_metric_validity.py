@@ -88,3 +88,8 @@ def test_the_validity_notebook_runs_headlessly_and_writes_its_tables(tmp_path):
     report = run.report.read_text()
     assert "How far each metric agrees with the truth" in report and "kendall_tau" in report
     assert run.manifest["status"] == "ok" and run.manifest["images"] == 48
+    provenance = json.loads((run.folder / "provenance.json").read_text())  # every metric, per-set ones too
+    assert {"clip_score", "pickscore", "fid", "kid", "cmmd"} <= set(provenance)
+    assert provenance["fid"]["reference"] and provenance["cmmd"]["weights"]
+    rows = wb.RunFolder(run.folder).results()
+    assert set(rows["run_id"]) == {run.folder.name}  # one run id in rows and manifest

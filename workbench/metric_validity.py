@@ -40,6 +40,7 @@ from workbench.config import GenerationConfig
 from workbench.errors import ConfigError
 from workbench.evaluation import ModelEvaluator
 from workbench.metrics import METRICS, MetricOptions, image_metric_names, set_metric_names
+from workbench.metrics.provenance import metric_provenance
 from workbench.metrics.sets import feature_extractor, features_of, row_features, set_metric_value
 from workbench.toyworld import scenes
 
@@ -125,6 +126,9 @@ def run_ladder(
         frames.append(rows)
         if progress is not None:
             progress(index + 1, len(settings))
+    per_set = metric_provenance(set_metric_names(metrics), evaluator.metric_options, evaluator.prompts,
+                                images_per_prompt=len(seeds))  # fmt: skip
+    evaluator.folder.write_provenance(per_set)  # measured later, on these rows' images
     rows = pd.concat(frames, ignore_index=True)
     failed = rows[rows["status"] != "ok"]
     if len(failed):
