@@ -119,7 +119,7 @@ def test_ab_report_shows_the_verdict_figures_and_grids_in_order():
     assert [p.data for p in parts if isinstance(p, Pretty)] == ["B beats A", "prompt p0", "prompt p1"]
     (figure,) = [p for p in parts if isinstance(p, Figure)]
     assert [ax.get_title() for ax in figure.axes] == [
-        "clip_score per arm, mean and 95% CI",
+        f"clip_score per arm: mean, {describe_interval()}",  # the interval the comparisons use
         "Paired: each line is one prompt",
     ]
     grids = [p for p in parts if isinstance(p, Image.Image)]

@@ -16,10 +16,12 @@ def _per_prompt(result) -> pd.DataFrame:
 
 
 def ab_distributions(result, ax=None):
-    """Per arm: each prompt's score on the test's metric (seeds averaged) as dots, the mean with its 95%
-    bootstrap CI."""
+    """Per arm: each prompt's score on the test's metric (seeds averaged) as dots, the mean with the interval
+    the comparisons use (``stats.mean_ci``)."""
     import matplotlib.pyplot as plt
     import seaborn as sns
+
+    from workbench.stats import describe_interval, mean_ci
 
     per_prompt = _per_prompt(result)
     if ax is None:
@@ -29,14 +31,14 @@ def ab_distributions(result, ax=None):
         data=per_prompt,
         x="arm",
         y=result.metric,
-        errorbar=("ci", 95),
+        errorbar=lambda values: mean_ci(values),
         color="black",
         linestyle="none",
         capsize=0.2,
         ax=ax,
     )
     ax.set(xlabel="arm", ylabel=f"{result.metric} (per prompt, seeds averaged)",
-           title=f"{result.metric} per arm, mean and 95% CI")  # fmt: skip
+           title=f"{result.metric} per arm: mean, {describe_interval()}")  # fmt: skip
     return ax
 
 
