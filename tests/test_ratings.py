@@ -1,0 +1,197 @@
+"""Rating tasks made from a run, shown blind; votes stored once each; strengths, ranks and raters from them."""
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from workbench.config import GenerationConfig
+from workbench.errors import ConfigError
+from workbench.evaluation import ModelEvaluator
+from workbench.ratings import RatingTask, VoteStore, analyze_ratings, rating_task
+from workbench.ratings.analysis import pairwise_outcomes, rater_table, strength_table
+from workbench.ratings.davidson import fit_davidson
+
+MODELS = ["toyworld/sd-small", "toyworld/sd-base"]
+PROMPTS = [
+    "a red circle in the centre, on a white background",
+    "a blue square on the left, on a grey background",
+    "a green triangle at the top, on a black background",
+    "a small yellow circle on the right, on a white background",
+    "a large red square at the bottom, on a grey background",
+    "a blue triangle in the centre, on a white background",
+]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("run")
+    ModelEvaluator(PROMPTS, MODELS, [0, 1], GenerationConfig(steps=2, batch_size=6), output_dir=folder).run()
+    return folder
+
+
+@pytest.fixture
+def task(run, tmp_path):
+    return rating_task(run, "pairwise", output_root=tmp_path, gold_share=0.25, repeat_share=0.25, display_size=64)
+
+
+def test_a_pairwise_task_pairs_the_targets_on_each_prompt_and_seed_with_hidden_checks(task):
+    plain = [item for item in task.items.values() if item.check is None]
+    assert len(plain) == len(PROMPTS) * 2 and all(set(item.targets) == set(MODELS) for item in plain)
+    gold = [item for item in task.items.values() if item.check == "gold"]
+    repeats = [item for item in task.items.values() if item.check == "repeat"]
+    assert len(gold) == 3 and len(repeats) == round(0.25 * len(plain))
+    for item in gold:  # the right answer to the first question is the image made for this prompt
+        assert item.gold["alignment"] == item.images[0] and item.targets[0] == item.targets[1]
+    assert all(task.items[item.repeat_of].images == item.images for item in repeats)
+    assert task.manifest["targets"] == MODELS and len(task.manifest["runs"]) == 1
+
+
+def test_raters_see_nothing_that_names_a_model_run_setting_or_check(task, run):
+    run_id = task.manifest["runs"][0]["run_id"]
+    for view in task.order("ana"):
+        shown = json.dumps(view.to_dict())
+        assert not any(word in shown for word in [*MODELS, run_id, "toyworld", "gold", "repeat", "steps"])
+        for image_id in view.images:
+            with Image.open(task.image(image_id)) as image:
+                assert image.size == (64, 64) and not image.info and not getattr(image, "text", {})
+            assert image_id.isalnum() and len(image_id) == 20
+    with pytest.raises(ConfigError, match="no image"):
+        task.image("../manifest")
+
+
+def test_each_rater_has_an_order_of_their_own_repeats_apart_and_swapped(task):
+    ana, ben = task.order("ana"), task.order("ben")
+    assert [v.item_id for v in ana] == [v.item_id for v in task.order("ana")]  # the same for the same rater
+    assert [v.item_id for v in ana] != [v.item_id for v in ben]
+    assert sorted(v.item_id for v in ana) == sorted(task.items)
+    for views in (ana, ben):
+        position = {v.item_id: i for i, v in enumerate(views)}
+        for item in (i for i in task.items.values() if i.repeat_of):
+            original, repeat = views[position[item.repeat_of]], views[position[item.item_id]]
+            assert abs(position[item.item_id] - position[item.repeat_of]) > 1
+            assert repeat.images == original.images[::-1]
+        pairs = [(task.items[v.item_id].prompt_id, task.items[v.item_id].seed) for v in views]
+        assert all(a != b for a, b in itertools.pairwise(pairs))
+    assert RatingTask(task.path).order("ana") == ana  # reopened: the same
+
+
+def test_a_vote_is_stored_once_and_bad_votes_change_nothing(task):
+    store = VoteStore(task)
+    view = task.order("ana")[0]
+    _, new = store.add("ana", view.item_id, "alignment", "left", shown=view.images, vote_id="v1", decided_s=2.5)
+    again, new_again = store.add("ana", view.item_id, "alignment", "right", shown=view.images, vote_id="v1")
+    assert new and not new_again and again.answer == "left" and len(store.votes("ana")) == 1
+    for bad, message in [
+        ({"item_id": "i99999"}, "no item 'i99999'"),
+        ({"answer": "both"}, r"answer must be one of \['left', 'right', 'tie', 'skip'\]"),
+        ({"question": "beauty"}, "no question 'beauty'"),
+        ({"shown": ("x", "y")}, "shown must be the item's images"),
+        ({"rater": "../ana"}, "a rater's name is letters"),
+        ({"interface": "email"}, "interface must be one of"),
+    ]:
+        arguments = {"rater": "ana", "item_id": view.item_id, "question": "alignment", "answer": "tie",
+                     "shown": view.images} | bad  # fmt: skip
+        with pytest.raises(ConfigError, match=message):
+            store.add(**arguments)
+    assert [v.vote_id for v in store.votes()] == ["v1"]
+    store.undo("ana", "v1")
+    assert store.votes() == [] and (task.path / "votes" / "ana.jsonl").read_text().count("\n") == 2
+    with open(task.path / "votes" / "ana.jsonl", "a") as fh:
+        fh.write('{"vote_id": "cut sh')  # a crash mid-line: the votes before it stand, the next one is whole
+    store.add("ana", view.item_id, "quality", "tie", shown=view.images, vote_id="v2")
+    assert [v.vote_id for v in VoteStore(task).votes("ana")] == ["v2"]
+
+
+def test_davidson_recovers_known_strengths_and_refuses_a_graph_in_pieces():
+    rng = np.random.default_rng(0)
+    true, tie = np.array([0.8, 0.0, -0.8]), 0.5
+    wins, ties = np.zeros((3, 3)), np.zeros((3, 3))
+    for i in range(3):
+        for j in range(i + 1, 3):
+            a, b, t = np.exp(true[i]), np.exp(true[j]), tie * np.exp((true[i] + true[j]) / 2)
+            outcome = rng.choice(3, size=4000, p=[a, t, b] / (a + b + t))
+            wins[i, j], ties[i, j], wins[j, i] = (outcome == 0).sum(), (outcome == 1).sum(), (outcome == 2).sum()
+            ties[j, i] = ties[i, j]
+    fit = fit_davidson(["x", "y", "z"], wins, ties)
+    assert np.abs(fit.strengths - true).max() < 0.06 and abs(fit.tie - tie) < 0.06
+    apart = np.zeros((4, 4))
+    apart[0, 1] = apart[2, 3] = 3
+    with pytest.raises(ConfigError, match=r"groups that never met \[\['a', 'b'\], \['c', 'd'\]\]"):
+        fit_davidson(["a", "b", "c", "d"], apart, np.zeros((4, 4)))
+
+
+def _vote_all(task, rater, choose, rng):
+    """``rater`` answers every item: ``choose(item, shown, rng)`` gives "left", "right" or "tie"."""
+    store = VoteStore(task)
+    for view in task.order(rater):
+        item = task.items[view.item_id]
+        for question in task.questions:
+            store.add(rater, item.item_id, question.id, choose(item, view.images, rng), shown=view.images,
+                      interface="simulated")  # fmt: skip
+
+
+def _prefers(target):
+    def choose(item, shown, rng):
+        if item.check == "gold":
+            return "left" if shown[0] == item.gold["alignment"] else "right"
+        wanted = item.images[item.targets.index(target)]
+        return "left" if shown[0] == wanted else "right"
+
+    return choose
+
+
+def _random(item, shown, rng):
+    return str(rng.choice(["left", "right", "tie"]))
+
+
+def test_strengths_rank_the_preferred_target_first_and_a_careless_rater_is_flagged(task):
+    rng = np.random.default_rng(1)
+    for rater in ("ana", "ben", "cem"):
+        _vote_all(task, rater, _prefers("toyworld/sd-base"), rng)
+    _vote_all(task, "dan", _random, rng)
+    outcomes = pairwise_outcomes(task, "alignment")
+    assert len(outcomes) == 4 * len(PROMPTS) * 2  # checks left out of the fit
+    table, rates = strength_table(outcomes, task.manifest["targets"], draws=50)
+    assert table["target"].iloc[0] == "toyworld/sd-base" and list(table["rank"]) == [1, 2]
+    assert table["ci_low"].iloc[0] > table["ci_high"].iloc[1]
+    rate = rates.set_index(["target", "opponent"]).loc[("toyworld/sd-base", "toyworld/sd-small")]
+    assert 0.6 < rate["win_rate"] < 0.9 and rate["ci_low"] <= rate["win_rate"] <= rate["ci_high"]
+    raters = rater_table(task, "alignment").set_index("rater")
+    assert raters.loc[["ana", "ben", "cem"], "agreement"].eq(1.0).all() and not raters.loc["ana", "flagged"]
+    assert raters.loc["ana", "gold_accuracy"] == 1.0 and raters.loc["ana", "self_consistency"] == 1.0
+    assert raters.loc["dan", "flagged"]
+    human = analyze_ratings(task, draws=30)
+    assert json.loads((task.path / "human.json").read_text())["task_id"] == task.task_id
+    alignment = human["questions"]["alignment"]
+    assert alignment["strengths"][0]["target"] == "toyworld/sd-base" and "strengths_without_flagged" in alignment
+    assert alignment["alpha"]["raters"] == 4 and -1 <= alignment["alpha"]["alpha"] <= 1
+
+
+def test_bad_tasks_are_refused_naming_the_value(run, tmp_path):
+    with pytest.raises(ConfigError, match=r"kind must be one of \['pairwise', 'alignment', 'choices'\]"):
+        rating_task(run, "ranking", output_root=tmp_path)
+    with pytest.raises(ConfigError, match=r"unknown target\(s\) \['nobody'\]"):
+        rating_task(run, targets=["toyworld/sd-small", "nobody"], output_root=tmp_path)
+    with pytest.raises(ConfigError, match="needs two targets or more"):
+        rating_task(run, targets=["toyworld/sd-small"], output_root=tmp_path)
+    with pytest.raises(ConfigError, match="is not a run folder"):
+        rating_task(tmp_path / "nothing", output_root=tmp_path)
+    with pytest.raises(ConfigError, match="a choices task needs questions"):
+        rating_task(run, "choices", output_root=tmp_path)
+    assert not (tmp_path / "ratings").exists()
+
+
+def test_alignment_and_choices_tasks_show_one_image(run, tmp_path):
+    alignment = rating_task(run, "alignment", output_root=tmp_path, gold_share=0.2, repeat_share=0)
+    gold = [item for item in alignment.items.values() if item.check == "gold"]
+    assert gold and all(item.gold == {"alignment": "no"} for item in gold)
+    texts = {item.prompt_id: item.prompt for item in alignment.items.values() if item.check is None}
+    assert all(item.prompt != texts[item.prompt_id] for item in gold)  # shown with another prompt's text
+    choices = rating_task(run, "choices", questions={"Which shape is this?": ["circle", "square", "triangle"]},
+                          output_root=tmp_path)  # fmt: skip
+    views = choices.order("ana")
+    assert all(view.prompt is None and len(view.images) == 1 for view in views)
+    assert views[0].questions[0].answers == ("circle", "square", "triangle")

@@ -1,0 +1,222 @@
+"""What people's votes say: each target's strength with an interval, its rank and win rates; how far raters agree
+(and which of them to doubt); and how far each metric agrees with people.
+
+Strengths are Davidson's Bradley–Terry model with ties (``davidson``). Intervals are percentile intervals over
+``draws`` resamples of the prompts (a prompt's votes move together: the same images), with the raters resampled
+too when there are several. Two targets share a rank unless the interval of their difference excludes 0 after
+Holm's adjustment over the pairs of adjacent targets. Checks (gold items, repeats) are left out of the fit.
+
+Raters: Krippendorff's alpha (``krippendorff``) over every rater's votes on the same item and question, nominal,
+with pairwise votes oriented by target (never by side); each rater's agreement with the majority of the others
+(leave-one-out), gold accuracy and self-consistency on repeats. A rater below ``RATER_THRESHOLDS`` is flagged, and
+the strengths are given with and without the flagged raters; nobody is dropped silently.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from workbench.errors import ConfigError
+from workbench.ratings.davidson import fit_davidson
+from workbench.ratings.task import SKIP, RatingTask
+from workbench.ratings.votes import VoteStore
+from workbench.stats import holm
+
+__all__ = ["RATER_THRESHOLDS", "analyze_ratings", "pairwise_outcomes", "rater_table", "strength_table"]
+
+# A rater is flagged below any of these (a careless rater answering at random scores about 0.5, 0.5, 0.33).
+RATER_THRESHOLDS = {"agreement": 0.6, "gold_accuracy": 0.7, "self_consistency": 0.6}
+
+
+def pairwise_outcomes(task: RatingTask, question: str, *, checks: bool = False) -> pd.DataFrame:
+    """One row per pairwise vote on ``question`` (skips left out): the item, prompt, rater, the two targets in
+    the task's order (``a``, ``b``) and the ``outcome`` for ``a``: 1 won, 0.5 tie, 0 lost. ``checks``: keep gold
+    items and repeats (for the raters' table)."""
+    if task.kind != "pairwise":
+        raise ConfigError(f"pairwise outcomes need a pairwise task, got a {task.kind} task", "task")
+    task.question(question)
+    rows = []
+    for vote in VoteStore(task).votes():
+        item = task.items[vote.item_id]
+        if vote.question != question or vote.answer == SKIP or (item.check and not checks):
+            continue
+        if vote.answer == "tie":
+            outcome = 0.5
+        else:
+            chosen = vote.shown[0] if vote.answer == "left" else vote.shown[1]
+            outcome = 1.0 if chosen == item.images[0] else 0.0
+        chosen_image = None if vote.answer == "tie" else chosen
+        rows.append({"item_id": item.item_id, "prompt_id": item.prompt_id, "seed": item.seed, "rater": vote.rater,
+                     "a": item.targets[0], "b": item.targets[1], "outcome": outcome, "check": item.check,
+                     "repeat_of": item.repeat_of, "chosen_image": chosen_image})  # fmt: skip
+    columns = ["item_id", "prompt_id", "seed", "rater", "a", "b", "outcome", "check", "repeat_of", "chosen_image"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _counts(outcomes: pd.DataFrame, targets: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    index = {t: i for i, t in enumerate(targets)}
+    wins, ties = np.zeros((len(targets),) * 2), np.zeros((len(targets),) * 2)
+    for a, b, outcome in zip(outcomes["a"].map(index), outcomes["b"].map(index), outcomes["outcome"], strict=True):
+        if outcome == 0.5:
+            ties[a, b] += 1
+            ties[b, a] += 1
+        elif outcome == 1.0:
+            wins[a, b] += 1
+        else:
+            wins[b, a] += 1
+    return wins, ties
+
+
+def strength_table(
+    outcomes: pd.DataFrame, targets: Sequence[str] | None = None, *, draws: int = 200, level: float = 0.95,
+    seed: int = 0,
+) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
+    """Per target (strongest first): Davidson strength (centred log scale) with its interval, its rank (shared
+    where not told apart, Holm over adjacent pairs) and the tie parameter; and the win-rate matrix (row beats
+    column, ties counted half) with intervals. Resamples prompts, and raters when there are several."""
+    targets = list(targets) if targets is not None else sorted(set(outcomes["a"]) | set(outcomes["b"]))
+    if outcomes.empty:
+        raise ConfigError("no votes to rank the targets by", "votes")
+    fit = fit_davidson(targets, *_counts(outcomes, targets))
+    rng = np.random.default_rng(seed)
+    prompts = outcomes["prompt_id"].unique()
+    raters = outcomes["rater"].unique()
+    by_prompt = {p: g for p, g in outcomes.groupby("prompt_id")}
+    samples, rates = [], []
+    for _ in range(draws):
+        chosen = rng.choice(prompts, size=len(prompts), replace=True)
+        sample = pd.concat([by_prompt[p] for p in chosen], ignore_index=True)
+        if len(raters) > 1:
+            weights = pd.Series(rng.multinomial(len(raters), [1 / len(raters)] * len(raters)), index=raters)
+            sample = sample.loc[sample.index.repeat(sample["rater"].map(weights))]
+        try:
+            samples.append(fit_davidson(targets, *_counts(sample, targets)).strengths)
+        except ConfigError:  # a resample that left two targets unmet: no strengths from it
+            continue
+        rates.append(_win_rates(sample, targets))
+    samples = np.array(samples)
+    alpha = 1 - level
+    order = np.argsort(-fit.strengths)
+    table = pd.DataFrame({
+        "target": [targets[i] for i in order], "strength": fit.strengths[order],
+        "ci_low": np.quantile(samples[:, order], alpha / 2, axis=0),
+        "ci_high": np.quantile(samples[:, order], 1 - alpha / 2, axis=0),
+        "votes": [int(((outcomes["a"] == targets[i]) | (outcomes["b"] == targets[i])).sum()) for i in order],
+    })  # fmt: skip
+    # adjacent pairs: the difference's bootstrap p (twice the smaller tail), Holm-adjusted; a new rank where it holds
+    differences = samples[:, order[:-1]] - samples[:, order[1:]]
+    p = np.minimum(1.0, 2 * np.minimum((differences <= 0).mean(axis=0), (differences >= 0).mean(axis=0)))
+    adjusted = np.asarray(holm(list(p)), dtype=float) if len(p) else p
+    ranks = [1]
+    for position, q in enumerate(adjusted, start=2):
+        ranks.append(position if q < alpha else ranks[-1])
+    table["rank"] = ranks
+    table["p_holm_next"] = [*adjusted, np.nan]
+    table["tie_parameter"] = fit.tie
+    point = _win_rates(outcomes, targets)
+    stacked = np.array(rates)
+    stacked[:, np.arange(len(targets)), np.arange(len(targets))] = 0.5  # a target against itself: not a pair
+    low, high = np.nanquantile(stacked, alpha / 2, axis=0), np.nanquantile(stacked, 1 - alpha / 2, axis=0)
+    matrix = pd.DataFrame(
+        [{"target": targets[i], "opponent": targets[j], "win_rate": point[i, j], "ci_low": low[i, j],
+          "ci_high": high[i, j]} for i in range(len(targets)) for j in range(len(targets)) if i != j]
+    )  # fmt: skip
+    return table, matrix
+
+
+def _win_rates(outcomes: pd.DataFrame, targets: list[str]) -> np.ndarray:
+    wins, ties = _counts(outcomes, targets)
+    games = wins + wins.T + ties
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(games > 0, (wins + ties / 2) / games, np.nan)
+
+
+def rater_table(task: RatingTask, question: str) -> pd.DataFrame:
+    """Per rater: votes, agreement with the majority of the others on the same items (leave-one-out; ties
+    between the others' answers left out), gold accuracy, self-consistency on repeats, and whether flagged."""
+    outcomes = pairwise_outcomes(task, question, checks=True)
+    rows = []
+    plain = outcomes[outcomes["check"].isna()]
+    for rater, mine in outcomes.groupby("rater"):
+        others = plain[plain["rater"] != rater].groupby("item_id")["outcome"].agg(_majority).dropna()
+        own = mine[mine["check"].isna()].set_index("item_id")["outcome"]
+        shared = own.index.intersection(others.index)
+        agreement = float((own[shared] == others[shared]).mean()) if len(shared) else np.nan
+        gold = mine[mine["check"] == "gold"]
+        right = [task.items[i].gold.get(question) for i in gold["item_id"]]
+        answered = [(c, r) for c, r in zip(gold["chosen_image"], right, strict=True) if r is not None]
+        gold_accuracy = float(np.mean([c == r for c, r in answered])) if answered else np.nan
+        repeats = mine[mine["check"] == "repeat"].set_index("repeat_of")["outcome"]
+        same = repeats.index.intersection(own.index)
+        consistency = float((repeats[same] == own[same]).mean()) if len(same) else np.nan
+        row = {"rater": rater, "votes": len(mine), "agreement": agreement, "gold_accuracy": gold_accuracy,
+               "self_consistency": consistency}  # fmt: skip
+        row["flagged"] = any(row[k] < limit for k, limit in RATER_THRESHOLDS.items() if not np.isnan(row[k]))
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["rater", "votes", "agreement", "gold_accuracy", "self_consistency", "flagged"])
+
+
+def _majority(values: pd.Series) -> float:
+    counts = values.value_counts()
+    return float(counts.index[0]) if len(counts) == 1 or counts.iloc[0] > counts.iloc[1] else np.nan
+
+
+def krippendorff_alpha(task: RatingTask, question: str, *, draws: int = 200, seed: int = 0) -> dict[str, Any]:
+    """Krippendorff's alpha (nominal) of every rater's pairwise votes on ``question``, oriented by target, with a
+    95% interval over resampled items."""
+    import krippendorff
+
+    outcomes = pairwise_outcomes(task, question)
+    table = outcomes.pivot_table(index="rater", columns="item_id", values="outcome", aggfunc="first")
+    if table.shape[0] < 2:
+        return {"alpha": None, "ci_low": None, "ci_high": None, "raters": int(table.shape[0])}
+    data = table.to_numpy() * 2  # 0, 1, 2: lost, tie, won (nominal)
+    value = float(krippendorff.alpha(reliability_data=data, level_of_measurement="nominal"))
+    rng = np.random.default_rng(seed)
+    draws_ = []
+    for _ in range(draws):
+        columns = rng.choice(data.shape[1], data.shape[1], replace=True)
+        try:
+            draws_.append(krippendorff.alpha(reliability_data=data[:, columns], level_of_measurement="nominal"))
+        except ValueError:  # a resample with one value only
+            continue
+    low, high = np.nanquantile(draws_, [0.025, 0.975]) if draws_ else (np.nan, np.nan)
+    return {"alpha": value, "ci_low": float(low), "ci_high": float(high), "raters": int(table.shape[0])}
+
+
+def analyze_ratings(task: RatingTask | str | Path, *, draws: int = 200, seed: int = 0) -> dict[str, Any]:
+    """Per question of a pairwise task: the strengths (all raters, and without flagged ones), the win rates, the
+    raters' table and alpha; written to the task's ``human.json`` and returned."""
+    task = task if isinstance(task, RatingTask) else RatingTask(task)
+    targets = task.manifest["targets"]
+    result: dict[str, Any] = {"task_id": task.task_id, "kind": task.kind, "thresholds": RATER_THRESHOLDS,
+                              "interval": f"95% percentile interval over {draws} resamples of prompts (and raters)",
+                              "questions": {}}  # fmt: skip
+    for question in task.questions:
+        outcomes = pairwise_outcomes(task, question.id)
+        if outcomes.empty:
+            continue
+        raters = rater_table(task, question.id)
+        flagged = set(raters.loc[raters["flagged"], "rater"])
+        strengths, win_rates = strength_table(outcomes, targets, draws=draws, seed=seed)
+        entry = {
+            "question": question.text, "votes": len(outcomes),
+            "strengths": _records(strengths), "win_rates": _records(win_rates), "raters": _records(raters),
+            "alpha": krippendorff_alpha(task, question.id, draws=draws, seed=seed),
+        }  # fmt: skip
+        kept = outcomes[~outcomes["rater"].isin(flagged)]
+        if flagged and not kept.empty:
+            entry["strengths_without_flagged"] = _records(strength_table(kept, targets, draws=draws, seed=seed)[0])
+        result["questions"][question.id] = entry
+    (task.path / "human.json").write_text(json.dumps(result, indent=2, default=float))
+    return result
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    return json.loads(frame.to_json(orient="records"))

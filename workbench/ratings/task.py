@@ -1,0 +1,333 @@
+"""Rating tasks made from runs: what people are asked about a run's images, shown blind.
+
+::
+
+    outputs/ratings/<task_id>/manifest.json   the kind, questions, targets, the runs it draws on, seed, checks
+    outputs/ratings/<task_id>/items.jsonl     every item with what is hidden from raters (targets, prompt ids)
+    outputs/ratings/<task_id>/images/         each image re-encoded without metadata, at one display size,
+                                              under an opaque id (the PNGs of a run carry the model and settings)
+    outputs/ratings/<task_id>/votes/          the votes, a file per rater (``workbench.ratings.votes``)
+
+Kinds: ``pairwise`` (two targets' images of the same prompt and seed; left / right / tie, or skip), ``alignment``
+(one image and its prompt; yes / partly / no, or skip), ``choices`` (one image without its prompt; multiple-choice
+questions). A share of items are checks a rater cannot tell apart: repeats (an item shown again with its sides
+swapped) and gold items with a known answer (pairwise: an image against the same target's image of another
+prompt, for the first question; alignment: an image with another prompt's text, answered "no").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from workbench.errors import ConfigError
+from workbench.run_folder import RunFolder
+
+__all__ = ["KINDS", "Question", "RatingItem", "RatingTask", "View", "rating_task"]
+
+KINDS = ("pairwise", "alignment", "choices")
+PAIRWISE_ANSWERS = ("left", "right", "tie")
+ALIGNMENT_ANSWERS = ("yes", "partly", "no")
+SKIP = "skip"  # any item may be skipped, with a reason
+DEFAULT_QUESTIONS = {
+    "pairwise": {"alignment": "Which image matches the prompt better?", "quality": "Which image looks better?"},
+    "alignment": {"alignment": "Does the image show what the prompt says?"},
+}
+
+
+@dataclass(frozen=True)
+class Question:
+    """One question asked of every item of a task: its id, its text, and the answers a rater may give."""
+
+    id: str
+    text: str
+    answers: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RatingItem:
+    """One thing to rate. Raters see only ``item_id``, the prompt (not for ``choices``) and the images; the
+    rest is the task's own: which target made each image, the prompt id and seed, and whether it is a check."""
+
+    item_id: str
+    images: tuple[str, ...]  # opaque image ids, in the task's order (a rater's sides are drawn per rater)
+    targets: tuple[str, ...]  # the target behind each image
+    prompt: str | None
+    prompt_id: str
+    seed: int
+    check: str | None = None  # None, "repeat" or "gold"
+    repeat_of: str | None = None
+    gold: Mapping[str, str] = field(default_factory=dict)  # question -> the right answer (pairwise: an image id)
+
+
+@dataclass(frozen=True)
+class View:
+    """What a rater is shown of an item: nothing that names a model, run, setting or check."""
+
+    item_id: str
+    prompt: str | None
+    images: tuple[str, ...]  # in the rater's order (left, right)
+    questions: tuple[Question, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"item_id": self.item_id, "prompt": self.prompt, "images": list(self.images),
+                "questions": [asdict(q) for q in self.questions]}  # fmt: skip
+
+
+class RatingTask:
+    """A rating task's folder: its manifest, items and images (made by ``rating_task``), each rater's order."""
+
+    MANIFEST, ITEMS, IMAGES, VOTES = "manifest.json", "items.jsonl", "images", "votes"
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not (self.path / self.MANIFEST).is_file():
+            raise ConfigError(f"{self.path} is not a rating task (no {self.MANIFEST})", "task")
+        self.manifest = json.loads((self.path / self.MANIFEST).read_text())
+        self.kind: str = self.manifest["kind"]
+        self.questions = tuple(Question(q["id"], q["text"], tuple(q["answers"])) for q in self.manifest["questions"])
+        lines = (self.path / self.ITEMS).read_text().splitlines()
+        self.items = {item.item_id: item for item in (_item(json.loads(line)) for line in lines if line)}
+
+    @property
+    def task_id(self) -> str:
+        return self.manifest["task_id"]
+
+    def question(self, question_id: str) -> Question:
+        for question in self.questions:
+            if question.id == question_id:
+                return question
+        raise ConfigError(f"no question {question_id!r} in this task; its questions: {[q.id for q in self.questions]}")
+
+    def order(self, rater: str) -> list[View]:
+        """Every item as ``rater`` sees it, in the rater's order: drawn from the task's seed and the rater's name
+        (the same rater always gets the same order and sides), a repeat never next to its original and shown with
+        its sides swapped, and the same pair of targets on one prompt never twice in a row."""
+        rng = np.random.default_rng([self.manifest["seed"], _number(rater)])
+        ids = list(self.items)
+        order = [ids[i] for i in rng.permutation(len(ids))]
+        order = _apart(order, self.items)
+        flips = {item_id: bool(rng.integers(2)) for item_id in ids}
+        views = []
+        for item_id in order:
+            item = self.items[item_id]
+            flipped = not flips[item.repeat_of] if item.repeat_of else flips[item_id]
+            images = item.images[::-1] if flipped else item.images
+            views.append(View(item_id, item.prompt, images, self.questions))
+        return views
+
+    def image(self, image_id: str) -> Path:
+        """The re-encoded PNG of an opaque image id (an unknown id is refused)."""
+        path = self.path / self.IMAGES / f"{image_id}.png"
+        if not image_id.isalnum() or not path.is_file():
+            raise ConfigError(f"no image {image_id!r} in this task", "image")
+        return path
+
+
+def rating_task(
+    runs: str | Path | Sequence[str | Path],
+    kind: str = "pairwise",
+    *,
+    targets: Sequence[str] | None = None,
+    questions: Mapping[str, str] | Mapping[str, Sequence[str]] | None = None,
+    output_root: str | Path = "outputs",
+    task_id: str | None = None,
+    seed: int = 0,
+    gold_share: float = 0.05,
+    repeat_share: float = 0.10,
+    display_size: int = 512,
+) -> RatingTask:
+    """A rating task over the images of ``runs`` (run folders), stored under ``output_root/ratings/<task_id>``.
+
+    ``targets``: which of the runs' targets to rate (a target is a model id, with ``[variant]`` for an A/B arm or
+    an acceleration variant, and ``@run`` when several runs are given); default all. ``questions``: id -> text
+    (pairwise, alignment; defaults: ``DEFAULT_QUESTIONS``), or for ``choices`` id -> the answers to choose from
+    (the id is the question, e.g. ``{"shape": ["circle", "square", "triangle"]}``). An existing task of that id
+    is opened as it is (so a notebook can run again)."""
+    if kind not in KINDS:
+        raise ConfigError(f"kind must be one of {list(KINDS)}, got {kind!r}", "kind")
+    for name, share in (("gold_share", gold_share), ("repeat_share", repeat_share)):
+        if not 0 <= share < 0.5:
+            raise ConfigError(f"{name} must be from 0 to below 0.5, got {share!r}", name)
+    runs = [runs] if isinstance(runs, str | Path) else list(runs)
+    asked = _questions(kind, questions)
+    rows = _rows(runs)
+    chosen = list(dict.fromkeys(rows["target"])) if targets is None else list(targets)
+    unknown = sorted(set(chosen) - set(rows["target"]))
+    if unknown:
+        raise ConfigError(f"unknown target(s) {unknown}; the runs have {sorted(set(rows['target']))}", "targets")
+    if kind == "pairwise" and len(chosen) < 2:
+        raise ConfigError(f"a pairwise task needs two targets or more, got {chosen}", "targets")
+    rows = rows[rows["target"].isin(chosen)]
+    digest = hashlib.sha256(json.dumps([kind, chosen, [str(r) for r in runs], seed]).encode()).hexdigest()[:8]
+    task_id = task_id or f"{time.strftime('%Y%m%d-%H%M%S')}-{kind}-{digest}"
+    folder = Path(output_root) / "ratings" / task_id
+    if (folder / RatingTask.MANIFEST).is_file():
+        return RatingTask(folder)
+    secret = secrets.token_hex(16)  # image ids are not guessable from the run's files
+    rng = np.random.default_rng(seed)
+    items = _items(kind, rows, chosen, rng, gold_share, repeat_share, asked)
+    (folder / RatingTask.IMAGES).mkdir(parents=True)
+    named = {}
+    for item in items:
+        for source in item["sources"]:
+            if source not in named:
+                named[source] = hashlib.sha256(f"{secret}{source}".encode()).hexdigest()[:20]
+                _blind_copy(Path(source), folder / RatingTask.IMAGES / f"{named[source]}.png", display_size)
+    with open(folder / RatingTask.ITEMS, "w") as fh:
+        for number, item in enumerate(items):
+            sources = item.pop("sources")
+            gold = {q: named[v] if kind == "pairwise" else v for q, v in item.pop("gold", {}).items()}
+            record = {"item_id": item.pop("item_id", f"i{number:05d}"), "images": [named[s] for s in sources],
+                      "gold": gold, **item}  # fmt: skip
+            fh.write(json.dumps(record) + "\n")
+    manifest = {
+        "task_id": task_id, "kind": kind, "questions": [asdict(q) for q in asked], "targets": chosen,
+        "runs": [{"path": str(Path(r).resolve()), "run_id": RunFolder(r).run_id} for r in runs],
+        "seed": seed, "gold_share": gold_share, "repeat_share": repeat_share, "display_size": display_size,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "items": len(items),
+    }  # fmt: skip
+    (folder / RatingTask.MANIFEST).write_text(json.dumps(manifest, indent=2))
+    return RatingTask(folder)
+
+
+def _questions(kind: str, given) -> tuple[Question, ...]:
+    if kind == "choices":
+        if not given:
+            raise ConfigError("a choices task needs questions: {question: [answer, ...]}", "questions")
+        asked = []
+        for text, answers in given.items():
+            if isinstance(answers, str) or len(list(answers)) < 2:
+                raise ConfigError(f"question {text!r} needs a list of two answers or more, got {answers!r}")
+            asked.append(Question(_slug(text), text, tuple(str(a) for a in answers)))
+        return tuple(asked)
+    answers = PAIRWISE_ANSWERS if kind == "pairwise" else ALIGNMENT_ANSWERS
+    given = given or DEFAULT_QUESTIONS[kind]
+    if not all(isinstance(t, str) for t in given.values()):
+        raise ConfigError(f"{kind} questions are {{id: text}}, got {dict(given)!r}", "questions")
+    return tuple(Question(q, text, answers) for q, text in given.items())
+
+
+def _rows(runs: list) -> Any:
+    """The runs' made images, each with its target's name and the path of its PNG."""
+    import pandas as pd
+
+    frames = []
+    for run in runs:
+        folder = RunFolder(run)
+        if not folder.is_run():
+            raise ConfigError(f"{run} is not a run folder (no results.jsonl, results.parquet or manifest)", "runs")
+        rows = folder.results()
+        rows = rows[(rows["status"] == "ok") & rows["image_path"].notna()].copy()
+        variant = rows["variant"].fillna("").astype(str) if "variant" in rows else ""
+        rows["target"] = rows["model_id"].astype(str) + np.where(variant != "", " [" + variant + "]", "")
+        if len(runs) > 1:
+            rows["target"] += f" @{folder.run_id}"
+        rows["source"] = [str((folder.path / p).resolve()) for p in rows["image_path"]]
+        frames.append(rows[["target", "prompt_id", "prompt", "seed", "source"]])
+    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if rows.empty:
+        raise ConfigError(f"the runs {[str(r) for r in runs]} have no images made", "runs")
+    return rows
+
+
+def _items(kind, rows, targets, rng, gold_share, repeat_share, questions) -> list[dict[str, Any]]:
+    """The task's items (with their images' source paths): every target pair per prompt and seed (pairwise), or
+    every image (alignment, choices); then gold items and repeats."""
+    by_unit = {unit: group.set_index("target") for unit, group in rows.groupby(["prompt_id", "seed"], sort=True)}
+    items = []
+    for (prompt_id, seed), group in by_unit.items():
+        present = [t for t in targets if t in group.index]
+        combos = combinations(present, 2) if kind == "pairwise" else ((t,) for t in present)
+        for combo in combos:
+            items.append({
+                "sources": [group.loc[t, "source"] for t in combo], "targets": list(combo),
+                "prompt": None if kind == "choices" else group.loc[combo[0], "prompt"],
+                "prompt_id": prompt_id, "seed": int(seed),
+            })  # fmt: skip
+    if not items:
+        raise ConfigError(f"no prompt and seed has images of two of the targets {targets}", "targets")
+    units = list(by_unit)
+    gold = []
+    for item in _sample(items, gold_share, rng) if kind != "choices" else []:
+        others = [unit for unit in units if unit[0] != item["prompt_id"]]  # another prompt, not another seed
+        if not others:
+            break
+        other = others[rng.integers(len(others))]
+        target = item["targets"][0]
+        group = by_unit[other]
+        if kind == "pairwise" and target in group.index:
+            gold.append({**item, "sources": [item["sources"][0], group.loc[target, "source"]],
+                         "targets": [target, target], "check": "gold",
+                         "gold": {questions[0].id: item["sources"][0]}})  # fmt: skip
+        elif kind == "alignment":  # this image with another prompt's text
+            gold.append({**item, "prompt": group.iloc[0]["prompt"], "check": "gold",
+                         "gold": {questions[0].id: "no"}})  # fmt: skip
+    numbered = [{**item, "item_id": f"i{n:05d}"} for n, item in enumerate(items + gold)]
+    repeats = [{**item, "item_id": f"i{len(numbered) + n:05d}", "check": "repeat", "repeat_of": item["item_id"]}
+               for n, item in enumerate(_sample(numbered[: len(items)], repeat_share, rng))]  # fmt: skip
+    return numbered + repeats
+
+
+def _sample(items: list, share: float, rng) -> list:
+    count = round(share * len(items))
+    return [items[i] for i in sorted(rng.choice(len(items), size=count, replace=False))] if count else []
+
+
+def _apart(order: list[str], items: Mapping[str, RatingItem]) -> list[str]:
+    """``order`` with no item next to another of the same prompt and seed (a repeat and its original, a gold item
+    and the item it was made from, two pairs of targets on one image set): each such item is swapped with a later
+    (else earlier) one where both then fit."""
+    order = list(order)
+
+    def pair(item_id: str) -> tuple:
+        return (items[item_id].prompt_id, items[item_id].seed)
+
+    def fits(k: int) -> bool:
+        return all(pair(order[n]) != pair(order[k]) for n in (k - 1, k + 1) if 0 <= n < len(order))
+
+    for i in range(1, len(order)):
+        if fits(i):
+            continue
+        for j in [*range(i + 1, len(order)), *range(i - 1)]:
+            order[i], order[j] = order[j], order[i]
+            if fits(i) and fits(j):
+                break
+            order[i], order[j] = order[j], order[i]
+    return order
+
+
+def _blind_copy(source: Path, target: Path, size: int) -> None:
+    """``source`` re-encoded as a PNG with no metadata, its longer side ``size`` (small images scaled up without
+    smoothing, so their pixels stay sharp)."""
+    with Image.open(source) as image:
+        pixels = image.convert("RGB")
+    scale = size / max(pixels.size)
+    resample = Image.Resampling.NEAREST if scale >= 1 else Image.Resampling.LANCZOS
+    pixels = pixels.resize((round(pixels.width * scale), round(pixels.height * scale)), resample)
+    pixels.save(target, format="PNG")  # no text chunks: PIL writes none unless given pnginfo
+
+
+def _item(record: dict[str, Any]) -> RatingItem:
+    return RatingItem(
+        record["item_id"], tuple(record["images"]), tuple(record["targets"]), record["prompt"], record["prompt_id"],
+        record["seed"], record.get("check"), record.get("repeat_of"), record.get("gold") or {},
+    )  # fmt: skip
+
+
+def _number(text: str) -> int:
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in text.lower()).strip("_")[:40] or "question"
