@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from workbench.config import GenerationConfig
-from workbench.errors import ConfigError
+from workbench.errors import ConfigError, VoteConflict
 from workbench.evaluation import ModelEvaluator
 from workbench.ratings import RatingTask, VoteStore, analyze_ratings, rating_task
 from workbench.ratings.analysis import pairwise_outcomes, rater_table, strength_table
@@ -97,6 +97,8 @@ def test_a_vote_is_stored_once_and_bad_votes_change_nothing(task):
         with pytest.raises(ConfigError, match=message):
             store.add(**arguments)
     assert [v.vote_id for v in store.votes()] == ["v1"]
+    with pytest.raises(VoteConflict, match="has answered 'alignment' on"):  # a second answer, not a resend
+        store.add("ana", view.item_id, "alignment", "right", shown=view.images, vote_id="v9")
     store.undo("ana", "v1")
     assert store.votes() == [] and (task.path / "votes" / "ana.jsonl").read_text().count("\n") == 2
     with open(task.path / "votes" / "ana.jsonl", "a") as fh:

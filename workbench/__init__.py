@@ -80,6 +80,9 @@ if TYPE_CHECKING:
     from workbench.prompts import expand_template as expand_template
     from workbench.prompts import load_prompts as load_prompts
     from workbench.prompts import load_styles as load_styles
+    from workbench.ratings import RatingTask as RatingTask
+    from workbench.ratings import analyze_ratings as analyze_ratings
+    from workbench.ratings import rating_task as rating_task
     from workbench.records import GenerationRecord as GenerationRecord
     from workbench.report_tables import comparisons_table as comparisons_table
     from workbench.report_tables import cost_table as cost_table
@@ -167,6 +170,9 @@ _EXPORTS: dict[str, str] = {
     "expand_template": "prompts",
     "load_prompts": "prompts",
     "load_styles": "prompts",
+    "RatingTask": "ratings",
+    "analyze_ratings": "ratings",
+    "rating_task": "ratings",
     "GenerationRecord": "records",
     "comparisons_table": "report_tables",
     "cost_table": "report_tables",

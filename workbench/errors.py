@@ -4,6 +4,7 @@
 
     WorkbenchError
      ├── ConfigError                a setting has a value that is not allowed; ``field`` names it when known
+     │    └── VoteConflict          a rater answered a question they have answered already (undo it first)
      ├── UnknownModelError          a model id that cannot be resolved (offline, not on disk, not registered)
      ├── GenerationCancelled        a generation was cancelled; carries the records finished before
      ├── ImageMetadataError         a PNG lacks the workbench metadata needed to reproduce it
@@ -29,6 +30,7 @@ __all__ = [
     "QueueFull",
     "RemoteError",
     "UnknownModelError",
+    "VoteConflict",
     "WorkbenchError",
     "WorkerLost",
 ]
@@ -99,3 +101,7 @@ class QueueFull(WorkbenchError):
 
 class WorkerLost(WorkbenchError):
     """A worker of a sharded study stopped mid-way: its unfinished batch is not stored (a rerun makes it)."""
+
+
+class VoteConflict(ConfigError):
+    """A second answer to a question a rater has answered (a vote sent again keeps its id: that is no conflict)."""

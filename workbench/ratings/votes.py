@@ -17,10 +17,10 @@ import uuid
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from workbench.errors import ConfigError
+from workbench.errors import ConfigError, VoteConflict
 from workbench.ratings.task import SKIP, RatingTask
 
-__all__ = ["INTERFACES", "Vote", "VoteStore"]
+__all__ = ["INTERFACES", "Vote", "VoteStore", "check_rater"]
 
 INTERFACES = ("widget", "page", "labelstudio", "simulated")
 _RATER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -83,11 +83,14 @@ class VoteStore:
         vote = Vote(vote_id or uuid.uuid4().hex, rater, item_id, question, answer, tuple(shown), time.time(),
                     decided_s, interface, reason if answer == SKIP else None)  # fmt: skip
         with self._lock:
-            earlier = self._records(rater).get(vote.vote_id)
+            standing = self._records(rater)
+            earlier = standing.get(vote.vote_id)
             if earlier is not None:
                 if (earlier["item_id"], earlier["question"]) != (item_id, question):
                     raise ConfigError(f"vote {vote.vote_id!r} was given for another item or question", "vote_id")
                 return _vote(earlier), False
+            if any((r["item_id"], r["question"]) == (item_id, question) for r in standing.values()):
+                raise VoteConflict(f"{rater} has answered {question!r} on {item_id!r} already (undo it first)")
             self._append(rater, asdict(vote))
         return vote, True
 
