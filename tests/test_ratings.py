@@ -197,3 +197,79 @@ def test_alignment_and_choices_tasks_show_one_image(run, tmp_path):
     views = choices.order("ana")
     assert all(view.prompt is None and len(view.images) == 1 for view in views)
     assert views[0].questions[0].answers == ("circle", "square", "triangle")
+
+
+# --- the rating page ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def page(task):
+    from fastapi.testclient import TestClient
+
+    from workbench.ratings.page import create_rating_app, invite
+
+    tokens = {rater: invite(task, rater) for rater in ("ana", "ben")}
+    client = TestClient(create_rating_app(task))
+    return client, {rater: {"Authorization": f"Bearer {token}"} for rater, token in tokens.items()}
+
+
+def test_the_page_needs_an_invitation_and_shows_nothing_that_unblinds(page, task):
+    client, headers = page
+    assert client.get("/").status_code == 200  # the page itself holds nothing
+    assert client.get("/api/next").status_code == 401
+    assert client.get("/api/next", headers={"Authorization": "Bearer forged"}).status_code == 401
+    run_id = task.manifest["runs"][0]["run_id"]
+    responses = []
+    body = client.get("/api/next", headers=headers["ana"]).json()
+    assert body["done"] == 0 and body["total"] == len(task.items)
+    for image_id in body["item"]["images"]:
+        assert client.get(f"/api/image/{image_id}").status_code == 401
+        image = client.get(f"/api/image/{image_id}", headers=headers["ana"])
+        assert image.headers["content-type"] == "image/png" and image.content.startswith(b"\x89PNG")
+        assert not any(chunk in image.content for chunk in (b"tEXt", b"iTXt", b"zTXt"))  # no PNG text chunk
+        responses.append(image.text)
+    responses.append(json.dumps(body))
+    for text in responses:
+        assert not any(word in text for word in [*MODELS, run_id, "toyworld", "gold", "repeat"])
+    assert client.get("/api/image/nothing", headers=headers["ana"]).status_code == 404
+
+
+def test_votes_through_the_page_are_stored_once_per_rater_and_bad_ones_change_nothing(page, task):
+    client, headers = page
+    item = client.get("/api/next", headers=headers["ana"]).json()["item"]
+    vote = {"vote_id": "a" * 12, "item_id": item["item_id"], "question": item["questions"][0]["id"],
+            "answer": "left", "shown": item["images"], "decided_s": 1.5}  # fmt: skip
+    assert client.post("/api/vote", json=vote).status_code == 401
+    first = client.post("/api/vote", json=vote, headers=headers["ana"])
+    again = client.post("/api/vote", json=vote, headers=headers["ana"])  # a resend after a lost answer
+    assert first.json() == {"vote_id": vote["vote_id"], "stored": True} and again.json()["stored"] is False
+    for bad, status in [
+        ({"item_id": "i99999"}, 422),
+        ({"answer": "both"}, 422),
+        ({"shown": ["x", "y"]}, 422),
+        ({"vote_id": "b" * 12, "answer": "right"}, 409),  # a second answer to the same question
+        ({"extra": 1}, 422),
+        ({"vote_id": "no spaces allowed"}, 422),
+    ]:
+        assert client.post("/api/vote", json=vote | bad, headers=headers["ana"]).status_code == status, bad
+    assert client.post("/api/vote", content=b"{not json", headers=headers["ana"]).status_code == 422
+    stored = VoteStore(task).votes()
+    assert [(v.rater, v.vote_id, v.interface) for v in stored] == [("ana", vote["vote_id"], "page")]
+    after = client.get("/api/next", headers=headers["ana"]).json()
+    ben = client.get("/api/next", headers=headers["ben"]).json()
+    assert ben["done"] == 0 and after["item"]["questions"][0]["id"] != vote["question"]  # ana's next question
+    assert client.post("/api/undo", json={"vote_id": vote["vote_id"]}, headers=headers["ben"]).status_code == 404
+    assert client.post("/api/undo", json={"vote_id": vote["vote_id"]}, headers=headers["ana"]).status_code == 200
+    assert VoteStore(task).votes() == []
+
+
+def test_the_rate_command_prints_invitation_links(task, capsys):
+    from workbench.cli import main
+
+    assert main(["rate", str(task.path), "--invite", "ana", "ben", "--port", "8123"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["ana", "ben"] and "http://127.0.0.1:8123/#token=" in lines[0]
+    stored = json.loads((task.path / "raters.json").read_text())
+    token = lines[0].split("#token=")[1]
+    assert token not in json.dumps(stored) and set(stored) == {"ana", "ben"}  # only hashes are stored
+    assert main(["rate", "no-such-task", "--invite", "ana"]) == 2

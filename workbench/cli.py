@@ -224,6 +224,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     train.set_defaults(func=commands.toyworld_train_command)
 
+    rate = sub.add_parser("rate", help="serve a rating task's page to raters, or print a rater's invitation link")
+    rate.add_argument("task", help="a rating task's folder, or its id under OUTPUT_ROOT/ratings")
+    rate.add_argument("--invite", nargs="+", metavar="NAME", help="print a personal link for each rater, and exit")
+    rate.add_argument("--host", default="127.0.0.1")
+    rate.add_argument("--port", type=int, default=8001)
+    rate.add_argument("--output-root", default="outputs")
+    rate.set_defaults(func=commands.rate_command)
+
     demo = sub.add_parser("demo", help="generate a small image grid and say where it is")
     demo.add_argument("--model", default=commands.DEMO_MODEL)
     demo.add_argument("--seeds", type=int, default=4, help="number of seeds per prompt")

@@ -18,6 +18,7 @@ __all__ = [
     "deployment",
     "generate_command",
     "models_command",
+    "rate_command",
     "reproduce_command",
     "route_command",
     "run_command",
@@ -335,4 +336,22 @@ def serve_command(args) -> int:
         acceleration=_acceleration(args.acceleration),
     )
     serve(settings, args)
+    return 0
+
+
+def rate_command(args) -> int:
+    """``workbench rate TASK``: serve the rating page, or with ``--invite NAME`` print a rater's link."""
+    from workbench.ratings.page import create_rating_app, invite, page_link
+    from workbench.ratings.task import RatingTask
+
+    path = Path(args.task)
+    task = RatingTask(path if path.is_dir() else Path(args.output_root) / "ratings" / args.task)
+    if args.invite:
+        for rater in args.invite:
+            print(f"{rater}: {page_link(args.host, args.port, invite(task, rater))}")
+        return 0
+    import uvicorn
+
+    print(f"rating page for task {task.task_id}: http://{args.host}:{args.port}/ (raters open their invitation links)")
+    uvicorn.run(create_rating_app(task), host=args.host, port=args.port)
     return 0
