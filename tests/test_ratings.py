@@ -11,7 +11,7 @@ from workbench.config import GenerationConfig
 from workbench.errors import ConfigError, VoteConflict
 from workbench.evaluation import ModelEvaluator
 from workbench.ratings import RatingTask, VoteStore, analyze_ratings, rating_task
-from workbench.ratings.analysis import pairwise_outcomes, rater_table, strength_table
+from workbench.ratings.analysis import metrics_against_people, pairwise_outcomes, rater_table, strength_table
 from workbench.ratings.davidson import fit_davidson
 
 MODELS = ["toyworld/sd-small", "toyworld/sd-base"]
@@ -28,7 +28,8 @@ PROMPTS = [
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("run")
-    ModelEvaluator(PROMPTS, MODELS, [0, 1], GenerationConfig(steps=2, batch_size=6), output_dir=folder).run()
+    config = GenerationConfig(steps=2, batch_size=6)
+    ModelEvaluator(PROMPTS, MODELS, [0, 1], config, output_dir=folder, metrics=["clip_score"]).run()
     return folder
 
 
@@ -170,6 +171,22 @@ def test_strengths_rank_the_preferred_target_first_and_a_careless_rater_is_flagg
     alignment = human["questions"]["alignment"]
     assert alignment["strengths"][0]["target"] == "toyworld/sd-base" and "strengths_without_flagged" in alignment
     assert alignment["alpha"]["raters"] == 4 and -1 <= alignment["alpha"]["alpha"] <= 1
+
+
+def test_a_metric_that_prefers_what_people_prefer_agrees_with_them(task):
+    def by_clip(item, shown, rng):  # people who prefer the image the CLIP score prefers
+        if item.check == "gold":
+            return "left" if shown[0] == item.gold["alignment"] else "right"
+        best = item.images[int(np.argmax([scores["clip_score"] for scores in item.scores]))]
+        return "left" if shown[0] == best else "right"
+
+    rng = np.random.default_rng(2)
+    for rater in ("ana", "ben"):
+        _vote_all(task, rater, by_clip, rng)
+    (row,) = metrics_against_people(task, "alignment", draws=20)
+    assert row["metric"] == "clip_score" and row["pairwise_agreement"] == 1.0 == row["ci_low"]
+    assert row["n_pairs"] == len(PROMPTS) * 2 and row["kendall_tau"] is None  # two targets: no ranking to compare
+    assert {"metric", "kendall_tau", "auc_wrong", "pairwise_agreement", "n_pairs"} <= set(row)
 
 
 def test_bad_tasks_are_refused_naming_the_value(run, tmp_path):

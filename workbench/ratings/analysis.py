@@ -28,7 +28,15 @@ from workbench.ratings.task import SKIP, RatingTask
 from workbench.ratings.votes import VoteStore
 from workbench.stats import holm
 
-__all__ = ["RATER_THRESHOLDS", "analyze_ratings", "pairwise_outcomes", "rater_table", "strength_table"]
+__all__ = [
+    "RATER_THRESHOLDS",
+    "analyze_ratings",
+    "krippendorff_alpha",
+    "metrics_against_people",
+    "pairwise_outcomes",
+    "rater_table",
+    "strength_table",
+]
 
 # A rater is flagged below any of these (a careless rater answering at random scores about 0.5, 0.5, 0.33).
 RATER_THRESHOLDS = {"agreement": 0.6, "gold_accuracy": 0.7, "self_consistency": 0.6}
@@ -190,6 +198,65 @@ def krippendorff_alpha(task: RatingTask, question: str, *, draws: int = 200, see
     return {"alpha": value, "ci_low": float(low), "ci_high": float(high), "raters": int(table.shape[0])}
 
 
+def metrics_against_people(
+    task: RatingTask, question: str, strengths: pd.DataFrame | None = None, *, draws: int = 200, seed: int = 0
+) -> list[dict[str, Any]]:
+    """Per per-image metric the task's images have: how often it prefers the image people prefer (the majority
+    of the raters' votes on a pair; pairs people call a tie, or split evenly on, are left out; a metric that
+    scores both images the same counts half), with a 95% interval over resampled prompts; and Kendall's tau-b
+    between its ranking of the targets (mean over the rated images) and people's (``strengths``), given three
+    targets or more. Rows shaped like ``validity.json``'s (``metric``, ``kendall_tau``, ``auc_wrong``) plus
+    ``pairwise_agreement``, its interval and ``n_pairs``."""
+    from scipy.stats import kendalltau
+
+    from workbench.metrics import METRICS
+
+    outcomes = pairwise_outcomes(task, question)
+    majority = outcomes.groupby("item_id")["outcome"].agg(_majority).dropna()
+    majority = majority[majority != 0.5]
+    items = [task.items[i] for i in majority.index]
+    names = sorted({m for item in items for scores in item.scores for m in scores})
+    rows = []
+    rng = np.random.default_rng(seed)
+    for name in names:
+        sign = 1 if METRICS[name].higher_is_better else -1
+        agree, prompts = [], []
+        for item in items:
+            a, b = (scores.get(name) for scores in item.scores)
+            if a is None or b is None:
+                continue
+            metric = 0.5 if a == b else float(sign * (a - b) > 0)
+            agree.append(0.5 if metric == 0.5 else float(metric == majority[item.item_id]))
+            prompts.append(item.prompt_id)
+        if not agree:
+            continue
+        frame = pd.DataFrame({"prompt": prompts, "agree": agree})
+        groups = [g.to_numpy() for _, g in frame.groupby("prompt")["agree"]]
+        resampled = [np.concatenate([groups[i] for i in rng.integers(len(groups), size=len(groups))]).mean()
+                     for _ in range(draws)]  # fmt: skip
+        tau = None
+        if strengths is not None and len(strengths) >= 3:
+            means = _target_means(task, name)
+            people = strengths.set_index("target")["strength"]
+            shared = [t for t in people.index if t in means]
+            if len(shared) >= 3:
+                tau = float(kendalltau([sign * means[t] for t in shared], people[shared]).statistic)
+        rows.append({"metric": name, "kendall_tau": tau, "auc_wrong": None,
+                     "pairwise_agreement": float(np.mean(agree)), "ci_low": float(np.quantile(resampled, 0.025)),
+                     "ci_high": float(np.quantile(resampled, 0.975)), "n_pairs": len(agree)})  # fmt: skip
+    return rows
+
+
+def _target_means(task: RatingTask, metric: str) -> dict[str, float]:
+    values: dict[str, list[float]] = {}
+    for item in task.items.values():
+        if item.check is None:
+            for target, scores in zip(item.targets, item.scores, strict=False):
+                if metric in scores:
+                    values.setdefault(target, []).append(scores[metric])
+    return {target: float(np.mean(v)) for target, v in values.items()}
+
+
 def analyze_ratings(task: RatingTask | str | Path, *, draws: int = 200, seed: int = 0) -> dict[str, Any]:
     """Per question of a pairwise task: the strengths (all raters, and without flagged ones), the win rates, the
     raters' table and alpha; written to the task's ``human.json`` and returned."""
@@ -209,6 +276,7 @@ def analyze_ratings(task: RatingTask | str | Path, *, draws: int = 200, seed: in
             "question": question.text, "votes": len(outcomes),
             "strengths": _records(strengths), "win_rates": _records(win_rates), "raters": _records(raters),
             "alpha": krippendorff_alpha(task, question.id, draws=draws, seed=seed),
+            "metrics": metrics_against_people(task, question.id, strengths, draws=draws, seed=seed),
         }  # fmt: skip
         kept = outcomes[~outcomes["rater"].isin(flagged)]
         if flagged and not kept.empty:

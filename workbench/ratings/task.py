@@ -68,6 +68,7 @@ class RatingItem:
     check: str | None = None  # None, "repeat" or "gold"
     repeat_of: str | None = None
     gold: Mapping[str, str] = field(default_factory=dict)  # question -> the right answer (pairwise: an image id)
+    scores: tuple[Mapping[str, float], ...] = ()  # each image's per-image metric values in its run
 
 
 @dataclass(frozen=True)
@@ -219,8 +220,11 @@ def _questions(kind: str, given) -> tuple[Question, ...]:
 
 
 def _rows(runs: list) -> Any:
-    """The runs' made images, each with its target's name and the path of its PNG."""
+    """The runs' made images, each with its target's name, the path of its PNG and its per-image metric values
+    (``scores``: what the analysis measures against people)."""
     import pandas as pd
+
+    from workbench.metrics import METRICS
 
     frames = []
     for run in runs:
@@ -234,7 +238,12 @@ def _rows(runs: list) -> Any:
         if len(runs) > 1:
             rows["target"] += f" @{folder.run_id}"
         rows["source"] = [str((folder.path / p).resolve()) for p in rows["image_path"]]
-        frames.append(rows[["target", "prompt_id", "prompt", "seed", "source"]])
+        metrics = [m for m, entry in METRICS.items() if entry.kind == "image" and m in rows]
+        rows["scores"] = [
+            {m: float(v) for m, v in zip(metrics, values, strict=True) if v == v and v is not None}
+            for values in rows[metrics].itertuples(index=False)
+        ]
+        frames.append(rows[["target", "prompt_id", "prompt", "seed", "source", "scores"]])
     rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     if rows.empty:
         raise ConfigError(f"the runs {[str(r) for r in runs]} have no images made", "runs")
@@ -252,6 +261,7 @@ def _items(kind, rows, targets, rng, gold_share, repeat_share, questions) -> lis
         for combo in combos:
             items.append({
                 "sources": [group.loc[t, "source"] for t in combo], "targets": list(combo),
+                "scores": [group.loc[t, "scores"] for t in combo],
                 "prompt": None if kind == "choices" else group.loc[combo[0], "prompt"],
                 "prompt_id": prompt_id, "seed": int(seed),
             })  # fmt: skip
@@ -268,6 +278,7 @@ def _items(kind, rows, targets, rng, gold_share, repeat_share, questions) -> lis
         group = by_unit[other]
         if kind == "pairwise" and target in group.index:
             gold.append({**item, "sources": [item["sources"][0], group.loc[target, "source"]],
+                         "scores": [item["scores"][0], group.loc[target, "scores"]],
                          "targets": [target, target], "check": "gold",
                          "gold": {questions[0].id: item["sources"][0]}})  # fmt: skip
         elif kind == "alignment":  # this image with another prompt's text
@@ -322,6 +333,7 @@ def _item(record: dict[str, Any]) -> RatingItem:
     return RatingItem(
         record["item_id"], tuple(record["images"]), tuple(record["targets"]), record["prompt"], record["prompt_id"],
         record["seed"], record.get("check"), record.get("repeat_of"), record.get("gold") or {},
+        tuple(record.get("scores") or ()),
     )  # fmt: skip
 
 
