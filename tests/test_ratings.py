@@ -290,3 +290,29 @@ def test_the_rate_command_prints_invitation_links(task, capsys):
     token = lines[0].split("#token=")[1]
     assert token not in json.dumps(stored) and set(stored) == {"ana", "ben"}  # only hashes are stored
     assert main(["rate", "no-such-task", "--invite", "ana"]) == 2
+
+
+# --- the rating panel -----------------------------------------------------------------------------------
+
+
+def test_the_panel_votes_with_buttons_and_keys_undoes_and_resumes(task):
+    from workbench.widgets import RatingPanel
+
+    panel = RatingPanel(task, "ana")
+    first = panel.view.item_id
+    assert panel.progress.max == len(task.items) and panel.status.value == f"0 of {len(task.items)}"
+    assert not any(word in panel.prompt.value + panel.asked.value for word in [*MODELS, "gold", "repeat"])
+    for image in panel.images.children:
+        assert not any(chunk in image.value for chunk in (b"tEXt", b"iTXt", b"zTXt"))
+    next(button for button in panel.buttons.children if button.description == "left").click()
+    panel.keys.value = "t"  # the second question of the first item, by key
+    assert panel.keys.value == "" and panel.view.item_id != first
+    votes = VoteStore(task).votes("ana")
+    assert [(v.item_id, v.answer, v.interface) for v in votes] == [(first, "left", "widget"), (first, "tie", "widget")]
+    panel.keys.value = "u"
+    assert len(VoteStore(task).votes("ana")) == 1 and panel.view.item_id == first
+    panel.keys.value = "x"  # not a key: nothing happens
+    assert len(VoteStore(task).votes("ana")) == 1
+    again = RatingPanel(task, "ana")  # a new session resumes at the first open question
+    assert again.view.item_id == first and again.question.id == task.questions[1].id
+    assert again.progress.value == 0

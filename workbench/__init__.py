@@ -106,6 +106,7 @@ if TYPE_CHECKING:
     from workbench.studies import StudyRun as StudyRun
     from workbench.studies import run_study as run_study
     from workbench.verbosity import set_verbosity as set_verbosity
+    from workbench.widgets import RatingPanel as RatingPanel
 
 __version__ = package_version()
 
@@ -171,6 +172,7 @@ _EXPORTS: dict[str, str] = {
     "load_prompts": "prompts",
     "load_styles": "prompts",
     "RatingTask": "ratings",
+    "RatingPanel": "widgets",
     "analyze_ratings": "ratings",
     "rating_task": "ratings",
     "GenerationRecord": "records",

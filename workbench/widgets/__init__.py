@@ -5,11 +5,13 @@
   "copy settings" (the workbench call that makes it again).
 - ``ABTestPanel``: base prompts and variations -> ``PromptABTester`` -> verdict, table, plots, grid.
 - ``AccelerationPanel``: toggles -> ``benchmark_acceleration`` against the baseline, images side by side.
+- ``RatingPanel``: a rating task's items, blind, rated by one rater with buttons or keys (``wb.RatingPanel``).
 """
 
 from workbench.widgets.abtest_panel import ABTestPanel
 from workbench.widgets.acceleration_panel import AccelerationPanel
 from workbench.widgets.background import Job
 from workbench.widgets.explorer import Explorer
+from workbench.widgets.rating_panel import RatingPanel
 
-__all__ = ["ABTestPanel", "AccelerationPanel", "Explorer", "Job"]
+__all__ = ["ABTestPanel", "AccelerationPanel", "Explorer", "Job", "RatingPanel"]
