@@ -316,3 +316,24 @@ def test_the_panel_votes_with_buttons_and_keys_undoes_and_resumes(task):
     again = RatingPanel(task, "ana")  # a new session resumes at the first open question
     assert again.view.item_id == first and again.question.id == task.questions[1].id
     assert again.progress.value == 0
+
+
+# --- the study ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_the_human_evaluation_study_runs_headless_on_simulated_raters(tmp_path):
+    import workbench as wb
+
+    parameters = {"steps": 2, "draws": 30}
+    run = wb.run_study("07_human_evaluation", parameters, output_root=tmp_path, progress=False)
+    human = json.loads(next(run.folder.glob("ratings/*/human.json")).read_text())
+    quality = human["questions"]["quality"]
+    assert {row["target"] for row in quality["strengths"]} == set(MODELS)
+    assert human["flagged"] == ["sim-careless"] and "strengths_without_flagged" in quality
+    alignment = human["questions"]["alignment"]  # its gold items show the careless rater
+    assert [r["rater"] for r in alignment["raters"] if r["flagged"]] == ["sim-careless"]
+    assert quality["metrics"][0]["metric"] == "clip_score"
+    report = run.report.read_text()
+    assert "Krippendorff" in report and "against people" in report and report.count("data:image/png") >= 2
+    assert run.manifest["status"] == "ok" and run.manifest["summary"][0]["target"] in MODELS

@@ -12,6 +12,7 @@ from workbench.plots.evaluation import (
     prompt_drilldown,
 )
 from workbench.plots.grids import image_grid, results_grid
+from workbench.plots.ratings import disputed_pairs, strength_plot, win_rate_heatmap
 
 __all__ = [
     "ab_distributions",
@@ -22,6 +23,7 @@ __all__ = [
     "acceleration_table",
     "confusion_heatmap",
     "cost_vs_quality",
+    "disputed_pairs",
     "image_grid",
     "latency_vs_quality",
     "metric_by_category",
@@ -30,4 +32,6 @@ __all__ = [
     "pareto",
     "prompt_drilldown",
     "results_grid",
+    "strength_plot",
+    "win_rate_heatmap",
 ]

@@ -1,8 +1,10 @@
 """People as the judge: rating tasks made from runs (``task``), their votes (``votes``), and what the votes say
-(``analysis``, with Davidson's Bradley–Terry model in ``davidson``)."""
+(``analysis``, with Davidson's Bradley–Terry model in ``davidson``); the rating page (``page``) and simulated
+raters (``simulation``)."""
 
 from workbench.ratings.analysis import analyze_ratings
+from workbench.ratings.simulation import simulate_votes
 from workbench.ratings.task import RatingTask, rating_task
 from workbench.ratings.votes import VoteStore
 
-__all__ = ["RatingTask", "VoteStore", "analyze_ratings", "rating_task"]
+__all__ = ["RatingTask", "VoteStore", "analyze_ratings", "rating_task", "simulate_votes"]

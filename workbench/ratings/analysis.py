@@ -8,8 +8,8 @@ Holm's adjustment over the pairs of adjacent targets. Checks (gold items, repeat
 
 Raters: Krippendorff's alpha (``krippendorff``) over every rater's votes on the same item and question, nominal,
 with pairwise votes oriented by target (never by side); each rater's agreement with the majority of the others
-(leave-one-out), gold accuracy and self-consistency on repeats. A rater below ``RATER_THRESHOLDS`` is flagged, and
-the strengths are given with and without the flagged raters; nobody is dropped silently.
+(leave-one-out), gold accuracy and self-consistency on repeats. A rater failing ``RATER_THRESHOLDS`` is flagged,
+and the strengths are given with and without the flagged raters; nobody is dropped silently.
 """
 
 from __future__ import annotations
@@ -38,8 +38,10 @@ __all__ = [
     "strength_table",
 ]
 
-# A rater is flagged below any of these (a careless rater answering at random scores about 0.5, 0.5, 0.33).
-RATER_THRESHOLDS = {"agreement": 0.6, "gold_accuracy": 0.7, "self_consistency": 0.6}
+# A rater is flagged below this gold accuracy (one answering at random scores about a third), or when their
+# agreement with the others or with themselves (repeats) is this far below the raters' median: on close pairs
+# careful raters disagree too, with others and with themselves, so those are judged against the raters' own.
+RATER_THRESHOLDS = {"gold_accuracy": 0.7, "below_median": 0.25}
 
 
 def pairwise_outcomes(task: RatingTask, question: str, *, checks: bool = False) -> pd.DataFrame:
@@ -147,7 +149,8 @@ def _win_rates(outcomes: pd.DataFrame, targets: list[str]) -> np.ndarray:
 
 def rater_table(task: RatingTask, question: str) -> pd.DataFrame:
     """Per rater: votes, agreement with the majority of the others on the same items (leave-one-out; ties
-    between the others' answers left out), gold accuracy, self-consistency on repeats, and whether flagged."""
+    between the others' answers left out), gold accuracy, self-consistency on repeats, and whether flagged
+    (``RATER_THRESHOLDS``)."""
     outcomes = pairwise_outcomes(task, question, checks=True)
     rows = []
     plain = outcomes[outcomes["check"].isna()]
@@ -165,9 +168,12 @@ def rater_table(task: RatingTask, question: str) -> pd.DataFrame:
         consistency = float((repeats[same] == own[same]).mean()) if len(same) else np.nan
         row = {"rater": rater, "votes": len(mine), "agreement": agreement, "gold_accuracy": gold_accuracy,
                "self_consistency": consistency}  # fmt: skip
-        row["flagged"] = any(row[k] < limit for k, limit in RATER_THRESHOLDS.items() if not np.isnan(row[k]))
         rows.append(row)
-    return pd.DataFrame(rows, columns=["rater", "votes", "agreement", "gold_accuracy", "self_consistency", "flagged"])
+    table = pd.DataFrame(rows, columns=["rater", "votes", "agreement", "gold_accuracy", "self_consistency"])
+    margin = RATER_THRESHOLDS["below_median"]
+    apart = [table[k] < table[k].median() - margin for k in ("agreement", "self_consistency")]
+    table["flagged"] = (table["gold_accuracy"] < RATER_THRESHOLDS["gold_accuracy"]) | apart[0] | apart[1]
+    return table
 
 
 def _majority(values: pd.Series) -> float:
@@ -258,23 +264,24 @@ def _target_means(task: RatingTask, metric: str) -> dict[str, float]:
 
 
 def analyze_ratings(task: RatingTask | str | Path, *, draws: int = 200, seed: int = 0) -> dict[str, Any]:
-    """Per question of a pairwise task: the strengths (all raters, and without flagged ones), the win rates, the
-    raters' table and alpha; written to the task's ``human.json`` and returned."""
+    """Per question of a pairwise task: the strengths (all raters, and without the flagged ones), the win rates,
+    the raters' table, alpha and the metrics against people; written to the task's ``human.json`` and returned.
+    A rater flagged on any question (gold items belong to the first) is flagged on all (``flagged``)."""
     task = task if isinstance(task, RatingTask) else RatingTask(task)
     targets = task.manifest["targets"]
+    asked = [q for q in task.questions if not pairwise_outcomes(task, q.id).empty]
+    tables = {q.id: rater_table(task, q.id) for q in asked}
+    flagged = sorted({rater for table in tables.values() for rater in table.loc[table["flagged"], "rater"]})
     result: dict[str, Any] = {"task_id": task.task_id, "kind": task.kind, "thresholds": RATER_THRESHOLDS,
                               "interval": f"95% percentile interval over {draws} resamples of prompts (and raters)",
-                              "questions": {}}  # fmt: skip
-    for question in task.questions:
+                              "flagged": flagged, "questions": {}}  # fmt: skip
+    for question in asked:
         outcomes = pairwise_outcomes(task, question.id)
-        if outcomes.empty:
-            continue
-        raters = rater_table(task, question.id)
-        flagged = set(raters.loc[raters["flagged"], "rater"])
         strengths, win_rates = strength_table(outcomes, targets, draws=draws, seed=seed)
         entry = {
             "question": question.text, "votes": len(outcomes),
-            "strengths": _records(strengths), "win_rates": _records(win_rates), "raters": _records(raters),
+            "strengths": _records(strengths), "win_rates": _records(win_rates),
+            "raters": _records(tables[question.id]),
             "alpha": krippendorff_alpha(task, question.id, draws=draws, seed=seed),
             "metrics": metrics_against_people(task, question.id, strengths, draws=draws, seed=seed),
         }  # fmt: skip
