@@ -337,3 +337,87 @@ def test_the_human_evaluation_study_runs_headless_on_simulated_raters(tmp_path):
     report = run.report.read_text()
     assert "Krippendorff" in report and "against people" in report and report.count("data:image/png") >= 2
     assert run.manifest["status"] == "ok" and run.manifest["summary"][0]["target"] in MODELS
+
+
+def _page_server(task, port: int):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, "-m", "workbench.cli", "rate", str(task.path), "--port", str(port)]
+    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _until_up(url: str, timeout_s: float = 30.0) -> None:
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    raise AssertionError(f"the rating page at {url} did not start")
+
+
+@pytest.mark.slow
+def test_every_vote_answered_as_stored_survives_a_kill_of_the_page_server(task, free_port):
+    import signal
+    import threading
+
+    import httpx
+
+    from workbench.ratings.page import invite
+
+    headers = {rater: {"Authorization": f"Bearer {invite(task, rater)}"} for rater in ("ana", "ben")}
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = _page_server(task, port)
+    answered, stop = {"ana": [], "ben": []}, threading.Event()
+
+    def rate(rater: str) -> None:  # vote as fast as answers come, until the server dies under us
+        with httpx.Client(base_url=url, headers=headers[rater], timeout=5) as client:
+            number = 0
+            while not stop.is_set():
+                try:
+                    item = client.get("/api/next").json()["item"]
+                    if item is None:
+                        return
+                    vote_id = f"{rater}-{number:06d}"
+                    body = {"vote_id": vote_id, "item_id": item["item_id"], "question": item["questions"][0]["id"],
+                            "answer": "tie", "shown": item["images"]}  # fmt: skip
+                    if client.post("/api/vote", json=body).status_code == 200:
+                        answered[rater].append(vote_id)
+                    number += 1
+                except httpx.HTTPError:
+                    return
+
+    try:
+        _until_up(url)
+        threads = [threading.Thread(target=rate, args=(rater,)) for rater in answered]
+        for thread in threads:
+            thread.start()
+        while sum(map(len, answered.values())) < 6 and all(t.is_alive() for t in threads):
+            threading.Event().wait(0.05)
+        server.send_signal(signal.SIGKILL)  # mid-rating: no shutdown, no flush
+        server.wait(10)
+        stop.set()
+        for thread in threads:
+            thread.join(10)
+        server = _page_server(task, port)
+        _until_up(url)
+        stored = VoteStore(task).votes()
+        ids = [vote.vote_id for vote in stored]
+        assert len(ids) == len(set(ids))  # none twice
+        for rater, given in answered.items():
+            assert set(given) <= {v.vote_id for v in stored if v.rater == rater}  # every answered vote is there
+        resumed = httpx.get(f"{url}/api/next", headers=headers["ana"]).json()["item"]  # where ana left off
+        assert (resumed["item_id"], resumed["questions"][0]["id"]) not in VoteStore(task).answered("ana")
+        assert sum(map(len, answered.values())) >= 6
+    finally:
+        server.kill()
+        server.wait(10)
