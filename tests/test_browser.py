@@ -111,3 +111,72 @@ def test_explorer_generates_an_image_in_a_real_browser(jupyter_lab):
         finally:
             browser.close()
     assert (ARTIFACTS / "explorer.png").stat().st_size > 10_000
+
+
+def test_the_rating_page_takes_keys_and_clicks_resumes_after_a_reload_and_keeps_raters_apart(tmp_path, free_port):
+    if CHROMIUM is None:
+        _needs("Chromium is not installed (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _needs("the playwright package is not installed")
+    import workbench as wb
+    from workbench.ratings import VoteStore
+    from workbench.ratings.page import invite, page_link
+
+    prompts = ["a red circle in the centre, on a white background", "a blue square on the left, on a grey background"]
+    config = wb.GenerationConfig(steps=2, batch_size=4)
+    wb.ModelEvaluator(
+        prompts, ["toyworld/sd-small", "toyworld/sd-base"], [0, 1], config, output_dir=tmp_path / "run"
+    ).run()
+    task = wb.rating_task(tmp_path / "run", output_root=tmp_path, repeat_share=0, gold_share=0, display_size=128)
+    port = free_port()
+    links = {rater: page_link("127.0.0.1", port, invite(task, rater)) for rater in ("ana", "ben")}
+    command = [sys.executable, "-m", "workbench.cli", "rate", str(task.path), "--port", str(port)]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    try:
+        deadline = time.time() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
+                break
+            except OSError:
+                if time.time() > deadline:
+                    pytest.fail("the rating page did not start")
+                time.sleep(0.2)
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+            ana = browser.new_context().new_page()
+            ana.goto(links["ana"])
+            ana.wait_for_selector("#images img")
+            total = len(task.items)
+            ana.wait_for_selector(f"text=0 of {total} done")
+            for key in ("1", "ArrowRight", "t"):  # left, right, tie: by keyboard
+                before = VoteStore(task).votes("ana")
+                ana.keyboard.press(key)
+                deadline = time.time() + 10
+                while len(VoteStore(task).votes("ana")) == len(before) and time.time() < deadline:
+                    time.sleep(0.05)
+                ana.wait_for_selector("#images img")
+            assert [v.answer for v in VoteStore(task).votes("ana")] == ["left", "right", "tie"]
+            ana.reload()  # mid-task: the token stays in the tab's session, the page resumes
+            ana.wait_for_selector(f"text=1 of {total} done")
+            ben = browser.new_context().new_page()  # another rater, at once, with their own progress
+            ben.goto(links["ben"])
+            ben.wait_for_selector(f"text=0 of {total} done")
+            ben.locator("#buttons button", has_text="left").click()
+            deadline = time.time() + 10
+            while not VoteStore(task).votes("ben") and time.time() < deadline:
+                time.sleep(0.05)
+            stranger = browser.new_context().new_page()
+            stranger.goto(f"http://127.0.0.1:{port}/")
+            stranger.wait_for_selector("text=This page needs your invitation link.")
+            ana.screenshot(path=str(ARTIFACTS / "rating-page.png"), full_page=True)
+            browser.close()
+    finally:
+        server.kill()
+        server.wait(10)
+    votes = VoteStore(task).votes()
+    assert [(v.rater, v.answer, v.interface) for v in votes if v.rater == "ben"] == [("ben", "left", "page")]
+    assert len([v for v in votes if v.rater == "ana"]) == 3 and all(v.decided_s is not None for v in votes)
