@@ -421,3 +421,29 @@ def test_every_vote_answered_as_stored_survives_a_kill_of_the_page_server(task, 
     finally:
         server.kill()
         server.wait(10)
+
+
+def test_alignment_and_choices_votes_give_scores_labels_and_metric_auc(run, tmp_path):
+    alignment = rating_task(run, "alignment", output_root=tmp_path, gold_share=0, repeat_share=0)
+    store = VoteStore(alignment)
+    for rater in ("ana", "ben"):
+        for view in alignment.order(rater):  # people say sd-base's images show their prompt, sd-small's do not
+            item = alignment.items[view.item_id]
+            answer = "yes" if item.targets[0] == "toyworld/sd-base" else "no"
+            store.add(rater, item.item_id, "alignment", answer, shown=view.images, interface="simulated")
+    human = analyze_ratings(alignment, draws=20)["questions"]["alignment"]
+    targets = {row["target"]: row for row in human["targets"]}
+    assert targets["toyworld/sd-base"]["score"] == 1.0 and targets["toyworld/sd-small"]["no"] == 1.0
+    assert human["alpha"] == 1.0 and human["metrics"][0]["metric"] == "clip_score"
+    assert 0 <= human["metrics"][0]["auc_wrong"] <= 1 and human["metrics"][0]["n_pairs"] == len(PROMPTS) ** 2 * 4
+    choices = rating_task(run, "choices", questions={"Which shape is this?": ["circle", "square", "triangle"]},
+                          output_root=tmp_path, repeat_share=0)  # fmt: skip
+    question = choices.questions[0].id
+    for rater, answer in (("ana", "circle"), ("ben", "circle"), ("cem", "square")):
+        for view in choices.order(rater):
+            VoteStore(choices).add(rater, view.item_id, question, answer, shown=view.images, interface="simulated")
+    labelled = analyze_ratings(choices)["questions"][question]
+    assert {row["label"] for row in labelled["labels"]} == {"circle"} and labelled["labels"][0][
+        "share"
+    ] == pytest.approx(2 / 3)
+    assert labelled["alpha"] is not None and labelled["alpha"] < 1
