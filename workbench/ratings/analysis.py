@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from workbench.errors import ConfigError
-from workbench.ratings.davidson import fit_davidson
+from workbench.ratings.davidson import DavidsonFit, fit_davidson
 from workbench.ratings.task import SKIP, RatingTask
 from workbench.ratings.votes import VoteStore
 from workbench.stats import holm
@@ -40,6 +40,7 @@ __all__ = [
     "pairwise_outcomes",
     "rater_table",
     "single_image_alpha",
+    "strength_draws",
     "strength_table",
 ]
 
@@ -75,17 +76,44 @@ def pairwise_outcomes(task: RatingTask, question: str, *, checks: bool = False) 
 
 
 def _counts(outcomes: pd.DataFrame, targets: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """``wins[i, j]``: votes where i beat j; ``ties[i, j]`` (symmetric): votes where they tied."""
     index = {t: i for i, t in enumerate(targets)}
+    a, b = outcomes["a"].map(index).to_numpy(), outcomes["b"].map(index).to_numpy()
+    outcome = outcomes["outcome"].to_numpy()
     wins, ties = np.zeros((len(targets),) * 2), np.zeros((len(targets),) * 2)
-    for a, b, outcome in zip(outcomes["a"].map(index), outcomes["b"].map(index), outcomes["outcome"], strict=True):
-        if outcome == 0.5:
-            ties[a, b] += 1
-            ties[b, a] += 1
-        elif outcome == 1.0:
-            wins[a, b] += 1
-        else:
-            wins[b, a] += 1
+    np.add.at(wins, (a[outcome == 1.0], b[outcome == 1.0]), 1)
+    np.add.at(wins, (b[outcome == 0.0], a[outcome == 0.0]), 1)
+    tied = outcome == 0.5
+    np.add.at(ties, (a[tied], b[tied]), 1)
+    np.add.at(ties, (b[tied], a[tied]), 1)
     return wins, ties
+
+
+def strength_draws(
+    outcomes: pd.DataFrame, targets: list[str], *, draws: int = 200, seed: int = 0
+) -> tuple[DavidsonFit, np.ndarray, np.ndarray]:
+    """The fit to ``outcomes``, and its strengths and win-rate matrices refitted on ``draws`` resamples of the
+    prompts (and of the raters, when there are several); a resample that leaves two targets unmet is left out."""
+    if outcomes.empty:
+        raise ConfigError("no votes to rank the targets by", "votes")
+    fit = fit_davidson(targets, *_counts(outcomes, targets))
+    rng = np.random.default_rng(seed)
+    prompts, raters = outcomes["prompt_id"].unique(), outcomes["rater"].unique()
+    rows_of = {p: g.index.to_numpy() for p, g in outcomes.groupby("prompt_id")}
+    rater_of = outcomes["rater"].to_numpy()
+    samples, rates = [], []
+    for _ in range(draws):
+        rows = np.concatenate([rows_of[p] for p in rng.choice(prompts, size=len(prompts), replace=True)])
+        if len(raters) > 1:
+            weights = dict(zip(raters, rng.multinomial(len(raters), [1 / len(raters)] * len(raters)), strict=True))
+            rows = np.repeat(rows, [weights[r] for r in rater_of[rows]])
+        sample = outcomes.loc[rows]
+        try:
+            samples.append(fit_davidson(targets, *_counts(sample, targets)).strengths)
+        except ConfigError:
+            continue
+        rates.append(_win_rates(sample, targets))
+    return fit, np.array(samples), np.array(rates)
 
 
 def strength_table(
@@ -96,26 +124,7 @@ def strength_table(
     where not told apart, Holm over adjacent pairs) and the tie parameter; and the win-rate matrix (row beats
     column, ties counted half) with intervals. Resamples prompts, and raters when there are several."""
     targets = list(targets) if targets is not None else sorted(set(outcomes["a"]) | set(outcomes["b"]))
-    if outcomes.empty:
-        raise ConfigError("no votes to rank the targets by", "votes")
-    fit = fit_davidson(targets, *_counts(outcomes, targets))
-    rng = np.random.default_rng(seed)
-    prompts = outcomes["prompt_id"].unique()
-    raters = outcomes["rater"].unique()
-    by_prompt = {p: g for p, g in outcomes.groupby("prompt_id")}
-    samples, rates = [], []
-    for _ in range(draws):
-        chosen = rng.choice(prompts, size=len(prompts), replace=True)
-        sample = pd.concat([by_prompt[p] for p in chosen], ignore_index=True)
-        if len(raters) > 1:
-            weights = pd.Series(rng.multinomial(len(raters), [1 / len(raters)] * len(raters)), index=raters)
-            sample = sample.loc[sample.index.repeat(sample["rater"].map(weights))]
-        try:
-            samples.append(fit_davidson(targets, *_counts(sample, targets)).strengths)
-        except ConfigError:  # a resample that left two targets unmet: no strengths from it
-            continue
-        rates.append(_win_rates(sample, targets))
-    samples = np.array(samples)
+    fit, samples, stacked = strength_draws(outcomes.reset_index(drop=True), targets, draws=draws, seed=seed)
     alpha = 1 - level
     order = np.argsort(-fit.strengths)
     table = pd.DataFrame({
@@ -135,7 +144,6 @@ def strength_table(
     table["p_holm_next"] = [*adjusted, np.nan]
     table["tie_parameter"] = fit.tie
     point = _win_rates(outcomes, targets)
-    stacked = np.array(rates)
     stacked[:, np.arange(len(targets)), np.arange(len(targets))] = 0.5  # a target against itself: not a pair
     low, high = np.nanquantile(stacked, alpha / 2, axis=0), np.nanquantile(stacked, 1 - alpha / 2, axis=0)
     matrix = pd.DataFrame(
