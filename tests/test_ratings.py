@@ -170,6 +170,7 @@ def test_strengths_rank_the_preferred_target_first_and_a_careless_rater_is_flagg
     assert json.loads((task.path / "human.json").read_text())["task_id"] == task.task_id
     alignment = human["questions"]["alignment"]
     assert alignment["strengths"][0]["target"] == "toyworld/sd-base" and "strengths_without_flagged" in alignment
+    assert alignment["verdict"].startswith("toyworld/sd-base is ranked above toyworld/sd-small: people prefer it in ")
     assert alignment["alpha"]["raters"] == 4 and -1 <= alignment["alpha"]["alpha"] <= 1
 
 

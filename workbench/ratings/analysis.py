@@ -1,5 +1,6 @@
-"""What people's votes say: each target's strength with an interval, its rank and win rates; how far raters agree
-(and which of them to doubt); and how far each metric agrees with people.
+"""What people's votes on pairs say: each target's strength with an interval, its rank and win rates; how far
+raters agree (and which of them to doubt); and how far each metric agrees with people. (One-image tasks:
+``single_images``.)
 
 Strengths are Davidson's Bradley–Terry model with ties (``davidson``). Intervals are percentile intervals over
 ``draws`` resamples of the prompts (a prompt's votes move together: the same images), with the raters resampled
@@ -24,22 +25,19 @@ import pandas as pd
 
 from workbench.errors import ConfigError
 from workbench.ratings.davidson import DavidsonFit, fit_davidson
+from workbench.ratings.single_images import analyze_single_images
 from workbench.ratings.task import SKIP, RatingTask
 from workbench.ratings.votes import VoteStore
 from workbench.stats import holm
 
 __all__ = [
     "RATER_THRESHOLDS",
-    "alignment_metrics",
-    "alignment_table",
     "analyze_ratings",
-    "answers",
     "krippendorff_alpha",
-    "labels",
     "metrics_against_people",
     "pairwise_outcomes",
+    "people_verdict",
     "rater_table",
-    "single_image_alpha",
     "strength_draws",
     "strength_table",
 ]
@@ -151,6 +149,20 @@ def strength_table(
           "ci_high": high[i, j]} for i in range(len(targets)) for j in range(len(targets)) if i != j]
     )  # fmt: skip
     return table, matrix
+
+
+def people_verdict(strengths: pd.DataFrame, win_rates: pd.DataFrame) -> str:
+    """People's verdict in words: the first-ranked target against each other target, as the share of their votes
+    it won (ties count half) with its interval, and whether the ranking tells them apart."""
+    best = strengths.iloc[0]
+    rates = win_rates.set_index(["target", "opponent"])
+    parts = []
+    for other in strengths.iloc[1:].itertuples():
+        rate = rates.loc[(best["target"], other.target)]
+        apart = "ranked above" if other.rank > best["rank"] else "not told apart from"
+        parts.append(f"{best['target']} is {apart} {other.target}: people prefer it in {rate['win_rate']:.0%} of "
+                     f"votes (95% CI {rate['ci_low']:.0%} to {rate['ci_high']:.0%}; ties count half)")  # fmt: skip
+    return "; ".join(parts)
 
 
 def _win_rates(outcomes: pd.DataFrame, targets: list[str]) -> np.ndarray:
@@ -276,103 +288,13 @@ def _target_means(task: RatingTask, metric: str) -> dict[str, float]:
     return {target: float(np.mean(v)) for target, v in values.items()}
 
 
-ALIGNMENT_SCORES = {"yes": 1.0, "partly": 0.5, "no": 0.0}  # an alignment answer as a number (ordinal)
-
-
-def answers(task: RatingTask, question: str, *, checks: bool = False) -> pd.DataFrame:
-    """One row per answer to ``question`` on a one-image task (alignment, choices; skips left out): the item,
-    prompt, rater, target, image and answer."""
-    task.question(question)
-    rows = [
-        {"item_id": item.item_id, "prompt_id": item.prompt_id, "rater": vote.rater, "target": item.targets[0],
-         "image": item.images[0], "answer": vote.answer, "check": item.check, "repeat_of": item.repeat_of}
-        for vote in VoteStore(task).votes()
-        if vote.question == question and vote.answer != SKIP
-        and ((item := task.items[vote.item_id]).check is None or checks)
-    ]  # fmt: skip
-    columns = ["item_id", "prompt_id", "rater", "target", "image", "answer", "check", "repeat_of"]
-    return pd.DataFrame(rows, columns=columns)
-
-
-def alignment_table(task: RatingTask, question: str, *, draws: int = 200, seed: int = 0) -> pd.DataFrame:
-    """Per target: the share of its images people call yes, partly and no, and its mean score (yes 1, partly
-    0.5, no 0) with a 95% interval over resampled prompts."""
-    given = answers(task, question)
-    given["score"] = given["answer"].map(ALIGNMENT_SCORES)
-    rng, rows = np.random.default_rng(seed), []
-    for target, mine in given.groupby("target", sort=False):
-        by_prompt = [g.to_numpy() for _, g in mine.groupby("prompt_id")["score"]]
-        means = [np.concatenate([by_prompt[i] for i in rng.integers(len(by_prompt), size=len(by_prompt))]).mean()
-                 for _ in range(draws)]  # fmt: skip
-        shares = mine["answer"].value_counts(normalize=True)
-        rows.append({"target": target, "score": mine["score"].mean(), "ci_low": float(np.quantile(means, 0.025)),
-                     "ci_high": float(np.quantile(means, 0.975)), "answers": len(mine),
-                     **{answer: float(shares.get(answer, 0.0)) for answer in ALIGNMENT_SCORES}})  # fmt: skip
-    return pd.DataFrame(rows).sort_values("score", ascending=False, ignore_index=True)
-
-
-def alignment_metrics(task: RatingTask, question: str) -> list[dict[str, Any]]:
-    """Per per-image metric: ``auc_wrong``, the chance that an image people call "yes" (majority) scores above
-    one they call "no", ties counted half (as ``validity.json``'s); "partly" images left out."""
-    from scipy.stats import mannwhitneyu
-
-    from workbench.metrics import METRICS
-
-    given = answers(task, question)
-    majority = given.groupby("item_id")["answer"].agg(lambda a: a.mode().iloc[0] if len(a.mode()) == 1 else None)
-    rows = []
-    names = sorted({m for item in task.items.values() for scores in item.scores for m in scores})
-    for name in names:
-        sign = 1 if METRICS[name].higher_is_better else -1
-        right, wrong = [], []
-        for item_id, answer in majority.dropna().items():
-            value = task.items[item_id].scores[0].get(name) if task.items[item_id].scores else None
-            if value is not None and answer in ("yes", "no"):
-                (right if answer == "yes" else wrong).append(sign * value)
-        auc = float(mannwhitneyu(right, wrong).statistic / (len(right) * len(wrong))) if right and wrong else None
-        rows.append({"metric": name, "kendall_tau": None, "auc_wrong": auc, "pairwise_agreement": None,
-                     "n_pairs": len(right) * len(wrong)})  # fmt: skip
-    return rows
-
-
-def single_image_alpha(task: RatingTask, question: str) -> float | None:
-    """Krippendorff's alpha of a one-image question: ordinal for yes / partly / no, else nominal."""
-    import krippendorff
-
-    given = answers(task, question)
-    if task.kind == "alignment":
-        codes, level = ALIGNMENT_SCORES, "ordinal"
-    else:
-        codes, level = {a: i for i, a in enumerate(task.question(question).answers)}, "nominal"
-    table = given.assign(code=given["answer"].map(codes)).pivot_table(
-        index="rater", columns="item_id", values="code", aggfunc="first"
-    )
-    if table.shape[0] < 2 or not table.count().gt(1).any() or given["answer"].nunique() < 2:
-        return None
-    return float(krippendorff.alpha(reliability_data=table.to_numpy(), level_of_measurement=level))
-
-
-def labels(task: RatingTask, question: str) -> pd.DataFrame:
-    """Per image of a choices task: the raters' majority answer (None where they split evenly), its share and
-    the number of answers: what people say an image shows."""
-    given = answers(task, question)
-    rows = []
-    for (item_id, image), group in given.groupby(["item_id", "image"], sort=False):
-        counts = group["answer"].value_counts()
-        tied = len(counts) > 1 and counts.iloc[0] == counts.iloc[1]
-        rows.append({"item_id": item_id, "image": image, "target": group["target"].iloc[0],
-                     "label": None if tied else counts.index[0], "share": float(counts.iloc[0] / len(group)),
-                     "answers": len(group)})  # fmt: skip
-    return pd.DataFrame(rows, columns=["item_id", "image", "target", "label", "share", "answers"])
-
-
 def analyze_ratings(task: RatingTask | str | Path, *, draws: int = 200, seed: int = 0) -> dict[str, Any]:
     """Per question of a pairwise task: the strengths (all raters, and without the flagged ones), the win rates,
     the raters' table, alpha and the metrics against people; written to the task's ``human.json`` and returned.
     A rater flagged on any question (gold items belong to the first) is flagged on all (``flagged``)."""
     task = task if isinstance(task, RatingTask) else RatingTask(task)
     if task.kind != "pairwise":
-        return _analyze_single_images(task, draws=draws, seed=seed)
+        return analyze_single_images(task, draws=draws, seed=seed)
     targets = task.manifest["targets"]
     asked = [q for q in task.questions if not pairwise_outcomes(task, q.id).empty]
     tables = {q.id: rater_table(task, q.id) for q in asked}
@@ -385,6 +307,7 @@ def analyze_ratings(task: RatingTask | str | Path, *, draws: int = 200, seed: in
         strengths, win_rates = strength_table(outcomes, targets, draws=draws, seed=seed)
         entry = {
             "question": question.text, "votes": len(outcomes),
+            "verdict": people_verdict(strengths, win_rates),
             "strengths": _records(strengths), "win_rates": _records(win_rates),
             "raters": _records(tables[question.id]),
             "alpha": krippendorff_alpha(task, question.id, draws=draws, seed=seed),
@@ -393,24 +316,6 @@ def analyze_ratings(task: RatingTask | str | Path, *, draws: int = 200, seed: in
         kept = outcomes[~outcomes["rater"].isin(flagged)]
         if flagged and not kept.empty:
             entry["strengths_without_flagged"] = _records(strength_table(kept, targets, draws=draws, seed=seed)[0])
-        result["questions"][question.id] = entry
-    (task.path / "human.json").write_text(json.dumps(result, indent=2, default=float))
-    return result
-
-
-def _analyze_single_images(task: RatingTask, *, draws: int, seed: int) -> dict[str, Any]:
-    """``analyze_ratings`` of an alignment or choices task: per question, per target's scores (alignment) or
-    each image's label (choices), and the raters' alpha."""
-    result: dict[str, Any] = {"task_id": task.task_id, "kind": task.kind, "questions": {}}
-    for question in task.questions:
-        if answers(task, question.id).empty:
-            continue
-        entry: dict[str, Any] = {"question": question.text, "alpha": single_image_alpha(task, question.id)}
-        if task.kind == "alignment":
-            entry["targets"] = _records(alignment_table(task, question.id, draws=draws, seed=seed))
-            entry["metrics"] = alignment_metrics(task, question.id)
-        else:
-            entry["labels"] = _records(labels(task, question.id))
         result["questions"][question.id] = entry
     (task.path / "human.json").write_text(json.dumps(result, indent=2, default=float))
     return result

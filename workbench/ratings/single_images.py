@@ -1,0 +1,128 @@
+"""What people's votes on one image at a time say: an alignment task's share of yes / partly / no per target and
+each metric's AUC for images people call "no" against "yes"; a choices task's label per image; and the raters'
+Krippendorff's alpha (ordinal for alignment, nominal for choices)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from workbench.ratings.task import SKIP, RatingTask
+from workbench.ratings.votes import VoteStore
+
+__all__ = ["ALIGNMENT_SCORES", "alignment_metrics", "alignment_table", "analyze_single_images", "answers", "labels",
+           "single_image_alpha"]  # fmt: skip
+
+ALIGNMENT_SCORES = {"yes": 1.0, "partly": 0.5, "no": 0.0}  # an alignment answer as a number (ordinal)
+
+
+def answers(task: RatingTask, question: str, *, checks: bool = False) -> pd.DataFrame:
+    """One row per answer to ``question`` on a one-image task (alignment, choices; skips left out): the item,
+    prompt, rater, target, image and answer."""
+    task.question(question)
+    rows = [
+        {"item_id": item.item_id, "prompt_id": item.prompt_id, "rater": vote.rater, "target": item.targets[0],
+         "image": item.images[0], "answer": vote.answer, "check": item.check, "repeat_of": item.repeat_of}
+        for vote in VoteStore(task).votes()
+        if vote.question == question and vote.answer != SKIP
+        and ((item := task.items[vote.item_id]).check is None or checks)
+    ]  # fmt: skip
+    columns = ["item_id", "prompt_id", "rater", "target", "image", "answer", "check", "repeat_of"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def alignment_table(task: RatingTask, question: str, *, draws: int = 200, seed: int = 0) -> pd.DataFrame:
+    """Per target: the share of its images people call yes, partly and no, and its mean score (yes 1, partly
+    0.5, no 0) with a 95% interval over resampled prompts."""
+    given = answers(task, question)
+    given["score"] = given["answer"].map(ALIGNMENT_SCORES)
+    rng, rows = np.random.default_rng(seed), []
+    for target, mine in given.groupby("target", sort=False):
+        by_prompt = [g.to_numpy() for _, g in mine.groupby("prompt_id")["score"]]
+        means = [np.concatenate([by_prompt[i] for i in rng.integers(len(by_prompt), size=len(by_prompt))]).mean()
+                 for _ in range(draws)]  # fmt: skip
+        shares = mine["answer"].value_counts(normalize=True)
+        rows.append({"target": target, "score": mine["score"].mean(), "ci_low": float(np.quantile(means, 0.025)),
+                     "ci_high": float(np.quantile(means, 0.975)), "answers": len(mine),
+                     **{answer: float(shares.get(answer, 0.0)) for answer in ALIGNMENT_SCORES}})  # fmt: skip
+    return pd.DataFrame(rows).sort_values("score", ascending=False, ignore_index=True)
+
+
+def alignment_metrics(task: RatingTask, question: str) -> list[dict[str, Any]]:
+    """Per per-image metric: ``auc_wrong``, the chance that an image people call "yes" (majority) scores above
+    one they call "no", ties counted half (as ``validity.json``'s); "partly" images left out."""
+    from scipy.stats import mannwhitneyu
+
+    from workbench.metrics import METRICS
+
+    given = answers(task, question)
+    majority = given.groupby("item_id")["answer"].agg(lambda a: a.mode().iloc[0] if len(a.mode()) == 1 else None)
+    rows = []
+    names = sorted({m for item in task.items.values() for scores in item.scores for m in scores})
+    for name in names:
+        sign = 1 if METRICS[name].higher_is_better else -1
+        right, wrong = [], []
+        for item_id, answer in majority.dropna().items():
+            value = task.items[item_id].scores[0].get(name) if task.items[item_id].scores else None
+            if value is not None and answer in ("yes", "no"):
+                (right if answer == "yes" else wrong).append(sign * value)
+        auc = float(mannwhitneyu(right, wrong).statistic / (len(right) * len(wrong))) if right and wrong else None
+        rows.append({"metric": name, "kendall_tau": None, "auc_wrong": auc, "pairwise_agreement": None,
+                     "n_pairs": len(right) * len(wrong)})  # fmt: skip
+    return rows
+
+
+def single_image_alpha(task: RatingTask, question: str) -> float | None:
+    """Krippendorff's alpha of a one-image question: ordinal for yes / partly / no, else nominal."""
+    import krippendorff
+
+    given = answers(task, question)
+    if task.kind == "alignment":
+        codes, level = ALIGNMENT_SCORES, "ordinal"
+    else:
+        codes, level = {a: i for i, a in enumerate(task.question(question).answers)}, "nominal"
+    table = given.assign(code=given["answer"].map(codes)).pivot_table(
+        index="rater", columns="item_id", values="code", aggfunc="first"
+    )
+    if table.shape[0] < 2 or not table.count().gt(1).any() or given["answer"].nunique() < 2:
+        return None
+    return float(krippendorff.alpha(reliability_data=table.to_numpy(), level_of_measurement=level))
+
+
+def labels(task: RatingTask, question: str) -> pd.DataFrame:
+    """Per image of a choices task: the raters' majority answer (None where they split evenly), its share and
+    the number of answers: what people say an image shows."""
+    given = answers(task, question)
+    rows = []
+    for (item_id, image), group in given.groupby(["item_id", "image"], sort=False):
+        counts = group["answer"].value_counts()
+        tied = len(counts) > 1 and counts.iloc[0] == counts.iloc[1]
+        rows.append({"item_id": item_id, "image": image, "target": group["target"].iloc[0],
+                     "label": None if tied else counts.index[0], "share": float(counts.iloc[0] / len(group)),
+                     "answers": len(group)})  # fmt: skip
+    return pd.DataFrame(rows, columns=["item_id", "image", "target", "label", "share", "answers"])
+
+
+def analyze_single_images(task: RatingTask, *, draws: int, seed: int) -> dict[str, Any]:
+    """``analysis.analyze_ratings`` of an alignment or choices task: per question, per target's scores (alignment) or
+    each image's label (choices), and the raters' alpha."""
+    result: dict[str, Any] = {"task_id": task.task_id, "kind": task.kind, "questions": {}}
+    for question in task.questions:
+        if answers(task, question.id).empty:
+            continue
+        entry: dict[str, Any] = {"question": question.text, "alpha": single_image_alpha(task, question.id)}
+        if task.kind == "alignment":
+            entry["targets"] = _records(alignment_table(task, question.id, draws=draws, seed=seed))
+            entry["metrics"] = alignment_metrics(task, question.id)
+        else:
+            entry["labels"] = _records(labels(task, question.id))
+        result["questions"][question.id] = entry
+    (task.path / "human.json").write_text(json.dumps(result, indent=2, default=float))
+    return result
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    return json.loads(frame.to_json(orient="records"))
