@@ -448,3 +448,54 @@ def test_alignment_and_choices_votes_give_scores_labels_and_metric_auc(run, tmp_
         "share"
     ] == pytest.approx(2 / 3)
     assert labelled["alpha"] is not None and labelled["alpha"] < 1
+
+
+# --- Label Studio ----------------------------------------------------------------------------------------
+
+
+def test_a_task_goes_to_label_studio_and_its_export_comes_back_as_votes(task, tmp_path):
+    import base64
+    import xml.etree.ElementTree as ET
+
+    from workbench.ratings.label_studio import export_label_studio, import_label_studio
+
+    config, tasks_file = export_label_studio(task, tmp_path / "ls")
+    view = ET.fromstring(config.read_text())
+    assert [p.get("name") for p in view.iter("Pairwise")] == ["alignment", "quality"]
+    assert {c.get("value") for c in view.iter("Choice")} == {"tie", "skip"}  # beside Pairwise: only left/right
+    tasks = json.loads(tasks_file.read_text())
+    assert len(tasks) == len(task.items)
+    for entry in tasks:
+        png = base64.b64decode(entry["data"]["left"].removeprefix("data:image/png;base64,"))
+        assert png.startswith(b"\x89PNG") and b"tEXt" not in png
+        assert not any(word in json.dumps(entry["data"]["prompt"]) for word in MODELS)
+    first, second = tasks[0]["data"], tasks[1]["data"]
+    export = [  # Label Studio's JSON export of two annotated tasks
+        {"id": 1, "data": first, "annotations": [
+            {"id": 11, "completed_by": 3, "lead_time": 4.2, "was_cancelled": False, "result": [
+                {"from_name": "alignment", "to_name": "left,right", "type": "pairwise", "value": {"selected": "left"}},
+                {"from_name": "quality-other", "to_name": "left", "type": "choices", "value": {"choices": ["tie"]}},
+            ]},
+            {"id": 12, "completed_by": {"id": 4, "email": "ben@example.org"}, "was_cancelled": True, "result": []},
+        ]},
+        {"id": 2, "data": second, "annotations": [
+            {"id": 13, "completed_by": 3, "lead_time": 2.0, "result": [
+                {"from_name": "quality", "to_name": "left,right", "type": "pairwise", "value": {"selected": "right"}},
+            ]},
+        ]},
+    ]  # fmt: skip
+    assert import_label_studio(task, export) == 3 and import_label_studio(task, export) == 0  # idempotent
+    votes = VoteStore(task).votes("ls-3")
+    assert [(v.item_id, v.question, v.answer, v.interface) for v in votes] == [
+        (first["item_id"], "alignment", "left", "labelstudio"), (first["item_id"], "quality", "tie", "labelstudio"),
+        (second["item_id"], "quality", "right", "labelstudio"),
+    ]  # fmt: skip
+    assert votes[0].shown == tuple(first["shown"]) and votes[0].decided_s == 4.2
+    with pytest.raises(ConfigError, match="item_id 'x1' is not an item of this task"):
+        import_label_studio(task, [{"data": {"item_id": "x1"}}])
+    from workbench.cli import main
+
+    (tmp_path / "export.json").write_text(json.dumps(export))
+    assert main(["rate", str(task.path), "--export-label-studio", str(tmp_path / "again")]) == 0
+    assert (tmp_path / "again" / "tasks.json").is_file()
+    assert main(["rate", str(task.path), "--import-label-studio", str(tmp_path / "export.json")]) == 0  # 0 new

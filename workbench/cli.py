@@ -227,6 +227,10 @@ def _parser() -> argparse.ArgumentParser:
     rate = sub.add_parser("rate", help="serve a rating task's page to raters, or print a rater's invitation link")
     rate.add_argument("task", help="a rating task's folder, or its id under OUTPUT_ROOT/ratings")
     rate.add_argument("--invite", nargs="+", metavar="NAME", help="print a personal link for each rater, and exit")
+    rate.add_argument("--export-label-studio", metavar="DIR", help="write the task as a Label Studio project, and exit")
+    rate.add_argument(
+        "--import-label-studio", metavar="FILE", help="store a Label Studio JSON export's votes, and exit"
+    )
     rate.add_argument("--host", default="127.0.0.1")
     rate.add_argument("--port", type=int, default=8001)
     rate.add_argument("--output-root", default="outputs")

@@ -350,6 +350,16 @@ def rate_command(args) -> int:
         for rater in args.invite:
             print(f"{rater}: {page_link(args.host, args.port, invite(task, rater))}")
         return 0
+    if args.export_label_studio or args.import_label_studio:
+        from workbench.ratings.label_studio import export_label_studio, import_label_studio
+
+        if args.export_label_studio:
+            config, tasks = export_label_studio(task, args.export_label_studio)
+            print(f"Label Studio project: labelling config {config}, tasks {tasks}")
+        if args.import_label_studio:
+            _read_text(args.import_label_studio, "Label Studio export")
+            print(f"{import_label_studio(task, args.import_label_studio)} new votes from {args.import_label_studio}")
+        return 0
     import uvicorn
 
     print(f"rating page for task {task.task_id}: http://{args.host}:{args.port}/ (raters open their invitation links)")
