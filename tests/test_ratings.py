@@ -102,6 +102,8 @@ def test_a_vote_is_stored_once_and_bad_votes_change_nothing(task):
         store.add("ana", view.item_id, "alignment", "right", shown=view.images, vote_id="v9")
     store.undo("ana", "v1")
     assert store.votes() == [] and (task.path / "votes" / "ana.jsonl").read_text().count("\n") == 2
+    _, new = store.add("ana", view.item_id, "alignment", "left", shown=view.images, vote_id="v1")  # a late resend
+    assert not new and store.votes() == []  # the undone vote stays undone
     with open(task.path / "votes" / "ana.jsonl", "a") as fh:
         fh.write('{"vote_id": "cut sh')  # a crash mid-line: the votes before it stand, the next one is whole
     store.add("ana", view.item_id, "quality", "tie", shown=view.images, vote_id="v2")
@@ -412,8 +414,10 @@ def test_every_vote_answered_as_stored_survives_a_kill_of_the_page_server(task, 
         server = _page_server(task, port)
         _until_up(url)
         stored = VoteStore(task).votes()
-        ids = [vote.vote_id for vote in stored]
-        assert len(ids) == len(set(ids))  # none twice
+        lines = [json.loads(line) for path in (task.path / "votes").glob("*.jsonl")
+                 for line in path.read_text().splitlines()]  # fmt: skip
+        ids = [line["vote_id"] for line in lines]
+        assert len(ids) == len(set(ids)) == len(stored)  # none twice on disk
         for rater, given in answered.items():
             assert set(given) <= {v.vote_id for v in stored if v.rater == rater}  # every answered vote is there
         resumed = httpx.get(f"{url}/api/next", headers=headers["ana"]).json()["item"]  # where ana left off
@@ -499,3 +503,19 @@ def test_a_task_goes_to_label_studio_and_its_export_comes_back_as_votes(task, tm
     assert main(["rate", str(task.path), "--export-label-studio", str(tmp_path / "again")]) == 0
     assert (tmp_path / "again" / "tasks.json").is_file()
     assert main(["rate", str(task.path), "--import-label-studio", str(tmp_path / "export.json")]) == 0  # 0 new
+
+
+def test_a_blind_copy_keeps_only_the_pixels(tmp_path):
+    from PIL import ImageCms
+    from PIL.PngImagePlugin import PngInfo
+
+    from workbench.ratings.task import _blind_copy
+
+    info = PngInfo()
+    info.add_text("workbench", '{"model_id": "secret/model"}')
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    Image.new("RGB", (8, 4), "red").save(tmp_path / "made.png", pnginfo=info, icc_profile=profile)
+    _blind_copy(tmp_path / "made.png", tmp_path / "blind.png", 32)
+    with Image.open(tmp_path / "blind.png") as image:
+        assert image.size == (32, 16) and image.info == {} and image.getpixel((31, 15)) == (255, 0, 0)
+    assert b"secret" not in (tmp_path / "blind.png").read_bytes()

@@ -19,8 +19,9 @@ def strength_plot(strengths: pd.DataFrame, title: str = "", ax=None):
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 0.5 * len(strengths) + 1.5))
     rows = strengths.iloc[::-1]
-    ax.errorbar(rows["strength"], range(len(rows)), xerr=[rows["strength"] - rows["ci_low"],
-                rows["ci_high"] - rows["strength"]], fmt="o", color="black", capsize=3)  # fmt: skip
+    below = (rows["strength"] - rows["ci_low"]).clip(lower=0).fillna(0)  # a percentile interval may miss the point
+    above = (rows["ci_high"] - rows["strength"]).clip(lower=0).fillna(0)
+    ax.errorbar(rows["strength"], range(len(rows)), xerr=[below, above], fmt="o", color="black", capsize=3)
     ax.set_yticks(range(len(rows)), [f"{r.rank}. {r.target}" for r in rows.itertuples()])
     ax.axvline(0, color="grey", linewidth=0.5)
     ax.set(xlabel="strength (log odds scale, mean 0) with its 95% interval", title=title)

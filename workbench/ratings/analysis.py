@@ -45,7 +45,7 @@ __all__ = [
 # A rater is flagged below this gold accuracy (one answering at random scores about a third), or when their
 # agreement with the others or with themselves (repeats) is this far below the raters' median: on close pairs
 # careful raters disagree too, with others and with themselves, so those are judged against the raters' own.
-RATER_THRESHOLDS = {"gold_accuracy": 0.7, "below_median": 0.25}
+RATER_THRESHOLDS = {"gold_accuracy": 0.7, "below_median": 0.25, "min_checks": 3}  # fewer checks: not judged
 
 
 def pairwise_outcomes(task: RatingTask, question: str, *, checks: bool = False) -> pd.DataFrame:
@@ -123,6 +123,9 @@ def strength_table(
     column, ties counted half) with intervals. Resamples prompts, and raters when there are several."""
     targets = list(targets) if targets is not None else sorted(set(outcomes["a"]) | set(outcomes["b"]))
     fit, samples, stacked = strength_draws(outcomes.reset_index(drop=True), targets, draws=draws, seed=seed)
+    if not len(samples):  # no resample compared every target with the others: no intervals
+        samples = np.full((1, len(targets)), np.nan)
+        stacked = np.full((1, len(targets), len(targets)), np.nan)
     alpha = 1 - level
     order = np.argsort(-fit.strengths)
     table = pd.DataFrame({
@@ -141,6 +144,7 @@ def strength_table(
     table["rank"] = ranks
     table["p_holm_next"] = [*adjusted, np.nan]
     table["tie_parameter"] = fit.tie
+    table["draws_used"] = len(samples) if not np.isnan(samples).all() else 0  # resamples that ranked every target
     point = _win_rates(outcomes, targets)
     stacked[:, np.arange(len(targets)), np.arange(len(targets))] = 0.5  # a target against itself: not a pair
     low, high = np.nanquantile(stacked, alpha / 2, axis=0), np.nanquantile(stacked, 1 - alpha / 2, axis=0)
@@ -187,10 +191,13 @@ def rater_table(task: RatingTask, question: str) -> pd.DataFrame:
         gold = mine[mine["check"] == "gold"]
         right = [task.items[i].gold.get(question) for i in gold["item_id"]]
         answered = [(c, r) for c, r in zip(gold["chosen_image"], right, strict=True) if r is not None]
-        gold_accuracy = float(np.mean([c == r for c, r in answered])) if answered else np.nan
+        enough = len(answered) >= RATER_THRESHOLDS["min_checks"]
+        gold_accuracy = float(np.mean([c == r for c, r in answered])) if enough else np.nan
         repeats = mine[mine["check"] == "repeat"].set_index("repeat_of")["outcome"]
         same = repeats.index.intersection(own.index)
-        consistency = float((repeats[same] == own[same]).mean()) if len(same) else np.nan
+        consistency = (
+            float((repeats[same] == own[same]).mean()) if len(same) >= RATER_THRESHOLDS["min_checks"] else np.nan
+        )
         row = {"rater": rater, "votes": len(mine), "agreement": agreement, "gold_accuracy": gold_accuracy,
                "self_consistency": consistency}  # fmt: skip
         rows.append(row)
@@ -216,7 +223,10 @@ def krippendorff_alpha(task: RatingTask, question: str, *, draws: int = 200, see
     if table.shape[0] < 2:
         return {"alpha": None, "ci_low": None, "ci_high": None, "raters": int(table.shape[0])}
     data = table.to_numpy() * 2  # 0, 1, 2: lost, tie, won (nominal)
-    value = float(krippendorff.alpha(reliability_data=data, level_of_measurement="nominal"))
+    try:
+        value = float(krippendorff.alpha(reliability_data=data, level_of_measurement="nominal"))
+    except ValueError:  # one answer only, or no item two raters answered: alpha is not defined
+        return {"alpha": None, "ci_low": None, "ci_high": None, "raters": int(table.shape[0])}
     rng = np.random.default_rng(seed)
     draws_ = []
     for _ in range(draws):
@@ -304,7 +314,11 @@ def analyze_ratings(task: RatingTask | str | Path, *, draws: int = 200, seed: in
                               "flagged": flagged, "questions": {}}  # fmt: skip
     for question in asked:
         outcomes = pairwise_outcomes(task, question.id)
-        strengths, win_rates = strength_table(outcomes, targets, draws=draws, seed=seed)
+        try:
+            strengths, win_rates = strength_table(outcomes, targets, draws=draws, seed=seed)
+        except ConfigError as error:  # e.g. targets never compared: said for this question, the others go on
+            result["questions"][question.id] = {"question": question.text, "votes": len(outcomes), "error": str(error)}
+            continue
         entry = {
             "question": question.text, "votes": len(outcomes),
             "verdict": people_verdict(strengths, win_rates),
@@ -315,7 +329,10 @@ def analyze_ratings(task: RatingTask | str | Path, *, draws: int = 200, seed: in
         }  # fmt: skip
         kept = outcomes[~outcomes["rater"].isin(flagged)]
         if flagged and not kept.empty:
-            entry["strengths_without_flagged"] = _records(strength_table(kept, targets, draws=draws, seed=seed)[0])
+            try:
+                entry["strengths_without_flagged"] = _records(strength_table(kept, targets, draws=draws, seed=seed)[0])
+            except ConfigError as error:
+                entry["strengths_without_flagged"] = str(error)
         result["questions"][question.id] = entry
     (task.path / "human.json").write_text(json.dumps(result, indent=2, default=float))
     return result

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import secrets
 import threading
 from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Header, HTTPException
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from workbench.errors import ConfigError, VoteConflict
@@ -43,7 +44,9 @@ def invite(task: RatingTask, rater: str) -> str:
     with _LOCK:
         raters = _raters(task)
         raters[rater] = _hash(token)
-        (task.path / RATERS).write_text(json.dumps(raters, indent=2))
+        partial = task.path / f"{RATERS}.{os.getpid()}.partial"
+        partial.write_text(json.dumps(raters, indent=2))
+        partial.replace(task.path / RATERS)  # a running page never reads half a file
     return token
 
 
@@ -101,12 +104,14 @@ def create_rating_app(task: RatingTask | str | Path) -> FastAPI:
         return {"item": view, "done": done, "total": len(order), "kind": task.kind}
 
     @app.get("/api/image/{image_id}")
-    def image(image_id: str, name: str = signed_in) -> FileResponse:
+    def image(image_id: str, name: str = signed_in) -> Response:
         try:
             path = task.image(image_id)
         except ConfigError as error:
             raise HTTPException(404, str(error)) from None
-        return FileResponse(path, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+        # the bytes only: a file response's Last-Modified and ETag would tell when, and so in what order, images
+        # were written
+        return Response(path.read_bytes(), media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
     @app.post("/api/vote")
     def vote(body: VoteBody, name: str = signed_in) -> dict:
@@ -159,26 +164,27 @@ button{font-size:1.1rem;padding:.6rem 1.2rem;margin:.3rem;touch-action:manipulat
 const token = new URLSearchParams(location.hash.slice(1)).get("token") || sessionStorage.getItem("token");
 if (token) { sessionStorage.setItem("token", token); history.replaceState(null, "", location.pathname); }
 const headers = {"Authorization": "Bearer " + token, "Content-Type": "application/json"};
-let item = null, shownAt = 0, last = [];
+let item = null, shownAt = 0, last = [], busy = false;
 function id() { return (crypto.randomUUID ? crypto.randomUUID() : String(Math.random()).slice(2)).replace(/-/g, ""); }
 async function load() {
   const response = await fetch("api/next", {headers});
   const say = text => { document.getElementById("status").textContent = text; };
   if (response.status === 401) { say("This page needs your invitation link."); return; }
   const data = await response.json();
-  item = data.item;
+  const next = data.item;
   say(`${data.done} of ${data.total} done`);
   const images = document.getElementById("images"), buttons = document.getElementById("buttons");
   images.innerHTML = ""; buttons.innerHTML = "";
-  if (!item) {
+  if (!next) {
+    item = null;
     document.getElementById("prompt").textContent = "All done: thank you.";
     document.getElementById("question").textContent = "";
     return;
   }
-  document.getElementById("prompt").textContent = item.prompt ? "Prompt: " + item.prompt : "";
-  const question = item.questions[0];
+  document.getElementById("prompt").textContent = next.prompt ? "Prompt: " + next.prompt : "";
+  const question = next.questions[0];
   document.getElementById("question").textContent = question.text;
-  for (const image of item.images) {
+  for (const image of next.images) {
     const element = document.createElement("img");
     const blob = await (await fetch("api/image/" + image, {headers})).blob();
     element.src = URL.createObjectURL(blob); element.alt = "an image to rate"; images.appendChild(element);
@@ -187,28 +193,33 @@ async function load() {
     const button = document.createElement("button"); button.textContent = answer;
     button.onclick = () => vote(answer); buttons.appendChild(button);
   }
+  item = next;  // votes count only once its images are shown
   shownAt = performance.now();
 }
 async function vote(answer) {
-  if (!item) return;
+  if (!item || busy) return;
+  busy = true;
   const question = item.questions[0];
   const body = {vote_id: id(), item_id: item.item_id, question: question.id, answer, shown: item.images,
                 decided_s: (performance.now() - shownAt) / 1000, reason: answer === "skip" ? "skipped" : null};
   for (let attempt = 0; attempt < 5; attempt++) {
     try {
       const response = await fetch("api/vote", {method: "POST", headers, body: JSON.stringify(body)});
-      if (response.ok || response.status === 409) { last.push(body.vote_id); break; }
-      document.getElementById("status").textContent = (await response.json()).detail; return;
+      if (response.ok) { last.push(body.vote_id); break; }
+      if (response.status === 409) break;  // answered already (another tab): nothing to undo here
+      document.getElementById("status").textContent = (await response.json()).detail; busy = false; return;
     } catch (error) { await new Promise(done => setTimeout(done, 500 * (attempt + 1))); }
   }
-  load();
+  item = null;
+  await load();
+  busy = false;
 }
 async function undo() {
   const vote_id = last.pop(); if (!vote_id) return;
   await fetch("api/undo", {method: "POST", headers, body: JSON.stringify({vote_id})}); load();
 }
 document.addEventListener("keydown", event => {
-  if (!item) return;
+  if (!item || event.repeat) return;
   const answers = [...item.questions[0].answers, "skip"];
   const keys = {"ArrowLeft": "left", "ArrowRight": "right", "1": answers[0], "2": answers[1], "3": answers[2],
                 "t": "tie", "s": "skip"};

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+import shutil
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -157,6 +158,8 @@ def rating_task(
     is opened as it is (so a notebook can run again)."""
     if kind not in KINDS:
         raise ConfigError(f"kind must be one of {list(KINDS)}, got {kind!r}", "kind")
+    if isinstance(display_size, bool) or not isinstance(display_size, int) or not 16 <= display_size <= 4096:
+        raise ConfigError(f"display_size must be a whole number of pixels from 16 to 4096, got {display_size!r}")
     for name, share in (("gold_share", gold_share), ("repeat_share", repeat_share)):
         if not 0 <= share < 0.5:
             raise ConfigError(f"{name} must be from 0 to below 0.5, got {share!r}", name)
@@ -170,27 +173,38 @@ def rating_task(
     if kind == "pairwise" and len(chosen) < 2:
         raise ConfigError(f"a pairwise task needs two targets or more, got {chosen}", "targets")
     rows = rows[rows["target"].isin(chosen)]
+    repeated = rows[rows.duplicated(["target", "prompt_id", "seed"])]
+    if len(repeated):
+        raise ConfigError(
+            f"the runs have several images of {repeated['target'].iloc[0]!r} for prompt "
+            f"{repeated['prompt_id'].iloc[0]!r} and one seed (made with other settings): rate runs of one setting",
+            "runs",
+        )
     digest = hashlib.sha256(json.dumps([kind, chosen, [str(r) for r in runs], seed]).encode()).hexdigest()[:8]
     task_id = task_id or f"{time.strftime('%Y%m%d-%H%M%S')}-{kind}-{digest}"
     folder = Path(output_root) / "ratings" / task_id
     if (folder / RatingTask.MANIFEST).is_file():
         return RatingTask(folder)
-    secret = secrets.token_hex(16)  # image ids are not guessable from the run's files
+    secret = secrets.token_hex(16)  # image and item ids are not guessable from the run's files or each other
     rng = np.random.default_rng(seed)
     items = _items(kind, rows, chosen, rng, gold_share, repeat_share, asked)
-    (folder / RatingTask.IMAGES).mkdir(parents=True)
+    building = folder.with_name(folder.name + ".partial")  # the task appears whole or not at all
+    shutil.rmtree(building, ignore_errors=True)
+    (building / RatingTask.IMAGES).mkdir(parents=True)
     named = {}
     for item in items:
         for source in item["sources"]:
             if source not in named:
                 named[source] = hashlib.sha256(f"{secret}{source}".encode()).hexdigest()[:20]
-                _blind_copy(Path(source), folder / RatingTask.IMAGES / f"{named[source]}.png", display_size)
-    with open(folder / RatingTask.ITEMS, "w") as fh:
-        for number, item in enumerate(items):
+                _blind_copy(Path(source), building / RatingTask.IMAGES / f"{named[source]}.png", display_size)
+    opaque = {item["item_id"]: "i" + hashlib.sha256(f"{secret}{item['item_id']}".encode()).hexdigest()[:12]
+              for item in items}  # fmt: skip
+    with open(building / RatingTask.ITEMS, "w") as fh:
+        for item in items:
             sources = item.pop("sources")
             gold = {q: named[v] if kind == "pairwise" else v for q, v in item.pop("gold", {}).items()}
-            record = {"item_id": item.pop("item_id", f"i{number:05d}"), "images": [named[s] for s in sources],
-                      "gold": gold, **item}  # fmt: skip
+            record = {**item, "item_id": opaque[item["item_id"]], "images": [named[s] for s in sources],
+                      "gold": gold, "repeat_of": opaque.get(item.get("repeat_of"))}  # fmt: skip
             fh.write(json.dumps(record) + "\n")
     manifest = {
         "task_id": task_id, "kind": kind, "questions": [asdict(q) for q in asked], "targets": chosen,
@@ -198,7 +212,8 @@ def rating_task(
         "seed": seed, "gold_share": gold_share, "repeat_share": repeat_share, "display_size": display_size,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "items": len(items),
     }  # fmt: skip
-    (folder / RatingTask.MANIFEST).write_text(json.dumps(manifest, indent=2))
+    (building / RatingTask.MANIFEST).write_text(json.dumps(manifest, indent=2))
+    building.rename(folder)
     return RatingTask(folder)
 
 
@@ -326,7 +341,8 @@ def _blind_copy(source: Path, target: Path, size: int) -> None:
     scale = size / max(pixels.size)
     resample = Image.Resampling.NEAREST if scale >= 1 else Image.Resampling.LANCZOS
     pixels = pixels.resize((round(pixels.width * scale), round(pixels.height * scale)), resample)
-    pixels.save(target, format="PNG")  # no text chunks: PIL writes none unless given pnginfo
+    bare = Image.frombytes("RGB", pixels.size, pixels.tobytes())  # pixels only: no text, colour profile or EXIF
+    bare.save(target, format="PNG")
 
 
 def _item(record: dict[str, Any]) -> RatingItem:

@@ -14,11 +14,17 @@ import re
 import threading
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from workbench.errors import ConfigError, VoteConflict
 from workbench.ratings.task import SKIP, RatingTask
+
+try:
+    import fcntl  # POSIX: a lock other processes see too
+except ImportError:  # Windows: the lock holds within this process only
+    fcntl = None
 
 __all__ = ["INTERFACES", "Vote", "VoteStore", "check_rater"]
 
@@ -82,9 +88,9 @@ class VoteStore:
             raise ConfigError(f"decided_s must be seconds from 0 to a day, got {decided_s!r}", "decided_s")
         vote = Vote(vote_id or uuid.uuid4().hex, rater, item_id, question, answer, tuple(shown), time.time(),
                     decided_s, interface, reason if answer == SKIP else None)  # fmt: skip
-        with self._lock:
-            standing = self._records(rater)
-            earlier = standing.get(vote.vote_id)
+        with self._exclusive(rater):
+            standing, undone = self._history(rater)
+            earlier = standing.get(vote.vote_id) or undone.get(vote.vote_id)  # a late resend of an undone vote
             if earlier is not None:
                 if (earlier["item_id"], earlier["question"]) != (item_id, question):
                     raise ConfigError(f"vote {vote.vote_id!r} was given for another item or question", "vote_id")
@@ -97,7 +103,7 @@ class VoteStore:
     def undo(self, rater: str, vote_id: str) -> None:
         """Retract ``rater``'s vote ``vote_id`` (a line of its own; the vote's line stays)."""
         check_rater(rater)
-        with self._lock:
+        with self._exclusive(rater):
             if vote_id not in self._records(rater):
                 raise ConfigError(f"{rater} has no vote {vote_id!r}", "vote_id")
             self._append(rater, {"undo": vote_id, "at": time.time()})
@@ -115,20 +121,34 @@ class VoteStore:
         return {(vote.item_id, vote.question) for vote in self.votes(rater)}
 
     def _records(self, rater: str) -> dict[str, dict[str, Any]]:
+        return self._history(rater)[0]
+
+    def _history(self, rater: str) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+        """``rater``'s standing votes and undone ones, by vote id."""
         path = self.folder / f"{rater}.jsonl"
-        if not path.is_file():
-            return {}
-        records: dict[str, dict[str, Any]] = {}
-        for line in path.read_text().splitlines():
+        standing: dict[str, dict[str, Any]] = {}
+        undone: dict[str, dict[str, Any]] = {}
+        for line in path.read_text().splitlines() if path.is_file() else []:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError:  # a line cut short by a crash: its vote was never answered as stored
                 continue
             if "undo" in record:
-                records.pop(record["undo"], None)
-            else:
-                records.setdefault(record["vote_id"], record)
-        return records
+                if record["undo"] in standing:
+                    undone[record["undo"]] = standing.pop(record["undo"])
+            elif record["vote_id"] not in undone:
+                standing.setdefault(record["vote_id"], record)
+        return standing, undone
+
+    @contextmanager
+    def _exclusive(self, rater: str):
+        """One writer of ``rater``'s votes at a time, across threads and processes (the page, a panel, an
+        import)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with self._lock, open(self.folder / f".{rater}.lock", "a") as lock:
+            if fcntl is not None:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
 
     def _append(self, rater: str, record: dict[str, Any]) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
