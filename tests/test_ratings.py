@@ -431,16 +431,21 @@ def test_every_vote_answered_as_stored_survives_a_kill_of_the_page_server(task, 
 def test_alignment_and_choices_votes_give_scores_labels_and_metric_auc(run, tmp_path):
     alignment = rating_task(run, "alignment", output_root=tmp_path, gold_share=0, repeat_share=0)
     store = VoteStore(alignment)
-    for rater in ("ana", "ben"):
-        for view in alignment.order(rater):  # people say sd-base's images show their prompt, sd-small's do not
+    clip = {item.item_id: item.scores[0]["clip_score"] for item in alignment.items.values()}
+    median = {t: np.median([clip[i.item_id] for i in alignment.items.values() if i.targets[0] == t]) for t in MODELS}
+    for rater in ("ana", "ben"):  # people say a model's better half by CLIP score shows its prompt, the rest not
+        for view in alignment.order(rater):
             item = alignment.items[view.item_id]
-            answer = "yes" if item.targets[0] == "toyworld/sd-base" else "no"
+            answer = "yes" if clip[item.item_id] >= median[item.targets[0]] else "no"
+            if rater == "ben" and item.targets[0] == "toyworld/sd-small":
+                answer = "partly"  # ben is less sure of sd-small's
             store.add(rater, item.item_id, "alignment", answer, shown=view.images, interface="simulated")
     human = analyze_ratings(alignment, draws=20)["questions"]["alignment"]
     targets = {row["target"]: row for row in human["targets"]}
-    assert targets["toyworld/sd-base"]["score"] == 1.0 and targets["toyworld/sd-small"]["no"] == 1.0
-    assert human["alpha"] == 1.0 and human["metrics"][0]["metric"] == "clip_score"
-    assert 0 <= human["metrics"][0]["auc_wrong"] <= 1 and human["metrics"][0]["n_pairs"] == len(PROMPTS) ** 2 * 4
+    assert targets["toyworld/sd-base"]["yes"] == 0.5 and targets["toyworld/sd-small"]["partly"] == 0.5
+    assert 0 < human["alpha"] < 1
+    (metric,) = human["metrics"]  # within each model, the images people call right score higher: AUC 1
+    assert metric["metric"] == "clip_score" and metric["auc_wrong"] == 1.0 and metric["n_pairs"] == 36
     choices = rating_task(run, "choices", questions={"Which shape is this?": ["circle", "square", "triangle"]},
                           output_root=tmp_path, repeat_share=0)  # fmt: skip
     question = choices.questions[0].id

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from workbench.errors import ConfigError
+from workbench.ratings.davidson import DavidsonFit
 from workbench.ratings.task import RatingTask
 from workbench.ratings.votes import VoteStore
 
@@ -52,9 +53,8 @@ def simulate_votes(
                 elif item.check == "gold" and question.id in item.gold:
                     answer = "left" if view.images[0] == item.gold[question.id] else "right"
                 else:
-                    a, b = strengths[item.targets[0]], strengths[item.targets[1]]
-                    weights = np.array([np.exp(a), tie * np.exp((a + b) / 2), np.exp(b)])
-                    outcome = rng.choice(3, p=weights / weights.sum())  # a wins, tie, b wins
+                    pair = DavidsonFit(tuple(item.targets), np.array([strengths[t] for t in item.targets]), tie)
+                    outcome = rng.choice(3, p=pair.probabilities(0, 1))  # a wins, tie, b wins
                     if outcome == 1:
                         answer = "tie"
                     else:

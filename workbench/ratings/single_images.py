@@ -53,7 +53,8 @@ def alignment_table(task: RatingTask, question: str, *, draws: int = 200, seed: 
 
 def alignment_metrics(task: RatingTask, question: str) -> list[dict[str, Any]]:
     """Per per-image metric: ``auc_wrong``, the chance that an image people call "yes" (majority) scores above
-    one they call "no", ties counted half (as ``validity.json``'s); "partly" images left out."""
+    one of the same target they call "no", ties counted half (as ``validity.json``'s, within a target: a metric
+    earns nothing for telling models apart); "partly" images left out."""
     from scipy.stats import mannwhitneyu
 
     from workbench.metrics import METRICS
@@ -64,14 +65,19 @@ def alignment_metrics(task: RatingTask, question: str) -> list[dict[str, Any]]:
     names = sorted({m for item in task.items.values() for scores in item.scores for m in scores})
     for name in names:
         sign = 1 if METRICS[name].higher_is_better else -1
-        right, wrong = [], []
+        by_target: dict[str, tuple[list, list]] = {}
         for item_id, answer in majority.dropna().items():
-            value = task.items[item_id].scores[0].get(name) if task.items[item_id].scores else None
+            item = task.items[item_id]
+            value = item.scores[0].get(name) if item.scores else None
             if value is not None and answer in ("yes", "no"):
-                (right if answer == "yes" else wrong).append(sign * value)
-        auc = float(mannwhitneyu(right, wrong).statistic / (len(right) * len(wrong))) if right and wrong else None
-        rows.append({"metric": name, "kendall_tau": None, "auc_wrong": auc, "pairwise_agreement": None,
-                     "n_pairs": len(right) * len(wrong)})  # fmt: skip
+                by_target.setdefault(item.targets[0], ([], []))[answer == "no"].append(sign * value)
+        u = pairs = 0.0
+        for right, wrong in by_target.values():
+            if right and wrong:
+                u += mannwhitneyu(right, wrong).statistic
+                pairs += len(right) * len(wrong)
+        rows.append({"metric": name, "kendall_tau": None, "auc_wrong": float(u / pairs) if pairs else None,
+                     "pairwise_agreement": None, "n_pairs": int(pairs)})  # fmt: skip
     return rows
 
 

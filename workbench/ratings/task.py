@@ -225,7 +225,11 @@ def _questions(kind: str, given) -> tuple[Question, ...]:
         for text, answers in given.items():
             if isinstance(answers, str) or len(list(answers)) < 2:
                 raise ConfigError(f"question {text!r} needs a list of two answers or more, got {answers!r}")
-            asked.append(Question(_slug(text), text, tuple(str(a) for a in answers)))
+            if SKIP in answers:
+                raise ConfigError(f"question {text!r}: {SKIP!r} is every question's own answer, not a choice")
+            slug = _slug(text)
+            question_id = slug if slug not in {q.id for q in asked} else f"{slug}_{len(asked) + 1}"
+            asked.append(Question(question_id, text, tuple(str(a) for a in answers)))
         return tuple(asked)
     answers = PAIRWISE_ANSWERS if kind == "pairwise" else ALIGNMENT_ANSWERS
     given = given or DEFAULT_QUESTIONS[kind]

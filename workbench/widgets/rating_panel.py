@@ -13,6 +13,7 @@ import time
 
 import ipywidgets as w
 
+from workbench.errors import WorkbenchError
 from workbench.ratings.task import SKIP, RatingTask, View
 from workbench.ratings.votes import VoteStore, check_rater
 
@@ -85,14 +86,20 @@ class RatingPanel:
         self.shown_at = time.perf_counter()
 
     def answer(self, answer: str, reason: str | None = None) -> None:
-        """Vote ``answer`` on the question shown, then show the next one."""
+        """Vote ``answer`` on the question shown, then show the next one (a refusal, e.g. the question answered
+        meanwhile on the page, is said in the panel)."""
         if self.view is None:
             return
-        vote, _ = self.store.add(
-            self.rater, self.view.item_id, self.question.id, answer, shown=self.view.images,
-            decided_s=time.perf_counter() - self.shown_at, interface="widget",
-            reason=reason or ("skipped in the panel" if answer == SKIP else None),
-        )  # fmt: skip
+        try:
+            vote, _ = self.store.add(
+                self.rater, self.view.item_id, self.question.id, answer, shown=self.view.images,
+                decided_s=time.perf_counter() - self.shown_at, interface="widget",
+                reason=reason or ("skipped in the panel" if answer == SKIP else None),
+            )  # fmt: skip
+        except WorkbenchError as error:
+            self.show_next()
+            self.status.value += f" &middot; {html.escape(str(error))}"
+            return
         self.given.append(vote.vote_id)
         self.show_next()
 
