@@ -273,6 +273,9 @@ def test_votes_through_the_page_are_stored_once_per_rater_and_bad_ones_change_no
     ]:
         assert client.post("/api/vote", json=vote | bad, headers=headers["ana"]).status_code == status, bad
     assert client.post("/api/vote", content=b"{not json", headers=headers["ana"]).status_code == 422
+    assert client.post("/api/vote", content=b"{not json").status_code == 401  # no token: the body is not read
+    huge = {**vote, "vote_id": "c" * 12, "reason": "x" * 20_000}
+    assert client.post("/api/vote", json=huge, headers=headers["ana"]).status_code == 413
     stored = VoteStore(task).votes()
     assert [(v.rater, v.vote_id, v.interface) for v in stored] == [("ana", vote["vote_id"], "page")]
     after = client.get("/api/next", headers=headers["ana"]).json()

@@ -2,7 +2,8 @@
 
 Each rater has an invitation (``invite``): a random token, stored hashed in the task's ``raters.json``; the page
 link carries it in its fragment (``#token=...``: never sent in a request line, so never in a log), and every API
-call sends it as ``Authorization: Bearer <token>``. No token, no page data and no vote (401). A rater sees the
+call sends it as ``Authorization: Bearer <token>``. No token, no page data and no vote (401, before any body is
+read; a body over ``MAX_BODY`` is 413). A rater sees the
 items in their own order (``RatingTask.order``), their own progress, and nothing of others' votes, the targets or
 results. Votes go through the task's ``VoteStore`` (a vote resent with its id is stored once).
 
@@ -23,8 +24,8 @@ import threading
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, Header, HTTPException
-from fastapi.responses import HTMLResponse, Response
+from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from workbench.errors import ConfigError, VoteConflict
@@ -34,6 +35,8 @@ from workbench.ratings.votes import VoteStore, check_rater
 __all__ = ["RATERS", "create_rating_app", "invite", "page_link"]
 
 RATERS = "raters.json"  # rater -> sha256 of their token
+MAX_BODY = 8 * 1024  # a vote is a few hundred bytes
+_NO_TOKEN = "an invitation's token is needed (Authorization: Bearer <token>)"
 _LOCK = threading.Lock()
 
 
@@ -78,15 +81,32 @@ def create_rating_app(task: RatingTask | str | Path) -> FastAPI:
     store = VoteStore(task)
     app = FastAPI(title="rating", docs_url=None, redoc_url=None, openapi_url=None)
 
-    def rater(authorization: Annotated[str | None, Header()] = None) -> str:
+    def known(authorization: str | None) -> str | None:
         token = (authorization or "").removeprefix("Bearer ").strip()
         digest = _hash(token) if token else None
         for name, stored in _raters(task).items():
             if digest is not None and secrets.compare_digest(stored, digest):
                 return name
-        raise HTTPException(401, "an invitation's token is needed (Authorization: Bearer <token>)")
+        return None
+
+    def rater(authorization: Annotated[str | None, Header()] = None) -> str:
+        name = known(authorization)
+        if name is None:
+            raise HTTPException(401, _NO_TOKEN)
+        return name
 
     signed_in = Depends(rater)  # a default, not an annotation: annotations are strings here (future import)
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        """The API answers nobody without a token, before reading a body, and reads no body over ``MAX_BODY``."""
+        if request.url.path.startswith("/api/"):
+            if known(request.headers.get("authorization")) is None:
+                return JSONResponse({"detail": _NO_TOKEN}, status_code=401)
+            declared = request.headers.get("content-length", "0")
+            if not declared.isdigit() or int(declared) > MAX_BODY:
+                return JSONResponse({"detail": f"a request body is at most {MAX_BODY} bytes"}, status_code=413)
+        return await call_next(request)
 
     @app.get("/", response_class=HTMLResponse)
     def page() -> str:
