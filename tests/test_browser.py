@@ -149,7 +149,7 @@ def test_the_rating_page_takes_keys_and_clicks_resumes_after_a_reload_and_keeps_
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
             ana = browser.new_context().new_page()
             ana.goto(links["ana"])
-            ana.wait_for_selector("#images img")
+            ana.wait_for_selector("body[data-ready='yes']")
             total = len(task.items)
             ana.wait_for_selector(f"text=0 of {total} done")
             for key in ("1", "ArrowRight", "t"):  # left, right, tie: by keyboard
@@ -158,13 +158,14 @@ def test_the_rating_page_takes_keys_and_clicks_resumes_after_a_reload_and_keeps_
                 deadline = time.time() + 10
                 while len(VoteStore(task).votes("ana")) == len(before) and time.time() < deadline:
                     time.sleep(0.05)
-                ana.wait_for_selector("#images img")
+                ana.wait_for_selector("body[data-ready='yes']")  # the next item's images shown: keys count again
             assert [v.answer for v in VoteStore(task).votes("ana")] == ["left", "right", "tie"]
             ana.reload()  # mid-task: the token stays in the tab's session, the page resumes
             ana.wait_for_selector(f"text=1 of {total} done")
             ben = browser.new_context().new_page()  # another rater, at once, with their own progress
             ben.goto(links["ben"])
             ben.wait_for_selector(f"text=0 of {total} done")
+            ben.wait_for_selector("body[data-ready='yes']")
             ben.locator("#buttons button", has_text="left").click()
             deadline = time.time() + 10
             while not VoteStore(task).votes("ben") and time.time() < deadline:

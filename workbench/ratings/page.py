@@ -215,10 +215,12 @@ async function load() {
   }
   item = next;  // votes count only once its images are shown
   shownAt = performance.now();
+  document.body.dataset.ready = "yes";
 }
 async function vote(answer) {
   if (!item || busy) return;
   busy = true;
+  document.body.dataset.ready = "no";
   const question = item.questions[0];
   const body = {vote_id: id(), item_id: item.item_id, question: question.id, answer, shown: item.images,
                 decided_s: (performance.now() - shownAt) / 1000, reason: answer === "skip" ? "skipped" : null};
