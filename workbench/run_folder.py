@@ -47,6 +47,7 @@ __all__ = [
     "IMAGES",
     "ResultStore",
     "RunFolder",
+    "json_records",
     "read_comparisons",
     "read_manifest",
     "read_results",
@@ -116,10 +117,10 @@ class RunFolder:
             version = results["schema_version"].fillna(1) if "schema_version" in results else SCHEMA_VERSION
             self._write(self.EXPORT, lambda file: results.assign(schema_version=version).to_parquet(file, index=False))
         if summary is not None:
-            document = {"schema_version": SCHEMA_VERSION, "rows": _records(summary), **extra}
+            document = {"schema_version": SCHEMA_VERSION, "rows": json_records(summary), **extra}
             self.write_json(self.SUMMARY, document)
         if comparisons is not None:
-            self.write_json(self.COMPARISONS, _records(comparisons))
+            self.write_json(self.COMPARISONS, json_records(comparisons))
 
     def export_if_stale(self) -> None:
         """Export results.parquet unless one was written after the last row was stored (a study's own
@@ -310,6 +311,6 @@ def _file(path: str | Path, name: str) -> Path:
     return file
 
 
-def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+def json_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """Rows as JSON-ready dicts; NaN becomes null (JSON has no NaN)."""
     return json.loads(frame.to_json(orient="records"))

@@ -28,6 +28,7 @@ from workbench.ratings.davidson import DavidsonFit, fit_davidson
 from workbench.ratings.single_images import analyze_single_images
 from workbench.ratings.task import SKIP, RatingTask
 from workbench.ratings.votes import VoteStore
+from workbench.run_folder import json_records
 from workbench.stats import holm
 
 __all__ = [
@@ -322,21 +323,19 @@ def analyze_ratings(task: RatingTask | str | Path, *, draws: int = 200, seed: in
         entry = {
             "question": question.text, "votes": len(outcomes),
             "verdict": people_verdict(strengths, win_rates),
-            "strengths": _records(strengths), "win_rates": _records(win_rates),
-            "raters": _records(tables[question.id]),
+            "strengths": json_records(strengths), "win_rates": json_records(win_rates),
+            "raters": json_records(tables[question.id]),
             "alpha": krippendorff_alpha(task, question.id, draws=draws, seed=seed),
             "metrics": metrics_against_people(task, question.id, strengths, draws=draws, seed=seed),
         }  # fmt: skip
         kept = outcomes[~outcomes["rater"].isin(flagged)]
         if flagged and not kept.empty:
             try:
-                entry["strengths_without_flagged"] = _records(strength_table(kept, targets, draws=draws, seed=seed)[0])
+                entry["strengths_without_flagged"] = json_records(
+                    strength_table(kept, targets, draws=draws, seed=seed)[0]
+                )
             except ConfigError as error:
                 entry["strengths_without_flagged"] = str(error)
         result["questions"][question.id] = entry
     (task.path / "human.json").write_text(json.dumps(result, indent=2, default=float))
     return result
-
-
-def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    return json.loads(frame.to_json(orient="records"))

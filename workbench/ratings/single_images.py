@@ -12,6 +12,7 @@ import pandas as pd
 
 from workbench.ratings.task import SKIP, RatingTask
 from workbench.ratings.votes import VoteStore
+from workbench.run_folder import json_records
 
 __all__ = ["ALIGNMENT_SCORES", "alignment_metrics", "alignment_table", "analyze_single_images", "answers", "labels",
            "single_image_alpha"]  # fmt: skip
@@ -121,14 +122,10 @@ def analyze_single_images(task: RatingTask, *, draws: int, seed: int) -> dict[st
             continue
         entry: dict[str, Any] = {"question": question.text, "alpha": single_image_alpha(task, question.id)}
         if task.kind == "alignment":
-            entry["targets"] = _records(alignment_table(task, question.id, draws=draws, seed=seed))
+            entry["targets"] = json_records(alignment_table(task, question.id, draws=draws, seed=seed))
             entry["metrics"] = alignment_metrics(task, question.id)
         else:
-            entry["labels"] = _records(labels(task, question.id))
+            entry["labels"] = json_records(labels(task, question.id))
         result["questions"][question.id] = entry
     (task.path / "human.json").write_text(json.dumps(result, indent=2, default=float))
     return result
-
-
-def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    return json.loads(frame.to_json(orient="records"))
