@@ -38,9 +38,12 @@ __all__ = [
     "metrics_against_people",
     "pairwise_outcomes",
     "people_verdict",
+    "rater_dispersion",
+    "rater_scores",
     "rater_table",
     "strength_draws",
     "strength_table",
+    "vote_counts",
 ]
 
 # A rater is flagged below this gold accuracy (one answering at random scores about a third), or when their
@@ -74,45 +77,65 @@ def pairwise_outcomes(task: RatingTask, question: str, *, checks: bool = False) 
     return pd.DataFrame(rows, columns=columns)
 
 
-def _counts(outcomes: pd.DataFrame, targets: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """``wins[i, j]``: votes where i beat j; ``ties[i, j]`` (symmetric): votes where they tied."""
+def vote_counts(outcomes: pd.DataFrame, targets: list[str], by: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``wins[i, j]``: votes where i beat j; ``ties[i, j]`` (symmetric): votes where they tied. ``by``: a column
+    whose values get a count matrix each (stacked first, in sorted order)."""
     index = {t: i for i, t in enumerate(targets)}
+    groups, group = np.unique(outcomes[by].to_numpy(), return_inverse=True) if by else ([None], None)
+    group = group if by else np.zeros(len(outcomes), int)
     a, b = outcomes["a"].map(index).to_numpy(), outcomes["b"].map(index).to_numpy()
     outcome = outcomes["outcome"].to_numpy()
-    wins, ties = np.zeros((len(targets),) * 2), np.zeros((len(targets),) * 2)
-    np.add.at(wins, (a[outcome == 1.0], b[outcome == 1.0]), 1)
-    np.add.at(wins, (b[outcome == 0.0], a[outcome == 0.0]), 1)
-    tied = outcome == 0.5
-    np.add.at(ties, (a[tied], b[tied]), 1)
-    np.add.at(ties, (b[tied], a[tied]), 1)
-    return wins, ties
+    wins, ties = np.zeros((len(groups), len(targets), len(targets))), np.zeros((len(groups), *(len(targets),) * 2))
+    won, lost, tied = outcome == 1.0, outcome == 0.0, outcome == 0.5
+    np.add.at(wins, (group[won], a[won], b[won]), 1)
+    np.add.at(wins, (group[lost], b[lost], a[lost]), 1)
+    np.add.at(ties, (group[tied], a[tied], b[tied]), 1)
+    np.add.at(ties, (group[tied], b[tied], a[tied]), 1)
+    return (wins, ties) if by else (wins[0], ties[0])
+
+
+def rater_dispersion(outcomes: pd.DataFrame, targets: list[str], fit: DavidsonFit) -> float:
+    """How far the raters disagree beyond chance: Pearson's X² of the rater × pair table of wins, ties and losses
+    against the fit, over its degrees of freedom, and at least 1 (1: the votes vary no more than the model says).
+    The quasi-likelihood dispersion factor: intervals are widened by its square root."""
+    wins, ties = vote_counts(outcomes, targets, by="rater")
+    n = len(targets)
+    upper = np.triu_indices(n, 1)
+    observed = np.stack([wins[:, upper[0], upper[1]], ties[:, upper[0], upper[1]], wins[:, upper[1], upper[0]]], -1)
+    games = observed.sum(axis=-1)
+    expected_share = np.array([fit.probabilities(i, j) for i, j in zip(*upper, strict=True)])
+    expected = games[..., None] * expected_share[None]
+    cells = games > 0
+    x2 = float((((observed - expected) ** 2)[cells] / expected[cells]).sum())
+    freedom = 2 * int(cells.sum()) - n  # two free shares a cell, less the n - 1 strengths and the tie parameter
+    return max(1.0, x2 / freedom) if freedom > 0 else 1.0
 
 
 def strength_draws(
     outcomes: pd.DataFrame, targets: list[str], *, draws: int = 200, seed: int = 0
 ) -> tuple[DavidsonFit, np.ndarray, np.ndarray]:
     """The fit to ``outcomes``, and its strengths and win-rate matrices refitted on ``draws`` resamples of the
-    prompts (and of the raters, when there are several); a resample that leaves two targets unmet is left out."""
+    prompts (a prompt's votes move together: the same images), their spread around the fit widened by the
+    square root of ``rater_dispersion``. A resample that leaves two targets unmet is left out."""
     if outcomes.empty:
         raise ConfigError("no votes to rank the targets by", "votes")
-    fit = fit_davidson(targets, *_counts(outcomes, targets))
+    wins, ties = vote_counts(outcomes, targets, by="prompt_id")
+    fit = fit_davidson(targets, wins.sum(axis=0), ties.sum(axis=0))
+    point = _win_rates(wins.sum(axis=0), ties.sum(axis=0))
+    widen = np.sqrt(rater_dispersion(outcomes, targets, fit))
     rng = np.random.default_rng(seed)
-    prompts, raters = outcomes["prompt_id"].unique(), outcomes["rater"].unique()
-    rows_of = {p: g.index.to_numpy() for p, g in outcomes.groupby("prompt_id")}
-    rater_of = outcomes["rater"].to_numpy()
     samples, rates = [], []
     for _ in range(draws):
-        rows = np.concatenate([rows_of[p] for p in rng.choice(prompts, size=len(prompts), replace=True)])
-        if len(raters) > 1:
-            weights = dict(zip(raters, rng.multinomial(len(raters), [1 / len(raters)] * len(raters)), strict=True))
-            rows = np.repeat(rows, [weights[r] for r in rater_of[rows]])
-        sample = outcomes.loc[rows]
+        weights = rng.multinomial(len(wins), np.full(len(wins), 1 / len(wins)))
+        sample_wins, sample_ties = np.tensordot(weights, wins, 1), np.tensordot(weights, ties, 1)
         try:
-            samples.append(fit_davidson(targets, *_counts(sample, targets)).strengths)
+            samples.append(fit_davidson(targets, sample_wins, sample_ties).strengths)
         except ConfigError:
             continue
-        rates.append(_win_rates(sample, targets))
-    return fit, np.array(samples), np.array(rates)
+        rates.append(_win_rates(sample_wins, sample_ties))
+    samples = fit.strengths + widen * (np.array(samples) - fit.strengths) if samples else np.empty((0, len(targets)))
+    rates = np.clip(point + widen * (np.array(rates) - point), 0, 1) if rates else np.empty((0, *point.shape))
+    return fit, samples, rates
 
 
 def strength_table(
@@ -146,7 +169,7 @@ def strength_table(
     table["p_holm_next"] = [*adjusted, np.nan]
     table["tie_parameter"] = fit.tie
     table["draws_used"] = len(samples) if not np.isnan(samples).all() else 0  # resamples that ranked every target
-    point = _win_rates(outcomes, targets)
+    point = _win_rates(*vote_counts(outcomes, targets))
     stacked[:, np.arange(len(targets)), np.arange(len(targets))] = 0.5  # a target against itself: not a pair
     low, high = np.nanquantile(stacked, alpha / 2, axis=0), np.nanquantile(stacked, 1 - alpha / 2, axis=0)
     matrix = pd.DataFrame(
@@ -170,8 +193,7 @@ def people_verdict(strengths: pd.DataFrame, win_rates: pd.DataFrame) -> str:
     return "; ".join(parts)
 
 
-def _win_rates(outcomes: pd.DataFrame, targets: list[str]) -> np.ndarray:
-    wins, ties = _counts(outcomes, targets)
+def _win_rates(wins: np.ndarray, ties: np.ndarray) -> np.ndarray:
     games = wins + wins.T + ties
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(games > 0, (wins + ties / 2) / games, np.nan)
@@ -182,6 +204,13 @@ def rater_table(task: RatingTask, question: str) -> pd.DataFrame:
     between the others' answers left out), gold accuracy, self-consistency on repeats, and whether flagged
     (``RATER_THRESHOLDS``)."""
     outcomes = pairwise_outcomes(task, question, checks=True)
+    gold = {item_id: task.items[item_id].gold.get(question) for item_id in outcomes["item_id"].unique()}
+    return rater_scores(outcomes, gold)
+
+
+def rater_scores(outcomes: pd.DataFrame, gold: dict[str, str | None]) -> pd.DataFrame:
+    """``rater_table`` of pairwise outcomes with their checks (``pairwise_outcomes(..., checks=True)``);
+    ``gold``: a gold item's right image, per item id."""
     rows = []
     plain = outcomes[outcomes["check"].isna()]
     for rater, mine in outcomes.groupby("rater"):
@@ -189,9 +218,9 @@ def rater_table(task: RatingTask, question: str) -> pd.DataFrame:
         own = mine[mine["check"].isna()].set_index("item_id")["outcome"]
         shared = own.index.intersection(others.index)
         agreement = float((own[shared] == others[shared]).mean()) if len(shared) else np.nan
-        gold = mine[mine["check"] == "gold"]
-        right = [task.items[i].gold.get(question) for i in gold["item_id"]]
-        answered = [(c, r) for c, r in zip(gold["chosen_image"], right, strict=True) if r is not None]
+        golden = mine[mine["check"] == "gold"]
+        right = [gold.get(i) for i in golden["item_id"]]
+        answered = [(c, r) for c, r in zip(golden["chosen_image"], right, strict=True) if r is not None]
         enough = len(answered) >= RATER_THRESHOLDS["min_checks"]
         gold_accuracy = float(np.mean([c == r for c, r in answered])) if enough else np.nan
         repeats = mine[mine["check"] == "repeat"].set_index("repeat_of")["outcome"]

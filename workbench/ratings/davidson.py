@@ -18,7 +18,7 @@ from scipy.optimize import minimize
 
 from workbench.errors import ConfigError
 
-__all__ = ["DavidsonFit", "components", "fit_davidson"]
+__all__ = ["DavidsonFit", "components", "covariance", "fit_davidson"]
 
 
 @dataclass(frozen=True)
@@ -65,21 +65,47 @@ def fit_davidson(targets: Sequence[str], wins: np.ndarray, ties: np.ndarray, *, 
     groups = components(targets, met)
     if len(groups) > 1:
         raise ConfigError(f"the targets were not all compared with each other: groups that never met {groups}")
-    upper = np.triu(ties, 1)
-
-    def loss(theta: np.ndarray) -> float:
-        s = np.concatenate([[0.0], theta[: n - 1]])
-        log_nu = theta[-1] if allow_ties else -np.inf
-        half = (s[:, None] + s[None, :]) / 2
-        log_d = np.logaddexp(np.logaddexp(s[:, None], s[None, :]), log_nu + half)
-        ll = (
-            (wins * (s[:, None] - log_d)).sum() + (upper * (log_nu + half - log_d)).sum()
-            if allow_ties
-            else (wins * (s[:, None] - log_d)).sum()
-        )
-        return -ll + 1e-6 * float(theta @ theta)  # a whisper of ridge: a target that never lost stays finite
-
     start = np.zeros(n if allow_ties else n - 1)
-    result = minimize(loss, start, method="L-BFGS-B")
+    result = minimize(_loss, start, args=(wins, ties, allow_ties), jac=True, method="L-BFGS-B")
     s = np.concatenate([[0.0], result.x[: n - 1]])
     return DavidsonFit(tuple(targets), s - s.mean(), float(np.exp(result.x[-1])) if allow_ties else 0.0)
+
+
+def covariance(fit: DavidsonFit, wins: np.ndarray, ties: np.ndarray) -> np.ndarray:
+    """The strengths' covariance matrix at ``fit`` from the observed information (the inverse Hessian of the
+    negative log-likelihood, by central differences of its gradient); differences ``s_i - s_j`` have variance
+    ``C[i, i] + C[j, j] - 2 C[i, j]``."""
+    n = len(fit.targets)
+    wins, ties = np.asarray(wins, float), np.asarray(ties, float)
+    allow_ties = fit.tie > 0
+    theta = fit.strengths[1:] - fit.strengths[0]
+    theta = np.concatenate([theta, [np.log(fit.tie)]]) if allow_ties else theta
+    step = 1e-4
+    hessian = np.empty((len(theta), len(theta)))
+    for k in range(len(theta)):
+        shift = np.zeros(len(theta))
+        shift[k] = step
+        hessian[k] = _loss(theta + shift, wins, ties, allow_ties)[1] - _loss(theta - shift, wins, ties, allow_ties)[1]
+        hessian[k] /= 2 * step
+    inverse = np.linalg.pinv((hessian + hessian.T) / 2)
+    result = np.zeros((n, n))  # target 0 is the reference (strength 0): differences do not depend on it
+    result[1:, 1:] = inverse[: n - 1, : n - 1]
+    return result
+
+
+def _loss(theta: np.ndarray, wins: np.ndarray, ties: np.ndarray, allow_ties: bool) -> tuple[float, np.ndarray]:
+    """The negative log-likelihood of the strengths (target 0's fixed at 0) and log ν, and its gradient."""
+    n = len(wins)
+    games = wins + wins.T + ties  # symmetric: the votes between i and j
+    s = np.concatenate([[0.0], theta[: n - 1]])
+    log_nu = theta[-1] if allow_ties else -np.inf
+    half = (s[:, None] + s[None, :]) / 2
+    log_d = np.logaddexp(np.logaddexp(s[:, None], s[None, :]), log_nu + half)
+    win, tie = np.exp(s[:, None] - log_d), np.exp(log_nu + half - log_d)  # P(i beats j), P(tie)
+    ll = (wins * (s[:, None] - log_d)).sum()
+    if allow_ties:
+        ll += 0.5 * (ties * (log_nu + half - log_d)).sum()
+    grad_s = (wins + ties / 2 - games * (win + tie / 2)).sum(axis=1)
+    grad = np.concatenate([grad_s[1:], [0.5 * (ties - games * tie).sum()]]) if allow_ties else grad_s[1:]
+    # a whisper of ridge: a target that never lost stays finite
+    return -ll + 1e-6 * float(theta @ theta), -grad + 2e-6 * theta

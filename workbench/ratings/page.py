@@ -3,9 +3,9 @@
 Each rater has an invitation (``invite``): a random token, stored hashed in the task's ``raters.json``; the page
 link carries it in its fragment (``#token=...``: never sent in a request line, so never in a log), and every API
 call sends it as ``Authorization: Bearer <token>``. No token, no page data and no vote (401, before any body is
-read; a body over ``MAX_BODY`` is 413). A rater sees the
-items in their own order (``RatingTask.order``), their own progress, and nothing of others' votes, the targets or
-results. Votes go through the task's ``VoteStore`` (a vote resent with its id is stored once).
+read; a body over ``MAX_BODY`` is 413). A rater sees the items in their own order (``schedule.next_view``),
+their own progress, and nothing of others' votes, the targets or results. Votes go through the task's
+``VoteStore`` (a vote resent with its id is stored once).
 
     GET  /               the page (the same for everyone: it holds nothing)
     GET  /api/next       the rater's next unanswered item, and their progress
@@ -29,6 +29,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from workbench.errors import ConfigError, VoteConflict
+from workbench.ratings.schedule import next_view, progress
 from workbench.ratings.task import RatingTask
 from workbench.ratings.votes import VoteStore, check_rater
 
@@ -114,14 +115,9 @@ def create_rating_app(task: RatingTask | str | Path) -> FastAPI:
 
     @app.get("/api/next")
     def next_item(name: str = signed_in) -> dict:
-        order = task.order(name)
-        answered = store.answered(name)
-        remaining = [v for v in order if any((v.item_id, q.id) not in answered for q in v.questions)]
-        done = len(order) - len(remaining)
-        view = remaining[0].to_dict() if remaining else None
-        if view is not None:
-            view["questions"] = [q for q in view["questions"] if (view["item_id"], q["id"]) not in answered]
-        return {"item": view, "done": done, "total": len(order), "kind": task.kind}
+        view = next_view(task, name)
+        done, total = progress(task, name)
+        return {"item": view.to_dict() if view else None, "done": done, "total": total, "kind": task.kind}
 
     @app.get("/api/image/{image_id}")
     def image(image_id: str, name: str = signed_in) -> Response:

@@ -13,6 +13,7 @@ import numpy as np
 
 from workbench.errors import ConfigError
 from workbench.ratings.davidson import DavidsonFit
+from workbench.ratings.schedule import next_view
 from workbench.ratings.task import RatingTask
 from workbench.ratings.votes import VoteStore
 
@@ -29,9 +30,9 @@ def simulate_votes(
     seed: int = 0,
     limit: int | None = None,
 ) -> int:
-    """Each of ``raters`` answers every question of the items of a pairwise task in their order (at most ``limit``
-    items each); ``strengths``: each target's true strength (log scale; default: the task's targets from 0.5
-    down by 0.5, the first strongest). Returns the votes stored."""
+    """Each of ``raters`` answers every question of the items of a pairwise task, as the task's strategy shows
+    them (at most ``limit`` items each); ``strengths``: each target's true strength (log scale; default: the
+    task's targets from 0.5 down by 0.5, the first strongest). Returns the votes stored."""
     if task.kind != "pairwise":
         raise ConfigError(f"simulated raters answer pairwise tasks, got a {task.kind} task", "task")
     targets = task.manifest["targets"]
@@ -42,12 +43,10 @@ def simulate_votes(
     store, stored = VoteStore(task), 0
     for rater in raters:
         rng = np.random.default_rng([seed, len(rater), *rater.encode()])
-        answered = store.answered(rater)  # a study run again keeps the votes it has
-        for view in task.order(rater)[:limit]:
+        items = len(store.answered(rater)) // len(task.questions)  # a study run again keeps the votes it has
+        while (limit is None or items < limit) and (view := next_view(task, rater)) is not None:
             item = task.items[view.item_id]
             for question in view.questions:
-                if (item.item_id, question.id) in answered:
-                    continue
                 if rater in careless:
                     answer = str(rng.choice(["left", "right", "tie"]))
                 elif item.check == "gold" and question.id in item.gold:
@@ -63,4 +62,5 @@ def simulate_votes(
                 _, new = store.add(rater, item.item_id, question.id, answer, shown=view.images,
                                    decided_s=float(rng.uniform(1, 6)), interface="simulated")  # fmt: skip
                 stored += new
+            items += 1
     return stored

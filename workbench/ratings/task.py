@@ -34,9 +34,10 @@ from PIL import Image
 from workbench.errors import ConfigError
 from workbench.run_folder import RunFolder
 
-__all__ = ["KINDS", "Question", "RatingItem", "RatingTask", "View", "rating_task"]
+__all__ = ["KINDS", "STRATEGIES", "Question", "RatingItem", "RatingTask", "View", "rating_task"]
 
 KINDS = ("pairwise", "alignment", "choices")
+STRATEGIES = ("uniform", "adaptive")
 PAIRWISE_ANSWERS = ("left", "right", "tie")
 ALIGNMENT_ANSWERS = ("yes", "partly", "no")
 SKIP = "skip"  # any item may be skipped, with a reason
@@ -105,6 +106,11 @@ class RatingTask:
     def task_id(self) -> str:
         return self.manifest["task_id"]
 
+    @property
+    def strategy(self) -> str:
+        """How the next item is chosen (``schedule.next_view``): ``uniform`` or ``adaptive``."""
+        return self.manifest.get("strategy", "uniform")
+
     def question(self, question_id: str) -> Question:
         for question in self.questions:
             if question.id == question_id:
@@ -148,6 +154,7 @@ def rating_task(
     gold_share: float = 0.05,
     repeat_share: float = 0.10,
     display_size: int = 512,
+    strategy: str = "uniform",
 ) -> RatingTask:
     """A rating task over the images of ``runs`` (run folders), stored under ``output_root/ratings/<task_id>``.
 
@@ -155,9 +162,14 @@ def rating_task(
     an acceleration variant, and ``@run`` when several runs are given); default all. ``questions``: id -> text
     (pairwise, alignment; defaults: ``DEFAULT_QUESTIONS``), or for ``choices`` id -> the answers to choose from
     (the id is the question, e.g. ``{"shape": ["circle", "square", "triangle"]}``). An existing task of that id
-    is opened as it is (so a notebook can run again)."""
+    is opened as it is (so a notebook can run again), when it was made of the same runs and kind. ``strategy``:
+    ``uniform`` (each rater's own random order) or, for pairwise tasks, ``adaptive`` (the next item where it tells
+    most; ``workbench.ratings.schedule``)."""
     if kind not in KINDS:
         raise ConfigError(f"kind must be one of {list(KINDS)}, got {kind!r}", "kind")
+    if strategy not in STRATEGIES or (strategy == "adaptive" and kind != "pairwise"):
+        allowed = list(STRATEGIES) if kind == "pairwise" else ["uniform"]
+        raise ConfigError(f"strategy must be one of {allowed} for a {kind} task, got {strategy!r}", "strategy")
     if isinstance(display_size, bool) or not isinstance(display_size, int) or not 16 <= display_size <= 4096:
         raise ConfigError(f"display_size must be a whole number of pixels from 16 to 4096, got {display_size!r}")
     for name, share in (("gold_share", gold_share), ("repeat_share", repeat_share)):
@@ -180,11 +192,11 @@ def rating_task(
             f"{repeated['prompt_id'].iloc[0]!r} and one seed (made with other settings): rate runs of one setting",
             "runs",
         )
-    digest = hashlib.sha256(json.dumps([kind, chosen, [str(r) for r in runs], seed]).encode()).hexdigest()[:8]
-    task_id = task_id or f"{time.strftime('%Y%m%d-%H%M%S')}-{kind}-{digest}"
+    digest = hashlib.sha256(json.dumps([kind, chosen, [str(r) for r in runs], seed, strategy]).encode()).hexdigest()
+    task_id = task_id or f"{time.strftime('%Y%m%d-%H%M%S')}-{kind}-{digest[:8]}"
     folder = Path(output_root) / "ratings" / task_id
     if (folder / RatingTask.MANIFEST).is_file():
-        return RatingTask(folder)
+        return _reopened(RatingTask(folder), kind, chosen, runs, strategy)
     secret = secrets.token_hex(16)  # image and item ids are not guessable from the run's files or each other
     rng = np.random.default_rng(seed)
     items = _items(kind, rows, chosen, rng, gold_share, repeat_share, asked)
@@ -210,11 +222,26 @@ def rating_task(
         "task_id": task_id, "kind": kind, "questions": [asdict(q) for q in asked], "targets": chosen,
         "runs": [{"path": str(Path(r).resolve()), "run_id": RunFolder(r).run_id} for r in runs],
         "seed": seed, "gold_share": gold_share, "repeat_share": repeat_share, "display_size": display_size,
+        "strategy": strategy,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "items": len(items),
     }  # fmt: skip
     (building / RatingTask.MANIFEST).write_text(json.dumps(manifest, indent=2))
     building.rename(folder)
     return RatingTask(folder)
+
+
+def _reopened(task: RatingTask, kind: str, targets: list[str], runs: list, strategy: str) -> RatingTask:
+    """An existing task, when it is the one asked for: its id named with other runs, kind, targets or strategy
+    is refused, naming what differs (its votes stay as they are)."""
+    asked = {"kind": kind, "targets": targets, "strategy": strategy,
+             "runs": [RunFolder(r).run_id for r in runs]}  # fmt: skip
+    has = {"kind": task.kind, "targets": task.manifest["targets"], "strategy": task.strategy,
+           "runs": [r["run_id"] for r in task.manifest["runs"]]}  # fmt: skip
+    differ = {key: (has[key], asked[key]) for key in asked if has[key] != asked[key]}
+    if differ:
+        said = "; ".join(f"{key} {old!r}, asked {new!r}" for key, (old, new) in differ.items())
+        raise ConfigError(f"rating task {task.task_id!r} exists with other settings ({said}): give another task_id")
+    return task
 
 
 def _questions(kind: str, given) -> tuple[Question, ...]:

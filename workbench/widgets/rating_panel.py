@@ -3,7 +3,8 @@
 The prompt and the images (re-encoded without metadata, at the task's display size; small images were scaled up
 without smoothing), a button per answer and skip, undo, progress; or keys typed into the keys box (1 or l: left,
 2 or r: right, t: tie, s: skip, u: undo; for other tasks an answer's number). It starts where the rater left
-off, and its votes go through the task's ``VoteStore``, as the page's do.
+off, shows the items the task's strategy chooses (``schedule.next_view``), and its votes go through the task's
+``VoteStore``, as the page's do.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import time
 import ipywidgets as w
 
 from workbench.errors import WorkbenchError
+from workbench.ratings.schedule import next_view, progress
 from workbench.ratings.task import SKIP, RatingTask, View
 from workbench.ratings.votes import VoteStore, check_rater
 
@@ -29,7 +31,6 @@ class RatingPanel:
         check_rater(rater)
         self.task = task if isinstance(task, RatingTask) else RatingTask(task)
         self.rater, self.store = rater, VoteStore(self.task)
-        self.order = self.task.order(rater)
         self.given: list[str] = []  # this session's vote ids, for undo
         self.view: View | None = None
         self.question = None
@@ -42,7 +43,7 @@ class RatingPanel:
         self.undo_button.on_click(lambda _: self.undo())
         self.keys = w.Text(placeholder="keys: 1/l left, 2/r right, t tie, s skip, u undo", continuous_update=True)
         self.keys.observe(self._key, names="value")
-        self.progress = w.IntProgress(min=0, max=len(self.order), description="done")
+        self.progress = w.IntProgress(min=0, max=len(self.task.items), description="done")
         self.status = w.HTML()
         self.widget = w.VBox([
             w.HBox([self.progress, self.status]), self.prompt, self.asked, self.images,
@@ -56,21 +57,17 @@ class RatingPanel:
         display(self.widget)
 
     def show_next(self) -> None:
-        """Show the first question the rater has not answered, in their order; or that they are done."""
-        answered = self.store.answered(self.rater)
-        done = sum(all((v.item_id, q.id) in answered for q in v.questions) for v in self.order)
+        """Show the next question the rater has not answered (``schedule.next_view``); or that they are done."""
+        done, total = progress(self.task, self.rater)
         self.progress.value = done
-        self.status.value = f"{done} of {len(self.order)}"
-        for view in self.order:
-            open_questions = [q for q in view.questions if (view.item_id, q.id) not in answered]
-            if open_questions:
-                self.view, self.question = view, open_questions[0]
-                break
-        else:
-            self.view = self.question = None
+        self.status.value = f"{done} of {total}"
+        self.view = next_view(self.task, self.rater)
+        if self.view is None:
+            self.question = None
             self.prompt.value, self.asked.value = "<b>All done: thank you.</b>", ""
             self.images.children, self.buttons.children = (), ()
             return
+        self.question = self.view.questions[0]
         self.prompt.value = f"<b>Prompt:</b> {html.escape(self.view.prompt)}" if self.view.prompt else ""
         self.asked.value = html.escape(self.question.text)
         self.images.children = [
