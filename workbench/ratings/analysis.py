@@ -16,6 +16,7 @@ and the strengths are given with and without the flagged raters; nobody is dropp
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -144,16 +145,21 @@ def strength_table(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
     """Per target (strongest first): Davidson strength (centred log scale) with its interval, its rank (shared
     where not told apart, Holm over adjacent pairs) and the tie parameter; and the win-rate matrix (row beats
-    column, ties counted half) with intervals. Resamples prompts, and raters when there are several."""
+    column, ties counted half) with intervals (``strength_draws``). Votes that leave a group of targets unbeaten
+    by the others give no finite strengths: no intervals then, every rank shared, and a ``note`` that says so; a
+    pair's win rate from votes all one way has Clopper–Pearson's interval (resampling them cannot vary it)."""
     targets = list(targets) if targets is not None else sorted(set(outcomes["a"]) | set(outcomes["b"]))
     fit, samples, stacked = strength_draws(outcomes.reset_index(drop=True), targets, draws=draws, seed=seed)
+    wins, ties = vote_counts(outcomes, targets)
+    note = _unbeaten(wins, ties, targets)
     if not len(samples):  # no resample compared every target with the others: no intervals
-        samples = np.full((1, len(targets)), np.nan)
         stacked = np.full((1, len(targets), len(targets)), np.nan)
+    if not len(samples) or note:
+        samples = np.full((1, len(targets)), np.nan)
     alpha = 1 - level
     order = np.argsort(-fit.strengths)
     table = pd.DataFrame({
-        "target": [targets[i] for i in order], "strength": fit.strengths[order],
+        "target": [targets[i] for i in order], "strength": np.nan if note else fit.strengths[order],
         "ci_low": np.quantile(samples[:, order], alpha / 2, axis=0),
         "ci_high": np.quantile(samples[:, order], 1 - alpha / 2, axis=0),
         "votes": [int(((outcomes["a"] == targets[i]) | (outcomes["b"] == targets[i])).sum()) for i in order],
@@ -161,6 +167,7 @@ def strength_table(
     # adjacent pairs: the difference's bootstrap p (twice the smaller tail), Holm-adjusted; a new rank where it holds
     differences = samples[:, order[:-1]] - samples[:, order[1:]]
     p = np.minimum(1.0, 2 * np.minimum((differences <= 0).mean(axis=0), (differences >= 0).mean(axis=0)))
+    p[np.isnan(differences).all(axis=0)] = 1.0  # no intervals: not told apart
     adjusted = np.asarray(holm(list(p)), dtype=float) if len(p) else p
     ranks = [1]
     for position, q in enumerate(adjusted, start=2):
@@ -169,14 +176,37 @@ def strength_table(
     table["p_holm_next"] = [*adjusted, np.nan]
     table["tie_parameter"] = fit.tie
     table["draws_used"] = len(samples) if not np.isnan(samples).all() else 0  # resamples that ranked every target
-    point = _win_rates(*vote_counts(outcomes, targets))
+    table["note"] = note
+    point = _win_rates(wins, ties)
     stacked[:, np.arange(len(targets)), np.arange(len(targets))] = 0.5  # a target against itself: not a pair
-    low, high = np.nanquantile(stacked, alpha / 2, axis=0), np.nanquantile(stacked, 1 - alpha / 2, axis=0)
+    with warnings.catch_warnings():  # pairs that never met have no draws: their interval is NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        low, high = np.nanquantile(stacked, alpha / 2, axis=0), np.nanquantile(stacked, 1 - alpha / 2, axis=0)
+    games = wins + wins.T + ties
+    with np.errstate(divide="ignore"):
+        exact = (alpha / 2) ** (1 / games)  # Clopper–Pearson's bound for votes all one way
+    won_all, lost_all = (games > 0) & (wins == games), (games > 0) & (games == wins.T)
+    low, high = np.where(won_all, exact, np.where(lost_all, 0.0, low)), np.where(lost_all, 1 - exact, high)
     matrix = pd.DataFrame(
         [{"target": targets[i], "opponent": targets[j], "win_rate": point[i, j], "ci_low": low[i, j],
           "ci_high": high[i, j]} for i in range(len(targets)) for j in range(len(targets)) if i != j]
     )  # fmt: skip
     return table, matrix
+
+
+def _unbeaten(wins: np.ndarray, ties: np.ndarray, targets: list[str]) -> str:
+    """Why the votes give no finite strengths ("" when they do): a group of targets that won every vote against
+    the others (Ford's condition fails: across every split of the targets, some vote must go each way or tie)."""
+    from scipy.sparse.csgraph import connected_components
+
+    beat_or_tied = (wins + ties) > 0
+    count, group = connected_components(beat_or_tied, directed=True, connection="strong")
+    if count == 1:
+        return ""
+    # a group that nobody outside beat or tied (the components form a chain of such groups: one comes first)
+    top = next(label for label in range(count) if not beat_or_tied[np.ix_(group != label, group == label)].any())
+    unbeaten = [t for t, label in zip(targets, group, strict=True) if label == top]
+    return f"no finite strengths: {unbeaten} won every vote against the other targets; more votes needed"
 
 
 def people_verdict(strengths: pd.DataFrame, win_rates: pd.DataFrame) -> str:
@@ -187,6 +217,9 @@ def people_verdict(strengths: pd.DataFrame, win_rates: pd.DataFrame) -> str:
     parts = []
     for other in strengths.iloc[1:].itertuples():
         rate = rates.loc[(best["target"], other.target)]
+        if np.isnan(rate["win_rate"]):
+            parts.append(f"{best['target']} and {other.target} were never compared directly")
+            continue
         apart = "ranked above" if other.rank > best["rank"] else "not told apart from"
         parts.append(f"{best['target']} is {apart} {other.target}: people prefer it in {rate['win_rate']:.0%} of "
                      f"votes (95% CI {rate['ci_low']:.0%} to {rate['ci_high']:.0%}; ties count half)")  # fmt: skip
@@ -310,12 +343,23 @@ def metrics_against_people(
             means = _target_means(task, name)
             people = strengths.set_index("target")["strength"]
             shared = [t for t in people.index if t in means]
-            if len(shared) >= 3:
+            if len(shared) >= 3 and people[shared].notna().all():
                 tau = float(kendalltau([sign * means[t] for t in shared], people[shared]).statistic)
         rows.append({"metric": name, "kendall_tau": tau, "auc_wrong": None,
                      "pairwise_agreement": float(np.mean(agree)), "ci_low": float(np.quantile(resampled, 0.025)),
                      "ci_high": float(np.quantile(resampled, 0.975)), "n_pairs": len(agree)})  # fmt: skip
     return rows
+
+
+def _stopping(outcomes: pd.DataFrame, targets: list[str]) -> dict[str, Any]:
+    """Whether the study may stop: ``adaptive.sequential_order`` (anytime-valid, so it may be asked after every
+    vote), with the raters' dispersion."""
+    from workbench.ratings.adaptive import sequential_order
+
+    wins, ties = vote_counts(outcomes, targets)
+    fit = fit_davidson(targets, wins, ties)
+    found = sequential_order(wins, ties, targets, dispersion=rater_dispersion(outcomes, targets, fit))
+    return {**found, "rule": "every adjacent pair ordered: anytime-valid p (normal mixture), Holm-adjusted, < 0.05"}
 
 
 def _target_means(task: RatingTask, metric: str) -> dict[str, float]:
@@ -340,7 +384,8 @@ def analyze_ratings(task: RatingTask | str | Path, *, draws: int = 200, seed: in
     tables = {q.id: rater_table(task, q.id) for q in asked}
     flagged = sorted({rater for table in tables.values() for rater in table.loc[table["flagged"], "rater"]})
     result: dict[str, Any] = {"task_id": task.task_id, "kind": task.kind, "thresholds": RATER_THRESHOLDS,
-                              "interval": f"95% percentile interval over {draws} resamples of prompts (and raters)",
+                              "interval": f"95% percentile interval over {draws} resamples of prompts, widened "
+                                          "by the raters' dispersion (rater_dispersion)",
                               "flagged": flagged, "questions": {}}  # fmt: skip
     for question in asked:
         outcomes = pairwise_outcomes(task, question.id)
@@ -356,6 +401,7 @@ def analyze_ratings(task: RatingTask | str | Path, *, draws: int = 200, seed: in
             "raters": json_records(tables[question.id]),
             "alpha": krippendorff_alpha(task, question.id, draws=draws, seed=seed),
             "metrics": metrics_against_people(task, question.id, strengths, draws=draws, seed=seed),
+            "stopping": _stopping(outcomes, targets),
         }  # fmt: skip
         kept = outcomes[~outcomes["rater"].isin(flagged)]
         if flagged and not kept.empty:

@@ -169,7 +169,7 @@ def rating_task(
         raise ConfigError(f"kind must be one of {list(KINDS)}, got {kind!r}", "kind")
     if strategy not in STRATEGIES or (strategy == "adaptive" and kind != "pairwise"):
         allowed = list(STRATEGIES) if kind == "pairwise" else ["uniform"]
-        raise ConfigError(f"strategy must be one of {allowed} for a {kind} task, got {strategy!r}", "strategy")
+        raise ConfigError(f"strategy must be one of {allowed} for {kind} tasks, got {strategy!r}", "strategy")
     if isinstance(display_size, bool) or not isinstance(display_size, int) or not 16 <= display_size <= 4096:
         raise ConfigError(f"display_size must be a whole number of pixels from 16 to 4096, got {display_size!r}")
     for name, share in (("gold_share", gold_share), ("repeat_share", repeat_share)):
