@@ -173,5 +173,5 @@ def test_votes_all_one_way_give_no_finite_strengths_and_an_exact_win_rate_interv
     won = rates.set_index(["target", "opponent"]).loc[("a", "b")]
     assert won["win_rate"] == 1 and won["ci_low"] == pytest.approx(0.025 ** (1 / 8)) and won["ci_high"] == 1
     assert rates.set_index(["target", "opponent"]).loc[("b", "c"), "ci_low"] < 0.5  # the rest keep their draws
-    mixed = strength_table(pd.DataFrame(rows[:7] + [{**rows[0], "outcome": 0.0}] + rows[8:]), ["a", "b", "c"])[0]
+    mixed = strength_table(pd.DataFrame([*rows[:7], {**rows[0], "outcome": 0.0}, *rows[8:]]), ["a", "b", "c"])[0]
     assert (mixed["note"] == "").all() and mixed["ci_low"].notna().all()

@@ -1,5 +1,6 @@
-"""What people's votes on one image at a time say: an alignment task's share of yes / partly / no per target and
-each metric's AUC for images people call "no" against "yes"; a choices task's label per image; and the raters'
+"""What people's votes on one image at a time say: an alignment task's share of yes / partly / no per target,
+each metric's AUC for images people call "no" against "yes", and per part of the prompts' checklist (colour,
+count, ...) how often each target's images show it; a choices task's label per image; and the raters'
 Krippendorff's alpha (ordinal for alignment, nominal for choices)."""
 
 from __future__ import annotations
@@ -10,12 +11,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from workbench.ratings.task import SKIP, RatingTask
+from workbench.ratings.task import CHECKLIST, SKIP, RatingTask
 from workbench.ratings.votes import VoteStore
 from workbench.run_folder import json_records
 
-__all__ = ["ALIGNMENT_SCORES", "alignment_metrics", "alignment_table", "analyze_single_images", "answers", "labels",
-           "single_image_alpha"]  # fmt: skip
+__all__ = ["ALIGNMENT_SCORES", "alignment_metrics", "alignment_table", "analyze_single_images", "answers",
+           "checklist_table", "labels", "single_image_alpha"]  # fmt: skip
 
 ALIGNMENT_SCORES = {"yes": 1.0, "partly": 0.5, "no": 0.0}  # an alignment answer as a number (ordinal)
 
@@ -42,12 +43,10 @@ def alignment_table(task: RatingTask, question: str, *, draws: int = 200, seed: 
     given["score"] = given["answer"].map(ALIGNMENT_SCORES)
     rng, rows = np.random.default_rng(seed), []
     for target, mine in given.groupby("target", sort=False):
-        by_prompt = [g.to_numpy() for _, g in mine.groupby("prompt_id")["score"]]
-        means = [np.concatenate([by_prompt[i] for i in rng.integers(len(by_prompt), size=len(by_prompt))]).mean()
-                 for _ in range(draws)]  # fmt: skip
+        low, high = _over_prompts(mine, "score", rng, draws)
         shares = mine["answer"].value_counts(normalize=True)
-        rows.append({"target": target, "score": mine["score"].mean(), "ci_low": float(np.quantile(means, 0.025)),
-                     "ci_high": float(np.quantile(means, 0.975)), "answers": len(mine),
+        rows.append({"target": target, "score": mine["score"].mean(), "ci_low": low, "ci_high": high,
+                     "answers": len(mine),
                      **{answer: float(shares.get(answer, 0.0)) for answer in ALIGNMENT_SCORES}})  # fmt: skip
     return pd.DataFrame(rows).sort_values("score", ascending=False, ignore_index=True)
 
@@ -99,6 +98,34 @@ def single_image_alpha(task: RatingTask, question: str) -> float | None:
     return float(krippendorff.alpha(reliability_data=table.to_numpy(), level_of_measurement=level))
 
 
+def checklist_table(task: RatingTask, *, draws: int = 200, seed: int = 0) -> pd.DataFrame:
+    """Per target and part of the prompts' checklists (a part's name before its colon: "colour" for
+    "colour: red"): the share of answers saying its images show it, with a 95% interval over resampled prompts,
+    and the answers behind it. Checks left out."""
+    rows = []
+    for vote in VoteStore(task).votes():
+        item = task.items[vote.item_id]
+        if vote.question.startswith(CHECKLIST) and vote.answer != SKIP and item.check is None:
+            part = item.checklist[int(vote.question.removeprefix(CHECKLIST))]
+            rows.append({"target": item.targets[0], "part": part.split(":")[0].strip(), "prompt_id": item.prompt_id,
+                         "shown": float(vote.answer == "yes")})  # fmt: skip
+    given = pd.DataFrame(rows, columns=["target", "part", "prompt_id", "shown"])
+    rng, table = np.random.default_rng(seed), []
+    for (target, part), group in given.groupby(["target", "part"], sort=True):
+        low, high = _over_prompts(group, "shown", rng, draws)
+        table.append({"target": target, "part": part, "shown": group["shown"].mean(), "ci_low": low,
+                      "ci_high": high, "answers": len(group)})  # fmt: skip
+    return pd.DataFrame(table, columns=["target", "part", "shown", "ci_low", "ci_high", "answers"])
+
+
+def _over_prompts(frame: pd.DataFrame, column: str, rng: np.random.Generator, draws: int) -> tuple[float, float]:
+    """The 95% percentile interval of ``column``'s mean over ``draws`` resamples of the prompts."""
+    by_prompt = [g.to_numpy() for _, g in frame.groupby("prompt_id")[column]]
+    means = [np.concatenate([by_prompt[i] for i in rng.integers(len(by_prompt), size=len(by_prompt))]).mean()
+             for _ in range(draws)]  # fmt: skip
+    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
+
+
 def labels(task: RatingTask, question: str) -> pd.DataFrame:
     """Per image of a choices task: the raters' majority answer (None where they split evenly), its share and
     the number of answers: what people say an image shows."""
@@ -127,5 +154,8 @@ def analyze_single_images(task: RatingTask, *, draws: int, seed: int) -> dict[st
         else:
             entry["labels"] = json_records(labels(task, question.id))
         result["questions"][question.id] = entry
+    checklist = checklist_table(task, draws=draws, seed=seed) if task.kind == "alignment" else pd.DataFrame()
+    if not checklist.empty:
+        result["checklist"] = json_records(checklist)
     (task.path / "human.json").write_text(json.dumps(result, indent=2, default=float))
     return result

@@ -22,7 +22,7 @@ import json
 import secrets
 import shutil
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from itertools import combinations
 from pathlib import Path
@@ -41,6 +41,7 @@ STRATEGIES = ("uniform", "adaptive")
 PAIRWISE_ANSWERS = ("left", "right", "tie")
 ALIGNMENT_ANSWERS = ("yes", "partly", "no")
 SKIP = "skip"  # any item may be skipped, with a reason
+CHECKLIST = "part_"  # an item's checklist questions: part_0, part_1, ... (its checklist's parts in order)
 DEFAULT_QUESTIONS = {
     "pairwise": {"alignment": "Which image matches the prompt better?", "quality": "Which image looks better?"},
     "alignment": {"alignment": "Does the image show what the prompt says?"},
@@ -71,6 +72,7 @@ class RatingItem:
     repeat_of: str | None = None
     gold: Mapping[str, str] = field(default_factory=dict)  # question -> the right answer (pairwise: an image id)
     scores: tuple[Mapping[str, float], ...] = ()  # each image's per-image metric values in its run
+    checklist: tuple[str, ...] = ()  # alignment: the parts of the prompt asked about one by one ("colour: red")
 
 
 @dataclass(frozen=True)
@@ -111,11 +113,20 @@ class RatingTask:
         """How the next item is chosen (``schedule.next_view``): ``uniform`` or ``adaptive``."""
         return self.manifest.get("strategy", "uniform")
 
-    def question(self, question_id: str) -> Question:
-        for question in self.questions:
+    def question(self, question_id: str, item_id: str | None = None) -> Question:
+        """A question of the task, or of the item ``item_id`` (its checklist's, too)."""
+        asked = self.questions_of(item_id) if item_id in self.items else self.questions
+        for question in asked:
             if question.id == question_id:
                 return question
-        raise ConfigError(f"no question {question_id!r} in this task; its questions: {[q.id for q in self.questions]}")
+        raise ConfigError(f"no question {question_id!r} here; the questions: {[q.id for q in asked]}", "question")
+
+    def questions_of(self, item_id: str) -> tuple[Question, ...]:
+        """The task's questions, then a yes / no question for each part of the item's checklist."""
+        parts = self.items[item_id].checklist
+        text = "Does the image show this part of the prompt: {}?"
+        checklist = (Question(f"{CHECKLIST}{k}", text.format(part), ("yes", "no")) for k, part in enumerate(parts))
+        return self.questions + tuple(checklist)
 
     def order(self, rater: str) -> list[View]:
         """Every item as ``rater`` sees it, in the rater's order: drawn from the task's seed and the rater's name
@@ -131,7 +142,7 @@ class RatingTask:
             item = self.items[item_id]
             flipped = not flips[item.repeat_of] if item.repeat_of else flips[item_id]
             images = item.images[::-1] if flipped else item.images
-            views.append(View(item_id, item.prompt, images, self.questions))
+            views.append(View(item_id, item.prompt, images, self.questions_of(item_id)))
         return views
 
     def image(self, image_id: str) -> Path:
@@ -155,6 +166,7 @@ def rating_task(
     repeat_share: float = 0.10,
     display_size: int = 512,
     strategy: str = "uniform",
+    checklist: str | Mapping[str, Sequence[str]] | Callable[[str], Sequence[str]] | None = None,
 ) -> RatingTask:
     """A rating task over the images of ``runs`` (run folders), stored under ``output_root/ratings/<task_id>``.
 
@@ -164,7 +176,9 @@ def rating_task(
     (the id is the question, e.g. ``{"shape": ["circle", "square", "triangle"]}``). An existing task of that id
     is opened as it is (so a notebook can run again), when it was made of the same runs and kind. ``strategy``:
     ``uniform`` (each rater's own random order) or, for pairwise tasks, ``adaptive`` (the next item where it tells
-    most; ``workbench.ratings.schedule``)."""
+    most; ``workbench.ratings.schedule``). ``checklist`` (alignment): the parts of each prompt, each then asked
+    about with yes / no after the main question: ``"toyworld"`` (the attributes a toy world prompt names), a
+    mapping of prompt id to its parts (a prompt table's metadata column), or a function of the prompt's text."""
     if kind not in KINDS:
         raise ConfigError(f"kind must be one of {list(KINDS)}, got {kind!r}", "kind")
     if strategy not in STRATEGIES or (strategy == "adaptive" and kind != "pairwise"):
@@ -177,6 +191,7 @@ def rating_task(
             raise ConfigError(f"{name} must be from 0 to below 0.5, got {share!r}", name)
     runs = [runs] if isinstance(runs, str | Path) else list(runs)
     asked = _questions(kind, questions)
+    parts_of = _checklist(checklist, kind)
     rows = _rows(runs)
     chosen = list(dict.fromkeys(rows["target"])) if targets is None else list(targets)
     unknown = sorted(set(chosen) - set(rows["target"]))
@@ -192,14 +207,14 @@ def rating_task(
             f"{repeated['prompt_id'].iloc[0]!r} and one seed (made with other settings): rate runs of one setting",
             "runs",
         )
-    digest = hashlib.sha256(json.dumps([kind, chosen, [str(r) for r in runs], seed, strategy]).encode()).hexdigest()
-    task_id = task_id or f"{time.strftime('%Y%m%d-%H%M%S')}-{kind}-{digest[:8]}"
+    task_id = task_id or f"{time.strftime('%Y%m%d-%H%M%S')}-{kind}-{secrets.token_hex(4)}"  # a new task: a new id
     folder = Path(output_root) / "ratings" / task_id
+    checklist_name = checklist if isinstance(checklist, str) else checklist is not None
     if (folder / RatingTask.MANIFEST).is_file():
-        return _reopened(RatingTask(folder), kind, chosen, runs, strategy)
+        return _reopened(RatingTask(folder), kind, chosen, runs, strategy, checklist_name)
     secret = secrets.token_hex(16)  # image and item ids are not guessable from the run's files or each other
     rng = np.random.default_rng(seed)
-    items = _items(kind, rows, chosen, rng, gold_share, repeat_share, asked)
+    items = _items(kind, rows, chosen, rng, gold_share, repeat_share, asked, parts_of)
     building = folder.with_name(folder.name + ".partial")  # the task appears whole or not at all
     shutil.rmtree(building, ignore_errors=True)
     (building / RatingTask.IMAGES).mkdir(parents=True)
@@ -222,7 +237,7 @@ def rating_task(
         "task_id": task_id, "kind": kind, "questions": [asdict(q) for q in asked], "targets": chosen,
         "runs": [{"path": str(Path(r).resolve()), "run_id": RunFolder(r).run_id} for r in runs],
         "seed": seed, "gold_share": gold_share, "repeat_share": repeat_share, "display_size": display_size,
-        "strategy": strategy,
+        "strategy": strategy, "checklist": checklist_name,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "items": len(items),
     }  # fmt: skip
     (building / RatingTask.MANIFEST).write_text(json.dumps(manifest, indent=2))
@@ -230,18 +245,43 @@ def rating_task(
     return RatingTask(folder)
 
 
-def _reopened(task: RatingTask, kind: str, targets: list[str], runs: list, strategy: str) -> RatingTask:
-    """An existing task, when it is the one asked for: its id named with other runs, kind, targets or strategy
-    is refused, naming what differs (its votes stay as they are)."""
-    asked = {"kind": kind, "targets": targets, "strategy": strategy,
+def _reopened(task: RatingTask, kind: str, targets: list[str], runs: list, strategy: str, checklist) -> RatingTask:
+    """An existing task, when it is the one asked for: its id named with other runs, kind, targets, strategy or
+    checklist is refused, naming what differs (its votes stay as they are)."""
+    asked = {"kind": kind, "targets": targets, "strategy": strategy, "checklist": checklist,
              "runs": [RunFolder(r).run_id for r in runs]}  # fmt: skip
     has = {"kind": task.kind, "targets": task.manifest["targets"], "strategy": task.strategy,
+           "checklist": task.manifest.get("checklist", False),
            "runs": [r["run_id"] for r in task.manifest["runs"]]}  # fmt: skip
     differ = {key: (has[key], asked[key]) for key in asked if has[key] != asked[key]}
     if differ:
         said = "; ".join(f"{key} {old!r}, asked {new!r}" for key, (old, new) in differ.items())
         raise ConfigError(f"rating task {task.task_id!r} exists with other settings ({said}): give another task_id")
     return task
+
+
+def _checklist(checklist, kind: str) -> Callable[[str, str], list[str]]:
+    """``checklist`` as a function of a prompt's id and text to its parts (none without a checklist)."""
+    if checklist is None:
+        return lambda prompt_id, prompt: []
+    if kind != "alignment":
+        raise ConfigError(f"a checklist goes with alignment tasks, not {kind} ones", "checklist")
+    if checklist == "toyworld":
+        from workbench.toyworld.captions import parse_prompt
+
+        return lambda prompt_id, prompt: [f"{a}: {v}" for a, v in parse_prompt(prompt).attributes.items()]
+    if isinstance(checklist, Mapping):
+        return lambda prompt_id, prompt: _parts(checklist.get(prompt_id, ()), prompt_id)
+    if callable(checklist):
+        return lambda prompt_id, prompt: _parts(checklist(prompt), prompt_id)
+    allowed = "'toyworld', a mapping of prompt id to parts, or a function of the prompt"
+    raise ConfigError(f"checklist must be {allowed}, got {checklist!r}", "checklist")
+
+
+def _parts(parts: Any, prompt_id: str) -> list[str]:
+    if isinstance(parts, str) or not all(isinstance(p, str) and p.strip() for p in parts):
+        raise ConfigError(f"the checklist of prompt {prompt_id!r} must be a list of texts, got {parts!r}", "checklist")
+    return list(dict.fromkeys(p.strip() for p in parts))
 
 
 def _questions(kind: str, given) -> tuple[Question, ...]:
@@ -296,9 +336,10 @@ def _rows(runs: list) -> Any:
     return rows
 
 
-def _items(kind, rows, targets, rng, gold_share, repeat_share, questions) -> list[dict[str, Any]]:
+def _items(kind, rows, targets, rng, gold_share, repeat_share, questions, parts_of) -> list[dict[str, Any]]:
     """The task's items (with their images' source paths): every target pair per prompt and seed (pairwise), or
-    every image (alignment, choices); then gold items and repeats."""
+    every image (alignment, choices); then gold items and repeats. ``parts_of(prompt_id, prompt)``: the checklist
+    of the prompt shown."""
     by_unit = {unit: group.set_index("target") for unit, group in rows.groupby(["prompt_id", "seed"], sort=True)}
     items = []
     for (prompt_id, seed), group in by_unit.items():
@@ -310,6 +351,7 @@ def _items(kind, rows, targets, rng, gold_share, repeat_share, questions) -> lis
                 "scores": [group.loc[t, "scores"] for t in combo],
                 "prompt": None if kind == "choices" else group.loc[combo[0], "prompt"],
                 "prompt_id": prompt_id, "seed": int(seed),
+                "checklist": parts_of(prompt_id, group.loc[combo[0], "prompt"]),
             })  # fmt: skip
     if not items:
         raise ConfigError(f"no prompt and seed has images of two of the targets {targets}", "targets")
@@ -328,8 +370,8 @@ def _items(kind, rows, targets, rng, gold_share, repeat_share, questions) -> lis
                          "targets": [target, target], "check": "gold",
                          "gold": {questions[0].id: item["sources"][0]}})  # fmt: skip
         elif kind == "alignment":  # this image with another prompt's text
-            gold.append({**item, "prompt": group.iloc[0]["prompt"], "check": "gold",
-                         "gold": {questions[0].id: "no"}})  # fmt: skip
+            gold.append({**item, "prompt": group.iloc[0]["prompt"], "check": "gold", "gold": {questions[0].id: "no"},
+                         "checklist": parts_of(other[0], group.iloc[0]["prompt"])})  # fmt: skip
     numbered = [{**item, "item_id": f"i{n:05d}"} for n, item in enumerate(items + gold)]
     repeats = [{**item, "item_id": f"i{len(numbered) + n:05d}", "check": "repeat", "repeat_of": item["item_id"]}
                for n, item in enumerate(_sample(numbered[: len(items)], repeat_share, rng))]  # fmt: skip
@@ -380,7 +422,7 @@ def _item(record: dict[str, Any]) -> RatingItem:
     return RatingItem(
         record["item_id"], tuple(record["images"]), tuple(record["targets"]), record["prompt"], record["prompt_id"],
         record["seed"], record.get("check"), record.get("repeat_of"), record.get("gold") or {},
-        tuple(record.get("scores") or ()),
+        tuple(record.get("scores") or ()), tuple(record.get("checklist") or ()),
     )  # fmt: skip
 
 

@@ -77,7 +77,7 @@ class VoteStore:
         item = self.task.items.get(item_id)
         if item is None:
             raise ConfigError(f"no item {item_id!r} in this task", "item_id")
-        allowed = self.task.question(question).answers
+        allowed = self.task.question(question, item_id).answers
         if answer not in (*allowed, SKIP):
             raise ConfigError(f"answer must be one of {[*allowed, SKIP]}, got {answer!r}", "answer")
         if sorted(shown) != sorted(item.images):
