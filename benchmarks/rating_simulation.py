@@ -15,7 +15,7 @@ one of the rater's earlier items; checks are left out of the fit, as in the anal
   dispersion) holds the true difference: without a careless rater; with one, kept; and with the raters the
   analysis flags removed.
 - **Careless raters**: in those same studies, the share where the careless rater is flagged
-  (``ratings.analysis.rater_scores``), and the share of careful raters flagged.
+  (``ratings.raters.rater_scores``), and the share of careful raters flagged.
 - **Adaptive**: votes arrive in rounds of 50 and a study stops when every adjacent pair is ordered with a
   Holm-adjusted anytime-valid 95% p-value (``ratings.adaptive.sequential_order``), or at 20,000 votes. Uniform
   asks random pairs; adaptive asks the pairs ``ratings.adaptive.next_pairs`` chooses at the start of each round.
@@ -36,7 +36,8 @@ import numpy as np
 import pandas as pd
 
 from workbench.ratings.adaptive import next_pairs, sequential_order
-from workbench.ratings.analysis import rater_scores, strength_draws
+from workbench.ratings.analysis import strength_draws
+from workbench.ratings.raters import rater_scores
 
 RESULTS = Path(__file__).parent / "results" / "rating_simulation.json"
 TARGETS = [f"t{i}" for i in range(6)]
@@ -58,7 +59,7 @@ def answers(pairs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def study(votes: int, careless: bool, rng: np.random.Generator) -> pd.DataFrame:
-    """One study's votes with their checks, shaped as ``pairwise_outcomes(..., checks=True)`` gives them; rater
+    """One study's votes with their checks, shaped as ``rater_scores`` reads them; rater
     "0" is the careless one when there is one."""
     rows, earlier, seen = [], {str(r): [] for r in range(RATERS)}, {str(r): set() for r in range(RATERS)}
     kinds = rng.choice(["gold", "repeat", "plain"], size=votes, p=[GOLD, REPEATS, 1 - GOLD - REPEATS])
@@ -83,7 +84,7 @@ def study(votes: int, careless: bool, rng: np.random.Generator) -> pd.DataFrame:
             outcome = float(rng.choice([1.0, 0.5, 0.0]))
         else:
             outcome = 1.0 if kind == "gold" else float(answers(pair, rng)[0])  # gold: the first image is right
-        row = {**row, "rater": rater, "outcome": outcome, "chosen_image": {1.0: "a", 0.0: "b"}.get(outcome)}
+        row = {**row, "rater": rater, "outcome": outcome, "chosen": {1.0: "a", 0.0: "b"}.get(outcome)}
         rows.append(row)
         if kind == "plain":
             earlier[rater].append(row)

@@ -446,7 +446,7 @@ def test_alignment_and_choices_votes_give_scores_labels_and_metric_auc(run, tmp_
     human = analyze_ratings(alignment, draws=20)["questions"]["alignment"]
     targets = {row["target"]: row for row in human["targets"]}
     assert targets["toyworld/sd-base"]["yes"] == 0.5 and targets["toyworld/sd-small"]["partly"] == 0.5
-    assert 0 < human["alpha"] < 1
+    assert 0 < human["alpha"]["alpha"] < 1 and human["alpha"]["ci_low"] <= human["alpha"]["ci_high"]
     (metric,) = human["metrics"]  # within each model, the images people call right score higher: AUC 1
     assert metric["metric"] == "clip_score" and metric["auc_wrong"] == 1.0 and metric["n_pairs"] == 36
     choices = rating_task(run, "choices", questions={"Which shape is this?": ["circle", "square", "triangle"]},
@@ -459,7 +459,23 @@ def test_alignment_and_choices_votes_give_scores_labels_and_metric_auc(run, tmp_
     assert {row["label"] for row in labelled["labels"]} == {"circle"} and labelled["labels"][0][
         "share"
     ] == pytest.approx(2 / 3)
-    assert labelled["alpha"] is not None and labelled["alpha"] < 1
+    assert labelled["alpha"]["alpha"] is not None and labelled["alpha"]["alpha"] < 1
+
+
+def test_a_rater_who_calls_mismatched_prompts_right_is_flagged_on_an_alignment_task(run, tmp_path):
+    task = rating_task(run, "alignment", output_root=tmp_path, gold_share=0.25, repeat_share=0.25, display_size=32)
+    store = VoteStore(task)
+    for rater in ("ana", "ben", "cem", "sloppy"):
+        for view in task.order(rater):
+            item = task.items[view.item_id]
+            answer = "yes" if rater == "sloppy" or item.check != "gold" else "no"  # sloppy says yes to everything
+            store.add(rater, view.item_id, "alignment", answer, shown=view.images, interface="simulated")
+    human = analyze_ratings(task, draws=20)
+    raters = {row["rater"]: row for row in human["questions"]["alignment"]["raters"]}
+    assert human["flagged"] == ["sloppy"] and raters["sloppy"]["gold_accuracy"] == 0.0
+    assert raters["ana"]["gold_accuracy"] == 1.0 and raters["ana"]["self_consistency"] == 1.0
+    without = human["questions"]["alignment"]["targets_without_flagged"]
+    assert sum(row["answers"] for row in without) == 3 * len(PROMPTS) * 2 * len(MODELS)  # the three others' answers
 
 
 # --- Label Studio ----------------------------------------------------------------------------------------

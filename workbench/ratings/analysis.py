@@ -3,12 +3,14 @@ raters agree (and which of them to doubt); and how far each metric agrees with p
 ``single_images``.)
 
 Strengths are Davidson's Bradley–Terry model with ties (``davidson``). Intervals are percentile intervals over
-``draws`` resamples of the prompts (a prompt's votes move together: the same images), with the raters resampled
-too when there are several. Two targets share a rank unless the interval of their difference excludes 0 after
-Holm's adjustment over the pairs of adjacent targets. Checks (gold items, repeats) are left out of the fit.
+``draws`` resamples of the prompts (a prompt's votes move together: the same images), their spread widened by the
+raters' dispersion: raters who disagree beyond chance (taste) widen them, and raters who agree do not (resampling
+a handful of raters would double the variance where they agree: 99.6% coverage for a 95% interval in
+``benchmarks/rating_simulation.py``). Two targets share a rank unless the interval of their difference excludes
+0 after Holm's adjustment over the pairs of adjacent targets. Checks (gold items, repeats) are left out of the fit.
 
-Raters: Krippendorff's alpha (``krippendorff``) over every rater's votes on the same item and question, nominal,
-with pairwise votes oriented by target (never by side); each rater's agreement with the majority of the others
+Raters (``raters``): Krippendorff's alpha over every rater's votes on the same item and question, nominal, with
+pairwise votes oriented by target (never by side); each rater's agreement with the majority of the others
 (leave-one-out), gold accuracy and self-consistency on repeats. A rater failing ``RATER_THRESHOLDS`` is flagged,
 and the strengths are given with and without the flagged raters; nobody is dropped silently.
 """
@@ -25,7 +27,9 @@ import numpy as np
 import pandas as pd
 
 from workbench.errors import ConfigError
+from workbench.ratings import raters
 from workbench.ratings.davidson import DavidsonFit, fit_davidson
+from workbench.ratings.raters import RATER_THRESHOLDS, agreement_alpha, rater_scores
 from workbench.ratings.single_images import analyze_single_images
 from workbench.ratings.task import SKIP, RatingTask
 from workbench.ratings.votes import VoteStore
@@ -33,24 +37,17 @@ from workbench.run_folder import json_records
 from workbench.stats import holm
 
 __all__ = [
-    "RATER_THRESHOLDS",
     "analyze_ratings",
     "krippendorff_alpha",
     "metrics_against_people",
     "pairwise_outcomes",
     "people_verdict",
     "rater_dispersion",
-    "rater_scores",
     "rater_table",
     "strength_draws",
     "strength_table",
     "vote_counts",
 ]
-
-# A rater is flagged below this gold accuracy (one answering at random scores about a third), or when their
-# agreement with the others or with themselves (repeats) is this far below the raters' median: on close pairs
-# careful raters disagree too, with others and with themselves, so those are judged against the raters' own.
-RATER_THRESHOLDS = {"gold_accuracy": 0.7, "below_median": 0.25, "min_checks": 3}  # fewer checks: not judged
 
 
 def pairwise_outcomes(task: RatingTask, question: str, *, checks: bool = False) -> pd.DataFrame:
@@ -238,68 +235,13 @@ def rater_table(task: RatingTask, question: str) -> pd.DataFrame:
     (``RATER_THRESHOLDS``)."""
     outcomes = pairwise_outcomes(task, question, checks=True)
     gold = {item_id: task.items[item_id].gold.get(question) for item_id in outcomes["item_id"].unique()}
-    return rater_scores(outcomes, gold)
-
-
-def rater_scores(outcomes: pd.DataFrame, gold: dict[str, str | None]) -> pd.DataFrame:
-    """``rater_table`` of pairwise outcomes with their checks (``pairwise_outcomes(..., checks=True)``);
-    ``gold``: a gold item's right image, per item id."""
-    rows = []
-    plain = outcomes[outcomes["check"].isna()]
-    for rater, mine in outcomes.groupby("rater"):
-        others = plain[plain["rater"] != rater].groupby("item_id")["outcome"].agg(_majority).dropna()
-        own = mine[mine["check"].isna()].set_index("item_id")["outcome"]
-        shared = own.index.intersection(others.index)
-        agreement = float((own[shared] == others[shared]).mean()) if len(shared) else np.nan
-        golden = mine[mine["check"] == "gold"]
-        right = [gold.get(i) for i in golden["item_id"]]
-        answered = [(c, r) for c, r in zip(golden["chosen_image"], right, strict=True) if r is not None]
-        enough = len(answered) >= RATER_THRESHOLDS["min_checks"]
-        gold_accuracy = float(np.mean([c == r for c, r in answered])) if enough else np.nan
-        repeats = mine[mine["check"] == "repeat"].set_index("repeat_of")["outcome"]
-        same = repeats.index.intersection(own.index)
-        consistency = (
-            float((repeats[same] == own[same]).mean()) if len(same) >= RATER_THRESHOLDS["min_checks"] else np.nan
-        )
-        row = {"rater": rater, "votes": len(mine), "agreement": agreement, "gold_accuracy": gold_accuracy,
-               "self_consistency": consistency}  # fmt: skip
-        rows.append(row)
-    table = pd.DataFrame(rows, columns=["rater", "votes", "agreement", "gold_accuracy", "self_consistency"])
-    margin = RATER_THRESHOLDS["below_median"]
-    apart = [table[k] < table[k].median() - margin for k in ("agreement", "self_consistency")]
-    table["flagged"] = (table["gold_accuracy"] < RATER_THRESHOLDS["gold_accuracy"]) | apart[0] | apart[1]
-    return table
-
-
-def _majority(values: pd.Series) -> float:
-    counts = values.value_counts()
-    return float(counts.index[0]) if len(counts) == 1 or counts.iloc[0] > counts.iloc[1] else np.nan
+    return rater_scores(outcomes.rename(columns={"chosen_image": "chosen"}), gold)
 
 
 def krippendorff_alpha(task: RatingTask, question: str, *, draws: int = 200, seed: int = 0) -> dict[str, Any]:
     """Krippendorff's alpha (nominal) of every rater's pairwise votes on ``question``, oriented by target, with a
-    95% interval over resampled items."""
-    import krippendorff
-
-    outcomes = pairwise_outcomes(task, question)
-    table = outcomes.pivot_table(index="rater", columns="item_id", values="outcome", aggfunc="first")
-    if table.shape[0] < 2:
-        return {"alpha": None, "ci_low": None, "ci_high": None, "raters": int(table.shape[0])}
-    data = table.to_numpy() * 2  # 0, 1, 2: lost, tie, won (nominal)
-    try:
-        value = float(krippendorff.alpha(reliability_data=data, level_of_measurement="nominal"))
-    except ValueError:  # one answer only, or no item two raters answered: alpha is not defined
-        return {"alpha": None, "ci_low": None, "ci_high": None, "raters": int(table.shape[0])}
-    rng = np.random.default_rng(seed)
-    draws_ = []
-    for _ in range(draws):
-        columns = rng.choice(data.shape[1], data.shape[1], replace=True)
-        try:
-            draws_.append(krippendorff.alpha(reliability_data=data[:, columns], level_of_measurement="nominal"))
-        except ValueError:  # a resample with one value only
-            continue
-    low, high = np.nanquantile(draws_, [0.025, 0.975]) if draws_ else (np.nan, np.nan)
-    return {"alpha": value, "ci_low": float(low), "ci_high": float(high), "raters": int(table.shape[0])}
+    95% interval over resampled items (``raters.agreement_alpha``)."""
+    return agreement_alpha(pairwise_outcomes(task, question), "nominal", draws=draws, seed=seed)
 
 
 def metrics_against_people(
@@ -316,7 +258,7 @@ def metrics_against_people(
     from workbench.metrics import METRICS
 
     outcomes = pairwise_outcomes(task, question)
-    majority = outcomes.groupby("item_id")["outcome"].agg(_majority).dropna()
+    majority = outcomes.groupby("item_id")["outcome"].agg(raters.majority).dropna()
     majority = majority[majority != 0.5]
     items = [task.items[i] for i in majority.index]
     names = sorted({m for item in items for scores in item.scores for m in scores})

@@ -6,40 +6,44 @@ Krippendorff's alpha (ordinal for alignment, nominal for choices)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from workbench.ratings.raters import RATER_THRESHOLDS, agreement_alpha, majority, rater_scores
 from workbench.ratings.task import CHECKLIST, SKIP, RatingTask
 from workbench.ratings.votes import VoteStore
 from workbench.run_folder import json_records
 
 __all__ = ["ALIGNMENT_SCORES", "alignment_metrics", "alignment_table", "analyze_single_images", "answers",
-           "checklist_table", "labels", "single_image_alpha"]  # fmt: skip
+           "checklist_table", "coded_answers", "labels", "single_image_alpha", "single_image_raters"]  # fmt: skip
 
 ALIGNMENT_SCORES = {"yes": 1.0, "partly": 0.5, "no": 0.0}  # an alignment answer as a number (ordinal)
 
 
-def answers(task: RatingTask, question: str, *, checks: bool = False) -> pd.DataFrame:
+def answers(task: RatingTask, question: str, *, checks: bool = False, without: Sequence[str] = ()) -> pd.DataFrame:
     """One row per answer to ``question`` on a one-image task (alignment, choices; skips left out): the item,
-    prompt, rater, target, image and answer."""
+    prompt, rater, target, image and answer; ``without``: raters left out."""
     task.question(question)
     rows = [
         {"item_id": item.item_id, "prompt_id": item.prompt_id, "rater": vote.rater, "target": item.targets[0],
          "image": item.images[0], "answer": vote.answer, "check": item.check, "repeat_of": item.repeat_of}
         for vote in VoteStore(task).votes()
-        if vote.question == question and vote.answer != SKIP
+        if vote.question == question and vote.answer != SKIP and vote.rater not in without
         and ((item := task.items[vote.item_id]).check is None or checks)
     ]  # fmt: skip
     columns = ["item_id", "prompt_id", "rater", "target", "image", "answer", "check", "repeat_of"]
     return pd.DataFrame(rows, columns=columns)
 
 
-def alignment_table(task: RatingTask, question: str, *, draws: int = 200, seed: int = 0) -> pd.DataFrame:
+def alignment_table(
+    task: RatingTask, question: str, *, draws: int = 200, seed: int = 0, without: Sequence[str] = ()
+) -> pd.DataFrame:
     """Per target: the share of its images people call yes, partly and no, and its mean score (yes 1, partly
-    0.5, no 0) with a 95% interval over resampled prompts."""
-    given = answers(task, question)
+    0.5, no 0) with a 95% interval over resampled prompts; ``without``: raters left out."""
+    given = answers(task, question, without=without)
     given["score"] = given["answer"].map(ALIGNMENT_SCORES)
     rng, rows = np.random.default_rng(seed), []
     for target, mine in given.groupby("target", sort=False):
@@ -60,13 +64,13 @@ def alignment_metrics(task: RatingTask, question: str) -> list[dict[str, Any]]:
     from workbench.metrics import METRICS
 
     given = answers(task, question)
-    majority = given.groupby("item_id")["answer"].agg(lambda a: a.mode().iloc[0] if len(a.mode()) == 1 else None)
+    said = given.groupby("item_id")["answer"].agg(majority)
     rows = []
     names = sorted({m for item in task.items.values() for scores in item.scores for m in scores})
     for name in names:
         sign = 1 if METRICS[name].higher_is_better else -1
         by_target: dict[str, tuple[list, list]] = {}
-        for item_id, answer in majority.dropna().items():
+        for item_id, answer in said.dropna().items():
             item = task.items[item_id]
             value = item.scores[0].get(name) if item.scores else None
             if value is not None and answer in ("yes", "no"):
@@ -81,21 +85,28 @@ def alignment_metrics(task: RatingTask, question: str) -> list[dict[str, Any]]:
     return rows
 
 
-def single_image_alpha(task: RatingTask, question: str) -> float | None:
-    """Krippendorff's alpha of a one-image question: ordinal for yes / partly / no, else nominal."""
-    import krippendorff
+def coded_answers(task: RatingTask, question: str, *, checks: bool = False) -> pd.DataFrame:
+    """``answers`` with each answer coded as a number (``outcome``: yes 1, partly 0.5, no 0; a choice by its
+    position) and as given (``chosen``), as ``raters`` reads them."""
+    given = answers(task, question, checks=checks)
+    choices = {answer: i for i, answer in enumerate(task.question(question).answers)}
+    codes = ALIGNMENT_SCORES if task.kind == "alignment" else choices
+    return given.assign(outcome=given["answer"].map(codes), chosen=given["answer"])
 
-    given = answers(task, question)
-    if task.kind == "alignment":
-        codes, level = ALIGNMENT_SCORES, "ordinal"
-    else:
-        codes, level = {a: i for i, a in enumerate(task.question(question).answers)}, "nominal"
-    table = given.assign(code=given["answer"].map(codes)).pivot_table(
-        index="rater", columns="item_id", values="code", aggfunc="first"
-    )
-    if table.shape[0] < 2 or not table.count().gt(1).any() or given["answer"].nunique() < 2:
-        return None
-    return float(krippendorff.alpha(reliability_data=table.to_numpy(), level_of_measurement=level))
+
+def single_image_alpha(task: RatingTask, question: str, *, draws: int = 200, seed: int = 0) -> dict[str, Any]:
+    """Krippendorff's alpha of a one-image question with its interval: ordinal for yes / partly / no, else
+    nominal."""
+    level = "ordinal" if task.kind == "alignment" else "nominal"
+    return agreement_alpha(coded_answers(task, question), level, draws=draws, seed=seed)
+
+
+def single_image_raters(task: RatingTask, question: str) -> pd.DataFrame:
+    """``raters.rater_scores`` of a one-image question (gold: an alignment image shown with another prompt,
+    whose right answer is "no")."""
+    given = coded_answers(task, question, checks=True)
+    gold = {item_id: task.items[item_id].gold.get(question) for item_id in given["item_id"].unique()}
+    return rater_scores(given, gold)
 
 
 def checklist_table(task: RatingTask, *, draws: int = 200, seed: int = 0) -> pd.DataFrame:
@@ -126,33 +137,39 @@ def _over_prompts(frame: pd.DataFrame, column: str, rng: np.random.Generator, dr
     return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
 
 
-def labels(task: RatingTask, question: str) -> pd.DataFrame:
+def labels(task: RatingTask, question: str, *, without: Sequence[str] = ()) -> pd.DataFrame:
     """Per image of a choices task: the raters' majority answer (None where they split evenly), its share and
-    the number of answers: what people say an image shows."""
-    given = answers(task, question)
+    the number of answers: what people say an image shows; ``without``: raters left out."""
+    given = answers(task, question, without=without)
     rows = []
     for (item_id, image), group in given.groupby(["item_id", "image"], sort=False):
-        counts = group["answer"].value_counts()
-        tied = len(counts) > 1 and counts.iloc[0] == counts.iloc[1]
+        share = group["answer"].value_counts().iloc[0] / len(group)
         rows.append({"item_id": item_id, "image": image, "target": group["target"].iloc[0],
-                     "label": None if tied else counts.index[0], "share": float(counts.iloc[0] / len(group)),
-                     "answers": len(group)})  # fmt: skip
+                     "label": majority(group["answer"]), "share": float(share), "answers": len(group)})  # fmt: skip
     return pd.DataFrame(rows, columns=["item_id", "image", "target", "label", "share", "answers"])
 
 
 def analyze_single_images(task: RatingTask, *, draws: int, seed: int) -> dict[str, Any]:
     """``analysis.analyze_ratings`` of an alignment or choices task: per question, per target's scores (alignment) or
     each image's label (choices), and the raters' alpha."""
-    result: dict[str, Any] = {"task_id": task.task_id, "kind": task.kind, "questions": {}}
-    for question in task.questions:
-        if answers(task, question.id).empty:
-            continue
-        entry: dict[str, Any] = {"question": question.text, "alpha": single_image_alpha(task, question.id)}
+    asked = [q for q in task.questions if not answers(task, q.id).empty]
+    tables = {q.id: single_image_raters(task, q.id) for q in asked}
+    flagged = sorted({rater for table in tables.values() for rater in table.loc[table["flagged"], "rater"]})
+    result: dict[str, Any] = {"task_id": task.task_id, "kind": task.kind, "thresholds": RATER_THRESHOLDS,
+                              "flagged": flagged, "questions": {}}  # fmt: skip
+    for question in asked:
+        entry: dict[str, Any] = {
+            "question": question.text, "alpha": single_image_alpha(task, question.id, draws=draws, seed=seed),
+            "raters": json_records(tables[question.id]),
+        }  # fmt: skip
+        for suffix, left_out in [("", ()), *([("_without_flagged", flagged)] if flagged else [])]:
+            if task.kind == "alignment":
+                table = alignment_table(task, question.id, draws=draws, seed=seed, without=left_out)
+                entry["targets" + suffix] = json_records(table)
+            else:
+                entry["labels" + suffix] = json_records(labels(task, question.id, without=left_out))
         if task.kind == "alignment":
-            entry["targets"] = json_records(alignment_table(task, question.id, draws=draws, seed=seed))
             entry["metrics"] = alignment_metrics(task, question.id)
-        else:
-            entry["labels"] = json_records(labels(task, question.id))
         result["questions"][question.id] = entry
     checklist = checklist_table(task, draws=draws, seed=seed) if task.kind == "alignment" else pd.DataFrame()
     if not checklist.empty:
