@@ -122,7 +122,7 @@ def test_the_rating_page_takes_keys_and_clicks_resumes_after_a_reload_and_keeps_
         _needs("the playwright package is not installed")
     import workbench as wb
     from workbench.ratings import VoteStore
-    from workbench.ratings.page import invite, page_link
+    from workbench.ratings.page import invite, page_address
 
     prompts = ["a red circle in the centre, on a white background", "a blue square on the left, on a grey background"]
     config = wb.GenerationConfig(steps=2, batch_size=4)
@@ -131,7 +131,7 @@ def test_the_rating_page_takes_keys_and_clicks_resumes_after_a_reload_and_keeps_
     ).run()
     task = wb.rating_task(tmp_path / "run", output_root=tmp_path, repeat_share=0, gold_share=0, display_size=128)
     port = free_port()
-    links = {rater: page_link("127.0.0.1", port, invite(task, rater)) for rater in ("ana", "ben")}
+    links = {rater: f"{page_address('127.0.0.1', port)}#token={invite(task, rater)}" for rater in ("ana", "ben")}
     command = [sys.executable, "-m", "workbench.cli", "rate", str(task.path), "--port", str(port)]
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)

@@ -296,6 +296,11 @@ def test_the_rate_command_prints_invitation_links(task, capsys):
     token = lines[0].split("#token=")[1]
     assert token not in json.dumps(stored) and set(stored) == {"ana", "ben"}  # only hashes are stored
     assert main(["rate", "no-such-task", "--invite", "ana"]) == 2
+    assert main(["rate", str(task.path), "--invite", "cy", "--public-url", "https://rate.example.org/team/"]) == 0
+    assert capsys.readouterr().out.startswith("cy: https://rate.example.org/team/#token=")
+    assert main(["rate", str(task.path), "--invite", "cy", "--host", "0.0.0.0"]) == 0
+    assert "0.0.0.0" not in capsys.readouterr().out  # a link names the machine, not the wildcard it listens on
+    assert main(["rate", str(task.path), "--invite", "cy", "--ssl-certfile", "cert.pem"]) == 2
 
 
 # --- the rating panel -----------------------------------------------------------------------------------

@@ -233,6 +233,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     rate.add_argument("--host", default="127.0.0.1")
     rate.add_argument("--port", type=int, default=8001)
+    rate.add_argument(
+        "--public-url", help="the address raters open, for the links (e.g. https://rate.example.org behind a proxy)"
+    )
+    rate.add_argument("--ssl-certfile", help="serve HTTPS with this certificate (with --ssl-keyfile)")
+    rate.add_argument("--ssl-keyfile", help="the certificate's private key")
     rate.add_argument("--output-root", default="outputs")
     rate.set_defaults(func=commands.rate_command)
 

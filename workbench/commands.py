@@ -341,14 +341,18 @@ def serve_command(args) -> int:
 
 def rate_command(args) -> int:
     """``workbench rate TASK``: serve the rating page, or with ``--invite NAME`` print a rater's link."""
-    from workbench.ratings.page import create_rating_app, invite, page_link
+    from workbench.ratings.page import create_rating_app, invite, page_address
     from workbench.ratings.task import RatingTask
+    from workbench.serve.settings import is_loopback
 
     path = Path(args.task)
     task = RatingTask(path if path.is_dir() else Path(args.output_root) / "ratings" / args.task)
+    if bool(args.ssl_certfile) != bool(args.ssl_keyfile):
+        raise ConfigError("HTTPS needs both --ssl-certfile and --ssl-keyfile", "ssl")
+    address = page_address(args.host, args.port, public_url=args.public_url, https=bool(args.ssl_certfile))
     if args.invite:
         for rater in args.invite:
-            print(f"{rater}: {page_link(args.host, args.port, invite(task, rater))}")
+            print(f"{rater}: {address}#token={invite(task, rater)}")
         return 0
     if args.export_label_studio or args.import_label_studio:
         from workbench.ratings.label_studio import export_label_studio, import_label_studio
@@ -362,6 +366,13 @@ def rate_command(args) -> int:
         return 0
     import uvicorn
 
-    print(f"rating page for task {task.task_id}: http://{args.host}:{args.port}/ (raters open their invitation links)")
-    uvicorn.run(create_rating_app(task), host=args.host, port=args.port)
+    if address.startswith("http://") and not is_loopback(args.host):
+        print(
+            f"WARNING: serving {args.host} over plain HTTP: raters' tokens and votes cross the network unencrypted; "
+            "serve it behind an HTTPS proxy (--public-url) or with --ssl-certfile and --ssl-keyfile",
+            file=sys.stderr,
+        )
+    print(f"rating page for task {task.task_id}: {address} (raters open their invitation links)")
+    uvicorn.run(create_rating_app(task), host=args.host, port=args.port, ssl_certfile=args.ssl_certfile,
+                ssl_keyfile=args.ssl_keyfile)  # fmt: skip
     return 0

@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import secrets
+import socket
 import threading
 from pathlib import Path
 from typing import Annotated
@@ -33,7 +34,7 @@ from workbench.ratings.schedule import next_view, progress
 from workbench.ratings.task import RatingTask
 from workbench.ratings.votes import VoteStore, check_rater
 
-__all__ = ["RATERS", "create_rating_app", "invite", "page_link"]
+__all__ = ["RATERS", "create_rating_app", "invite", "page_address"]
 
 RATERS = "raters.json"  # rater -> sha256 of their token
 MAX_BODY = 8 * 1024  # a vote is a few hundred bytes
@@ -54,8 +55,15 @@ def invite(task: RatingTask, rater: str) -> str:
     return token
 
 
-def page_link(host: str, port: int, token: str) -> str:
-    return f"http://{host}:{port}/#token={token}"
+def page_address(host: str, port: int, *, public_url: str | None = None, https: bool = False) -> str:
+    """The address raters open: ``public_url`` where given (a proxy's), else this host and port (a bind to every
+    interface named by the machine's name); a rater's link adds ``#token=...``."""
+    if public_url:
+        return public_url.rstrip("/") + "/"
+    if host in ("0.0.0.0", "::", ""):
+        host = socket.getfqdn()
+    host = f"[{host}]" if ":" in host else host
+    return f"{'https' if https else 'http'}://{host}:{port}/"
 
 
 class VoteBody(BaseModel):

@@ -11,7 +11,7 @@ from workbench.client import API_KEY_ENV
 from workbench.config import AccelerationConfig
 from workbench.errors import ConfigError
 
-__all__ = ["ServeSettings", "check_exposure", "default_devices"]
+__all__ = ["ServeSettings", "check_exposure", "default_devices", "is_loopback"]
 
 
 def default_devices() -> list[str]:
@@ -74,17 +74,22 @@ class ServeSettings:
         return list(dict.fromkeys([spec.model_id for spec in table.routes.values()] + toyworld))
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is this machine only (a host name may resolve to anything: not loopback)."""
+    import ipaddress
+
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def check_exposure(host: str, api_key: str | None, *, insecure: bool = False) -> None:
     """Refuse to serve a non-loopback ``host`` without an API key (anyone on the network could generate, read
     /metrics and the docs), unless ``insecure``: then warn, on every start."""
-    import ipaddress
     import sys
 
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:  # a host name: it may resolve to anything
-        loopback = False
-    if loopback or api_key:
+    if is_loopback(host) or api_key:
         return
     if not insecure:
         raise ConfigError(
