@@ -201,6 +201,7 @@ def compare_command(args) -> int:
             metrics=args.metric,
             top=args.top,
             allow_mismatch=args.allow_mismatch,
+            ratings=args.ratings,
         )
         regressions = comparison.regressions(checks)  # refuses an unknown metric before anything is written
         report = args.out or Path(args.output_root) / "compare" / f"{comparison.a.id}_vs_{comparison.b.id}.html"
@@ -342,10 +343,9 @@ def serve_command(args) -> int:
 def rate_command(args) -> int:
     """``workbench rate TASK``: serve the rating page, or with ``--invite NAME`` print a rater's link."""
     from workbench.ratings.page import create_rating_app, invite, page_link
-    from workbench.ratings.task import RatingTask
+    from workbench.ratings.task import find_task
 
-    path = Path(args.task)
-    task = RatingTask(path if path.is_dir() else Path(args.output_root) / "ratings" / args.task)
+    task = find_task(args.task, args.output_root)
     if args.invite:
         for rater in args.invite:
             print(f"{rater}: {page_link(args.host, args.port, invite(task, rater))}")
