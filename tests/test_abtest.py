@@ -1,3 +1,5 @@
+import json
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -10,6 +12,8 @@ from workbench.metrics import CLIPScorer
 from workbench.models import load
 from workbench.plots import ab_distributions, ab_image_grid, ab_paired_lines
 from workbench.prompts import PromptOptimizer
+from workbench.ratings import rating_task, simulate_votes
+from workbench.stats import holm
 
 RED = [
     f"a red {shape} {where}, on a {background} background"
@@ -107,6 +111,36 @@ def test_optimizer_arms_carry_negative_prompts_and_plots_draw(tester, tmp_path):
     assert ab_image_grid(result).size[1] > ab_image_grid(result).size[0]  # 3 arms in rows, 2 seeds in columns
     ab_distributions(result)
     ab_paired_lines(result)
+
+
+def test_people_judge_each_arm_against_the_control_holm_adjusted_next_to_the_metric(tester, tmp_path):
+    arms = {"A": "{prompt}", "B": "a photo of {prompt}", "C": "a sketch of {prompt}"}
+    ab = PromptABTester(tester.target, tester.scorer, output_dir=tmp_path / "ab", config=GenerationConfig(steps=2))
+    result = ab.run(RED[:6], arms, seeds=[0], control="A")
+    task = rating_task(tmp_path / "ab", output_root=tmp_path, display_size=16, gold_share=0, repeat_share=0)
+    assert result.people is None and result.people_verdict == ""
+    with pytest.raises(ConfigError, match="has no votes yet"):
+        result.with_people(task)
+    simulate_votes(task, strengths={t: 3.0 if "[B]" in t else 0.0 for t in task.manifest["targets"]})
+    rated = result.with_people(task, questions=["quality"], draws=200)
+    people = rated.people.set_index("arm")
+    assert list(people.index) == ["B", "C"] and set(people["control"]) == {"A"} and result.people is None
+    assert list(people["p_holm"]) == pytest.approx(holm(list(people["p_value"])))
+    assert (people["comparisons"] == 2).all() and (people["prompts"] == 6).all() and (people["votes"] == 18).all()
+    assert people.loc["B", "share"] > 0.7 and people.loc["B", "ci_low"] > 0.5 and people.loc["B", "p_holm"] < 0.05
+    assert people.loc["B", "verdict"].startswith("people prefer B to A in ")
+    assert rated.people_verdict.splitlines()[0].startswith("quality: people prefer B to A in ")
+    assert "(Holm); 18 votes on 6 prompts" in rated.people_verdict
+    assert len(result.with_people(task, draws=50).people) == 4  # both questions by default, Holm within each
+    result.save(tmp_path / "saved")
+    rated.save(tmp_path / "rated")
+    for name in ("verdict.txt", "comparisons.json"):  # the metric's verdict stays as it was
+        assert (tmp_path / "rated" / name).read_text() == (tmp_path / "saved" / name).read_text()
+    assert (tmp_path / "rated" / "people_verdict.txt").read_text() == rated.people_verdict + "\n"
+    saved = json.loads((tmp_path / "rated" / "people_comparisons.json").read_text())
+    assert [row["arm"] for row in saved] == ["B", "C"] and not (tmp_path / "saved" / "people_verdict.txt").exists()
+    with pytest.raises(ConfigError, match=r"was not made from this test's run 'other'; it draws on the runs \["):
+        replace(result, rows=result.rows.assign(run_id="other")).with_people(task)
 
 
 def test_bad_variations_are_named(tester):

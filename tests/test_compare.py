@@ -167,6 +167,46 @@ def test_cli_exit_codes_and_regressions(runs, capsys):
     assert "no run 'study/2026-nope'" in err and "'study/20260101-100000-aaaaaa'" in err
 
 
+def test_people_judge_b_against_a_from_a_rating_task_on_both_runs(runs, capsys):
+    from workbench.ratings import rating_task, simulate_votes
+
+    a, b = "study/20260101-100000-aaaaaa", "study/20260102-100000-bbbbbb"
+    targets = ["m/a @20260101-100000-aaaaaa", "m/a @20260102-100000-bbbbbb"]
+    task = rating_task([runs / a, runs / b], targets=targets, output_root=runs, task_id="people", display_size=16,
+                       gold_share=0, repeat_share=0)  # fmt: skip
+    simulate_votes(task, strengths={targets[0]: 0.0, targets[1]: 2.0})
+    comparison = compare_runs(a, b, output_root=runs, ratings=task.path)
+    alignment, quality = comparison.people
+    assert quality.question == "quality" and quality.comparisons == 1  # one model: nothing to adjust for
+    assert alignment.question == "alignment" and alignment.targets == tuple(targets) and alignment.prompts == 10
+    assert alignment.share > 0.7 and alignment.ci_low > 0.5 and alignment.votes == 3 * 19  # p9 seed 1 failed in B
+
+    base = ["compare", a, b, "--output-root", str(runs)]
+    report = runs / "compare" / "20260101-100000-aaaaaa_vs_20260102-100000-bbbbbb.html"
+    assert main([*base, "--ratings", "people"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    said = lines.index("people (rating task people):")
+    assert lines[said + 1] == f"  m/a, alignment: {alignment.verdict('A', 'B')}"
+    assert lines[said + 2] == f"  m/a, quality: {quality.verdict('A', 'B')}"
+    assert alignment.verdict("A", "B").startswith("people prefer B to A in ")
+    page = report.read_text()
+    assert "<h2>People</h2>" in page and f"<li>m/a, alignment: {alignment.verdict('A', 'B')}</li>" in page
+    assert main(base) == 0  # without --ratings, nothing of people
+    assert "rating task" not in capsys.readouterr().out and "<h2>People</h2>" not in report.read_text()
+
+    rating_task(runs / a, output_root=runs, task_id="only-a", display_size=16)  # m/a against m/b, in run A only
+    assert main([*base, "--ratings", "only-a"]) == 2
+    err = capsys.readouterr().err
+    assert "rating task 'only-a' does not draw on both runs '20260101-100000-aaaaaa' and '20260102-100000-bbbbbb': " \
+           "its runs are ['20260101-100000-aaaaaa']" in err  # fmt: skip
+    other = ["m/b @20260101-100000-aaaaaa", "m/a @20260102-100000-bbbbbb"]
+    rating_task([runs / a, runs / b], targets=other, output_root=runs, task_id="across", display_size=16)
+    with pytest.raises(ConfigError, match=r"rating task 'across' rates no target of both runs \(model @run\)"):
+        compare_runs(a, b, output_root=runs, ratings="across")
+    assert main([*base, "--ratings", "nope"]) == 2
+    assert "no rating task 'nope': not a task folder, and not a task id under" in capsys.readouterr().err
+
+
 def test_runs_are_named_by_folder_and_without_shared_units_refused(runs, tmp_path):
     folder = runs / "study" / "20260101-100000-aaaaaa"
     run = find_run(folder, output_root=tmp_path / "elsewhere")

@@ -10,9 +10,10 @@ from PIL import Image
 from workbench.config import GenerationConfig
 from workbench.errors import ConfigError, VoteConflict
 from workbench.evaluation import ModelEvaluator
-from workbench.ratings import RatingTask, VoteStore, analyze_ratings, rating_task
+from workbench.ratings import RatingTask, VoteStore, analyze_ratings, rating_task, simulate_votes
 from workbench.ratings.analysis import metrics_against_people, pairwise_outcomes, rater_table, strength_table
 from workbench.ratings.davidson import fit_davidson
+from workbench.ratings.preference import match_target, people_preference, people_preferences
 
 MODELS = ["toyworld/sd-small", "toyworld/sd-base"]
 PROMPTS = [
@@ -190,6 +191,73 @@ def test_a_metric_that_prefers_what_people_prefer_agrees_with_them(task):
     assert row["metric"] == "clip_score" and row["pairwise_agreement"] == 1.0 == row["ci_low"]
     assert row["n_pairs"] == len(PROMPTS) * 2 and row["kendall_tau"] is None  # two targets: no ranking to compare
     assert {"metric", "kendall_tau", "auc_wrong", "pairwise_agreement", "n_pairs"} <= set(row)
+
+
+# --- people's verdict on one pair ---------------------------------------------------------------------------
+
+
+def test_people_prefer_the_stronger_target_and_tell_equal_ones_apart_from_no_one(run, tmp_path):
+    small, base = MODELS
+    strong = rating_task(run, output_root=tmp_path, task_id="strong", display_size=16, gold_share=0.25)
+    simulate_votes(strong, strengths={small: -1.0, base: 1.0})
+    preference = people_preference(strong, small, base, draws=200)
+    assert preference.question == "alignment" and preference.targets == (small, base)
+    assert preference.votes == 3 * len(PROMPTS) * 2 and preference.prompts == len(PROMPTS)  # checks left out
+    assert preference.share > 0.7 and 0.5 < preference.ci_low <= preference.share <= preference.ci_high
+    assert preference.p_value < 0.05 and preference.p_holm == preference.p_value and preference.draws == 200
+    assert preference.verdict().startswith(f"people prefer {base} to {small} in {preference.share:.0%} of votes (")
+    ties = f"{preference.ties} {'tie' if preference.ties == 1 else 'ties'} counted half"
+    assert f"{preference.votes} votes on 6 prompts, {ties})" in preference.verdict()
+    assert preference.verdict("A", "B").startswith("people prefer B to A in ")
+    reverse = people_preference(strong, base, small, draws=200)  # the same votes from the other side
+    assert reverse.share == pytest.approx(1 - preference.share) and reverse.verdict() == preference.verdict()
+    assert people_preference(strong, small, base, draws=200, seed=1).share == preference.share
+    assert json.dumps(preference.to_dict()) and preference.to_dict()["verdict"] == preference.verdict()
+
+    equal = rating_task(run, output_root=tmp_path, task_id="equal", display_size=16)
+    simulate_votes(equal, strengths={small: 0.0, base: 0.0})
+    alignment, quality = people_preferences(equal, [(small, base)], draws=200)  # every question with votes
+    assert (alignment.question, quality.question) == ("alignment", "quality")
+    for preference in (alignment, quality):
+        assert preference.ci_low < 0.5 < preference.ci_high and preference.p_value > 0.05
+        assert preference.verdict().startswith(f"no clear preference between {small} and {base}: {base} wins ")
+
+    few = rating_task(run, output_root=tmp_path, task_id="few", display_size=16, gold_share=0, repeat_share=0)
+    simulate_votes(few, ["sim"], strengths={small: -20.0, base: 20.0}, limit=3)  # three votes, all for base
+    unanimous = people_preference(few, small, base, draws=200)
+    assert unanimous.share == 1 and unanimous.ci_low == pytest.approx(0.025 ** (1 / 3)) and unanimous.ci_high == 1
+    assert unanimous.p_value == 0.25 and not unanimous.preferred  # the sign test: three votes cannot tell
+
+
+def test_a_preference_names_a_target_by_name_or_variant_and_refuses_others_naming_the_targets(run, tmp_path):
+    folder = tmp_path / "arms"
+    folder.mkdir()
+    targets = ["m [A] @r1", "m [B] @r1", "m [B] @r2", "n"]
+    manifest = {"task_id": "arms", "kind": "pairwise", "questions": [], "targets": targets, "seed": 0}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    (folder / "items.jsonl").write_text("")
+    arms = RatingTask(folder)
+    assert [match_target(arms, name) for name in ("A", "m [B] @r2", "n")] == ["m [A] @r1", "m [B] @r2", "n"]
+    listed = r"its targets: \['m \[A\] @r1', 'm \[B\] @r1', 'm \[B\] @r2', 'n'\]"
+    several = r"'B' is the \[variant\] of several targets of rating task 'arms', \['m \[B\] @r1', 'm \[B\] @r2'\]"
+    with pytest.raises(ConfigError, match=rf"{several}: name one; {listed}"):
+        match_target(arms, "B")
+    with pytest.raises(
+        ConfigError, match=rf"'C' is neither a target of rating task 'arms' nor the \[variant\] of one; {listed}"
+    ):
+        match_target(arms, "C")
+    task = rating_task(run, output_root=tmp_path, display_size=16)
+    with pytest.raises(ConfigError, match="'toyworld/sd-small' and 'toyworld/sd-small' are the same target"):
+        people_preference(task, MODELS[0], MODELS[0])
+    with pytest.raises(ConfigError, match="has no votes on 'alignment' between 'toyworld/sd-small' and 'toyworld/sd-"):
+        people_preference(task, *MODELS)
+    with pytest.raises(ConfigError, match="has no votes yet"):
+        people_preferences(task, [MODELS])
+    with pytest.raises(ConfigError, match="draws must be a whole number >= 1, got 0"):
+        people_preference(task, *MODELS, draws=0)
+    alignment = rating_task(run, "alignment", output_root=tmp_path, display_size=16)
+    with pytest.raises(ConfigError, match=r"needs a pairwise rating task, got task '.*' of kind 'alignment'"):
+        people_preference(alignment, *MODELS)
 
 
 def test_bad_tasks_are_refused_naming_the_value(run, tmp_path):

@@ -82,6 +82,7 @@ if TYPE_CHECKING:
     from workbench.prompts import load_styles as load_styles
     from workbench.ratings import RatingTask as RatingTask
     from workbench.ratings import analyze_ratings as analyze_ratings
+    from workbench.ratings import people_preference as people_preference
     from workbench.ratings import rating_task as rating_task
     from workbench.records import GenerationRecord as GenerationRecord
     from workbench.report_tables import comparisons_table as comparisons_table
@@ -174,6 +175,7 @@ _EXPORTS: dict[str, str] = {
     "RatingTask": "ratings",
     "RatingPanel": "widgets",
     "analyze_ratings": "ratings",
+    "people_preference": "ratings",
     "rating_task": "ratings",
     "GenerationRecord": "records",
     "comparisons_table": "report_tables",

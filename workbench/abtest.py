@@ -12,7 +12,9 @@ default, and each arm is compared with a control arm.
         mean, 95% CI over prompts, Wilcoxon signed-rank p, win rate, power -> Holm across arms -> verdict
 
 The statistics live in ``workbench.stats`` (shared with the model evaluation); ``compare_arms`` and
-``arms_verdict`` call them on the tidy table, by arm, for any metric.
+``arms_verdict`` call them on the tidy table, by arm, for any metric. People can be the judge too: a pairwise
+rating task made from the test's run, once voted on, gives each arm's preference over the control
+(``ABTestResult.with_people``, ``workbench.ratings.preference``).
 """
 
 from __future__ import annotations
@@ -34,8 +36,10 @@ from workbench.metrics.provenance import metric_provenance
 from workbench.metrics.registry import scorer_options
 from workbench.models import default_cache
 from workbench.plan import resolve, target_label
+from workbench.ratings.preference import DRAWS, people_preferences
+from workbench.ratings.task import RatingTask
 from workbench.row import settings_hash
-from workbench.run_folder import RunFolder
+from workbench.run_folder import RunFolder, json_records
 from workbench.stats import compare_groups, mean_over_prompts, verdict
 
 __all__ = ["ABTestResult", "PromptABTester", "arms_verdict", "compare_arms"]
@@ -71,7 +75,7 @@ def arms_verdict(comparisons: pd.DataFrame, *, alpha: float = 0.05) -> str:
 @dataclass
 class ABTestResult:
     """The tidy rows (one per image), per-arm summary, comparisons with the control on ``metric``, and the
-    verdict."""
+    verdict; ``people``: each arm against the control by people's votes, once added (``with_people``)."""
 
     rows: pd.DataFrame
     comparisons: pd.DataFrame
@@ -79,14 +83,46 @@ class ABTestResult:
     verdict: str
     metric: str = "clip_score"
     images: dict[tuple[str, str, int], Image.Image] = field(default_factory=dict, repr=False)  # (arm, prompt_id, seed)
+    people: pd.DataFrame | None = None
+
+    def with_people(
+        self, task: RatingTask, *, questions: Sequence[str] | None = None, draws: int = DRAWS, seed: int = 0
+    ) -> ABTestResult:
+        """This result with people's verdict: per question (default: each with votes) and arm, the share of the
+        votes between the arm and the control that the arm won (ties count half), its 95% interval over resampled
+        prompts and p, Holm across arms (``ratings.preference``). ``task``: a pairwise rating task made from this
+        test's run, whose targets' ``[variant]`` are the arms."""
+        runs = [run["run_id"] for run in task.manifest["runs"]]
+        if not set(self.rows["run_id"]) & set(runs):
+            raise ConfigError(
+                f"rating task {task.task_id!r} was not made from this test's run {self.rows['run_id'].iloc[0]!r}; "
+                f"it draws on the runs {runs}",
+                "task",
+            )
+        arms = [arm for arm in dict.fromkeys(self.rows["arm"]) if arm != self.control]
+        found = people_preferences(task, [(self.control, arm) for arm in arms], questions=questions, draws=draws,
+                                   seed=seed)  # fmt: skip
+        people = pd.DataFrame([p.to_dict() for p in found]).rename(columns={"a": "control", "b": "arm"})
+        return replace(self, people=people)
+
+    @property
+    def people_verdict(self) -> str:
+        """People's verdict in words, a line per question and arm ("" before ``with_people``)."""
+        if self.people is None:
+            return ""
+        return "\n".join(f"{row.question}: {row.verdict}" for row in self.people.itertuples())
 
     def save(self, output_dir: str | Path) -> None:
-        """results.parquet and summary.json (as every study leaves them), comparisons.json and verdict.txt."""
+        """results.parquet and summary.json (as every study leaves them), comparisons.json and verdict.txt; with
+        people's verdict, people_comparisons.json and people_verdict.txt too."""
         folder = RunFolder(output_dir)
         folder.finish(
             self.summary, comparisons=self.comparisons, results=self.rows, control=self.control, verdict=self.verdict
         )
         folder.write_text("verdict.txt", self.verdict + "\n")
+        if self.people is not None:
+            folder.write_json("people_comparisons.json", json_records(self.people))
+            folder.write_text("people_verdict.txt", self.people_verdict + "\n")
 
     @property
     def summary(self) -> pd.DataFrame:

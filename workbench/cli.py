@@ -20,7 +20,9 @@ COMPARE_HELP = """Compare run B against run A, per model, over the (prompt, seed
     the paired units (seeds averaged), with its 95% CI, the Wilcoxon p and Holm's adjustment across models
     and metrics;
   - latency_ratio: the median time per image of B over A, with a 95% CI (lower is better);
-  - the images that changed most (mean absolute pixel difference, 0-255).
+  - the images that changed most (mean absolute pixel difference, 0-255);
+  - with --ratings TASK (a pairwise rating task made from both runs), people's verdict per model: the share of
+    votes B's image won against A's, ties counted half, with a 95% CI over resampled prompts and p.
 
 Prints a one-screen summary and writes an HTML report with the images embedded. A setting that differs
 between the runs, a model in one run only and failed images are named in both.
@@ -140,6 +142,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="compare metrics measured differently in the two runs (another metric version, checkpoint or "
         "preprocessing), saying so in the report; without it such a comparison is refused (exit 2)",
+    )
+    compare.add_argument(
+        "--ratings",
+        metavar="TASK",
+        help="a pairwise rating task made from both runs (its folder, or its id under OUTPUT_ROOT/ratings): its "
+        "votes add people's verdict on B against A to the summary and the report",
     )
     compare.set_defaults(func=commands.compare_command)
 

@@ -201,6 +201,7 @@ def compare_command(args) -> int:
             metrics=args.metric,
             top=args.top,
             allow_mismatch=args.allow_mismatch,
+            ratings=args.ratings,
         )
         regressions = comparison.regressions(checks)  # refuses an unknown metric before anything is written
         report = args.out or Path(args.output_root) / "compare" / f"{comparison.a.id}_vs_{comparison.b.id}.html"
@@ -342,11 +343,10 @@ def serve_command(args) -> int:
 def rate_command(args) -> int:
     """``workbench rate TASK``: serve the rating page, or with ``--invite NAME`` print a rater's link."""
     from workbench.ratings.page import create_rating_app, invite, page_address
-    from workbench.ratings.task import RatingTask
+    from workbench.ratings.task import find_task
     from workbench.serve.settings import is_loopback
 
-    path = Path(args.task)
-    task = RatingTask(path if path.is_dir() else Path(args.output_root) / "ratings" / args.task)
+    task = find_task(args.task, args.output_root)
     if bool(args.ssl_certfile) != bool(args.ssl_keyfile):
         raise ConfigError("HTTPS needs both --ssl-certfile and --ssl-keyfile", "ssl")
     address = page_address(args.host, args.port, public_url=args.public_url, https=bool(args.ssl_certfile))

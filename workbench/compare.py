@@ -10,6 +10,8 @@
        Holm's adjustment across every model and metric (``stats.paired_statistics``, ``stats.holm``)
     5. per model: latency as the ratio B / A of the median time per image, with its CI (lower is better)
     6. per model: how much each shared image changed (mean absolute pixel difference, 0-255)
+    7. given a rating task on both runs (``ratings``): per model, people's preference for B's images over A's
+       (``ratings.preference``: the share of votes B won, its CI over resampled prompts, p, Holm across models)
 
 The ``Comparison`` it returns (``workbench.compare_report``) prints a one-screen summary, writes a
 self-contained HTML report and checks regression thresholds (``Check``: "clip_score < -1" is a regression when
@@ -32,6 +34,8 @@ from workbench.errors import ConfigError
 from workbench.latency import batch_latencies
 from workbench.metrics import METRICS
 from workbench.metrics.provenance import PAIRED_IGNORES, differences
+from workbench.ratings.preference import Preference, people_preferences
+from workbench.ratings.task import find_task
 from workbench.run_folder import RunFolder
 from workbench.stats import holm, paired_statistics, ratio_of_medians
 
@@ -73,12 +77,14 @@ def compare_runs(
     alpha: float = 0.05,
     seed: int = 0,
     allow_mismatch: bool = False,
+    ratings: str | Path | None = None,
 ) -> Comparison:
     """Run ``b`` against run ``a`` (see the module docstring). ``metrics``: the per-image columns to compare
     (default: clip_score, every other ``*_score`` column and peak_mem_mb); ``top``: images per model in the
     report; ``seed``: of the bootstrap intervals. A metric produced differently in the two runs (another
     version, checkpoint or preprocessing: ``metrics.provenance``) is refused, naming what differs, unless
-    ``allow_mismatch``: then it is compared and the notes say so."""
+    ``allow_mismatch``: then it is compared and the notes say so. ``ratings``: a pairwise rating task made from
+    both runs (its folder, or its id under ``output_root/ratings``), whose votes give people's verdict."""
     if not isinstance(top, int) or top < 0:
         raise ConfigError(f"top must be a whole number >= 0, got {top!r}", "top")
     # 1. The runs and their rows.
@@ -104,7 +110,9 @@ def compare_runs(
     table = pd.DataFrame(rows, columns=COLUMNS).sort_values("model_id", kind="stable", ignore_index=True)
     # 6. How much each image changed.
     images = _pixel_differences(units, run_a.folder, run_b.folder, notes)
-    return Comparison(run_a, run_b, table, images, tuple(metrics), tuple(notes), top)
+    # 7. What people say, given a rating task.
+    people = _people(ratings, run_a, run_b, output_root, seed) if ratings is not None else ()
+    return Comparison(run_a, run_b, table, images, tuple(metrics), tuple(notes), top, people)
 
 
 # --- reading ----------------------------------------------------------------------------------------
@@ -294,6 +302,34 @@ def _win_rate(a: pd.Series, b: pd.Series) -> float:
 
 def _direction(up: bool, metric: str) -> str:
     return "worse" if up == (metric in LOWER_IS_BETTER) else "better"
+
+
+# --- people -----------------------------------------------------------------------------------------
+
+
+def _people(
+    name: str | Path, run_a: ComparedRun, run_b: ComparedRun, output_root: str | Path, seed: int
+) -> tuple[Preference, ...]:
+    """People's preference for B over A per model: the votes of rating task ``name`` between a target of run A
+    (``model @run``) and the same target of run B, on each question with votes, Holm across models. A task that
+    does not draw on both runs is refused, naming its runs."""
+    task = find_task(name, output_root)
+    ids = [RunFolder(run.folder).run_id for run in (run_a, run_b)]
+    runs = [run["run_id"] for run in task.manifest["runs"]]
+    if not set(ids) <= set(runs):
+        raise ConfigError(
+            f"rating task {task.task_id!r} does not draw on both runs {ids[0]!r} and {ids[1]!r}: its runs are {runs}",
+            "ratings",
+        )
+    targets = task.manifest["targets"]
+    in_a = [t.removesuffix(f" @{ids[0]}") for t in targets if t.endswith(f" @{ids[0]}")]
+    pairs = [(f"{t} @{ids[0]}", f"{t} @{ids[1]}") for t in in_a if f"{t} @{ids[1]}" in targets]
+    if not pairs:
+        raise ConfigError(
+            f"rating task {task.task_id!r} rates no target of both runs (model @run): its targets are {targets}",
+            "ratings",
+        )
+    return tuple(people_preferences(task, pairs, seed=seed))
 
 
 # --- images -----------------------------------------------------------------------------------------

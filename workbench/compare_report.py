@@ -21,6 +21,7 @@ import pandas as pd
 from PIL import Image
 
 from workbench.errors import ConfigError
+from workbench.ratings.preference import Preference
 from workbench.stats import describe_interval, format_p
 
 __all__ = ["COLUMNS", "LATENCY", "Check", "ComparedRun", "Comparison"]
@@ -84,7 +85,8 @@ class Comparison:
     """Run B against run A. ``rows``: one per model and metric (``COLUMNS``; mean_diff is B - A, ratio is
     B / A for latency_ratio; change is "better", "worse" or ""); ``images``: one per shared unit with an
     image in both runs (model_id, prompt_id, seed, prompt, pixel_diff, image_a, image_b); ``notes``: what a
-    reader must know (models in one run only, settings that differ, failed images). A change is
+    reader must know (models in one run only, settings that differ, failed images); ``people``: per model and
+    question, people's preference for B over A from a rating task's votes (given one). A change is
     "better" or "worse" where p_holm < alpha and the CI excludes 0, for latency_ratio where its CI excludes 1."""
 
     a: ComparedRun
@@ -94,6 +96,7 @@ class Comparison:
     metrics: tuple[str, ...]  # the per-image columns compared (latency_ratio aside)
     notes: tuple[str, ...] = ()
     top: int = 8  # images per model in the report
+    people: tuple[Preference, ...] = ()
 
     def regressions(self, checks: list[Check] | tuple[Check, ...] = ()) -> list[str]:
         """One line per model and check whose whole CI lies beyond the threshold; an unknown metric is refused."""
@@ -116,8 +119,8 @@ class Comparison:
         return found
 
     def summary(self, checks: list[Check] | tuple[Check, ...] = ()) -> str:
-        """The one-screen terminal view: the two runs, the notes, and a table (model, metric, B - A or B / A,
-        CI, p_holm, prompts, and a flag: better, worse, REGRESSION)."""
+        """The one-screen terminal view: the two runs, the notes, a table (model, metric, B - A or B / A, CI,
+        p_holm, prompts, and a flag: better, worse, REGRESSION) and people's verdict, given a rating task."""
         lines = [f"A  {_describe(self.a)}", f"B  {_describe(self.b)}", *(f"note: {n}" for n in self.notes)]
         table = [["model", "metric", "B-A or B/A", "95% CI", "p_holm", "prompts", ""]]
         for row in self.rows.to_dict("records"):
@@ -131,6 +134,9 @@ class Comparison:
                 c.ljust(w) if i < 2 or i == 6 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))
             ]
             lines.append("  ".join(cells).rstrip())
+        if self.people:
+            lines.append(f"people (rating task {self.people[0].task_id}):")
+            lines += [f"  {line}" for line in _people_lines(self)]
         changed = self.images[self.images["pixel_diff"] > 0]
         most = f"; the most: mean |A-B| {changed['pixel_diff'].max():.2f} of 255" if len(changed) else ""
         lines.append(f"images changed: {len(changed)} of {len(self.images)} shared{most}")
@@ -138,7 +144,8 @@ class Comparison:
 
     def write_html(self, path: str | Path, checks: list[Check] | tuple[Check, ...] = ()) -> Path:
         """A self-contained report (images embedded as data URIs): the runs, notes, the table of differences
-        and, per model, the ``top`` images that changed most, A | B | the difference."""
+        and people's verdict (given a rating task), and per model the ``top`` images that changed most, A | B | the
+        difference."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(_report(self, checks))
@@ -174,6 +181,11 @@ def _describe(run: ComparedRun) -> str:
     facts = [f"started {m['started']}" if m.get("started") else "", m.get("status", ""), m.get("device", "")]
     facts += [f"commit {m['git_commit'][:10]}" if m.get("git_commit") else ""]
     return f"{run.name}" + (f" ({', '.join(filter(None, facts))})" if any(facts) else "")
+
+
+def _people_lines(comparison: Comparison) -> list[str]:
+    """People's verdict, a line per model and question: "m, alignment: people prefer B to A in 64% of votes ..."."""
+    return [f"{p.targets[0].rpartition(' @')[0]}, {p.question}: {p.verdict('A', 'B')}" for p in comparison.people]
 
 
 def _data_uri(image: Image.Image) -> str:
@@ -217,8 +229,21 @@ def _report(comparison: Comparison, checks) -> str:
         "time per image of B over A, with a bootstrap CI "
         f"(lower is better). Checks: {e(', '.join(map(str, checks))) or 'none'}.</p>"
         f"<table><tr>{''.join(f'<th>{e(h)}</th>' for h in _HEADERS)}</tr>{_table_rows(comparison, checks)}</table>"
-        "<h2>The images that changed most</h2><p>Mean absolute pixel difference (0-255); A, B and |A - B| "
+        + _people_section(comparison)
+        + "<h2>The images that changed most</h2><p>Mean absolute pixel difference (0-255); A, B and |A - B| "
         f"(brightest: the largest difference); the top {comparison.top} per model.</p>{_image_sections(comparison)}"
+    )
+
+
+def _people_section(comparison: Comparison) -> str:
+    if not comparison.people:
+        return ""
+    lines = "".join(f"<li>{html.escape(line)}</li>" for line in _people_lines(comparison))
+    return (
+        f"<h2>People</h2><p>The votes of rating task {html.escape(comparison.people[0].task_id)} between each "
+        "model's images in A and in B (the same prompt and seed, shown blind): the share B won, ties counted half, "
+        "with a 95% percentile interval over resampled prompts (widened by the raters' dispersion) and the p of "
+        f"no preference from the same resamples, Holm across models per question.</p><ul>{lines}</ul>"
     )
 
 

@@ -34,7 +34,7 @@ from PIL import Image
 from workbench.errors import ConfigError
 from workbench.run_folder import RunFolder
 
-__all__ = ["KINDS", "STRATEGIES", "Question", "RatingItem", "RatingTask", "View", "rating_task"]
+__all__ = ["KINDS", "STRATEGIES", "Question", "RatingItem", "RatingTask", "View", "find_task", "rating_task"]
 
 KINDS = ("pairwise", "alignment", "choices")
 STRATEGIES = ("uniform", "adaptive")
@@ -151,6 +151,21 @@ class RatingTask:
         if not image_id.isalnum() or not path.is_file():
             raise ConfigError(f"no image {image_id!r} in this task", "image")
         return path
+
+
+def find_task(name: str | Path, output_root: str | Path = "outputs") -> RatingTask:
+    """The rating task ``name`` means: a task's folder, or a task id under ``output_root/ratings``; refused with
+    the tasks there when it is neither."""
+    folder = Path(output_root) / "ratings"
+    for path in (Path(name), folder / str(name)):
+        if (path / RatingTask.MANIFEST).is_file():
+            return RatingTask(path)
+    tasks = sorted(p.parent.name for p in folder.glob(f"*/{RatingTask.MANIFEST}"))
+    raise ConfigError(
+        f"no rating task {str(name)!r}: not a task folder, and not a task id under {folder}; tasks there: "
+        f"{tasks or '(none)'}",
+        "task",
+    )
 
 
 def rating_task(
