@@ -181,3 +181,68 @@ def test_the_rating_page_takes_keys_and_clicks_resumes_after_a_reload_and_keeps_
     votes = VoteStore(task).votes()
     assert [(v.rater, v.answer, v.interface) for v in votes if v.rater == "ben"] == [("ben", "left", "page")]
     assert len([v for v in votes if v.rater == "ana"]) == 3 and all(v.decided_s is not None for v in votes)
+
+
+def test_the_rating_panel_votes_by_clicks_and_keys_in_jupyterlab_and_resumes(jupyter_lab, tmp_path):
+    if CHROMIUM is None:
+        _needs("Chromium is not installed (apt-get install chromium)")
+    try:
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _needs("the playwright package is not installed")
+    import nbformat
+
+    import workbench as wb
+    from workbench.ratings import VoteStore
+
+    prompts = ["a red circle in the centre, on a white background", "a blue square on the left, on a grey background"]
+    config = wb.GenerationConfig(steps=2, batch_size=4)
+    models = ["toyworld/sd-small", "toyworld/sd-base"]
+    wb.ModelEvaluator(prompts, models, [0], config, output_dir=tmp_path / "run").run()
+    task = wb.rating_task(tmp_path / "run", output_root=tmp_path, repeat_share=0, gold_share=0, display_size=128)
+    notebook = nbformat.v4.new_notebook()
+    code = f"import workbench as wb\nwb.RatingPanel({str(task.path)!r}, rater='ana')"
+    notebook.cells = [nbformat.v4.new_code_cell(code)]
+    nbformat.write(notebook, tmp_path / "lab" / "rate.ipynb")
+    total = len(task.items)
+
+    def wait_for_votes(count: int) -> None:
+        deadline = time.time() + 30
+        while len(VoteStore(task).votes("ana")) != count and time.time() < deadline:
+            time.sleep(0.1)
+        assert len(VoteStore(task).votes("ana")) == count
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1280, "height": 1200})
+        try:
+            for visit in (1, 2):  # the second visit: the notebook run again resumes where the rater left off
+                page.goto(f"{jupyter_lab}/lab/tree/rate.ipynb?token={TOKEN}")
+                page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
+                with contextlib.suppress(PlaywrightTimeout):  # asked only when the notebook names no known kernel
+                    page.locator(".jp-Dialog button", has_text="Select").first.click(timeout=10_000)
+                page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=90_000)
+                page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+                page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+                page.wait_for_selector(".jp-OutputArea .widget-image", timeout=120_000)
+                if visit == 2:
+                    page.locator(f"text=1 of {total}").first.wait_for(timeout=30_000)
+                    break
+                page.locator(f"text=0 of {total}").first.wait_for(timeout=30_000)
+                page.locator("button.jupyter-button", has_text="left").first.click()  # a click
+                wait_for_votes(1)
+                keys = page.locator(".jp-OutputArea input[type='text']").first
+                for count, key in enumerate(("r", "t", "u"), start=2):  # right and tie by key, then undo the tie
+                    keys.press_sequentially(key)
+                    wait_for_votes(count if key != "u" else 2)
+                page.locator(f"text=1 of {total}").first.wait_for(timeout=30_000)  # the first item's two questions
+            page.screenshot(path=str(ARTIFACTS / "rating-panel.png"), full_page=True)
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "rating-panel-failure.png"), full_page=True)
+            raise
+        finally:
+            browser.close()
+    votes = VoteStore(task).votes("ana")
+    assert [(v.answer, v.interface) for v in votes] == [("left", "widget"), ("right", "widget")]
