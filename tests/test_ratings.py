@@ -4,6 +4,7 @@ import itertools
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -404,7 +405,13 @@ def test_the_panel_votes_with_buttons_and_keys_undoes_and_resumes(task):
 def test_the_human_evaluation_study_runs_headless_on_simulated_raters(tmp_path):
     import workbench as wb
 
-    parameters = {"steps": 2, "draws": 30}
+    judged = tmp_path / "validity"  # a metric validity run's verdicts, to show beside people's
+    judged.mkdir()
+    (judged / "validity.json").write_text(json.dumps([
+        {"metric": "clip_score", "kendall_tau": 0.8, "auc_wrong": 0.7, "prompts_needed": 8},
+        {"metric": "fid", "kendall_tau": 0.6, "auc_wrong": None, "prompts_needed": 16},
+    ]))  # fmt: skip
+    parameters = {"steps": 2, "draws": 30, "validity_run": str(judged)}
     run = wb.run_study("07_human_evaluation", parameters, output_root=tmp_path, progress=False)
     human = json.loads(next(run.folder.glob("ratings/*/human.json")).read_text())
     quality = human["questions"]["quality"]
@@ -412,9 +419,15 @@ def test_the_human_evaluation_study_runs_headless_on_simulated_raters(tmp_path):
     assert human["flagged"] == ["sim-careless"] and "strengths_without_flagged" in quality
     alignment = human["questions"]["alignment"]  # its gold items show the careless rater
     assert [r["rater"] for r in alignment["raters"] if r["flagged"]] == ["sim-careless"]
-    assert quality["metrics"][0]["metric"] == "clip_score"
+    assert {row["metric"] for row in quality["metrics"]} >= {"clip_score", "composition"}  # composition: the judge
     report = run.report.read_text()
     assert "Krippendorff" in report and "against people" in report and report.count("data:image/png") >= 2
+    assert "kendall_tau_judge" in report and "fid" in report  # each metric against the judge, beside people
+    beside = wb.ratings.analysis.beside_judge(quality["metrics"], judged).set_index("metric")
+    assert beside.loc["clip_score", "kendall_tau_judge"] == 0.8 and beside.loc["clip_score", "n_pairs"] > 0
+    assert pd.isna(beside.loc["fid", "pairwise_agreement"]) and pd.isna(beside.loc["composition", "auc_wrong_judge"])
+    with pytest.raises(ConfigError, match=r"no validity\.json"):
+        wb.ratings.analysis.beside_judge(quality["metrics"], tmp_path)
     assert run.manifest["status"] == "ok" and run.manifest["summary"][0]["target"] in MODELS
 
 

@@ -38,6 +38,7 @@ from workbench.stats import holm
 
 __all__ = [
     "analyze_ratings",
+    "beside_judge",
     "krippendorff_alpha",
     "metrics_against_people",
     "pairwise_outcomes",
@@ -291,6 +292,22 @@ def metrics_against_people(
                      "pairwise_agreement": float(np.mean(agree)), "ci_low": float(np.quantile(resampled, 0.025)),
                      "ci_high": float(np.quantile(resampled, 0.975)), "n_pairs": len(agree)})  # fmt: skip
     return rows
+
+
+def beside_judge(people: Sequence[dict[str, Any]], validity: str | Path | Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """Each metric against people (``metrics_against_people``'s rows) beside each metric against the judge (a
+    validity study's ``validity.json``, its path or its rows): one row per metric, ``_people`` and ``_judge``
+    columns side by side; a metric only one side measured has the other's empty."""
+    if isinstance(validity, str | Path):
+        path = Path(validity)
+        path = path / "validity.json" if path.is_dir() else path
+        if not path.is_file():
+            raise ConfigError(f"no validity.json at {validity} (a metric validity study's run folder)", "validity")
+        validity = json.loads(path.read_text())
+    columns = ["metric", "kendall_tau", "auc_wrong"]
+    judge = pd.DataFrame(list(validity), columns=[*columns, "prompts_needed"])
+    people = pd.DataFrame(list(people), columns=[*columns, "pairwise_agreement", "ci_low", "ci_high", "n_pairs"])
+    return people.merge(judge, on="metric", how="outer", suffixes=("_people", "_judge"))
 
 
 def _stopping(outcomes: pd.DataFrame, targets: list[str]) -> dict[str, Any]:
