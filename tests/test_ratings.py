@@ -576,6 +576,11 @@ def test_a_task_goes_to_label_studio_and_its_export_comes_back_as_votes(task, tm
     config, tasks_file = export_label_studio(task, tmp_path / "ls")
     view = ET.fromstring(config.read_text())
     assert [p.get("name") for p in view.iter("Pairwise")] == ["alignment", "quality"]
+    images = {image.get("name"): image.get("value") for image in view.iter("Image")}
+    compared = [p.get("toName").split(",") for p in view.iter("Pairwise")]
+    assert [[images[name] for name in names] for names in compared] == [["$left", "$right"]] * 2
+    assert len({name for names in compared for name in names}) == 4  # a click on an image answers one Pairwise only
+    assert all(c.get("toName") in images for c in view.iter("Choices"))
     assert {c.get("value") for c in view.iter("Choice")} == {"tie", "skip"}  # beside Pairwise: only left/right
     tasks = json.loads(tasks_file.read_text())
     assert len(tasks) == len(task.items)
@@ -584,17 +589,20 @@ def test_a_task_goes_to_label_studio_and_its_export_comes_back_as_votes(task, tm
         assert png.startswith(b"\x89PNG") and b"tEXt" not in png
         assert not any(word in json.dumps(entry["data"]["prompt"]) for word in MODELS)
     first, second = tasks[0]["data"], tasks[1]["data"]
-    export = [  # Label Studio's JSON export of two annotated tasks
+    export = [  # Label Studio's JSON export of two annotated tasks, regions as its labelling page makes them
         {"id": 1, "data": first, "annotations": [
             {"id": 11, "completed_by": 3, "lead_time": 4.2, "was_cancelled": False, "result": [
-                {"from_name": "alignment", "to_name": "left,right", "type": "pairwise", "value": {"selected": "left"}},
-                {"from_name": "quality-other", "to_name": "left", "type": "choices", "value": {"choices": ["tie"]}},
+                {"value": {"selected": "left"}, "id": "r1", "from_name": "alignment", "to_name": "alignment",
+                 "type": "pairwise", "origin": "manual"},
+                {"value": {"choices": ["tie"]}, "id": "r2", "from_name": "quality-other", "to_name": "quality-left",
+                 "type": "choices", "origin": "manual"},
             ]},
             {"id": 12, "completed_by": {"id": 4, "email": "ben@example.org"}, "was_cancelled": True, "result": []},
         ]},
         {"id": 2, "data": second, "annotations": [
             {"id": 13, "completed_by": 3, "lead_time": 2.0, "result": [
-                {"from_name": "quality", "to_name": "left,right", "type": "pairwise", "value": {"selected": "right"}},
+                {"value": {"selected": "right"}, "id": "r3", "from_name": "quality", "to_name": "quality",
+                 "type": "pairwise", "origin": "manual"},
             ]},
         ]},
     ]  # fmt: skip

@@ -1,9 +1,11 @@
 """A rating task as a Label Studio project, and Label Studio's export read back as the task's votes.
 
 ``export_label_studio`` writes a labelling config (``config.xml``) and the tasks (``tasks.json``: each image as a
-data URI of the task's blind PNG, so nothing is served). A pairwise question is a ``Pairwise`` control (it offers
-only left or right) with a ``Choices`` control beside it for tie and skip (``<question>-other``); a one-image
-question is a ``Choices`` control. Sides are fixed at export (Label Studio shows every annotator the same task).
+data URI of the task's blind PNG, so nothing is served). A pairwise question is a ``Pairwise`` control over two
+images of its own (``<question>-left``, ``<question>-right``: a click on an image answers only one ``Pairwise``, so
+questions cannot share images), which offers only left or right, with a ``Choices`` control beside it for tie and
+skip (``<question>-other``); a one-image question is a ``Choices`` control. Sides are fixed at export (Label
+Studio shows every annotator the same task).
 ``import_label_studio`` reads Label Studio's JSON export: each annotation's answers become votes of the rater
 ``ls-<annotator>``, with the annotation's lead time, under vote ids made from the annotation's id (importing the
 same export again stores nothing twice).
@@ -91,12 +93,13 @@ def _annotator(completed_by: Any) -> str:
 def _config(task: RatingTask) -> str:
     lines = ["<View>", '  <Header value="$prompt"/>']
     if task.kind == "pairwise":
-        lines += ['  <View style="display: flex; gap: 1em;">', '    <Image name="left" value="$left"/>',
-                  '    <Image name="right" value="$right"/>', "  </View>"]  # fmt: skip
-        for question in task.questions:
-            lines += [f"  <Header value={quoteattr(question.text)}/>",
-                      f'  <Pairwise name={quoteattr(question.id)} toName="left,right"/>',
-                      f'  <Choices name={quoteattr(question.id + "-other")} toName="left" choice="single">',
+        for question in task.questions:  # a click on an image answers one Pairwise only: each has its own two
+            left, right = f"{question.id}-left", f"{question.id}-right"
+            lines += [f"  <Header value={quoteattr(question.text)}/>", '  <View style="display: flex; gap: 1em;">',
+                      f'    <Image name={quoteattr(left)} value="$left"/>',
+                      f'    <Image name={quoteattr(right)} value="$right"/>', "  </View>",
+                      f"  <Pairwise name={quoteattr(question.id)} toName={quoteattr(f'{left},{right}')}/>",
+                      f'  <Choices name={quoteattr(question.id + "-other")} toName={quoteattr(left)} choice="single">',
                       '    <Choice value="tie"/>', f'    <Choice value="{SKIP}"/>', "  </Choices>"]  # fmt: skip
     else:
         lines.append('  <Image name="image" value="$image"/>')
