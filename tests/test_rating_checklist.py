@@ -6,6 +6,7 @@ from workbench.config import GenerationConfig
 from workbench.errors import ConfigError
 from workbench.evaluation import ModelEvaluator
 from workbench.ratings import VoteStore, analyze_ratings, rating_task
+from workbench.ratings.label_studio import export_label_studio
 from workbench.ratings.schedule import next_view
 from workbench.toyworld.captions import parse_prompt
 
@@ -43,6 +44,8 @@ def test_each_part_of_a_toy_prompt_is_asked_and_read_per_target(run, tmp_path):
     checklist = {row["part"]: row for row in analyze_ratings(task, draws=20)["checklist"]}
     assert checklist["shape"]["shown"] == 1.0 and checklist["colour"]["shown"] == 0.0
     assert checklist["shape"]["answers"] == len(PROMPTS)  # the gold items' parts are not the image's: left out
+    with pytest.raises(ConfigError, match="has a checklist, which Label Studio cannot ask"):
+        export_label_studio(task, tmp_path / "ls")
 
 
 def test_a_checklist_from_prompt_metadata_and_bad_checklists_refused(run, tmp_path):

@@ -30,7 +30,15 @@ LABEL_STUDIO_RATER = "labelstudio"  # whose order and sides the exported tasks f
 
 
 def export_label_studio(task: RatingTask, folder: str | Path) -> tuple[Path, Path]:
-    """``config.xml`` and ``tasks.json`` for a Label Studio project in ``folder``."""
+    """``config.xml`` and ``tasks.json`` for a Label Studio project in ``folder``, in the task's own order (an
+    adaptive task's choices need the workbench's page or panel). A task with a checklist is refused: its
+    questions differ per prompt, and a labelling config asks every task the same."""
+    if any(item.checklist for item in task.items.values()):
+        raise ConfigError(
+            f"rating task {task.task_id!r} has a checklist, which Label Studio cannot ask (its questions differ per "
+            "prompt): rate it on the page or in the panel, or make a task without one for Label Studio",
+            "task",
+        )
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     views = task.order(LABEL_STUDIO_RATER)
