@@ -28,7 +28,7 @@ except ImportError:  # Windows: the lock holds within this process only
 
 __all__ = ["INTERFACES", "Vote", "VoteStore", "check_rater"]
 
-INTERFACES = ("widget", "page", "labelstudio", "simulated")
+INTERFACES = ("widget", "page", "labelstudio", "sheet", "simulated")
 _RATER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
