@@ -53,7 +53,7 @@ def test_a_bad_reading_is_refused_naming_its_line_and_stores_nothing(task, tmp_p
     index = contact_sheets(task, tmp_path / "sheets", per_sheet=4)
     good = {"sheet": 1, "number": 1, "shape": "square", "colour": "blue"}
     pink = write(tmp_path / "ben.csv", [good, {**good, "number": 2, "colour": "pink"}])
-    with pytest.raises(ConfigError, match=r"line 3: colour must be one of \['red', 'blue', 'other', 'skip'\], got 'pink'"):
+    with pytest.raises(ConfigError, match=r"line 3: colour must be one of .*'skip'\], got 'pink'"):
         import_readings(task, pink, index, "ben")
     with pytest.raises(ConfigError, match="line 2: no image 1/9 on the sheets"):
         import_readings(task, write(tmp_path / "ben.csv", [{**good, "number": 9}]), index, "ben")
