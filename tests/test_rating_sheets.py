@@ -58,3 +58,17 @@ def test_a_bad_reading_is_refused_naming_its_line_and_stores_nothing(task, tmp_p
     with pytest.raises(ConfigError, match="line 2: no image 1/9 on the sheets"):
         import_readings(task, write(tmp_path / "ben.csv", [{**good, "number": 9}]), index, "ben")
     assert VoteStore(task).votes("ben") == []
+
+
+def test_a_one_image_task_takes_every_image_of_a_run_with_several_settings_and_keeps_where_each_was_made(tmp_path):
+    folder, models = tmp_path / "run", ["toyworld/sd-small", "toyworld/sd-base"]
+    for steps in (1, 2):  # two settings of each model in one run, as the validity ladder's rungs are
+        ModelEvaluator(PROMPTS[:2], models, [0], GenerationConfig(steps=steps), output_dir=folder).run()
+    task = rating_task(folder, "choices", questions=QUESTIONS, output_root=tmp_path, repeat_share=0)
+    assert len(task.items) == 8
+    run_id = task.manifest["runs"][0]["run_id"]
+    made = sorted(item.made[0] for item in task.items.values())
+    assert all(m.startswith(f"{run_id}/") and (folder / m.split("/", 1)[1]).is_file() for m in made)
+    assert len(set(made)) == 8
+    with pytest.raises(ConfigError, match="several images of 'toyworld/sd-small'"):  # a pair needs one of each
+        rating_task(folder, "pairwise", output_root=tmp_path)

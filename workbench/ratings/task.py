@@ -73,6 +73,7 @@ class RatingItem:
     gold: Mapping[str, str] = field(default_factory=dict)  # question -> the right answer (pairwise: an image id)
     scores: tuple[Mapping[str, float], ...] = ()  # each image's per-image metric values in its run
     checklist: tuple[str, ...] = ()  # alignment: the parts of the prompt asked about one by one ("colour: red")
+    made: tuple[str, ...] = ()  # where each image was made: run id / image path (the answer key)
 
 
 @dataclass(frozen=True)
@@ -216,7 +217,7 @@ def rating_task(
         raise ConfigError(f"a pairwise task needs two targets or more, got {chosen}", "targets")
     rows = rows[rows["target"].isin(chosen)]
     repeated = rows[rows.duplicated(["target", "prompt_id", "seed"])]
-    if len(repeated):
+    if kind == "pairwise" and len(repeated):
         raise ConfigError(
             f"the runs have several images of {repeated['target'].iloc[0]!r} for prompt "
             f"{repeated['prompt_id'].iloc[0]!r} and one seed (made with other settings): rate runs of one setting",
@@ -339,12 +340,13 @@ def _rows(runs: list) -> Any:
         if len(runs) > 1:
             rows["target"] += f" @{folder.run_id}"
         rows["source"] = [str((folder.path / p).resolve()) for p in rows["image_path"]]
+        rows["made"] = [f"{folder.run_id}/{p}" for p in rows["image_path"]]
         metrics = [m for m, entry in METRICS.items() if entry.kind == "image" and m in rows]
         rows["scores"] = [
             {m: float(v) for m, v in zip(metrics, values, strict=True) if v == v and v is not None}
             for values in rows[metrics].itertuples(index=False)
         ]
-        frames.append(rows[["target", "prompt_id", "prompt", "seed", "source", "scores"]])
+        frames.append(rows[["target", "prompt_id", "prompt", "seed", "source", "made", "scores"]])
     rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     if rows.empty:
         raise ConfigError(f"the runs {[str(r) for r in runs]} have no images made", "runs")
@@ -353,20 +355,23 @@ def _rows(runs: list) -> Any:
 
 def _items(kind, rows, targets, rng, gold_share, repeat_share, questions, parts_of) -> list[dict[str, Any]]:
     """The task's items (with their images' source paths): every target pair per prompt and seed (pairwise), or
-    every image (alignment, choices); then gold items and repeats. ``parts_of(prompt_id, prompt)``: the checklist
-    of the prompt shown."""
+    every image (alignment, choices: several of a target on one prompt and seed, made with other settings, are
+    items of their own); then gold items and repeats. ``parts_of(prompt_id, prompt)``: the checklist of the
+    prompt shown. ``made``: where each image was made (run id / image path), the answer key raters never see."""
     by_unit = {unit: group.set_index("target") for unit, group in rows.groupby(["prompt_id", "seed"], sort=True)}
     items = []
     for (prompt_id, seed), group in by_unit.items():
-        present = [t for t in targets if t in group.index]
-        combos = combinations(present, 2) if kind == "pairwise" else ((t,) for t in present)
+        if kind == "pairwise":
+            present = [t for t in targets if t in group.index]
+            combos = [[group.loc[a], group.loc[b]] for a, b in combinations(present, 2)]
+        else:
+            combos = [[row] for _, row in group[group.index.isin(targets)].iterrows()]
         for combo in combos:
             items.append({
-                "sources": [group.loc[t, "source"] for t in combo], "targets": list(combo),
-                "scores": [group.loc[t, "scores"] for t in combo],
-                "prompt": None if kind == "choices" else group.loc[combo[0], "prompt"],
-                "prompt_id": prompt_id, "seed": int(seed),
-                "checklist": parts_of(prompt_id, group.loc[combo[0], "prompt"]),
+                "sources": [row["source"] for row in combo], "made": [row["made"] for row in combo],
+                "targets": [row.name for row in combo], "scores": [row["scores"] for row in combo],
+                "prompt": None if kind == "choices" else combo[0]["prompt"],
+                "prompt_id": prompt_id, "seed": int(seed), "checklist": parts_of(prompt_id, combo[0]["prompt"]),
             })  # fmt: skip
     if not items:
         raise ConfigError(f"no prompt and seed has images of two of the targets {targets}", "targets")
@@ -381,6 +386,7 @@ def _items(kind, rows, targets, rng, gold_share, repeat_share, questions, parts_
         group = by_unit[other]
         if kind == "pairwise" and target in group.index:
             gold.append({**item, "sources": [item["sources"][0], group.loc[target, "source"]],
+                         "made": [item["made"][0], group.loc[target, "made"]],
                          "scores": [item["scores"][0], group.loc[target, "scores"]],
                          "targets": [target, target], "check": "gold",
                          "gold": {questions[0].id: item["sources"][0]}})  # fmt: skip
@@ -437,7 +443,7 @@ def _item(record: dict[str, Any]) -> RatingItem:
     return RatingItem(
         record["item_id"], tuple(record["images"]), tuple(record["targets"]), record["prompt"], record["prompt_id"],
         record["seed"], record.get("check"), record.get("repeat_of"), record.get("gold") or {},
-        tuple(record.get("scores") or ()), tuple(record.get("checklist") or ()),
+        tuple(record.get("scores") or ()), tuple(record.get("checklist") or ()), tuple(record.get("made") or ()),
     )  # fmt: skip
 
 
