@@ -1,6 +1,6 @@
 """Raters voting at once on the rating page: every vote stored once, none lost.
 
-    python benchmarks/rating_page_load.py [--raters 20] [--prompts 24] [--resend 0.1]
+    python benchmarks/rating_page_load.py [--raters 20] [--prompts 24] [--resend 0.1] [--strategy uniform]
 
 Makes a small toy world evaluation (two models, ``--prompts`` prompts, two seeds) and a pairwise task from it,
 starts `workbench rate` in its own process, and has ``--raters`` invited raters vote at once over loopback, each
@@ -8,7 +8,8 @@ through the page's HTTP API as the page does (next item, then its vote), until e
 answered. A share ``--resend`` of votes is sent a second time with the same vote id (a client unsure its answer
 arrived). Then it reads the task's votes from disk: stored (must equal the votes answered with success), lost
 (answered but not stored: must be 0), duplicated (a vote id stored twice: must be 0). Prints votes per second and
-the p50 and p99 latency of a vote, and writes benchmarks/results/rating_page_load.json.
+the p50 and p99 latency of a vote, and writes benchmarks/results/rating_page_load.json (``_adaptive`` for that
+strategy: each next item then chosen from everyone's votes so far).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import numpy as np
 import workbench as wb
 from workbench.ratings.page import invite
 
-RESULTS = Path(__file__).parent / "results" / "rating_page_load.json"
+RESULTS = Path(__file__).parent / "results"
 
 
 def free_port() -> int:
@@ -68,13 +69,15 @@ def main() -> None:
     parser.add_argument("--raters", type=int, default=20)
     parser.add_argument("--prompts", type=int, default=24)
     parser.add_argument("--resend", type=float, default=0.1)
+    parser.add_argument("--strategy", default="uniform", choices=["uniform", "adaptive"])
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as root:
         run = Path(root) / "run"
         prompts = wb.metric_validity.toy_prompts(args.prompts, seed=4)
         wb.ModelEvaluator(prompts, ["toyworld/sd-small", "toyworld/sd-base"], [0, 1],
                           wb.GenerationConfig(steps=2, batch_size=16), output_dir=run).run()  # fmt: skip
-        task = wb.rating_task(run, "pairwise", output_root=root, task_id="load", display_size=128)
+        task = wb.rating_task(run, "pairwise", output_root=root, task_id="load", display_size=128,
+                              strategy=args.strategy)  # fmt: skip
         raters = [f"rater-{i:02d}" for i in range(args.raters)]
         tokens = {rater: invite(task, rater) for rater in raters}
         port = free_port()
@@ -108,7 +111,8 @@ def main() -> None:
                for line in path.read_text().splitlines()]  # fmt: skip
         given = {vote_id for votes in answered.values() for vote_id in votes}
         result = {
-            "raters": args.raters, "items": len(task.items), "questions": len(task.questions),
+            "raters": args.raters, "strategy": args.strategy, "items": len(task.items),
+            "questions": len(task.questions),
             "votes_answered": len(given), "votes_stored": len(ids), "lost": len(given - set(ids)),
             "duplicated": len(ids) - len(set(ids)), "seconds": round(seconds, 2),
             "votes_per_s": round(len(given) / seconds, 1),
@@ -117,8 +121,9 @@ def main() -> None:
             "resend_share": args.resend, "cpus": os.cpu_count(),
         }  # fmt: skip
     print(json.dumps(result, indent=2))
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    RESULTS.mkdir(exist_ok=True)
+    name = "rating_page_load.json" if args.strategy == "uniform" else f"rating_page_load_{args.strategy}.json"
+    (RESULTS / name).write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":
