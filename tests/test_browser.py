@@ -237,6 +237,9 @@ def test_the_rating_panel_votes_by_clicks_and_keys_in_jupyterlab_and_resumes(jup
                 for count, key in enumerate(("r", "t", "u"), start=2):  # right and tie by key, then undo the tie
                     keys.press_sequentially(key)
                     wait_for_votes(count if key != "u" else 2)
+                    deadline = time.time() + 10
+                    while keys.input_value() and time.time() < deadline:  # the panel has taken the key
+                        time.sleep(0.05)
                 page.locator(f"text=1 of {total}").first.wait_for(timeout=30_000)  # the first item's two questions
             page.screenshot(path=str(ARTIFACTS / "rating-panel.png"), full_page=True)
         except Exception:

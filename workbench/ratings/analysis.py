@@ -27,9 +27,8 @@ import numpy as np
 import pandas as pd
 
 from workbench.errors import ConfigError
-from workbench.ratings import raters
 from workbench.ratings.davidson import DavidsonFit, fit_davidson
-from workbench.ratings.raters import RATER_THRESHOLDS, agreement_alpha, rater_scores
+from workbench.ratings.raters import RATER_THRESHOLDS, agreement_alpha, majority, rater_scores
 from workbench.ratings.single_images import analyze_single_images
 from workbench.ratings.task import SKIP, RatingTask
 from workbench.ratings.votes import VoteStore
@@ -259,9 +258,9 @@ def metrics_against_people(
     from workbench.metrics import METRICS
 
     outcomes = pairwise_outcomes(task, question)
-    majority = outcomes.groupby("item_id")["outcome"].agg(raters.majority).dropna()
-    majority = majority[majority != 0.5]
-    items = [task.items[i] for i in majority.index]
+    people = outcomes.groupby("item_id")["outcome"].agg(majority).dropna()
+    people = people[people != 0.5]
+    items = [task.items[i] for i in people.index]
     names = sorted({m for item in items for scores in item.scores for m in scores})
     rows = []
     rng = np.random.default_rng(seed)
@@ -273,7 +272,7 @@ def metrics_against_people(
             if a is None or b is None:
                 continue
             metric = 0.5 if a == b else float(sign * (a - b) > 0)
-            agree.append(0.5 if metric == 0.5 else float(metric == majority[item.item_id]))
+            agree.append(0.5 if metric == 0.5 else float(metric == people[item.item_id]))
             prompts.append(item.prompt_id)
         if not agree:
             continue

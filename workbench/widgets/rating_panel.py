@@ -107,7 +107,7 @@ class RatingPanel:
             self.show_next()
 
     def _key(self, change) -> None:
-        typed = change["new"].strip().lower()
+        typed = change["new"].strip().lower()[-1:]  # a key typed before the box was cleared comes after the last
         if not typed:
             return
         self.keys.value = ""
