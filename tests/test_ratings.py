@@ -194,6 +194,17 @@ def test_a_metric_that_prefers_what_people_prefer_agrees_with_them(task):
     assert {"metric", "kendall_tau", "auc_wrong", "pairwise_agreement", "n_pairs"} <= set(row)
 
 
+def test_metrics_against_people_rank_three_targets_on_every_metric(tmp_path):
+    three = [*MODELS, "toyworld/dit-small"]
+    ModelEvaluator(PROMPTS[:4], three, [0], GenerationConfig(steps=2, batch_size=4), output_dir=tmp_path / "run",
+                   metrics=["clip_score", "composition"]).run()  # fmt: skip
+    task = rating_task(tmp_path / "run", output_root=tmp_path, gold_share=0, repeat_share=0, display_size=16)
+    simulate_votes(task, ["ana", "ben"])
+    rows = {row["metric"]: row for row in analyze_ratings(task, draws=20)["questions"]["alignment"]["metrics"]}
+    assert {"clip_score", "composition"} <= set(rows)  # the second metric is measured too, after the first's tau
+    assert all(-1 <= row["kendall_tau"] <= 1 and row["n_pairs"] > 0 for row in rows.values())
+
+
 # --- people's verdict on one pair ---------------------------------------------------------------------------
 
 

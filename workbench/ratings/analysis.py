@@ -29,7 +29,7 @@ import pandas as pd
 from workbench.errors import ConfigError
 from workbench.ratings.davidson import DavidsonFit, fit_davidson
 from workbench.ratings.raters import RATER_THRESHOLDS, agreement_alpha, majority, rater_scores
-from workbench.ratings.single_images import analyze_single_images
+from workbench.ratings.single_images import analyze_single_images, over_prompts
 from workbench.ratings.task import SKIP, RatingTask
 from workbench.ratings.votes import VoteStore
 from workbench.run_folder import json_records
@@ -258,9 +258,9 @@ def metrics_against_people(
     from workbench.metrics import METRICS
 
     outcomes = pairwise_outcomes(task, question)
-    people = outcomes.groupby("item_id")["outcome"].agg(majority).dropna()
-    people = people[people != 0.5]
-    items = [task.items[i] for i in people.index]
+    said = outcomes.groupby("item_id")["outcome"].agg(majority).dropna()  # the raters' majority per pair
+    said = said[said != 0.5]
+    items = [task.items[i] for i in said.index]
     names = sorted({m for item in items for scores in item.scores for m in scores})
     rows = []
     rng = np.random.default_rng(seed)
@@ -272,14 +272,11 @@ def metrics_against_people(
             if a is None or b is None:
                 continue
             metric = 0.5 if a == b else float(sign * (a - b) > 0)
-            agree.append(0.5 if metric == 0.5 else float(metric == people[item.item_id]))
+            agree.append(0.5 if metric == 0.5 else float(metric == said[item.item_id]))
             prompts.append(item.prompt_id)
         if not agree:
             continue
-        frame = pd.DataFrame({"prompt": prompts, "agree": agree})
-        groups = [g.to_numpy() for _, g in frame.groupby("prompt")["agree"]]
-        resampled = [np.concatenate([groups[i] for i in rng.integers(len(groups), size=len(groups))]).mean()
-                     for _ in range(draws)]  # fmt: skip
+        low, high = over_prompts(pd.DataFrame({"prompt_id": prompts, "agree": agree}), "agree", rng, draws)
         tau = None
         if strengths is not None and len(strengths) >= 3:
             means = _target_means(task, name)
@@ -288,8 +285,8 @@ def metrics_against_people(
             if len(shared) >= 3 and people[shared].notna().all():
                 tau = float(kendalltau([sign * means[t] for t in shared], people[shared]).statistic)
         rows.append({"metric": name, "kendall_tau": tau, "auc_wrong": None,
-                     "pairwise_agreement": float(np.mean(agree)), "ci_low": float(np.quantile(resampled, 0.025)),
-                     "ci_high": float(np.quantile(resampled, 0.975)), "n_pairs": len(agree)})  # fmt: skip
+                     "pairwise_agreement": float(np.mean(agree)), "ci_low": low, "ci_high": high,
+                     "n_pairs": len(agree)})  # fmt: skip
     return rows
 
 

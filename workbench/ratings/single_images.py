@@ -18,7 +18,8 @@ from workbench.ratings.votes import VoteStore
 from workbench.run_folder import json_records
 
 __all__ = ["ALIGNMENT_SCORES", "alignment_metrics", "alignment_table", "analyze_single_images", "answers",
-           "checklist_table", "coded_answers", "labels", "single_image_alpha", "single_image_raters"]  # fmt: skip
+           "checklist_table", "coded_answers", "labels", "over_prompts", "single_image_alpha",
+           "single_image_raters"]  # fmt: skip
 
 ALIGNMENT_SCORES = {"yes": 1.0, "partly": 0.5, "no": 0.0}  # an alignment answer as a number (ordinal)
 
@@ -47,7 +48,7 @@ def alignment_table(
     given["score"] = given["answer"].map(ALIGNMENT_SCORES)
     rng, rows = np.random.default_rng(seed), []
     for target, mine in given.groupby("target", sort=False):
-        low, high = _over_prompts(mine, "score", rng, draws)
+        low, high = over_prompts(mine, "score", rng, draws)
         shares = mine["answer"].value_counts(normalize=True)
         rows.append({"target": target, "score": mine["score"].mean(), "ci_low": low, "ci_high": high,
                      "answers": len(mine),
@@ -123,13 +124,13 @@ def checklist_table(task: RatingTask, *, draws: int = 200, seed: int = 0) -> pd.
     given = pd.DataFrame(rows, columns=["target", "part", "prompt_id", "shown"])
     rng, table = np.random.default_rng(seed), []
     for (target, part), group in given.groupby(["target", "part"], sort=True):
-        low, high = _over_prompts(group, "shown", rng, draws)
+        low, high = over_prompts(group, "shown", rng, draws)
         table.append({"target": target, "part": part, "shown": group["shown"].mean(), "ci_low": low,
                       "ci_high": high, "answers": len(group)})  # fmt: skip
     return pd.DataFrame(table, columns=["target", "part", "shown", "ci_low", "ci_high", "answers"])
 
 
-def _over_prompts(frame: pd.DataFrame, column: str, rng: np.random.Generator, draws: int) -> tuple[float, float]:
+def over_prompts(frame: pd.DataFrame, column: str, rng: np.random.Generator, draws: int) -> tuple[float, float]:
     """The 95% percentile interval of ``column``'s mean over ``draws`` resamples of the prompts."""
     by_prompt = [g.to_numpy() for _, g in frame.groupby("prompt_id")[column]]
     means = [np.concatenate([by_prompt[i] for i in rng.integers(len(by_prompt), size=len(by_prompt))]).mean()
