@@ -151,11 +151,14 @@ def test_an_adaptive_task_shows_every_item_once_spread_over_prompts_with_its_che
 def test_simulated_raters_follow_the_strategy_and_a_task_reopened_otherwise_is_refused(run, tmp_path):
     task = rating_task(run, "pairwise", output_root=tmp_path, task_id="study", strategy="adaptive", display_size=32)
     assert simulate_votes(task, ["sim"], limit=5) == 5 * len(task.questions)
-    assert rating_task(run, "pairwise", output_root=tmp_path, task_id="study", strategy="adaptive").path == task.path
+    same = {"output_root": tmp_path, "task_id": "study", "display_size": 32}
+    assert rating_task(run, "pairwise", strategy="adaptive", **same).path == task.path
     with pytest.raises(ConfigError, match="strategy 'adaptive', asked 'uniform'"):
-        rating_task(run, "pairwise", output_root=tmp_path, task_id="study")
+        rating_task(run, "pairwise", **same)
     with pytest.raises(ConfigError, match="kind 'pairwise', asked 'alignment'"):
-        rating_task(run, "alignment", output_root=tmp_path, task_id="study")
+        rating_task(run, "alignment", **same)
+    with pytest.raises(ConfigError, match=r"gold_share 0\.05, asked 0\.2"):
+        rating_task(run, "pairwise", strategy="adaptive", gold_share=0.2, **same)
     with pytest.raises(ConfigError, match=r"strategy must be one of \['uniform'\] for alignment tasks"):
         rating_task(run, "alignment", output_root=tmp_path, strategy="adaptive")
     with pytest.raises(ConfigError, match="'uniform', 'adaptive'"):

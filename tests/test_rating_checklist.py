@@ -1,5 +1,6 @@
 """An alignment task's checklist: each part of a prompt asked about with yes / no, and read per target."""
 
+import pandas as pd
 import pytest
 
 from workbench.config import GenerationConfig
@@ -53,6 +54,9 @@ def test_a_checklist_from_prompt_metadata_and_bad_checklists_refused(run, tmp_pa
     task = rating_task(run, "alignment", output_root=tmp_path, checklist=parts, gold_share=0)
     by_prompt = {item.prompt_id: item.checklist for item in task.items.values()}
     assert by_prompt == {"p000": ("red", "circle"), "p001": ("blue square",), "p002": (), "p003": ()}
+    column = pd.Series({"p000": ["red", "circle"], "p001": ["blue square"]})  # a prompt table's metadata column
+    from_column = rating_task(run, "alignment", output_root=tmp_path, checklist=column, gold_share=0)
+    assert {item.prompt_id: item.checklist for item in from_column.items.values()}["p000"] == ("red", "circle")
     by_text = rating_task(run, "alignment", output_root=tmp_path, checklist=lambda p: p.split()[1:3], gold_share=0)
     assert {item.checklist for item in by_text.items.values()} >= {("red", "circle"), ("blue", "square")}
     with pytest.raises(ConfigError, match="prompt 'p000' must be a list of texts, got 'red'"):

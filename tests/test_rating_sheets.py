@@ -58,6 +58,9 @@ def test_a_bad_reading_is_refused_naming_its_line_and_stores_nothing(task, tmp_p
     with pytest.raises(ConfigError, match="line 2: no image 1/9 on the sheets"):
         import_readings(task, write(tmp_path / "ben.csv", [{**good, "number": 9}]), index, "ben")
     assert VoteStore(task).votes("ben") == []
+    alignment = rating_task(task.manifest["runs"][0]["path"], "alignment", output_root=tmp_path, gold_share=0)
+    with pytest.raises(ConfigError, match="without its prompt: a choices task, not alignment"):
+        contact_sheets(alignment, tmp_path / "alignment-sheets")
 
 
 def test_a_one_image_task_takes_every_image_of_a_run_with_several_settings_and_keeps_where_each_was_made(tmp_path):

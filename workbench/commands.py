@@ -366,10 +366,11 @@ def rate_command(args) -> int:
         return 0
     import uvicorn
 
-    if address.startswith("http://") and not is_loopback(args.host):
+    if not args.ssl_certfile and not is_loopback(args.host):
         print(
-            f"WARNING: serving {args.host} over plain HTTP: raters' tokens and votes cross the network unencrypted; "
-            "serve it behind an HTTPS proxy (--public-url) or with --ssl-certfile and --ssl-keyfile",
+            f"WARNING: serving {args.host} over plain HTTP: raters' tokens and votes can cross the network "
+            "unencrypted; serve it with --ssl-certfile and --ssl-keyfile, or bind 127.0.0.1 behind an HTTPS proxy "
+            "(--public-url)",
             file=sys.stderr,
         )
     print(f"rating page for task {task.task_id}: {address} (raters open their invitation links)")

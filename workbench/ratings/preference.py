@@ -5,9 +5,10 @@ The share is of the pair's votes won by B, ties counting half. Its 95% interval 
 ratings' own resamples (``analysis.strength_draws``: prompts resampled, a prompt's votes moving together, the
 spread widened by the raters' dispersion). The p-value of "no preference" (a share of 50%) comes from the same
 resamples: twice the share of them on the far side of 50%, one added to each count (so it is never 0: at least
-2 / (draws + 1)); it is below 0.05 about when the interval excludes 50%. Votes all one way cannot vary when
-resampled: they get Clopper–Pearson's interval and the sign test's p instead. Several pairs on one question are
-Holm-adjusted. Checks (gold items, repeats) are left out.
+2 / (draws + 1)), and never below the sign test's on the votes that are not ties (a handful of votes on one
+prompt cannot look certain). Votes all one way cannot vary when resampled: they get Clopper–Pearson's interval;
+votes on fewer than ``MIN_PROMPTS`` prompts get Wilson's score interval over the votes. Several pairs on one
+question are Holm-adjusted. Checks (gold items, repeats) are left out.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
+from scipy.stats import binomtest
 
 from workbench.errors import ConfigError
 from workbench.ratings.analysis import pairwise_outcomes, strength_draws
@@ -28,6 +30,7 @@ __all__ = ["DRAWS", "Preference", "match_target", "people_preference", "people_p
 
 DRAWS = 1000  # resamples of the prompts: the smallest p-value is 2 / 1001
 ALPHA = 0.05  # a preference needs p (Holm) below it and a 95% interval that excludes 50%
+MIN_PROMPTS = 10  # fewer prompts with votes: too few to resample, so Wilson's interval over the votes
 _VARIANT = re.compile(r" \[(.*)\](?: @\S+)?$")  # "model [variant]" or "model [variant] @run"
 
 
@@ -137,6 +140,12 @@ def people_preferences(
     return found
 
 
+def _wilson(share: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    centre = (share + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(share * (1 - share) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
+
+
 def _preference(task: RatingTask, question: str, outcomes, pair: tuple[str, str, str, str], draws: int,
                 seed: int) -> Preference:  # fmt: skip
     a, b, ta, tb = pair
@@ -148,13 +157,17 @@ def _preference(task: RatingTask, question: str, outcomes, pair: tuple[str, str,
     shares = rates[:, 1, 0]  # b beats a, per resample
     low, high = np.quantile(shares, [0.025, 0.975])
     far = min(int((shares <= 0.5).sum()), int((shares >= 0.5).sum()))
-    p_value = min(1.0, 2 * (far + 1) / (len(shares) + 1))
+    decisive = int((won != 0.5).sum())
+    sign_test = binomtest(int((won == 1).sum()), decisive).pvalue if decisive else 1.0
+    p_value = max(min(1.0, 2 * (far + 1) / (len(shares) + 1)), sign_test)
+    prompts = int(mine["prompt_id"].nunique())
     if len(set(won)) == 1 and won[0] != 0.5:  # votes all one way: resampling cannot vary them; exact instead
         bound = 0.025 ** (1 / len(won))  # Clopper–Pearson
         low, high = (bound, 1.0) if won[0] == 1 else (0.0, 1 - bound)
-        p_value = min(1.0, 2 * 0.5 ** len(won))  # the sign test
+    elif prompts < MIN_PROMPTS:  # too few prompts to resample: Wilson's score interval over the votes
+        low, high = _wilson(float(won.mean()), len(won))
     return Preference(
         task.task_id, question, a, b, (ta, tb), share=float(won.mean()), ci_low=float(low), ci_high=float(high),
         p_value=p_value, p_holm=p_value, comparisons=1, votes=len(mine), ties=int((mine["outcome"] == 0.5).sum()),
-        prompts=int(mine["prompt_id"].nunique()), draws=len(shares),
+        prompts=prompts, draws=len(shares),
     )  # fmt: skip

@@ -1,4 +1,4 @@
-"""A one-image task read on numbered contact sheets, and the readings entered back as the task's votes.
+"""A choices task read on numbered contact sheets, and the readings entered back as the task's votes.
 
 For labelling many small images by eye: ``contact_sheets`` lays the task's blind images (no metadata, opaque ids)
 out in a shuffled order, numbered, scaled up without smoothing, a sheet per ``per_sheet`` images, and writes
@@ -30,8 +30,8 @@ def contact_sheets(
 ) -> Path:
     """Numbered contact sheets of a one-image task's items in ``folder`` (``sheet-01.png``, ...) and their
     index ``sheets.csv``; returns the index's path."""
-    if task.kind == "pairwise":
-        raise ConfigError("contact sheets show one image an item: make an alignment or choices task", "task")
+    if task.kind != "choices":
+        raise ConfigError(f"contact sheets show an image without its prompt: a choices task, not {task.kind}", "task")
     if per_sheet < 1 or columns < 1 or scale < 1:
         raise ConfigError(f"per_sheet, columns and scale must be >= 1, got {per_sheet}, {columns}, {scale}")
     folder = Path(folder)
@@ -90,6 +90,11 @@ def import_readings(task: RatingTask, readings: str | Path, index: str | Path, r
                 raise ConfigError(f"{readings} line {line}: {question.id} must be one of {allowed}, got {answer!r}")
             votes.append((item_id, question.id, answer))
     store, new = VoteStore(task), 0
+    given = {(v.item_id, v.question): v.vote_id for v in store.votes(rater)}
+    for item_id, question, _ in votes:  # an answer given otherwise before: refused before anything is stored
+        earlier = given.get((item_id, question))
+        if earlier is not None and earlier != f"{rater}-{item_id}-{question}":
+            raise ConfigError(f"{rater} has answered {question!r} on {item_id!r} already, not from these sheets")
     for item_id, question, answer in votes:
         images = task.items[item_id].images
         vote_id = f"{rater}-{item_id}-{question}"

@@ -227,7 +227,10 @@ def rating_task(
     folder = Path(output_root) / "ratings" / task_id
     checklist_name = checklist if isinstance(checklist, str) else checklist is not None
     if (folder / RatingTask.MANIFEST).is_file():
-        return _reopened(RatingTask(folder), kind, chosen, runs, strategy, checklist_name)
+        settings = {"kind": kind, "targets": chosen, "questions": [asdict(q) for q in asked], "seed": seed,
+                    "gold_share": gold_share, "repeat_share": repeat_share, "display_size": display_size,
+                    "strategy": strategy, "checklist": checklist_name}  # fmt: skip
+        return _reopened(RatingTask(folder), runs, settings)
     secret = secrets.token_hex(16)  # image and item ids are not guessable from the run's files or each other
     rng = np.random.default_rng(seed)
     items = _items(kind, rows, chosen, rng, gold_share, repeat_share, asked, parts_of)
@@ -261,14 +264,16 @@ def rating_task(
     return RatingTask(folder)
 
 
-def _reopened(task: RatingTask, kind: str, targets: list[str], runs: list, strategy: str, checklist) -> RatingTask:
-    """An existing task, when it is the one asked for: its id named with other runs, kind, targets, strategy or
-    checklist is refused, naming what differs (its votes stay as they are)."""
-    asked = {"kind": kind, "targets": targets, "strategy": strategy, "checklist": checklist,
-             "runs": [RunFolder(r).run_id for r in runs]}  # fmt: skip
-    has = {"kind": task.kind, "targets": task.manifest["targets"], "strategy": task.strategy,
-           "checklist": task.manifest.get("checklist", False),
-           "runs": [r["run_id"] for r in task.manifest["runs"]]}  # fmt: skip
+_DEFAULTS = {"strategy": "uniform", "checklist": False}  # what a manifest from before these settings means
+
+
+def _reopened(task: RatingTask, runs: list, settings: dict[str, Any]) -> RatingTask:
+    """An existing task, when it is the one asked for: its id named with other runs or other ``settings`` (kind,
+    targets, questions, seed, shares, display size, strategy, checklist) is refused, naming what differs (its
+    votes stay as they are)."""
+    asked = json.loads(json.dumps({**settings, "runs": [RunFolder(r).run_id for r in runs]}))  # as the manifest reads
+    has = {key: task.manifest.get(key, _DEFAULTS.get(key)) for key in settings}
+    has["runs"] = [r["run_id"] for r in task.manifest["runs"]]
     differ = {key: (has[key], asked[key]) for key in asked if has[key] != asked[key]}
     if differ:
         said = "; ".join(f"{key} {old!r}, asked {new!r}" for key, (old, new) in differ.items())
@@ -282,7 +287,9 @@ def _checklist(checklist, kind: str) -> Callable[[str, str], list[str]]:
         return lambda prompt_id, prompt: []
     if kind != "alignment":
         raise ConfigError(f"a checklist goes with alignment tasks, not {kind} ones", "checklist")
-    if checklist == "toyworld":
+    if hasattr(checklist, "to_dict"):  # a prompt table's column, indexed by prompt id
+        checklist = checklist.to_dict()
+    if isinstance(checklist, str) and checklist == "toyworld":
         from workbench.toyworld.captions import parse_prompt
 
         return lambda prompt_id, prompt: [f"{a}: {v}" for a, v in parse_prompt(prompt).attributes.items()]
