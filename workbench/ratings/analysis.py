@@ -6,8 +6,9 @@ Strengths are Davidson's Bradley–Terry model with ties (``davidson``). Interva
 ``draws`` resamples of the prompts (a prompt's votes move together: the same images), their spread widened by the
 raters' dispersion: raters who disagree beyond chance (taste) widen them, and raters who agree do not (resampling
 a handful of raters as well doubled the variance where they agree: 99.6% coverage for a 95% interval, in 200
-simulated studies of an earlier ``benchmarks/rating_simulation.py``). Two targets share a rank unless the interval of their difference excludes
-0 after Holm's adjustment over the pairs of adjacent targets. Checks (gold items, repeats) are left out of the fit.
+simulated studies of an earlier ``benchmarks/rating_simulation.py``). Two targets share a rank unless the
+interval of their difference excludes 0 after Holm's adjustment over the pairs of adjacent targets. Checks (gold
+items, repeats) are left out of the fit.
 
 Raters (``raters``): Krippendorff's alpha over every rater's votes on the same item and question, nominal, with
 pairwise votes oriented by target (never by side); each rater's agreement with the majority of the others
