@@ -104,6 +104,7 @@ class RatingTask:
         self.questions = tuple(Question(q["id"], q["text"], tuple(q["answers"])) for q in self.manifest["questions"])
         lines = (self.path / self.ITEMS).read_text().splitlines()
         self.items = {item.item_id: item for item in (_item(json.loads(line)) for line in lines if line)}
+        self._orders: dict[str, list[View]] = {}
 
     @property
     def task_id(self) -> str:
@@ -133,6 +134,11 @@ class RatingTask:
         """Every item as ``rater`` sees it, in the rater's order: drawn from the task's seed and the rater's name
         (the same rater always gets the same order and sides), a repeat never next to its original and shown with
         its sides swapped, and the same pair of targets on one prompt never twice in a row."""
+        if rater not in self._orders:  # drawn once: the page asks for it on every request
+            self._orders[rater] = self._draw_order(rater)
+        return list(self._orders[rater])
+
+    def _draw_order(self, rater: str) -> list[View]:
         rng = np.random.default_rng([self.manifest["seed"], _number(rater)])
         ids = list(self.items)
         order = [ids[i] for i in rng.permutation(len(ids))]
