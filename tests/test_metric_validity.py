@@ -83,8 +83,12 @@ def test_the_validity_notebook_runs_headlessly_and_writes_its_tables(tmp_path):
     assert all(by_metric[m]["auc_wrong"] is None for m in ("fid", "kid", "cmmd"))
     assert all(0 <= by_metric[m]["auc_wrong"] <= 1 for m in ("clip_score", "pickscore"))
     judge = json.loads((run.folder / "judge.json").read_text())
-    assert set(judge) == {"shape", "colour", "size", "position", "background", "style"}
-    assert all(v >= 0.95 for v in judge.values())
+    attributes = {"shape", "colour", "size", "position", "background", "style"}
+    assert set(judge["rendered"]) == attributes and all(v >= 0.95 for v in judge["rendered"].values())
+    by_eye = judge["read_by_eye"]  # the committed generated images, against their readings
+    assert set(by_eye["attributes"]) == attributes and by_eye["images"] >= 460
+    assert all(0 <= e["judge_agreed"]["share"] <= 1 for e in by_eye["attributes"].values())
+    assert 0 <= by_eye["composition_all"]["share"] <= 1
     report = run.report.read_text()
     assert "How far each metric agrees with the truth" in report and "kendall_tau" in report
     assert run.manifest["status"] == "ok" and run.manifest["images"] == 48

@@ -287,7 +287,8 @@ def validity_records(table: pd.DataFrame) -> list[dict[str, Any]]:
 def save_validity(
     output_dir: str | Path, table: pd.DataFrame, judge: dict[str, float], rows: pd.DataFrame, rungs: pd.DataFrame
 ) -> None:
-    """validity.json (``validity_records``), judge.json (``{attribute: accuracy}`` on rendered scenes), and
+    """validity.json (``validity_records``), judge.json (``rendered``: ``{attribute: accuracy}`` on rendered
+    scenes; ``read_by_eye``: ``readings.judge_against_readings``, on generated images read by eye), and
     what every study leaves (results.parquet; summary.json with the full validity table as its rows, the rung
     table and the judge's accuracy)."""
     from workbench.run_folder import RunFolder

@@ -14,18 +14,29 @@ enters a reader's CSV (``sheet``, ``number``, then an attribute a column) as tha
 from __future__ import annotations
 
 import argparse
+import csv
 from pathlib import Path
+from typing import Any
 
+import pandas as pd
 from PIL import Image, ImageDraw
+from scipy.stats import binomtest
 
 from workbench.config import GenerationConfig
 from workbench.evaluation import ModelEvaluator
 from workbench.metric_validity import ladder, run_ladder, toy_prompts
+from workbench.models import TOYWORLD_DIR
 from workbench.ratings.sheets import contact_sheets, import_readings
 from workbench.ratings.task import RatingTask, rating_task
+from workbench.ratings.votes import VoteStore
+from workbench.resources import data_path
+from workbench.run_folder import RunFolder
 from workbench.toyworld import scenes
+from workbench.toyworld.captions import parse_prompt
+from workbench.toyworld.judge import ToyJudge, read_image
 
-__all__ = ["DIT_IMAGES", "LADDER", "PER_RUNG", "QUESTIONS", "make", "reference_sheet"]
+__all__ = ["DIT_IMAGES", "LADDER", "PER_RUNG", "QUESTIONS", "judge_against_readings", "make", "reader_agreement",
+           "readings_summary", "readings_table", "reference_sheet"]  # fmt: skip
 
 LADDER = (("toyworld/sd-small", "toyworld/sd-base"), (1, 2, 4, 8, 20), (1.0, 5.0))
 PER_RUNG, DIT_IMAGES = 20, 60
@@ -36,6 +47,8 @@ VALUES = {
 }  # fmt: skip
 QUESTIONS = {attribute: [*VALUES[attribute], UNREADABLE] for attribute in scenes.ATTRIBUTES}
 TASK_ID = "readings"
+READINGS = data_path("readings")  # the committed images and readings
+READERS = ("reader-1", "reader-2")
 
 
 def make(folder: str | Path) -> RatingTask:
@@ -53,6 +66,109 @@ def make(folder: str | Path) -> RatingTask:
     contact_sheets(task, folder / "sheets", per_sheet=20, columns=5, scale=4)
     reference_sheet(folder / "sheets" / "reference.png")
     return task
+
+
+def readings_table(folder: str | Path = READINGS) -> pd.DataFrame:
+    """One row per image read: where it was made (``run``, ``image_path``, ``model_id``, ``prompt``, ``steps``,
+    ``guidance``), each reader's reading per attribute (``<attribute>_<reader>``), whether the two readers agreed
+    (``<attribute>_agreed``) and the ``<attribute>`` read in the end: the readers' shared answer, else the third
+    look's (``readings/third-look.csv``)."""
+    folder = Path(folder)
+    task = RatingTask(folder / "ratings" / TASK_ID)
+    with open(folder / "sheets" / "sheets.csv", newline="") as fh:
+        place = {row["item_id"]: (int(row["sheet"]), int(row["number"])) for row in csv.DictReader(fh)}
+    third = pd.read_csv(folder / "readings" / "third-look.csv").set_index(["sheet", "number", "attribute"])
+    said = {(v.rater, v.item_id, v.question): v.answer for v in VoteStore(task).votes()}
+    runs = {RunFolder(path).run_id: path for path in sorted((folder / "runs").iterdir()) if path.is_dir()}
+    made = {run_id: RunFolder(path).results().set_index("image_path") for run_id, path in runs.items()}
+    rows = []
+    for item in task.items.values():
+        run_id, image_path = item.made[0].split("/", 1)
+        row = made[run_id].loc[image_path]
+        entry = {"item_id": item.item_id, "run": run_id, "image": str(runs[run_id] / image_path),
+                 "image_path": image_path, "model_id": row["model_id"], "prompt": row["prompt"],
+                 "steps": row["steps"], "guidance": row["guidance"]}  # fmt: skip
+        for attribute in scenes.ATTRIBUTES:
+            answers = [said[(reader, item.item_id, attribute)] for reader in READERS]
+            entry |= {f"{attribute}_{reader}": answer for reader, answer in zip(READERS, answers, strict=True)}
+            entry[f"{attribute}_agreed"] = answers[0] == answers[1]
+            entry[attribute] = (
+                answers[0] if answers[0] == answers[1] else third.loc[(*place[item.item_id], attribute), "decision"]
+            )
+        rows.append(entry)
+    return pd.DataFrame(rows)
+
+
+def reader_agreement(table: pd.DataFrame) -> pd.DataFrame:
+    """Per attribute, how far the two readers agree (``readings_table``'s rows): the share of images read alike,
+    Cohen's kappa, and the disagreements the third look settled."""
+    from sklearn.metrics import cohen_kappa_score
+
+    rows = []
+    for attribute in scenes.ATTRIBUTES:
+        first, second = (table[f"{attribute}_{reader}"] for reader in READERS)
+        rows.append({"attribute": attribute, "agreement": float((first == second).mean()),
+                     "kappa": float(cohen_kappa_score(first, second)), "disagreements": int((first != second).sum()),
+                     "unreadable_after_third_look": int((table[attribute] == UNREADABLE).sum())})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def judge_against_readings(folder: str | Path = READINGS, *, clip_dir: str | Path | None = None) -> dict[str, Any]:
+    """The pixel judge (and the toy CLIP's zero-shot reading, ``ToyJudge``) against the readings: per attribute,
+    accuracy with its 95% interval (Wilson) on the images both readers read alike, and on every image after the
+    third look, leaving out those read ``unreadable`` (counted); the judge's "unsure" (no reading) counts as
+    wrong. And ``composition_all`` against "every attribute the prompt names is what the readers saw"."""
+    table = readings_table(folder)
+    images = [Image.open(path).convert("RGB") for path in table["image"]]
+    agreement = reader_agreement(table).set_index("attribute")
+    pixel = [read_image(image) for image in images]
+    clip = ToyJudge(Path(clip_dir) if clip_dir else TOYWORLD_DIR / "clip").read(images)
+    result: dict[str, Any] = {"images": len(table), "attributes": {}}
+    for attribute in scenes.ATTRIBUTES:
+        readable = table[attribute] != UNREADABLE
+        entry = {"unreadable": int((~readable).sum()), "readers_disagreed": int((~table[f"{attribute}_agreed"]).sum()),
+                 "kappa": float(agreement.loc[attribute, "kappa"])}  # fmt: skip
+        for name, chosen in (("agreed", readable & table[f"{attribute}_agreed"]), ("adjudicated", readable)):
+            truth = table.loc[chosen, attribute]
+            for reader, readings in (("judge", pixel), ("toy_clip", clip)):
+                right = [readings[i][attribute] == value for i, value in truth.items()]
+                entry[f"{reader}_{name}"] = _share(sum(right), len(right))
+            entry[f"judge_unsure_{name}"] = int(sum(pixel[i][attribute] is None for i in truth.index))
+        result["attributes"][attribute] = entry
+    agree = []
+    for i, row in table.iterrows():
+        expected = parse_prompt(row["prompt"]).attributes
+        by_readers = all(row[a] == v for a, v in expected.items())
+        by_judge = all(pixel[i][a] == v for a, v in expected.items())
+        agree.append(by_readers == by_judge)
+    result["composition_all"] = _share(sum(agree), len(agree))
+    return result
+
+
+def readings_summary(result: dict[str, Any]) -> pd.DataFrame:
+    """``judge_against_readings`` as a table, an attribute a row: accuracy with its interval, as text."""
+
+    def said(share: dict[str, Any]) -> str:
+        if share["share"] is None:
+            return "—"
+        return f"{share['share']:.1%} ({share['ci_low']:.1%}–{share['ci_high']:.1%}, n={share['n']})"
+
+    rows = []
+    for attribute, entry in result["attributes"].items():
+        rows.append({"attribute": attribute, "judge (readers agree)": said(entry["judge_agreed"]),
+                     "judge (after third look)": said(entry["judge_adjudicated"]),
+                     "toy CLIP (readers agree)": said(entry["toy_clip_agreed"]),
+                     "unreadable": entry["unreadable"], "readers disagreed": entry["readers_disagreed"],
+                     "readers' kappa": round(entry["kappa"], 3)})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _share(hits: int, n: int) -> dict[str, Any]:
+    """A share with its Wilson 95% interval."""
+    if n == 0:
+        return {"share": None, "ci_low": None, "ci_high": None, "n": 0}
+    interval = binomtest(hits, n).proportion_ci(0.95, method="wilson")
+    return {"share": hits / n, "ci_low": float(interval.low), "ci_high": float(interval.high), "n": n}
 
 
 def reference_sheet(path: str | Path, scale: int = 4) -> Path:

@@ -1,0 +1,36 @@
+"""The generated images read by eye: the committed readings, the readers' agreement, the judge against them."""
+
+import pandas as pd
+
+from workbench import readings
+from workbench.ratings import RatingTask, VoteStore
+from workbench.toyworld import scenes
+
+
+def test_every_image_was_read_by_both_readers_and_every_disagreement_settled():
+    table = readings.readings_table()
+    assert len(table) == readings.PER_RUNG * 20 + readings.DIT_IMAGES
+    task = RatingTask(readings.READINGS / "ratings" / readings.TASK_ID)
+    votes = VoteStore(task).votes()
+    assert {v.rater for v in votes} == set(readings.READERS) and {v.interface for v in votes} == {"sheet"}
+    for attribute in scenes.ATTRIBUTES:
+        allowed = set(readings.QUESTIONS[attribute])
+        assert set(table[attribute]) <= allowed
+        agreed = table[f"{attribute}_agreed"]
+        assert (table.loc[agreed, attribute] == table.loc[agreed, f"{attribute}_reader-1"]).all()
+    agreement = readings.reader_agreement(table).set_index("attribute")
+    assert (agreement["kappa"] > 0.6).all() and (agreement["agreement"] > 0.8).all()
+    assert set(table["model_id"]) == {"toyworld/sd-small", "toyworld/sd-base", "toyworld/dit-small"}
+
+
+def test_the_judge_and_the_toy_clip_are_measured_against_the_readings():
+    result = readings.judge_against_readings()
+    assert result["images"] == len(readings.readings_table())
+    for entry in result["attributes"].values():
+        for key in ("judge_agreed", "judge_adjudicated", "toy_clip_agreed"):
+            share = entry[key]
+            assert share["n"] > 300 and share["ci_low"] <= share["share"] <= share["ci_high"]
+        assert entry["judge_adjudicated"]["n"] >= entry["judge_agreed"]["n"]
+    summary = readings.readings_summary(result)
+    assert list(summary["attribute"]) == list(scenes.ATTRIBUTES) and isinstance(summary, pd.DataFrame)
+    assert 0 < result["composition_all"]["share"] <= 1
