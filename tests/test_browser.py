@@ -74,14 +74,32 @@ def jupyter_lab(tmp_path, free_port):
         server.wait(20)
 
 
-def test_explorer_generates_an_image_in_a_real_browser(jupyter_lab):
+def _playwright():
+    """Playwright's ``sync_playwright``, or the test skipped (failed where CI requires the browser)."""
     if CHROMIUM is None:
         _needs("Chromium is not installed (apt-get install chromium)")
     try:
-        from playwright.sync_api import TimeoutError as PlaywrightTimeout
         from playwright.sync_api import sync_playwright
     except ImportError:
         _needs("the playwright package is not installed")
+    return sync_playwright
+
+
+def _run_all_cells(page, url: str) -> None:
+    """Open a notebook in JupyterLab, pick the kernel if asked, and run all its cells."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    page.goto(url)
+    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
+    with contextlib.suppress(PlaywrightTimeout):  # asked only when the notebook names no known kernel
+        page.locator(".jp-Dialog button", has_text="Select").first.click(timeout=10_000)
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=90_000)
+    page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+    page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+
+
+def test_explorer_generates_an_image_in_a_real_browser(jupyter_lab):
+    sync_playwright = _playwright()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
             "--disable-sync", "--no-first-run"]  # fmt: skip
@@ -89,14 +107,7 @@ def test_explorer_generates_an_image_in_a_real_browser(jupyter_lab):
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=args)
         page = browser.new_page(viewport={"width": 1280, "height": 1400})
         try:
-            page.goto(f"{jupyter_lab}/lab/tree/00_explorer.ipynb?token={TOKEN}")
-            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
-            select_kernel = page.locator(".jp-Dialog button", has_text="Select")
-            with contextlib.suppress(PlaywrightTimeout):  # asked only when the notebook names no known kernel
-                select_kernel.first.click(timeout=10_000)
-            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=90_000)
-            page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-            page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+            _run_all_cells(page, f"{jupyter_lab}/lab/tree/00_explorer.ipynb?token={TOKEN}")
             prompt = page.locator(".jp-OutputArea textarea").first
             prompt.wait_for(timeout=120_000)
             prompt.fill("a photo of a large red circle on the left, on a white background")
@@ -113,23 +124,23 @@ def test_explorer_generates_an_image_in_a_real_browser(jupyter_lab):
     assert (ARTIFACTS / "explorer.png").stat().st_size > 10_000
 
 
-def test_the_rating_page_takes_keys_and_clicks_resumes_after_a_reload_and_keeps_raters_apart(tmp_path, free_port):
-    if CHROMIUM is None:
-        _needs("Chromium is not installed (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _needs("the playwright package is not installed")
+def _rating_task(tmp_path, seeds):
+    """A pairwise task of two toy models on two prompts, without checks."""
     import workbench as wb
-    from workbench.ratings import VoteStore
-    from workbench.ratings.page import invite, page_address
 
     prompts = ["a red circle in the centre, on a white background", "a blue square on the left, on a grey background"]
     config = wb.GenerationConfig(steps=2, batch_size=4)
-    wb.ModelEvaluator(
-        prompts, ["toyworld/sd-small", "toyworld/sd-base"], [0, 1], config, output_dir=tmp_path / "run"
-    ).run()
-    task = wb.rating_task(tmp_path / "run", output_root=tmp_path, repeat_share=0, gold_share=0, display_size=128)
+    models = ["toyworld/sd-small", "toyworld/sd-base"]
+    wb.ModelEvaluator(prompts, models, seeds, config, output_dir=tmp_path / "run").run()
+    return wb.rating_task(tmp_path / "run", output_root=tmp_path, repeat_share=0, gold_share=0, display_size=128)
+
+
+def test_the_rating_page_takes_keys_and_clicks_resumes_after_a_reload_and_keeps_raters_apart(tmp_path, free_port):
+    sync_playwright = _playwright()
+    from workbench.ratings import VoteStore
+    from workbench.ratings.page import invite, page_address
+
+    task = _rating_task(tmp_path, seeds=[0, 1])
     port = free_port()
     links = {rater: f"{page_address('127.0.0.1', port)}#token={invite(task, rater)}" for rater in ("ana", "ben")}
     command = [sys.executable, "-m", "workbench.cli", "rate", str(task.path), "--port", str(port)]
@@ -184,23 +195,12 @@ def test_the_rating_page_takes_keys_and_clicks_resumes_after_a_reload_and_keeps_
 
 
 def test_the_rating_panel_votes_by_clicks_and_keys_in_jupyterlab_and_resumes(jupyter_lab, tmp_path):
-    if CHROMIUM is None:
-        _needs("Chromium is not installed (apt-get install chromium)")
-    try:
-        from playwright.sync_api import TimeoutError as PlaywrightTimeout
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _needs("the playwright package is not installed")
+    sync_playwright = _playwright()
     import nbformat
 
-    import workbench as wb
     from workbench.ratings import VoteStore
 
-    prompts = ["a red circle in the centre, on a white background", "a blue square on the left, on a grey background"]
-    config = wb.GenerationConfig(steps=2, batch_size=4)
-    models = ["toyworld/sd-small", "toyworld/sd-base"]
-    wb.ModelEvaluator(prompts, models, [0], config, output_dir=tmp_path / "run").run()
-    task = wb.rating_task(tmp_path / "run", output_root=tmp_path, repeat_share=0, gold_share=0, display_size=128)
+    task = _rating_task(tmp_path, seeds=[0])
     notebook = nbformat.v4.new_notebook()
     code = f"import workbench as wb\nwb.RatingPanel({str(task.path)!r}, rater='ana')"
     notebook.cells = [nbformat.v4.new_code_cell(code)]
@@ -219,13 +219,7 @@ def test_the_rating_panel_votes_by_clicks_and_keys_in_jupyterlab_and_resumes(jup
         page = browser.new_page(viewport={"width": 1280, "height": 1200})
         try:
             for visit in (1, 2):  # the second visit: the notebook run again resumes where the rater left off
-                page.goto(f"{jupyter_lab}/lab/tree/rate.ipynb?token={TOKEN}")
-                page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
-                with contextlib.suppress(PlaywrightTimeout):  # asked only when the notebook names no known kernel
-                    page.locator(".jp-Dialog button", has_text="Select").first.click(timeout=10_000)
-                page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=90_000)
-                page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-                page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+                _run_all_cells(page, f"{jupyter_lab}/lab/tree/rate.ipynb?token={TOKEN}")
                 page.wait_for_selector(".jp-OutputArea .widget-image", timeout=120_000)
                 if visit == 2:
                     page.locator(f"text=1 of {total}").first.wait_for(timeout=30_000)
