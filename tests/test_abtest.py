@@ -1,4 +1,5 @@
 import json
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from workbench.models import load
 from workbench.plots import ab_distributions, ab_image_grid, ab_paired_lines
 from workbench.prompts import PromptOptimizer
 from workbench.ratings import rating_task, simulate_votes
-from workbench.stats import holm
+from workbench.stats import bounded_ci, holm
 
 RED = [
     f"a red {shape} {where}, on a {background} background"
@@ -53,7 +54,7 @@ def test_compare_arms_averages_seeds_within_prompts_first():
     table = compare_arms(rows, control="A")
     assert list(table.columns) == [
         "metric", "arm", "control", "mean_diff", "ci_low", "ci_high", "p_value", "p_holm", "win_rate", "n_prompts",
-        "min_detectable", "prompts_needed",
+        "n_differing", "min_detectable", "prompts_needed",
     ]  # fmt: skip
     assert table.loc[0, "mean_diff"] == pytest.approx(((16 - 15) + (32 - 30)) / 2)
     assert table.loc[0, "n_prompts"] == 2
@@ -66,10 +67,23 @@ def test_compare_arms_averages_seeds_within_prompts_first():
 def test_arms_verdict_reads_the_control_column():
     table = pd.DataFrame(
         [{"metric": "clip_score", "arm": "B", "control": "A", "mean_diff": -1.8, "ci_low": -2.5, "ci_high": -1.1,
-          "p_value": 0.002, "p_holm": 0.002, "win_rate": 0.1, "n_prompts": 41, "min_detectable": 0.9,
-          "prompts_needed": 12}]
+          "p_value": 0.002, "p_holm": 0.002, "win_rate": 0.1, "n_prompts": 41, "n_differing": 41,
+          "min_detectable": 0.9, "prompts_needed": 12}]
     )  # fmt: skip
     assert arms_verdict(table) == "A beats B by 1.80 CLIP points, 95% CI [1.10, 2.50], p = 0.002, 41 prompts"
+
+
+def test_compare_arms_bounds_a_metric_with_a_known_range():
+    rows = pd.DataFrame(
+        {
+            "arm": ["A"] * 8 + ["B"] * 8,
+            "prompt_id": [f"p{i}" for i in range(8)] * 2,
+            "composition_all": [1.0] * 8 + [0.0] + [1.0] * 7,  # B breaks one prompt of 8
+        }
+    )
+    row = compare_arms(rows, control="A", metric="composition_all").iloc[0]
+    assert (row["ci_low"], row["ci_high"]) == bounded_ci([-1.0] + [0.0] * 7, 1.0) and row["n_differing"] == 1
+    assert "rests on 1 prompt that differs (7 tie)" in arms_verdict(compare_arms(rows, "A", metric="composition_all"))
 
 
 # --- the tester on the toy world ------------------------------------------------------------------------
@@ -94,8 +108,10 @@ def test_known_effect_the_right_colour_wins(tester):
 def test_a_a_identical_arms_show_no_difference(tester):
     result = tester.run(RED[:4], {"A": "{prompt}", "A again": "{prompt}"}, seeds=[3])
     row = result.comparisons.iloc[0]
-    assert row["ci_low"] <= 0 <= row["ci_high"] and row["p_value"] == 1.0
+    assert row["n_differing"] == 0 and row["p_value"] == 1.0
+    assert math.isnan(row["ci_low"]) and math.isnan(row["ci_high"])  # no difference seen, no range: no interval
     assert result.verdict.startswith("no significant difference")
+    assert "no prompt differs (all 4 tie), and clip_score has no known range" in result.verdict
 
 
 def test_optimizer_arms_carry_negative_prompts_and_plots_draw(tester, tmp_path):

@@ -9,6 +9,7 @@ from workbench.config import AccelerationConfig, GenerationConfig
 from workbench.errors import ConfigError
 from workbench.generation import accelerate, generate, reproduce, save_image
 from workbench.models import load
+from workbench.stats import bounded_ci
 
 PROMPT = "a large red circle on the left, on a white background"
 FAST = GenerationConfig(steps=6)
@@ -161,7 +162,7 @@ def test_an_accelerated_image_reproduces_with_its_toggles(pipe, tmp_path):
 
 def test_benchmark_compares_with_the_baseline_interleaved(pipe):
     configs = [AccelerationConfig(deepcache_interval=3), AccelerationConfig(vae_slicing=True)]
-    result = benchmark_acceleration(pipe, [PROMPT], [0, 1], configs, config=FAST, rounds=1)
+    result = benchmark_acceleration(pipe, [PROMPT], [0, 1], configs, config=FAST, rounds=1, metrics=["composition_all"])
     table = result.table.set_index("config")
     assert list(table.index) == ["baseline", "deepcache_interval=3", "vae_slicing"]
     assert table.loc["baseline", "speedup_total"] == 1.0 and table.loc["baseline", "ssim"] == pytest.approx(1.0)
@@ -172,6 +173,13 @@ def test_benchmark_compares_with_the_baseline_interleaved(pipe):
     # an image identical to its baseline reads as identical (inf dB), never NaN
     assert table.loc["baseline", "psnr"] == np.inf and table.loc["vae_slicing", "psnr"] == np.inf
     assert np.isfinite(table.loc["deepcache_interval=3", "psnr"])
+    # composition's change: by its range, so identical images still get an interval; the baseline's is 0 by construction
+    interval = ["composition_all_delta_ci_low", "composition_all_delta_ci_high"]
+    assert tuple(table.loc["vae_slicing", interval]) == bounded_ci([0.0, 0.0], 1.0)
+    assert tuple(table.loc["baseline", interval]) == (0.0, 0.0)
+    rows = result.rows.set_index(["config", "seed"])["composition_all"]
+    paired = (rows["deepcache_interval=3"] - rows["baseline"]).to_numpy()
+    assert tuple(table.loc["deepcache_interval=3", interval]) == bounded_ci(paired, 1.0)
 
 
 def test_mean_psnr_is_inf_for_identical_images_and_skips_them_otherwise():

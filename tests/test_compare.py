@@ -17,7 +17,7 @@ from workbench.metrics import METRICS, MetricOptions
 from workbench.metrics.provenance import differences, metric_provenance
 from workbench.prompts import load_prompts
 from workbench.run_folder import RunFolder
-from workbench.stats import mean_ci
+from workbench.stats import bounded_ci, mean_ci
 from workbench.weights import checkpoint_files, checkpoint_hash
 
 PROMPTS = [f"p{i}" for i in range(10)]
@@ -112,6 +112,32 @@ def test_the_differences_are_paired_per_prompt_with_seeds_averaged(runs):
     assert "only in B: ['m/c']" in notes
     assert "m/b: the settings differ on 20 of 20 shared units (steps 20 -> 30)" in notes
     assert "m/a: 0 images failed in A, 1 in B" in notes
+
+
+def test_a_composition_change_is_bounded_by_its_range_and_ties_are_counted(tmp_path, capsys):
+    root = tmp_path / "outputs"
+    for run_id, broken in (("20260101-100000-aaaaaa", set()), ("20260102-100000-bbbbbb", {"p3"})):
+        rows = [
+            _row(model, prompt, seed, 30.0, 0.1, composition_all=0.0 if model == "m/a" and prompt in broken else 1.0)
+            for model in ("m/a", "m/b")
+            for prompt in PROMPTS
+            for seed in (0, 1)
+        ]
+        _write_run(root, run_id, rows, version=2)
+    a, b = "study/20260101-100000-aaaaaa", "study/20260102-100000-bbbbbb"
+    comparison = compare_runs(a, b, output_root=root, metrics=["composition_all"])
+    rows = comparison.rows.set_index(["model_id", "metric"])
+    broken, same = rows.loc[("m/a", "composition_all")], rows.loc[("m/b", "composition_all")]
+    assert (broken["ci_low"], broken["ci_high"]) == bounded_ci([-1.0] + [0.0] * 9, 1.0) and broken["n_differing"] == 1
+    assert (same["ci_low"], same["ci_high"]) == bounded_ci(np.zeros(10), 1.0) and same["ci_low"] < 0 < same["ci_high"]
+    summary = comparison.summary()
+    assert "10 (1 differ)" in summary and "10 (0 differ)" in summary
+    assert (
+        "where some prompts tie, the prompts column says how many differ"
+        in comparison.write_html(tmp_path / "report.html").read_text()
+    )
+    assert main(["compare", a, b, "--output-root", str(root), "--metric", "composition_all"]) == 0
+    assert "composition_all      -0.100  [-0.404, 0.126]   1.000  10 (1 differ)" in capsys.readouterr().out
 
 
 def test_the_images_that_changed_most(runs):

@@ -11,6 +11,7 @@ from workbench.errors import ConfigError
 from workbench.evaluation_summary import evaluation_report, paired_comparisons, summarize
 from workbench.report_tables import comparisons_table, cost_table, summary_table
 from workbench.run_folder import read_summary
+from workbench.stats import bounded_ci
 
 
 def test_summary_numbers_on_a_hand_made_table():
@@ -73,6 +74,26 @@ def test_the_comparison_pairs_prompts_and_words_the_verdict(batched_rows, tmp_pa
     assert p == "< 0.001" if row["p_value"] < 0.001 else p == f"{row['p_value']:.3f}"
     with pytest.raises(ConfigError, match=r"reference model 'c' is not among the results' models \['a', 'b'\]"):
         paired_comparisons(rows, "c")
+
+
+def test_a_composition_comparison_is_bounded_by_its_range_and_the_verdict_counts_the_prompts_that_differ(
+    batched_rows,
+):
+    rows = pd.concat([batched_rows(m, [0.1] * 16, [0.0] * 16) for m in ("a", "b")], ignore_index=True)
+    rows["composition_all"] = 1.0
+    rows.loc[(rows["model_id"] == "b") & (rows["prompt_id"] == "p3"), "composition_all"] = 0.0  # b breaks p3
+    study = evaluation_report(rows, metrics=["clip_score", "composition_all"])
+    table = study.comparisons.set_index("metric")
+    broken = table.loc["composition_all"]
+    assert (broken["ci_low"], broken["ci_high"]) == bounded_ci([-1.0] + [0.0] * 15, 1.0)
+    assert broken["n_differing"] == 1 and broken["ci_low"] < -0.2
+    assert np.isnan(table.loc["clip_score", "ci_low"])  # the same CLIP scores, no range: no interval
+    lines = study.verdict.splitlines()
+    assert lines[1].startswith(
+        "no significant difference between b and a: b - a = -0.06 share of images, 95% CI [-0.28"
+    )
+    assert "rests on 1 prompt that differs (15 tie)" in lines[1] and "over 2 comparisons on fewer than 7" in lines[1]
+    assert "no prompt differs (all 16 tie), and clip_score has no known range" in lines[0]
 
 
 def test_a_routed_policy_is_compared_with_every_single_model(batched_rows):

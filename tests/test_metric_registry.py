@@ -15,7 +15,7 @@ from workbench import plots
 from workbench.errors import ConfigError, UnknownModelError
 from workbench.evaluation import ModelEvaluator
 from workbench.evaluation_summary import prompt_differences
-from workbench.metrics import METRICS, CLIPScorer, MetricOptions, check_metrics, image_scorers, metric
+from workbench.metrics import METRICS, CLIPScorer, MetricOptions, check_metrics, image_scorers, metric, metric_bounds
 from workbench.metrics.composition import CompositionScorer
 from workbench.metrics.preference import PickScorer
 from workbench.metrics.reference import folder_images, ground_truth_image
@@ -45,6 +45,8 @@ def test_the_registry_names_each_metric_with_its_kind_direction_and_needs():
     assert all(METRICS[n].higher_is_better for n in ("clip_score", "composition", "composition_all", "pickscore"))
     assert not any(METRICS[n].higher_is_better for n in ("fid", "kid", "cmmd"))
     assert all(any("reference" in need for need in METRICS[n].needs) for n in ("fid", "kid", "cmmd"))
+    assert METRICS["composition"].bounds == METRICS["composition_all"].bounds == (0.0, 1.0)
+    assert metric_bounds(["clip_score", "composition_all", "latency_s"]) == {"composition_all": (0.0, 1.0)}
     with pytest.raises(ConfigError, match=r"unknown metric 'clipscore'; known: clip_score, composition"):
         metric("clipscore")
 

@@ -126,8 +126,9 @@ def test_ab_report_shows_the_verdict_figures_and_grids_in_order():
     assert len(grids) == 2 and grids[0].size == plots.ab_image_grid(result, "p0").size
     assert parts.index(figure) < parts.index(grids[0])
     note = parts[0].data.split("\n\n", 1)[1]
-    assert note == plots.abtest._ab_verdict_note() and f"with a {describe_interval()}," in note
+    assert note == plots.abtest._ab_verdict_note("clip_score") and f"with a {describe_interval()}," in note
     assert "bootstrap" not in note  # the comparisons' interval is the t-interval (stats.INTERVAL)
+    assert f"with a {describe_interval(bounded=True)}," in plots.abtest._ab_verdict_note("composition_all")
 
 
 def test_the_interval_is_described_by_the_method_that_computes_it():
@@ -177,5 +178,8 @@ def test_the_acceleration_table_is_split_into_two_narrow_ones_that_scroll():
     assert headers[0] == list(plots.acceleration._SPEED_COLUMNS.values())
     assert headers[1] == ["composition_all", "mean", "change [95% CI]"]  # clip_score: not in the table
     assert "-0.013 [-0.050, +0.025]" in tables[1]
+    nan = float("nan")  # a change without an interval (no range, no spread): the change alone
+    rows[0] |= {"composition_all_delta": 0.0, "composition_all_delta_ci_low": nan, "composition_all_delta_ci_high": nan}
+    assert ">+0.000</td>" in plots.acceleration_table(pd.DataFrame(rows), ["composition_all"]).data
     assert re.findall(r'class="row_heading[^>]*>(.*?)</th>', tables[1]) == ["dit", "baseline", "steps=10", "sd",
                                                                               "baseline", "steps=10"]  # fmt: skip

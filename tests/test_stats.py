@@ -9,7 +9,10 @@ from workbench.errors import ConfigError
 from workbench.stats import (
     INTERVAL,
     INTERVALS,
+    bounded_ci,
     compare_groups,
+    describe_interval,
+    difference_ci,
     format_p,
     holm,
     mean_ci,
@@ -30,7 +33,7 @@ def comparison(**values):
     """One compare_groups row (by model_id), with the given values."""
     row = {"metric": "clip_score", "model_id": "B", "reference": "A", "mean_diff": -1.8, "ci_low": -2.5,
            "ci_high": -1.1, "p_value": 0.002, "p_holm": 0.002, "win_rate": 0.1, "n_prompts": 41,
-           "min_detectable": 0.9, "prompts_needed": 12}  # fmt: skip
+           "n_differing": 41, "min_detectable": 0.9, "prompts_needed": 12}  # fmt: skip
     return pd.DataFrame([row | values])
 
 
@@ -105,6 +108,66 @@ def test_median_ci_is_the_binomial_order_statistics():
     assert median_ci(np.arange(5.0), level=0.9375) == (0.0, 4.0)  # exactly 1 - 2/32
 
 
+def wilson(losses: int, n: int) -> tuple[float, float]:
+    """Wilson's 95% score interval of a share, by its textbook formula."""
+    z, share = sps.norm.ppf(0.975), losses / n
+    centre, half = share + z**2 / (2 * n), z * math.sqrt(share * (1 - share) / n + z**2 / (4 * n**2))
+    return ((centre - half) / (1 + z**2 / n), (centre + half) / (1 + z**2 / n))
+
+
+def test_bounded_ci_is_never_zero_width_when_no_prompt_differs():
+    z2 = sps.norm.ppf(0.975) ** 2
+    for n in (2, 16, 50):
+        assert bounded_ci(np.zeros(n), 1.0) == pytest.approx((-z2 / (n + z2), z2 / (n + z2)))
+        # the rule of three's bound: a loss on more than 1 - 0.025^(1/n) of the prompts would show in 97.5%
+        assert z2 / (n + z2) == pytest.approx(1 - 0.025 ** (1 / n), rel=0.35 if n == 2 else 0.1)
+    assert bounded_ci(np.zeros(16), 2.0) == pytest.approx(tuple(2 * v for v in bounded_ci(np.zeros(16), 1.0)))
+    low, high = bounded_ci([-0.25] * 16, 1.0)  # the same difference everywhere: still an interval around it
+    assert low < -0.25 < high < 0
+    assert all(math.isnan(v) for v in bounded_ci([0.0], 1.0))
+
+
+def test_bounded_ci_is_wilsons_interval_for_full_point_losses_and_the_t_interval_on_varied_data():
+    for losses in (1, 2, 5):
+        d = np.array([-1.0] * losses + [0.0] * (16 - losses))
+        share_low, share_high = wilson(losses, 16)
+        t_low, t_high = mean_ci(d)
+        assert bounded_ci(d, 1.0) == pytest.approx((min(-share_high, t_low), max(-share_low, t_high)))
+    varied = np.linspace(-0.3, 0.5, 16)  # every prompt differs, by a spread: the score interval lies inside
+    assert bounded_ci(varied, 1.0) == mean_ci(varied)
+
+
+def test_bounded_ci_keeps_to_the_range():
+    assert bounded_ci([-1.0] * 16, 1.0) == (-1.0, pytest.approx(-wilson(16, 16)[0]))
+    low, high = bounded_ci([-1.0, 1.0], 1.0, method="bootstrap-t")  # an infinite interval, clipped
+    assert (low, high) == (-1.0, 1.0)
+    with pytest.raises(ConfigError, match=r"differences must lie within -1 to 1 \(the metric's range\), got \[1.5\]"):
+        bounded_ci([0.0, 1.5], 1.0)
+    with pytest.raises(ConfigError, match=r"span must be a positive number .*, got 0"):
+        bounded_ci([0.0, 0.5], 0)
+    with pytest.raises(ConfigError, match="pseudo_prompts must be positive, got 0"):
+        bounded_ci([0.0, 0.5], 1.0, pseudo_prompts=0)
+
+
+def test_bounded_ci_covers_where_one_prompt_in_twenty_loses_a_full_point():
+    rng = np.random.default_rng(0)
+    samples = -(rng.random((400, 16)) < 0.05).astype(float)  # true mean -0.05
+    bounded = [bounded_ci(d, 1.0) for d in samples]
+    assert np.mean([low <= -0.05 <= high for low, high in bounded]) > 0.9
+    assert np.mean([low <= -0.05 <= high for low, high in map(mean_ci, samples)]) < 0.7  # the t-interval: [0, 0]
+
+
+def test_difference_ci_bounds_a_metric_with_a_range_and_gives_none_without_one_to_a_sample_without_spread():
+    assert difference_ci(DATA / 10, (0, 1)) == bounded_ci(DATA / 10, 1.0)
+    assert difference_ci(DATA / 100, (0.0, 0.5)) == bounded_ci(DATA / 100, 0.5)
+    assert difference_ci(DATA) == mean_ci(DATA)
+    for tied in (np.zeros(8), [2.0] * 8):  # no spread and no range: no interval, never a zero-width one
+        assert all(math.isnan(v) for v in difference_ci(tied))
+    for bounds in ((1, 0), (0, float("inf")), (0,), ("low", "high")):
+        with pytest.raises(ConfigError, match=r"bounds must be \(low, high\) with low < high, got"):
+            difference_ci(DATA, bounds)
+
+
 # --- tests and power --------------------------------------------------------------------------------------
 
 
@@ -131,8 +194,12 @@ def test_paired_statistics_agree_with_scipy_and_by_hand():
     assert stats["win_rate"] == pytest.approx(7 / 8) and stats["n_prompts"] == 8
     assert paired_statistics([1.0, 0.0, -1.0, 0.0])["win_rate"] == pytest.approx(0.5)  # ties count half
     assert paired_statistics([1.0, 0.0, -1.0, -2.0], lower_is_better=True)["win_rate"] == pytest.approx(5 / 8)
-    same = paired_statistics(np.zeros(5))
-    assert (same["p_value"], same["ci_low"], same["ci_high"]) == (1.0, 0.0, 0.0)
+    assert stats["n_differing"] == 8 and paired_statistics([1.0, 0.0, -1.0, 0.0])["n_differing"] == 2
+    same = paired_statistics(np.zeros(5))  # no difference seen: no interval without a range, a bound with one
+    assert same["p_value"] == 1.0 and same["n_differing"] == 0 and math.isnan(same["ci_low"])
+    assert (same["ci_low"], same["ci_high"]) != (0.0, 0.0)
+    bounded = paired_statistics(np.zeros(5), bounds=(0, 1))
+    assert (bounded["ci_low"], bounded["ci_high"]) == bounded_ci(np.zeros(5), 1.0) and bounded["ci_low"] < 0
     assert math.isnan(same["min_detectable"]) and math.isnan(same["prompts_needed"])
     assert math.isnan(paired_statistics([2.0])["p_value"])
     assert paired_statistics([])["n_prompts"] == 0
@@ -211,7 +278,7 @@ def test_compare_groups_holm_across_metrics_and_models():
                            lower_is_better=("latency_s",))  # fmt: skip
     assert list(table.columns) == [
         "metric", "model_id", "reference", "mean_diff", "ci_low", "ci_high", "p_value", "p_holm", "win_rate",
-        "n_prompts", "min_detectable", "prompts_needed",
+        "n_prompts", "n_differing", "min_detectable", "prompts_needed",
     ]  # fmt: skip
     assert list(zip(table["metric"], table["model_id"], strict=True)) == [
         ("clip_score", "B"), ("clip_score", "C"), ("latency_s", "B"), ("latency_s", "C"),
@@ -226,6 +293,23 @@ def test_compare_groups_holm_across_metrics_and_models():
     assert table.set_index(["metric", "model_id"]).loc[("clip_score", "B"), "win_rate"] == 1.0
     # power is judged over the four comparisons
     assert faster["prompts_needed"] >= min_prompts(comparisons=4)
+
+
+def test_compare_groups_bounds_the_interval_of_each_metric_with_a_range():
+    rows = study_rows()
+    rows["composition_all"] = 1.0
+    broken = (rows["model_id"] == "B") & (rows["prompt_id"] == "p3")
+    rows.loc[broken, "composition_all"] = 0.0  # B loses a full point on one prompt of 12
+    table = compare_groups(rows, by="model_id", reference="A", metrics=("clip_score", "composition_all"),
+                           bounds={"composition_all": (0.0, 1.0)}).set_index(["metric", "model_id"])  # fmt: skip
+    lost, same = table.loc[("composition_all", "B")], table.loc[("composition_all", "C")]
+    diff = np.array([-1.0 if p == 3 else 0.0 for p in range(12)])
+    assert (lost["ci_low"], lost["ci_high"]) == bounded_ci(diff, 1.0) and lost["n_differing"] == 1
+    assert (same["ci_low"], same["ci_high"]) == bounded_ci(np.zeros(12), 1.0) and same["n_differing"] == 0
+    clip = per_prompt(rows, by="model_id", metric="clip_score")
+    assert (table.loc[("clip_score", "B"), "ci_low"], table.loc[("clip_score", "B"), "ci_high"]) == mean_ci(
+        (clip["B"] - clip["A"]).to_numpy()
+    )  # no range given: the t-interval
 
 
 def test_compare_groups_pairs_only_shared_prompts_and_names_a_missing_reference():
@@ -312,3 +396,38 @@ def test_verdict_reads_p_below_a_thousandth_as_p_less_than():
 def test_verdict_shows_narrow_intervals_with_more_decimals():
     line = verdict(comparison(mean_diff=0.0042, ci_low=0.0031, ci_high=0.0053), by="model_id")
     assert line.startswith("B beats A by 0.0042 CLIP points, 95% CI [0.0031, 0.0053]")
+
+
+def test_verdict_says_when_the_interval_rests_on_few_prompts_that_differ():
+    units = {"composition_all": "share of images"}
+
+    def line(differences, bounds=(0.0, 1.0)):
+        stats = paired_statistics(differences, bounds=bounds)
+        table = pd.DataFrame([{"metric": "composition_all", "model_id": "B", "reference": "A", **stats,
+                               "p_holm": stats["p_value"]}])  # fmt: skip
+        return verdict(table, by="model_id", units=units)
+
+    assert line(np.zeros(16)) == (
+        "no significant difference between B and A: B - A = +0.00 share of images, 95% CI [-0.19, 0.19], "
+        "p = 1.000, 16 prompts; no prompt differs (all 16 tie): the interval bounds, by the metric's range, a "
+        "difference none of them showed"
+    )
+    assert line(np.zeros(16), bounds=None).endswith(
+        "95% CI [n/a, n/a], p = 1.000, 16 prompts; no prompt differs (all 16 tie), and composition_all has no "
+        "known range to bound a difference none of them showed: no interval"
+    )
+    two = line([-1.0, -0.5] + [0.0] * 14)
+    assert two.endswith(
+        "; the interval rests on 2 prompts that differ (14 tie), and the signed-rank test, which leaves ties out, "
+        "cannot reach p < 0.05 on fewer than 6"
+    )
+    assert "rests on 1 prompt that differs (15 tie)" in line([-1.0] + [0.0] * 15)
+    assert "rests on" not in line([-1.0] * 6 + [0.0] * 10)  # enough prompts differ for the test
+    assert "rests on" not in line([0.1, 0.2, 0.3]) and "with 3 prompts the signed-rank test" in line([0.1, 0.2, 0.3])
+
+
+def test_the_bounded_interval_is_described_inside_the_t_intervals_words():
+    assert describe_interval(bounded=True) == (
+        "95% t-interval (Student's t on the standard error; for a metric with a known range, widened to a score "
+        "interval on it where few prompts differ)"
+    )

@@ -31,7 +31,7 @@ from workbench.config import GenerationConfig
 from workbench.engine import BatchResult, BatchRunner, RunnerSpec, Unit, execute, plan_batches
 from workbench.errors import ConfigError
 from workbench.evaluation import prompt_frame
-from workbench.metrics import METRICS, MetricOptions
+from workbench.metrics import METRICS, MetricOptions, metric_bounds
 from workbench.metrics.provenance import metric_provenance
 from workbench.metrics.registry import scorer_options
 from workbench.models import default_cache
@@ -54,8 +54,10 @@ ARM_SEED_STRIDE = 1_000_003  # with same_seeds=False, arm i uses seed + i * stri
 def compare_arms(rows: pd.DataFrame, control: str, *, metric: str = "clip_score", seed: int = 0) -> pd.DataFrame:
     """One row per arm against ``control`` (``stats.compare_groups`` by arm, the reference column named
     control): metric, arm, control, mean_diff, ci_low, ci_high, p_value, p_holm, win_rate, n_prompts,
-    min_detectable, prompts_needed."""
-    table = compare_groups(rows, by="arm", reference=control, metrics=(metric,), seed=seed)
+    n_differing, min_detectable, prompts_needed; the interval by the metric's range where the registry knows
+    it (``stats.bounded_ci``)."""
+    table = compare_groups(rows, by="arm", reference=control, metrics=(metric,), seed=seed,
+                           bounds=metric_bounds([metric]))  # fmt: skip
     if table.empty:
         raise ConfigError(
             f"an A/B test needs {metric} values for the control {control!r} and at least one other arm; "

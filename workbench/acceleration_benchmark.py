@@ -23,14 +23,14 @@ from workbench.engine import BATCH_WARMUP_STEPS, BatchResult, BatchRunner, Runne
 from workbench.errors import ConfigError
 from workbench.generation import as_backend
 from workbench.mag_cache import mag_ratios_for
-from workbench.metrics import MetricOptions, fidelity, image_scorers, set_metric_names
+from workbench.metrics import MetricOptions, fidelity, image_scorers, metric_bounds, set_metric_names
 from workbench.metrics.provenance import metric_provenance
 from workbench.metrics.registry import scorer_options
 from workbench.models import denoiser, denoiser_slot, separate_guidance_calls
 from workbench.plan import Plan
 from workbench.row import settings_hash
 from workbench.run_folder import RunFolder
-from workbench.stats import mean_ci
+from workbench.stats import difference_ci
 
 __all__ = [
     "TRANSFORMER_METHODS",
@@ -199,7 +199,9 @@ def benchmark_acceleration(
     changed at all, the warm-up's extra time over a warm call of the same shape (torch.compile's compile time
     where it is on), and per metric (the CLIP score with ``scorer``; any per-image metric of the registry in
     ``metrics``, e.g. "composition_all") its mean, its change against the baseline and that change's 95%
-    t-interval over the images (each paired with the baseline image of its prompt and seed). Given an
+    interval over the images (each paired with the baseline image of its prompt and seed;
+    ``stats.difference_ci``: by the metric's range where the registry knows it, so that a toggle that
+    changed no image's score still gets an interval, and none without a range). Given an
     ``output_dir``, the first round's images and rows go into that run folder.
     """
     per_set = set_metric_names(metrics)
@@ -280,7 +282,7 @@ def benchmark_acceleration(
     per_round["total"] *= per_round["images"]
     per_round = per_round.groupby(["config", "round"])[["images", "total", "denoiser"]].sum()
     per_image = per_round[["total", "denoiser"]].div(per_round["images"], axis=0).groupby("config").median()
-    base = per_image.loc[labels[0]]
+    base, bounds = per_image.loc[labels[0]], metric_bounds(names)
     baseline_rows = rows[rows["config"] == labels[0]].set_index(["prompt", "seed"])
     table = []
     for label, (acceleration, settings) in variants.items():
@@ -305,7 +307,8 @@ def benchmark_acceleration(
         }
         for name in names:  # the metric, and its change against the baseline image by image (paired)
             paired = mine.set_index(["prompt", "seed"])[name] - baseline_rows[name]
-            low, high = mean_ci(paired.dropna())
+            # the baseline against its own images: no change by construction, not by a sample
+            low, high = (0.0, 0.0) if label == labels[0] else difference_ci(paired.dropna(), bounds.get(name))
             entry |= {name: mine[name].mean(), f"{name}_delta": paired.mean(),
                       f"{name}_delta_ci_low": low, f"{name}_delta_ci_high": high}  # fmt: skip
         table.append(entry)

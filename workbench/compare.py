@@ -6,8 +6,9 @@
     2. check that each metric was produced alike in both (its provenance: version, checkpoint weights,
        preprocessing); refuse where not, unless ``allow_mismatch``
     3. pair their images per model on the (prompt_id, seed) units both runs have
-    4. per model and metric: the difference B - A per prompt (seeds averaged), its 95% CI, the Wilcoxon p,
-       Holm's adjustment across every model and metric (``stats.paired_statistics``, ``stats.holm``)
+    4. per model and metric: the difference B - A per prompt (seeds averaged), its 95% CI (by the metric's
+       range where the registry knows it: ``stats.bounded_ci``), the Wilcoxon p, Holm's adjustment across every
+       model and metric (``stats.paired_statistics``, ``stats.holm``)
     5. per model: latency as the ratio B / A of the median time per image, with its CI (lower is better)
     6. per model: how much each shared image changed (mean absolute pixel difference, 0-255)
     7. given a rating task on both runs (``ratings``): per model, people's preference for B's images over A's
@@ -32,7 +33,7 @@ from workbench.compare_report import COLUMNS, LATENCY, Check, ComparedRun, Compa
 from workbench.config import GenerationConfig
 from workbench.errors import ConfigError
 from workbench.latency import batch_latencies
-from workbench.metrics import METRICS
+from workbench.metrics import METRICS, metric_bounds
 from workbench.metrics.provenance import PAIRED_IGNORES, differences
 from workbench.ratings.preference import Preference, people_preferences
 from workbench.ratings.task import find_task
@@ -251,10 +252,12 @@ def _differences(units: pd.DataFrame, metrics: list[str], *, alpha: float, seed:
                 continue
             per_prompt = values.groupby("prompt_id")[["a", "b"]].mean()
             pairs.append((model, metric, (per_prompt["b"] - per_prompt["a"]).to_numpy(), len(values)))
-    rows = []
+    rows, bounds = [], metric_bounds(metrics)
     for model, metric, diff, n_units in pairs:
-        lower = metric in LOWER_IS_BETTER
-        statistics = paired_statistics(diff, seed=seed, alpha=alpha, comparisons=len(pairs), lower_is_better=lower)
+        statistics = paired_statistics(
+            diff, seed=seed, alpha=alpha, comparisons=len(pairs), lower_is_better=metric in LOWER_IS_BETTER,
+            bounds=bounds.get(metric),
+        )  # fmt: skip
         rows.append({"model_id": model, "metric": metric, **statistics, "ratio": math.nan, "n_units": n_units})
     for row, p_holm in zip(rows, holm([1.0 if pd.isna(r["p_value"]) else r["p_value"] for r in rows]), strict=True):
         row["p_holm"] = math.nan if pd.isna(row["p_value"]) else p_holm

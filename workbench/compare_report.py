@@ -29,7 +29,7 @@ __all__ = ["COLUMNS", "LATENCY", "Check", "ComparedRun", "Comparison"]
 LATENCY = "latency_ratio"  # the latency row's metric: median s/image of B over A
 COLUMNS = [
     "model_id", "metric", "mean_diff", "ratio", "ci_low", "ci_high", "p_value", "p_holm", "win_rate",
-    "n_prompts", "n_units", "change",
+    "n_prompts", "n_differing", "n_units", "change",
 ]  # fmt: skip
 _OPERATORS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 _THUMBNAIL = 256  # largest side of an image embedded in the report
@@ -83,11 +83,12 @@ class ComparedRun:
 @dataclass(frozen=True)
 class Comparison:
     """Run B against run A. ``rows``: one per model and metric (``COLUMNS``; mean_diff is B - A, ratio is
-    B / A for latency_ratio; change is "better", "worse" or ""); ``images``: one per shared unit with an
-    image in both runs (model_id, prompt_id, seed, prompt, pixel_diff, image_a, image_b); ``notes``: what a
-    reader must know (models in one run only, settings that differ, failed images); ``people``: per model and
-    question, people's preference for B over A from a rating task's votes (given one). A change is
-    "better" or "worse" where p_holm < alpha and the CI excludes 0, for latency_ratio where its CI excludes 1."""
+    B / A for latency_ratio; n_differing the prompts where B - A is not 0; change is "better", "worse" or "");
+    ``images``: one per shared unit with an image in both runs (model_id, prompt_id, seed, prompt, pixel_diff,
+    image_a, image_b); ``notes``: what a reader must know (models in one run only, settings that differ, failed
+    images); ``people``: per model and question, people's preference for B over A from a rating task's votes
+    (given one). A change is "better" or "worse" where p_holm < alpha and the CI excludes 0, for latency_ratio
+    where its CI excludes 1."""
 
     a: ComparedRun
     b: ComparedRun
@@ -120,14 +121,15 @@ class Comparison:
 
     def summary(self, checks: list[Check] | tuple[Check, ...] = ()) -> str:
         """The one-screen terminal view: the two runs, the notes, a table (model, metric, B - A or B / A, CI,
-        p_holm, prompts, and a flag: better, worse, REGRESSION) and people's verdict, given a rating task."""
+        p_holm, prompts (and how many differ, where some tie), and a flag: better, worse, REGRESSION) and people's
+        verdict, given a rating task."""
         lines = [f"A  {_describe(self.a)}", f"B  {_describe(self.b)}", *(f"note: {n}" for n in self.notes)]
         table = [["model", "metric", "B-A or B/A", "95% CI", "p_holm", "prompts", ""]]
         for row in self.rows.to_dict("records"):
             flag = " ".join(filter(None, [row["change"], "REGRESSION" if _failing(row, checks) else ""]))
             ci = f"[{_num(row['ci_low'])}, {_num(row['ci_high'])}]"
             p = "-" if pd.isna(row["p_holm"]) else format_p(row["p_holm"])
-            table.append([row["model_id"], row["metric"], _estimate(row), ci, p, str(row["n_prompts"]), flag])
+            table.append([row["model_id"], row["metric"], _estimate(row), ci, p, _prompts(row), flag])
         widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
         for r in table:
             cells = [
@@ -170,6 +172,12 @@ def _estimate(row: dict[str, Any]) -> str:
     if row["metric"] == LATENCY:
         return f"{_num(row['ratio'])}x"
     return "n/a" if pd.isna(row["mean_diff"]) else f"{'+' if row['mean_diff'] >= 0 else ''}{_num(row['mean_diff'])}"
+
+
+def _prompts(row: dict[str, Any]) -> str:
+    """The prompts compared, and how many of them differ where some tie: "16 (2 differ)"."""
+    differing = row["n_differing"]
+    return f"{row['n_prompts']}" + (f" ({int(differing)} differ)" if differing < row["n_prompts"] else "")
 
 
 def _failing(row: dict[str, Any], checks) -> bool:
@@ -225,7 +233,8 @@ def _report(comparison: Comparison, checks) -> str:
         + (f"<h2>Notes</h2><ul>{notes}</ul>" if notes else "")
         + "<h2>Differences</h2><p>Per model, over the (prompt, seed) units both runs made: seeds are averaged "
         "within a prompt and prompts are the paired units (the mean difference with a "
-        f"{e(describe_interval())}, Wilcoxon signed-rank p, Holm across models and metrics). Latency: the median "
+        f"{e(describe_interval(bounded=True))}, Wilcoxon signed-rank p, Holm across models and metrics; where "
+        "some prompts tie, the prompts column says how many differ). Latency: the median "
         "time per image of B over A, with a bootstrap CI "
         f"(lower is better). Checks: {e(', '.join(map(str, checks))) or 'none'}.</p>"
         f"<table><tr>{''.join(f'<th>{e(h)}</th>' for h in _HEADERS)}</tr>{_table_rows(comparison, checks)}</table>"
@@ -257,7 +266,7 @@ def _table_rows(comparison: Comparison, checks) -> str:
             "-" if pd.isna(row["p_value"]) else html.escape(format_p(row["p_value"])),
             "-" if pd.isna(row["p_holm"]) else html.escape(format_p(row["p_holm"])),
             "-" if pd.isna(row["win_rate"]) else f"{row['win_rate']:.0%}",
-            str(row["n_prompts"]),
+            _prompts(row),
             str(row["n_units"]),
         ]
         rows.append(

@@ -19,7 +19,7 @@ import pandas as pd
 from workbench.costs import Prices, load_prices, priced_gpu, self_hosting_cost
 from workbench.errors import ConfigError
 from workbench.latency import latency_summary
-from workbench.metrics import METRICS, MetricOptions
+from workbench.metrics import METRICS, MetricOptions, metric_bounds
 from workbench.metrics.sets import set_metric_notes
 from workbench.run_folder import RunFolder
 from workbench.stats import compare_groups, holm, mean_over_prompts, verdict
@@ -123,8 +123,9 @@ def paired_comparisons(
 ) -> pd.DataFrame:
     """Every model against ``reference`` (default the first), on each per-image metric (default: every one
     the rows have values of), prompt by prompt (seeds averaged): mean
-    difference with its CI, Wilcoxon p, Holm across models and metrics, win rate, prompts, and the smallest
-    difference the study could detect (``compare_groups``). A routed policy (rows with a ``routed_model_id``)
+    difference with its CI (by the metric's range where the registry knows it: ``stats.bounded_ci``), Wilcoxon
+    p, Holm across models and metrics, win rate, prompts (and those that differ), and the smallest difference
+    the study could detect (``compare_groups``). A routed policy (rows with a ``routed_model_id``)
     is also compared with every single model, so its quality stands against each model it chooses among.
     Models without a scored image are left out; without a scored reference the table is empty."""
     models = list(dict.fromkeys(df["model_id"]))
@@ -138,16 +139,20 @@ def paired_comparisons(
         return pd.DataFrame()
     ok = ok[ok["model_id"].isin(scored)]
     lower = [m for m in present if m in METRICS and not METRICS[m].higher_is_better]
+    bounds = metric_bounds(present)
     tables = [
-        compare_groups(ok, by="model_id", reference=reference, metrics=present, alpha=alpha, lower_is_better=lower)
+        compare_groups(
+            ok, by="model_id", reference=reference, metrics=present, alpha=alpha, lower_is_better=lower, bounds=bounds
+        )
     ]
     routed = set(ok.loc[ok.get("routed_model_id", pd.Series(index=ok.index)).notna(), "model_id"])
     for policy in (m for m in models if m in routed and m != reference):
         for other in (m for m in models if m in scored and m not in routed and m != reference):
             both = ok[ok["model_id"].isin([policy, other])]
             table = compare_groups(
-                both, by="model_id", reference=other, metrics=present, alpha=alpha, lower_is_better=lower
-            )
+                both, by="model_id", reference=other, metrics=present, alpha=alpha, lower_is_better=lower,
+                bounds=bounds,
+            )  # fmt: skip
             tables.append(table[table["model_id"] == policy])
     table = pd.concat(tables, ignore_index=True)
     table["p_holm"] = holm(table["p_value"].fillna(1.0))

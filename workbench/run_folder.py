@@ -59,7 +59,7 @@ IMAGES = "images"  # the run folder's PNGs
 # The columns of comparisons.json (one row per compared group and metric).
 COMPARISON_COLUMNS = [
     "metric", "model_id", "reference", "mean_diff", "ci_low", "ci_high", "p_value", "p_holm",
-    "win_rate", "n_prompts", "min_detectable", "prompts_needed",
+    "win_rate", "n_prompts", "n_differing", "min_detectable", "prompts_needed",
 ]  # fmt: skip
 
 

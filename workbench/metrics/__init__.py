@@ -12,6 +12,7 @@ from workbench.metrics.registry import (
     image_metric_names,
     image_scorers,
     metric,
+    metric_bounds,
     register_metric,
     set_metric_names,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "image_metric_names",
     "image_scorers",
     "metric",
+    "metric_bounds",
     "register_metric",
     "set_metric_names",
 ]

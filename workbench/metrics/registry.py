@@ -10,7 +10,7 @@ Scorers are built from names and plain-data ``MetricOptions``, so a worker proce
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
 
@@ -29,6 +29,7 @@ __all__ = [
     "image_metric_names",
     "image_scorers",
     "metric",
+    "metric_bounds",
     "rebuildable",
     "register_metric",
     "scorer_options",
@@ -77,7 +78,11 @@ class Metric:
     ``scorer`` name share one scorer. Its provenance (``workbench.metrics.provenance``): ``version``, bumped
     whenever its values change for the same images; ``weights``, the ``MetricOptions`` field naming its
     checkpoint (None: no weights); ``preprocessing``, what is done to images and prompts before scoring. A
-    per-set metric also says how it is estimated (``estimator``) and how that behaves at small n (``bias``)."""
+    per-set metric also says how it is estimated (``estimator``) and how that behaves at small n (``bias``).
+    ``bounds``: the range (low, high) of a per-image metric whose every value lies in it and whose changes
+    can span it (a share: composition), so that paired differences get ``stats.bounded_ci``; None where no
+    such range is known (a CLIP score's formal 0 to 100 is far wider than any change seen, and would bound
+    nothing)."""
 
     name: str
     kind: str
@@ -93,6 +98,7 @@ class Metric:
     preprocessing: str | None = None
     estimator: str | None = None
     bias: str | None = None
+    bounds: tuple[float, float] | None = None
 
     def note_for(self, options: MetricOptions) -> str | None:
         """What a reader of the report should know about this metric with ``options`` (an offline stand-in)."""
@@ -158,10 +164,12 @@ for _entry in (
         "composition", "image", "GenEval-style: the share of the prompt's attributes the judge reads right", True,
         (NEEDS_TRUTH,), "composition", _composition, "share of attributes",
         lambda options: "judged by pixel rules that share no weights with any CLIP", preprocessing=_JUDGED,
+        bounds=(0.0, 1.0),
     ),
     Metric(
         "composition_all", "image", "GenEval-style: 1 when the judge reads every attribute of the prompt right",
         True, (NEEDS_TRUTH,), "composition", _composition, "share of images", preprocessing=_JUDGED,
+        bounds=(0.0, 1.0),
     ),
     Metric(
         "pickscore", "image", "PickScore: logit_scale x cos(image, prompt) of a preference-tuned CLIP", True,
@@ -211,6 +219,12 @@ def _names(names: Sequence[str]) -> list[str]:
     if len(set(names)) < len(names):
         raise ConfigError(f"metrics must not repeat, got {list(names)}", "metrics")
     return list(names)
+
+
+def metric_bounds(names: Iterable[str]) -> dict[str, tuple[float, float]]:
+    """The ranges (``Metric.bounds``) of the registered metrics among ``names`` that have one; other names
+    (unregistered columns such as latency_s) are left out."""
+    return {name: METRICS[name].bounds for name in names if name in METRICS and METRICS[name].bounds is not None}
 
 
 def image_metric_names(names: Sequence[str]) -> list[str]:

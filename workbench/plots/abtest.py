@@ -70,14 +70,15 @@ def ab_image_grid(result, prompt_id: str | None = None, *, scale: int = 2) -> Im
     return image_grid(images, cols=len(seeds), scale=scale, labels=labels)
 
 
-def _ab_verdict_note() -> str:
-    """What the A/B verdict reports, naming the interval ``stats`` computes for its comparisons."""
+def _ab_verdict_note(metric: str) -> str:
+    """What the A/B verdict on ``metric`` reports, naming the interval ``stats`` computes for its comparisons."""
+    from workbench.metrics import metric_bounds
     from workbench.stats import describe_interval
 
     return (
         "Each arm against the control: the mean paired difference over prompts (seeds averaged within a prompt "
-        f"first) with a {describe_interval()}, the Wilcoxon signed-rank p-value (Holm-adjusted across arms), and "
-        "the win rate."
+        f"first) with a {describe_interval(bounded=bool(metric_bounds([metric])))}, the Wilcoxon signed-rank "
+        "p-value (Holm-adjusted across arms), and the win rate."
     )
 
 
@@ -92,7 +93,7 @@ def ab_report(result, *, n_prompts: int = 3, show=None) -> list:
     if show is None:
         from IPython.display import display as show
     parts: list = [
-        Markdown(f"## Verdict\n\n{_ab_verdict_note()}"),
+        Markdown(f"## Verdict\n\n{_ab_verdict_note(result.metric)}"),
         Pretty(result.verdict),
         result.comparisons.style.format(precision=3).hide(axis="index"),
         result.summary.style.format(precision=2).hide(axis="index"),

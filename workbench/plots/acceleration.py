@@ -108,7 +108,7 @@ def acceleration_table(table: pd.DataFrame, metrics: Sequence[str]):
         changes = rows[[f"{metric}_delta", f"{metric}_delta_ci_low", f"{metric}_delta_ci_high"]]
         quality[(metric, "mean")] = rows[metric]
         quality[(metric, "change [95% CI]")] = [
-            "n/a" if pd.isna(change) else f"{change:+.3f} [{low:+.3f}, {high:+.3f}]"
+            "n/a" if pd.isna(change) else f"{change:+.3f}" + ("" if pd.isna(low) else f" [{low:+.3f}, {high:+.3f}]")
             for change, low, high in changes.itertuples(index=False)
         ]
     headers = [  # wrapped: a header or a config label takes a few lines rather than the page's width
