@@ -34,3 +34,24 @@ def test_the_judge_and_the_toy_clip_are_measured_against_the_readings():
     summary = readings.readings_summary(result)
     assert list(summary["attribute"]) == list(scenes.ATTRIBUTES) and isinstance(summary, pd.DataFrame)
     assert 0 < result["composition_all"]["share"] <= 1
+
+
+def test_a_disagreement_without_a_third_look_or_a_third_look_without_one_is_refused(tmp_path):
+    import shutil
+
+    import pytest
+
+    from workbench.errors import ConfigError
+
+    folder = shutil.copytree(readings.READINGS, tmp_path / "readings")
+    third = pd.read_csv(folder / "readings" / "third-look.csv")
+    third.iloc[1:].to_csv(folder / "readings" / "third-look.csv", index=False)
+    with pytest.raises(ConfigError, match="no third look decides"):
+        readings.readings_table(folder)
+    table = readings.readings_table()
+    agreed = table[table["shape_agreed"]].iloc[0]
+    sheet, number = (int(v) for v in agreed["place"].split("/"))
+    extra = pd.DataFrame([{"sheet": sheet, "number": number, "attribute": "shape", "decision": "circle"}])
+    pd.concat([third, extra]).to_csv(folder / "readings" / "third-look.csv", index=False)
+    with pytest.raises(ConfigError, match="decides where the readers agreed"):
+        readings.readings_table(folder)

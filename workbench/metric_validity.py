@@ -285,7 +285,7 @@ def validity_records(table: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def save_validity(
-    output_dir: str | Path, table: pd.DataFrame, judge: dict[str, float], rows: pd.DataFrame, rungs: pd.DataFrame
+    output_dir: str | Path, table: pd.DataFrame, judge: dict[str, Any], rows: pd.DataFrame, rungs: pd.DataFrame
 ) -> None:
     """validity.json (``validity_records``), judge.json (``rendered``: ``{attribute: accuracy}`` on rendered
     scenes; ``read_by_eye``: ``readings.judge_against_readings``, on generated images read by eye), and

@@ -18,22 +18,24 @@ import csv
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
-from scipy.stats import binomtest
 
 from workbench.config import GenerationConfig
+from workbench.errors import ConfigError
 from workbench.evaluation import ModelEvaluator
 from workbench.metric_validity import ladder, run_ladder, toy_prompts
 from workbench.models import TOYWORLD_DIR
 from workbench.ratings.sheets import contact_sheets, import_readings
+from workbench.ratings.single_images import over_prompts
 from workbench.ratings.task import RatingTask, rating_task
 from workbench.ratings.votes import VoteStore
 from workbench.resources import data_path
 from workbench.run_folder import RunFolder
 from workbench.toyworld import scenes
 from workbench.toyworld.captions import parse_prompt
-from workbench.toyworld.judge import ToyJudge, read_image
+from workbench.toyworld.judge import ToyJudge, judge_images, read_image
 
 __all__ = ["DIT_IMAGES", "LADDER", "PER_RUNG", "QUESTIONS", "judge_against_readings", "make", "reader_agreement",
            "readings_summary", "readings_table", "reference_sheet"]  # fmt: skip
@@ -69,15 +71,19 @@ def make(folder: str | Path) -> RatingTask:
 
 
 def readings_table(folder: str | Path = READINGS) -> pd.DataFrame:
-    """One row per image read: where it was made (``run``, ``image_path``, ``model_id``, ``prompt``, ``steps``,
-    ``guidance``), each reader's reading per attribute (``<attribute>_<reader>``), whether the two readers agreed
-    (``<attribute>_agreed``) and the ``<attribute>`` read in the end: the readers' shared answer, else the third
-    look's (``readings/third-look.csv``)."""
+    """One row per image read: its ``place`` on the sheets ("sheet/number"), where it was made (``run``,
+    ``image_path``, ``model_id``, ``prompt``, ``steps``, ``guidance``), each reader's reading per attribute
+    (``<attribute>_<reader>``), whether the two readers agreed (``<attribute>_agreed``) and the ``<attribute>``
+    read in the end: the readers' shared answer, else the third look's (``readings/third-look.csv``, which must
+    decide every disagreement and nothing else)."""
     folder = Path(folder)
     task = RatingTask(folder / "ratings" / TASK_ID)
     with open(folder / "sheets" / "sheets.csv", newline="") as fh:
         place = {row["item_id"]: (int(row["sheet"]), int(row["number"])) for row in csv.DictReader(fh)}
-    third = pd.read_csv(folder / "readings" / "third-look.csv").set_index(["sheet", "number", "attribute"])
+    third = pd.read_csv(folder / "readings" / "third-look.csv")
+    decided = {(int(r.sheet), int(r.number), r.attribute): r.decision for r in third.itertuples()}
+    if len(decided) != len(third):
+        raise ConfigError("third-look.csv decides one image's attribute more than once", "readings")
     said = {(v.rater, v.item_id, v.question): v.answer for v in VoteStore(task).votes()}
     runs = {RunFolder(path).run_id: path for path in sorted((folder / "runs").iterdir()) if path.is_dir()}
     made = {run_id: RunFolder(path).results().set_index("image_path") for run_id, path in runs.items()}
@@ -85,39 +91,51 @@ def readings_table(folder: str | Path = READINGS) -> pd.DataFrame:
     for item in task.items.values():
         run_id, image_path = item.made[0].split("/", 1)
         row = made[run_id].loc[image_path]
-        entry = {"item_id": item.item_id, "run": run_id, "image": str(runs[run_id] / image_path),
+        entry = {"item_id": item.item_id, "place": "/".join(map(str, place[item.item_id])), "run": run_id,
+                 "image": str(runs[run_id] / image_path),
                  "image_path": image_path, "model_id": row["model_id"], "prompt": row["prompt"],
                  "steps": row["steps"], "guidance": row["guidance"]}  # fmt: skip
         for attribute in scenes.ATTRIBUTES:
-            answers = [said[(reader, item.item_id, attribute)] for reader in READERS]
+            answers = [said.get((reader, item.item_id, attribute)) for reader in READERS]
+            if None in answers:
+                raise ConfigError(f"image {place[item.item_id]} has no {attribute} reading from each of {READERS}")
             entry |= {f"{attribute}_{reader}": answer for reader, answer in zip(READERS, answers, strict=True)}
             entry[f"{attribute}_agreed"] = answers[0] == answers[1]
-            entry[attribute] = (
-                answers[0] if answers[0] == answers[1] else third.loc[(*place[item.item_id], attribute), "decision"]
-            )
+            key = (*place[item.item_id], attribute)
+            if answers[0] != answers[1] and key not in decided:
+                raise ConfigError(f"the readers disagree on {attribute} of image {key[:2]}: no third look decides")
+            entry[attribute] = answers[0] if answers[0] == answers[1] else decided.pop(key)
         rows.append(entry)
+    if decided:
+        raise ConfigError(f"third-look.csv decides where the readers agreed: {sorted(decided)[:3]}", "readings")
     return pd.DataFrame(rows)
 
 
 def reader_agreement(table: pd.DataFrame) -> pd.DataFrame:
     """Per attribute, how far the two readers agree (``readings_table``'s rows): the share of images read alike,
-    Cohen's kappa, and the disagreements the third look settled."""
+    Cohen's kappa (also on the images neither called unreadable, which that answer's agreement does not lift),
+    and the disagreements the third look settled."""
     from sklearn.metrics import cohen_kappa_score
 
     rows = []
     for attribute in scenes.ATTRIBUTES:
         first, second = (table[f"{attribute}_{reader}"] for reader in READERS)
+        readable = (first != UNREADABLE) & (second != UNREADABLE)
         rows.append({"attribute": attribute, "agreement": float((first == second).mean()),
-                     "kappa": float(cohen_kappa_score(first, second)), "disagreements": int((first != second).sum()),
+                     "kappa": float(cohen_kappa_score(first, second)),
+                     "kappa_both_readable": float(cohen_kappa_score(first[readable], second[readable])),
+                     "disagreements": int((first != second).sum()),
                      "unreadable_after_third_look": int((table[attribute] == UNREADABLE).sum())})  # fmt: skip
     return pd.DataFrame(rows)
 
 
 def judge_against_readings(folder: str | Path = READINGS, *, clip_dir: str | Path | None = None) -> dict[str, Any]:
     """The pixel judge (and the toy CLIP's zero-shot reading, ``ToyJudge``) against the readings: per attribute,
-    accuracy with its 95% interval (Wilson) on the images both readers read alike, and on every image after the
-    third look, leaving out those read ``unreadable`` (counted); the judge's "unsure" (no reading) counts as
-    wrong. And ``composition_all`` against "every attribute the prompt names is what the readers saw"."""
+    accuracy with its 95% interval over resampled prompts on the images both readers read alike, and on every
+    image after the third look, leaving out those read ``unreadable`` (counted); the judge's "unsure" (no
+    reading) counts as wrong there and is counted. And ``composition_all`` against "every attribute the prompt
+    names is what the readers saw", on the images the readers could read and the judge was sure of (the others
+    counted)."""
     table = readings_table(folder)
     images = [Image.open(path).convert("RGB") for path in table["image"]]
     agreement = reader_agreement(table).set_index("attribute")
@@ -131,17 +149,21 @@ def judge_against_readings(folder: str | Path = READINGS, *, clip_dir: str | Pat
         for name, chosen in (("agreed", readable & table[f"{attribute}_agreed"]), ("adjudicated", readable)):
             truth = table.loc[chosen, attribute]
             for reader, readings in (("judge", pixel), ("toy_clip", clip)):
-                right = [readings[i][attribute] == value for i, value in truth.items()]
-                entry[f"{reader}_{name}"] = _share(sum(right), len(right))
+                right = [float(readings[i][attribute] == value) for i, value in truth.items()]
+                entry[f"{reader}_{name}"] = _share(right, table.loc[chosen, "prompt"])
             entry[f"judge_unsure_{name}"] = int(sum(pixel[i][attribute] is None for i in truth.index))
         result["attributes"][attribute] = entry
-    agree = []
-    for i, row in table.iterrows():
-        expected = parse_prompt(row["prompt"]).attributes
-        by_readers = all(row[a] == v for a, v in expected.items())
-        by_judge = all(pixel[i][a] == v for a, v in expected.items())
-        agree.append(by_readers == by_judge)
-    result["composition_all"] = _share(sum(agree), len(agree))
+    agree, prompts, unreadable, unsure = [], [], 0, 0
+    for row, judgement in zip(table.itertuples(), judge_images(images, list(table["prompt"])), strict=True):
+        expected = parse_prompt(row.prompt).attributes
+        if any(getattr(row, a) == UNREADABLE for a in expected):  # the readers cannot say: neither right nor wrong
+            unreadable += 1
+        elif judgement.composition_all is None or any(j.read is None for j in judgement.attributes.values()):
+            unsure += 1
+        else:
+            agree.append(float(judgement.composition_all == all(getattr(row, a) == v for a, v in expected.items())))
+            prompts.append(row.prompt)
+    result["composition_all"] = {**_share(agree, prompts), "unreadable": unreadable, "judge_unsure": unsure}
     return result
 
 
@@ -158,17 +180,24 @@ def readings_summary(result: dict[str, Any]) -> pd.DataFrame:
         rows.append({"attribute": attribute, "judge (readers agree)": said(entry["judge_agreed"]),
                      "judge (after third look)": said(entry["judge_adjudicated"]),
                      "toy CLIP (readers agree)": said(entry["toy_clip_agreed"]),
-                     "unreadable": entry["unreadable"], "readers disagreed": entry["readers_disagreed"],
+                     "judge unsure": entry["judge_unsure_adjudicated"], "unreadable": entry["unreadable"],
+                     "readers disagreed": entry["readers_disagreed"],
                      "readers' kappa": round(entry["kappa"], 3)})  # fmt: skip
     return pd.DataFrame(rows)
 
 
-def _share(hits: int, n: int) -> dict[str, Any]:
-    """A share with its Wilson 95% interval."""
-    if n == 0:
-        return {"share": None, "ci_low": None, "ci_high": None, "n": 0}
-    interval = binomtest(hits, n).proportion_ci(0.95, method="wilson")
-    return {"share": hits / n, "ci_low": float(interval.low), "ci_high": float(interval.high), "n": n}
+def _share(right: list[float], prompts: Any, draws: int = 1000) -> dict[str, Any]:
+    """The share right with its 95% interval over resampled prompts: the ladder's rungs share their prompts, so
+    one scene's images are not independent readings (all right: Clopper–Pearson's bound over the prompts)."""
+    if not right:
+        return {"share": None, "ci_low": None, "ci_high": None, "n": 0, "prompts": 0}
+    frame = pd.DataFrame({"prompt_id": list(prompts), "right": right})
+    low, high = over_prompts(frame, "right", np.random.default_rng(0), draws)
+    if low == high:  # all right (or all wrong): resampling cannot vary it; Clopper–Pearson over the prompts instead
+        bound = 0.025 ** (1 / frame["prompt_id"].nunique())
+        low, high = (bound, 1.0) if right[0] else (0.0, 1 - bound)
+    return {"share": float(np.mean(right)), "ci_low": low, "ci_high": high, "n": len(right),
+            "prompts": int(frame["prompt_id"].nunique())}  # fmt: skip
 
 
 def reference_sheet(path: str | Path, scale: int = 4) -> Path:
