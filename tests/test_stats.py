@@ -417,6 +417,7 @@ def test_verdict_says_when_the_interval_rests_on_few_prompts_that_differ():
         "known range to bound a difference none of them showed: no interval"
     )
     two = line([-1.0, -0.5] + [0.0] * 14)
+    assert "could detect" not in line([-0.01] + [0.0] * 15)  # one prompt's change says nothing of the others' spread
     assert two.endswith(
         "; the interval rests on 2 prompts that differ (14 tie), and the signed-rank test, which leaves ties out, "
         "cannot reach p < 0.05 on fewer than 6"

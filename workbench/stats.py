@@ -564,7 +564,8 @@ def verdict(
                 f"no significant difference between {group} and {reference}: {group} - {reference} = "
                 f"{fmt(diff, sign=True)} {unit}, 95% CI [{fmt(low)}, {fmt(high)}], {tail}"
             )
-            if np.isfinite(row["min_detectable"]):
+            if np.isfinite(row["min_detectable"]) and row["n_differing"] >= min(row["n_prompts"], floor):
+                # a few prompts that differ say nothing of the spread of the others: no power figure from them
                 line += f"; this study could detect differences of about {fmt(row['min_detectable'])} {unit} or more"
         over = f" over {count} comparisons" if count > 1 else ""
         n, differing = row["n_prompts"], row["n_differing"]
