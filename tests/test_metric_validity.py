@@ -77,7 +77,11 @@ def test_the_validity_notebook_runs_headlessly_and_writes_its_tables(tmp_path):
     assert [r["metric"] for r in validity] == [
         "clip_score", "composition", "composition_all", "pickscore", "fid", "kid", "cmmd",
     ]  # fmt: skip
-    assert all(set(r) == {"metric", "kendall_tau", "auc_wrong", "prompts_needed"} for r in validity)
+    keys = {"metric", "kendall_tau", "auc_wrong", "prompts_needed", "auc_wrong_readings", "readings_ci_low",
+            "readings_ci_high"}  # fmt: skip
+    assert all(set(r) == keys for r in validity)
+    assert all(0 <= by["auc_wrong_readings"] <= 1 for by in validity if by["metric"] in ("clip_score", "pickscore"))
+    assert all(by["auc_wrong_readings"] is None for by in validity if by["metric"] in ("fid", "kid", "cmmd"))
     by_metric = {r["metric"]: r for r in validity}
     assert by_metric["composition_all"]["kendall_tau"] == 1.0  # the judge against itself
     assert all(by_metric[m]["auc_wrong"] is None for m in ("fid", "kid", "cmmd"))

@@ -55,3 +55,9 @@ def test_a_disagreement_without_a_third_look_or_a_third_look_without_one_is_refu
     pd.concat([third, extra]).to_csv(folder / "readings" / "third-look.csv", index=False)
     with pytest.raises(ConfigError, match="decides where the readers agreed"):
         readings.readings_table(folder)
+
+
+def test_a_metric_is_measured_against_the_readers_without_the_judge():
+    table = readings.validity_against_readings(["composition_all"], draws=20).iloc[0]
+    assert table["metric"] == "composition_all" and 0 < table["readings_wrong"] < table["readings_images"]
+    assert table["readings_ci_low"] <= table["auc_wrong_readings"] <= table["readings_ci_high"]

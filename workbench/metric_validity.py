@@ -51,6 +51,7 @@ __all__ = [
     "run_ladder",
     "rung_table",
     "save_validity",
+    "stratified_auc",
     "toy_prompts",
     "validity",
     "validity_records",
@@ -188,7 +189,7 @@ def rung_table(rows: pd.DataFrame, root: str | Path, metrics: Sequence[str], opt
     return table.sort_values("judge", ascending=False).rename_axis("rung").reset_index()
 
 
-def _auc(scores: np.ndarray, right: np.ndarray, strata: np.ndarray) -> float | None:
+def stratified_auc(scores: np.ndarray, right: np.ndarray, strata: np.ndarray) -> float | None:
     """P(a right image's score > a wrong one's of the same stratum (rung)) + half the ties: the Mann-Whitney U
     summed over strata over the right x wrong pairs there. None without such a pair."""
     u = pairs = 0.0
@@ -247,7 +248,7 @@ def validity(
                 column = table[rung].to_numpy(dtype=float)
                 return float(np.nanmean(column if chosen is None else column[[position[p] for p in chosen]]))
 
-            auc = _auc(sign * rows[name].to_numpy(dtype=float), right, rows["rung"].to_numpy())
+            auc = stratified_auc(sign * rows[name].to_numpy(dtype=float), right, rows["rung"].to_numpy())
         else:
             value = set_measures[name].value
             auc = None
@@ -279,8 +280,10 @@ def validity(
 
 
 def validity_records(table: pd.DataFrame) -> list[dict[str, Any]]:
-    """validity.json's list: ``{metric, kendall_tau, auc_wrong, prompts_needed}`` per metric (null for none)."""
+    """validity.json's list: ``{metric, kendall_tau, auc_wrong, prompts_needed}`` per metric (null for none), and
+    ``auc_wrong_readings`` with its interval where the table has it (``readings.validity_against_readings``)."""
     keys = ["metric", "kendall_tau", "auc_wrong", "prompts_needed"]
+    keys += [k for k in ("auc_wrong_readings", "readings_ci_low", "readings_ci_high") if k in table]
     return [{k: (None if pd.isna(row[k]) else row[k]) for k in keys} for row in table.to_dict("records")]
 
 

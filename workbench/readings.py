@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,9 @@ from PIL import Image, ImageDraw
 from workbench.config import GenerationConfig
 from workbench.errors import ConfigError
 from workbench.evaluation import ModelEvaluator
-from workbench.metric_validity import ladder, run_ladder, toy_prompts
+from workbench.metric_validity import ladder, run_ladder, stratified_auc, toy_prompts
+from workbench.metrics import METRICS
+from workbench.metrics.registry import MetricOptions, image_metric_names, image_scorers
 from workbench.models import TOYWORLD_DIR
 from workbench.ratings.sheets import contact_sheets, import_readings
 from workbench.ratings.single_images import over_prompts
@@ -38,7 +41,7 @@ from workbench.toyworld.captions import parse_prompt
 from workbench.toyworld.judge import ToyJudge, judge_images, read_image
 
 __all__ = ["DIT_IMAGES", "LADDER", "PER_RUNG", "QUESTIONS", "judge_against_readings", "make", "reader_agreement",
-           "readings_summary", "readings_table", "reference_sheet"]  # fmt: skip
+           "readings_summary", "readings_table", "reference_sheet", "validity_against_readings"]  # fmt: skip
 
 LADDER = (("toyworld/sd-small", "toyworld/sd-base"), (1, 2, 4, 8, 20), (1.0, 5.0))
 PER_RUNG, DIT_IMAGES = 20, 60
@@ -153,18 +156,64 @@ def judge_against_readings(folder: str | Path = READINGS, *, clip_dir: str | Pat
                 entry[f"{reader}_{name}"] = _share(right, table.loc[chosen, "prompt"])
             entry[f"judge_unsure_{name}"] = int(sum(pixel[i][attribute] is None for i in truth.index))
         result["attributes"][attribute] = entry
-    agree, prompts, unreadable, unsure = [], [], 0, 0
-    for row, judgement in zip(table.itertuples(), judge_images(images, list(table["prompt"])), strict=True):
-        expected = parse_prompt(row.prompt).attributes
-        if any(getattr(row, a) == UNREADABLE for a in expected):  # the readers cannot say: neither right nor wrong
-            unreadable += 1
-        elif judgement.composition_all is None or any(j.read is None for j in judgement.attributes.values()):
+    agree, prompts, unsure = [], [], 0
+    readable, right = _seen(table)  # an image the readers cannot read is neither right nor wrong
+    judgements = judge_images(images, list(table["prompt"]))
+    for index in np.flatnonzero(readable):
+        judgement = judgements[index]
+        if judgement.composition_all is None or any(j.read is None for j in judgement.attributes.values()):
             unsure += 1
         else:
-            agree.append(float(judgement.composition_all == all(getattr(row, a) == v for a, v in expected.items())))
-            prompts.append(row.prompt)
-    result["composition_all"] = {**_share(agree, prompts), "unreadable": unreadable, "judge_unsure": unsure}
+            agree.append(float(judgement.composition_all == right[index]))
+            prompts.append(table["prompt"].iloc[index])
+    result["composition_all"] = {**_share(agree, prompts), "unreadable": int((~readable).sum()), "judge_unsure": unsure}
     return result
+
+
+def validity_against_readings(
+    metrics: Sequence[str], options: MetricOptions | None = None, folder: str | Path = READINGS, *,
+    draws: int = 200, seed: int = 0,
+) -> pd.DataFrame:  # fmt: skip
+    """Per per-image metric among ``metrics``: ``auc_wrong_readings``, the chance that an image the readers found
+    right (every attribute its prompt names seen) scores above one they found wrong made by the same rung (model,
+    steps and guidance), pooled over rungs, ties half (``metric_validity.stratified_auc``), with a 95% interval
+    over resampled prompts. Images with a prompted attribute read ``unreadable`` are left out. The judge plays
+    no part: the images are scored afresh with each metric."""
+    table = readings_table(folder)
+    readable, right = _seen(table)
+    table, right = table[readable].reset_index(drop=True), right[readable]
+    rung = (table["model_id"] + " " + table["steps"].astype(str) + " " + table["guidance"].astype(str)).to_numpy()
+    images = [Image.open(path).convert("RGB") for path in table["image"]]
+    scores: dict[str, list[Any]] = {}
+    for scorer in image_scorers(metrics, options):
+        scores |= scorer.score_columns(images, list(table["prompt"]))
+    prompts = table["prompt"].to_numpy()
+    groups = {prompt: np.flatnonzero(prompts == prompt) for prompt in np.unique(prompts)}
+    rng, rows = np.random.default_rng(seed), []
+    for name in image_metric_names(metrics):
+        values = (1.0 if METRICS[name].higher_is_better else -1.0) * np.asarray(scores[name], dtype=float)
+        drawn = []
+        for _ in range(draws):
+            chosen = np.concatenate([groups[p] for p in rng.choice(list(groups), len(groups))])
+            auc = stratified_auc(values[chosen], right[chosen], rung[chosen])
+            if auc is not None:
+                drawn.append(auc)
+        low, high = np.quantile(drawn, [0.025, 0.975]) if drawn else (np.nan, np.nan)
+        rows.append({"metric": name, "auc_wrong_readings": stratified_auc(values, right, rung),
+                     "readings_ci_low": float(low), "readings_ci_high": float(high),
+                     "readings_images": len(table), "readings_wrong": int((~right).sum())})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _seen(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Per image: whether the readers could read every attribute its prompt names, and whether they saw each one
+    as the prompt names it."""
+    readable, right = [], []
+    for row in table.itertuples():
+        expected = parse_prompt(row.prompt).attributes
+        readable.append(all(getattr(row, a) != UNREADABLE for a in expected))
+        right.append(all(getattr(row, a) == value for a, value in expected.items()))
+    return np.array(readable), np.array(right)
 
 
 def readings_summary(result: dict[str, Any]) -> pd.DataFrame:
