@@ -115,3 +115,15 @@ def test_an_unknown_training_phase_is_refused_with_the_known_ones(tmp_path):
     assert {"clip", "vae", "clip-vision", "sd-small", "sd-base", "dit-small"} <= set(phase_trainers())
     with pytest.raises(ConfigError, match=r"unknown training phase 'unet'; phases: .*'sd-base'"):
         _run_phase(("unet", tmp_path, TrainSettings(), None))
+
+
+def test_a_degraded_render_is_the_same_size_reproducible_from_its_seed_and_changed():
+    from workbench.toyworld.degrade import degrade
+
+    scene = scenes.Scene("square", "blue", "white", "large", "left", "plain")
+    clean = scenes.render(scene)
+    first, second = (degrade(clean, np.random.default_rng(3)) for _ in range(2))
+    assert first.size == clean.size and first.mode == "RGB"
+    assert np.array_equal(np.asarray(first), np.asarray(second))  # the same seed, the same image
+    change = np.abs(np.asarray(first, dtype=float) - np.asarray(clean, dtype=float))
+    assert 0 < change.mean() < 40  # changed, and still the same scene
