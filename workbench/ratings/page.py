@@ -123,8 +123,9 @@ def create_rating_app(task: RatingTask | str | Path) -> FastAPI:
 
     @app.get("/api/next")
     def next_item(name: str = signed_in) -> dict:
-        view = next_view(task, name)
-        done, total = progress(task, name)
+        answered = store.answered(name)  # read once for both
+        view = next_view(task, name, answered)
+        done, total = progress(task, name, answered)
         return {"item": view.to_dict() if view else None, "done": done, "total": total, "kind": task.kind}
 
     @app.get("/api/image/{image_id}")

@@ -20,17 +20,19 @@ from workbench.ratings.votes import VoteStore
 __all__ = ["next_view", "progress"]
 
 
-def progress(task: RatingTask, rater: str) -> tuple[int, int]:
-    """Items the rater has answered every question of, and the items there are."""
-    answered = VoteStore(task).answered(rater)
+def progress(task: RatingTask, rater: str, answered: set[tuple[str, str]] | None = None) -> tuple[int, int]:
+    """Items the rater has answered every question of, and the items there are; ``answered``: the rater's
+    answered (item, question) pairs, where the caller has read them already."""
+    answered = VoteStore(task).answered(rater) if answered is None else answered
     order = task.order(rater)
     return sum(all((v.item_id, q.id) in answered for q in v.questions) for v in order), len(order)
 
 
-def next_view(task: RatingTask, rater: str) -> View | None:
-    """The item ``rater`` sees next, with only its questions still open; None when they have answered all."""
+def next_view(task: RatingTask, rater: str, answered: set[tuple[str, str]] | None = None) -> View | None:
+    """The item ``rater`` sees next, with only its questions still open; None when they have answered all
+    (``answered`` as for ``progress``)."""
     store = VoteStore(task)
-    answered = store.answered(rater)
+    answered = store.answered(rater) if answered is None else answered
     order = task.order(rater)
     remaining = []
     for view in order:

@@ -58,10 +58,11 @@ class RatingPanel:
 
     def show_next(self) -> None:
         """Show the next question the rater has not answered (``schedule.next_view``); or that they are done."""
-        done, total = progress(self.task, self.rater)
+        answered = self.store.answered(self.rater)  # read once for both
+        done, total = progress(self.task, self.rater, answered)
         self.progress.value = done
         self.status.value = f"{done} of {total}"
-        self.view = next_view(self.task, self.rater)
+        self.view = next_view(self.task, self.rater, answered)
         if self.view is None:
             self.question = None
             self.prompt.value, self.asked.value = "<b>All done: thank you.</b>", ""
