@@ -36,6 +36,7 @@ from workbench.ratings.task import RatingTask, rating_task
 from workbench.ratings.votes import VoteStore
 from workbench.resources import data_path
 from workbench.run_folder import RunFolder
+from workbench.stats import unanimous_bound
 from workbench.toyworld import scenes
 from workbench.toyworld.captions import parse_prompt
 from workbench.toyworld.judge import ToyJudge, judge_images, read_image
@@ -243,7 +244,7 @@ def _share(right: list[float], prompts: Any, draws: int = 1000) -> dict[str, Any
     frame = pd.DataFrame({"prompt_id": list(prompts), "right": right})
     low, high = over_prompts(frame, "right", np.random.default_rng(0), draws)
     if low == high:  # all right (or all wrong): resampling cannot vary it; Clopper–Pearson over the prompts instead
-        bound = 0.025 ** (1 / frame["prompt_id"].nunique())
+        bound = unanimous_bound(frame["prompt_id"].nunique())
         low, high = (bound, 1.0) if right[0] else (0.0, 1 - bound)
     return {"share": float(np.mean(right)), "ci_low": low, "ci_high": high, "n": len(right),
             "prompts": int(frame["prompt_id"].nunique())}  # fmt: skip

@@ -104,6 +104,7 @@ __all__ = [
     "paired_statistics",
     "per_prompt",
     "ratio_of_medians",
+    "unanimous_bound",
     "verdict",
 ]
 
@@ -315,6 +316,12 @@ def _positive(values: Sequence[float], name: str) -> np.ndarray:
 
 
 # --- tests and power --------------------------------------------------------------------------------
+
+
+def unanimous_bound(n, level: float = 0.95):
+    """Clopper–Pearson's lower bound for a share seen ``n`` times out of ``n`` (1 minus it: the upper bound for 0
+    out of ``n``), where resampling the outcomes cannot vary them; ``n`` may be an array."""
+    return ((1 - level) / 2) ** (1 / n)
 
 
 def holm(p_values: Sequence[float]) -> list[float]:

@@ -34,7 +34,7 @@ from workbench.ratings.single_images import analyze_single_images, over_prompts
 from workbench.ratings.task import SKIP, RatingTask
 from workbench.ratings.votes import VoteStore
 from workbench.run_folder import json_records
-from workbench.stats import holm
+from workbench.stats import holm, unanimous_bound
 
 __all__ = [
     "analyze_ratings",
@@ -183,7 +183,7 @@ def strength_table(
         low, high = np.nanquantile(stacked, alpha / 2, axis=0), np.nanquantile(stacked, 1 - alpha / 2, axis=0)
     games = wins + wins.T + ties
     with np.errstate(divide="ignore"):
-        exact = (alpha / 2) ** (1 / games)  # Clopper–Pearson's bound for votes all one way
+        exact = unanimous_bound(games, level)  # votes all one way
     won_all, lost_all = (games > 0) & (wins == games), (games > 0) & (games == wins.T)
     low, high = np.where(won_all, exact, np.where(lost_all, 0.0, low)), np.where(lost_all, 1 - exact, high)
     matrix = pd.DataFrame(

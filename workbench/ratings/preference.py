@@ -24,7 +24,7 @@ from scipy.stats import binomtest
 from workbench.errors import ConfigError
 from workbench.ratings.analysis import pairwise_outcomes, strength_draws
 from workbench.ratings.task import RatingTask
-from workbench.stats import format_p, holm
+from workbench.stats import format_p, holm, unanimous_bound
 
 __all__ = ["DRAWS", "Preference", "match_target", "people_preference", "people_preferences"]
 
@@ -162,7 +162,7 @@ def _preference(task: RatingTask, question: str, outcomes, pair: tuple[str, str,
     p_value = max(min(1.0, 2 * (far + 1) / (len(shares) + 1)), sign_test)
     prompts = int(mine["prompt_id"].nunique())
     if len(set(won)) == 1 and won[0] != 0.5:  # votes all one way: resampling cannot vary them; exact instead
-        bound = 0.025 ** (1 / len(won))  # Clopper–Pearson
+        bound = unanimous_bound(len(won))
         low, high = (bound, 1.0) if won[0] == 1 else (0.0, 1 - bound)
     elif prompts < MIN_PROMPTS:  # too few prompts to resample: Wilson's score interval over the votes
         low, high = _wilson(float(won.mean()), len(won))
