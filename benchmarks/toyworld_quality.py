@@ -2,8 +2,9 @@
 
     python benchmarks/toyworld_quality.py [--weights DIR] [--per-split N] [--models sd-small sd-base dit-small]
 
-Each generated image is read by the toy CLIP (zero-shot), by direct pixel checks, and by the pixel judge of
-``workbench.toyworld.judge`` (every attribute; ``judge_all`` is the share with every attribute right).
+Each generated image is read by the toy CLIP (zero-shot) and by the judge of ``workbench.toyworld.judge`` (every
+attribute, surely right; ``judge_all`` is the share with every attribute surely right, ``judge_unsure`` the share
+the judge is unsure of).
 
 Prints the tables and writes benchmarks/results/toyworld_quality.json.
 """
@@ -40,9 +41,10 @@ def generated(judge: ToyJudge, model: str, truth: list[scenes.Scene], config: Ge
     prompts = [scenes.caption(s) for s in truth]
     images = [r.image for r in generate(pipe, prompts, config.replace(batch_size=16), seeds=[0])]
     judged = judge_images(images, prompts)
-    pixel_judge = {f"judge_{a}": float(np.mean([j.attributes[a].right for j in judged])) for a in scenes.ATTRIBUTES}
-    pixel_judge["judge_all"] = float(np.mean([j.composition_all for j in judged]))
-    return accuracy(judge.judge(images, truth)) | pixel_judge
+    read = {f"judge_{a}": float(np.mean([j.attributes[a].right is True for j in judged])) for a in scenes.ATTRIBUTES}
+    read["judge_all"] = float(np.mean([j.composition_all == 1.0 for j in judged]))
+    read["judge_unsure"] = float(np.mean([j.composition_all is None for j in judged]))
+    return accuracy(judge.judge(images, truth)) | read
 
 
 def speed(model: str, repeats: int = 5) -> dict:
@@ -102,14 +104,11 @@ def main() -> None:
     keys = [
         "clip_caption",
         *(f"clip_{a}" for a in scenes.ATTRIBUTES),
-        "pixel_colour",
-        "pixel_background",
-        "pixel_size",
-        "pixel_position",
         *(f"judge_{a}" for a in scenes.ATTRIBUTES),
         "judge_all",
+        "judge_unsure",
     ]
-    short = {"clip_": "c:", "pixel_": "p:", "judge_": "j:"}
+    short = {"clip_": "c:", "judge_": "j:"}
     header = "".join(f"{functools.reduce(lambda k, p: k.replace(*p), short.items(), k):>13s}" for k in keys)
     print(
         f"\ngenerated (20 steps, default scheduler; guidance {GenerationConfig().guidance} unless noted)\n"

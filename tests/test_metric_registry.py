@@ -184,8 +184,10 @@ def evaluated(tmp_path_factory):
 
 def test_per_image_metrics_are_row_columns_and_every_one_is_compared(evaluated):
     evaluator, rows, _ = evaluated
-    assert rows[["clip_score", "composition", "composition_all", "pickscore"]].notna().all().all()
-    assert set(rows["composition_all"]) <= {0.0, 1.0} and rows["composition"].between(0, 1).all()
+    assert rows[["clip_score", "composition", "pickscore"]].notna().all().all()
+    unsure = rows["composition_all"].isna()  # the judge was unsure of an attribute: it says which
+    assert rows.loc[unsure, "composition_reason"].str.startswith("unsure of").all() and not unsure.all()
+    assert set(rows.loc[~unsure, "composition_all"]) <= {0.0, 1.0} and rows["composition"].between(0, 1).all()
     study = evaluator.report()
     assert set(study.comparisons["metric"]) == {"clip_score", "composition", "composition_all", "pickscore"}
     assert study.verdict.count("\n") == 3  # a line per metric

@@ -1,8 +1,8 @@
 """How far each metric can be trusted, measured on the toy world, where every prompt has a known answer.
 
 ``run_ladder`` makes a ladder of generators (rungs: model x steps x guidance) on many toy prompts; the
-pixel judge (``composition_all``: the image is right on every attribute the prompt names) knows each
-rung's true quality. ``validity`` then asks of every metric:
+judge (``composition_all``: the image is right on every attribute the prompt names; none where the judge is
+unsure) knows each rung's true quality. ``validity`` then asks of every metric:
 
 ``kendall_tau``     Kendall's τ-b between the metric's ranking of the rungs and the judge's (1: same order).
 ``auc_wrong``       per-image metrics: the chance that a right image scores above a wrong one made by the same
@@ -16,8 +16,9 @@ rung's true quality. ``validity`` then asks of every metric:
                     the prompts: larger ones would hardly differ from the whole set.
 
 The judge's score of a rung is 100 x its share of images right on every attribute (seeds averaged within a
-prompt); per-image metrics are means over prompts, per-set metrics are computed on the rung's images
-against the toy world's ground truth of the same prompts and seeds. ``composition`` and ``composition_all``
+prompt; images the judge is unsure of left out, as they are from ``auc_wrong``); per-image metrics are means
+over prompts, per-set metrics are computed on the rung's images against the toy world's ground truth of the
+same prompts and seeds. ``composition`` and ``composition_all``
 are the judge's own readings: their agreement with it is by construction, listed for completeness; their
 ``prompts_needed`` is the sampling noise of the ladder itself, the floor for every other metric.
 """
@@ -236,6 +237,7 @@ def validity(
     rng = np.random.default_rng(seed)
     subsets = {k: [rng.choice(prompt_ids, k, replace=False) for _ in range(draws)] for k in grid}
     right = rows[JUDGE].to_numpy(dtype=float) == 1.0
+    judged = rows[JUDGE].notna().to_numpy()
     set_measures = _set_metrics([m for m in metrics if METRICS[m].kind == "set"], rows, Path(root), options)
     out = []
     for name in metrics:
@@ -248,7 +250,8 @@ def validity(
                 column = table[rung].to_numpy(dtype=float)
                 return float(np.nanmean(column if chosen is None else column[[position[p] for p in chosen]]))
 
-            auc = stratified_auc(sign * rows[name].to_numpy(dtype=float), right, rows["rung"].to_numpy())
+            scores = np.where(judged, sign * rows[name].to_numpy(dtype=float), np.nan)  # unsure: neither
+            auc = stratified_auc(scores, right, rows["rung"].to_numpy())
         else:
             value = set_measures[name].value
             auc = None

@@ -39,7 +39,7 @@ from workbench.run_folder import RunFolder
 from workbench.stats import unanimous_bound
 from workbench.toyworld import scenes
 from workbench.toyworld.captions import parse_prompt
-from workbench.toyworld.judge import ToyJudge, judge_images, read_image
+from workbench.toyworld.judge import ToyJudge, judge_images, read_images
 
 __all__ = ["DIT_IMAGES", "LADDER", "PER_RUNG", "QUESTIONS", "judge_against_readings", "make", "reader_agreement",
            "readings_summary", "readings_table", "reference_sheet", "validity_against_readings"]  # fmt: skip
@@ -134,16 +134,16 @@ def reader_agreement(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def judge_against_readings(folder: str | Path = READINGS, *, clip_dir: str | Path | None = None) -> dict[str, Any]:
-    """The pixel judge (and the toy CLIP's zero-shot reading, ``ToyJudge``) against the readings: per attribute,
+    """The judge (and the toy CLIP's zero-shot reading, ``ToyJudge``) against the readings: per attribute,
     accuracy with its 95% interval over resampled prompts on the images both readers read alike, and on every
-    image after the third look, leaving out those read ``unreadable`` (counted); the judge's "unsure" (no
-    reading) counts as wrong there and is counted. And ``composition_all`` against "every attribute the prompt
-    names is what the readers saw", on the images the readers could read and the judge was sure of (the others
-    counted)."""
+    image after the third look, leaving out those read ``unreadable`` (counted); the judge's accuracy is over the
+    images it was sure of, and those it was unsure of are counted (``judge_unsure_*``) and shared
+    (``judge_unsure_share_*``). And ``composition_all`` against "every attribute the prompt names is what the
+    readers saw", on the images the readers could read and the judge was sure of (the others counted)."""
     table = readings_table(folder)
     images = [Image.open(path).convert("RGB") for path in table["image"]]
     agreement = reader_agreement(table).set_index("attribute")
-    pixel = [read_image(image) for image in images]
+    judged = read_images(images)
     clip = ToyJudge(Path(clip_dir) if clip_dir else TOYWORLD_DIR / "clip").read(images)
     result: dict[str, Any] = {"images": len(table), "attributes": {}}
     for attribute in scenes.ATTRIBUTES:
@@ -152,17 +152,20 @@ def judge_against_readings(folder: str | Path = READINGS, *, clip_dir: str | Pat
                  "kappa": float(agreement.loc[attribute, "kappa"])}  # fmt: skip
         for name, chosen in (("agreed", readable & table[f"{attribute}_agreed"]), ("adjudicated", readable)):
             truth = table.loc[chosen, attribute]
-            for reader, readings in (("judge", pixel), ("toy_clip", clip)):
-                right = [float(readings[i][attribute] == value) for i, value in truth.items()]
-                entry[f"{reader}_{name}"] = _share(right, table.loc[chosen, "prompt"])
-            entry[f"judge_unsure_{name}"] = int(sum(pixel[i][attribute] is None for i in truth.index))
+            sure = [i for i in truth.index if judged[i][attribute].sure]
+            right = [float(judged[i][attribute].value == truth[i]) for i in sure]
+            entry[f"judge_{name}"] = _share(right, table.loc[sure, "prompt"])
+            right = [float(clip[i][attribute] == value) for i, value in truth.items()]
+            entry[f"toy_clip_{name}"] = _share(right, table.loc[chosen, "prompt"])
+            entry[f"judge_unsure_{name}"] = len(truth) - len(sure)
+            entry[f"judge_unsure_share_{name}"] = (len(truth) - len(sure)) / len(truth) if len(truth) else None
         result["attributes"][attribute] = entry
     agree, prompts, unsure = [], [], 0
     readable, right = _seen(table)  # an image the readers cannot read is neither right nor wrong
     judgements = judge_images(images, list(table["prompt"]))
     for index in np.flatnonzero(readable):
         judgement = judgements[index]
-        if judgement.composition_all is None or any(j.read is None for j in judgement.attributes.values()):
+        if judgement.composition_all is None:
             unsure += 1
         else:
             agree.append(float(judgement.composition_all == right[index]))
@@ -230,7 +233,9 @@ def readings_summary(result: dict[str, Any]) -> pd.DataFrame:
         rows.append({"attribute": attribute, "judge (readers agree)": said(entry["judge_agreed"]),
                      "judge (after third look)": said(entry["judge_adjudicated"]),
                      "toy CLIP (readers agree)": said(entry["toy_clip_agreed"]),
-                     "judge unsure": entry["judge_unsure_adjudicated"], "unreadable": entry["unreadable"],
+                     "judge unsure": f"{entry['judge_unsure_adjudicated']} "
+                                     f"({entry['judge_unsure_share_adjudicated'] or 0:.1%})",
+                     "unreadable": entry["unreadable"],
                      "readers disagreed": entry["readers_disagreed"],
                      "readers' kappa": round(entry["kappa"], 3)})  # fmt: skip
     return pd.DataFrame(rows)

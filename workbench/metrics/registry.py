@@ -134,7 +134,8 @@ def _pickscore_note(options: MetricOptions) -> str | None:
 
 METRICS: dict[str, Metric] = {}
 _CLIP_PREPROCESSING = "the checkpoint's image processor (resize, centre crop); prompts cut at its text window"
-_JUDGED = "the image as generated, at its own size; the prompt parsed as a toy world caption"
+_JUDGED = "the image resized to 32x32 pixels; the prompt parsed as a toy world caption"
+_JUDGE_VERSION = "2"  # 1: pixel rules; 2: the learned reader, with unsure attributes
 _FEATURES_PREPROCESSING = "the extractor's own (Inception: 299x299 bilinear; CLIP: its image processor)"
 
 
@@ -163,13 +164,13 @@ for _entry in (
     Metric(
         "composition", "image", "GenEval-style: the share of the prompt's attributes the judge reads right", True,
         (NEEDS_TRUTH,), "composition", _composition, "share of attributes",
-        lambda options: "judged by pixel rules that share no weights with any CLIP", preprocessing=_JUDGED,
-        bounds=(0.0, 1.0),
+        lambda options: "judged by a small reader trained on renders only, sharing no weights with any CLIP",
+        version=_JUDGE_VERSION, preprocessing=_JUDGED, bounds=(0.0, 1.0),
     ),
     Metric(
         "composition_all", "image", "GenEval-style: 1 when the judge reads every attribute of the prompt right",
-        True, (NEEDS_TRUTH,), "composition", _composition, "share of images", preprocessing=_JUDGED,
-        bounds=(0.0, 1.0),
+        True, (NEEDS_TRUTH,), "composition", _composition, "share of images", version=_JUDGE_VERSION,
+        preprocessing=_JUDGED, bounds=(0.0, 1.0),
     ),
     Metric(
         "pickscore", "image", "PickScore: logit_scale x cos(image, prompt) of a preference-tuned CLIP", True,

@@ -1,12 +1,12 @@
-"""Judging toy world images: a pixel judge with no learned weights, and the toy CLIP's zero-shot reading.
+"""Judging toy world images: the judge (a small learned reader that shares nothing with the toy CLIP), and the
+toy CLIP's zero-shot reading.
 
-The pixel judge (``read_image``, ``judge_image``, ``judge_images``) shares nothing with the toy CLIP, so
-it can measure how far the CLIP score agrees with the truth. Colour, background, size and position come
-from ``scenes.pixel_attributes``. Shape: the foreground (pixels as saturated as the shape, holes filled)
-is compared with the mask the scene renderer draws for each shape, placed and sized from the
-foreground's centroid and area; the best intersection-over-union wins. Style: an outline leaves the
-filled foreground hollow (sketch); otherwise a photo's light makes the shape darker from top left to
-bottom right, a plain fill is flat.
+The judge (``read_image``, ``judge_image``, ``judge_images``) reads every attribute with ``toyworld.reader``, a
+network trained only on varied and degraded renders (``toyworld.train_reader``), never on generated images and
+never with the toy CLIP, so it can measure how far the CLIP score agrees with the truth. Where the reader's
+calibrated probability of its best value is under its threshold, the attribute is unsure: neither right nor
+wrong. An image where nothing stands out from the background has no shape, colour, size, position or style to
+read: those are surely wrong.
 
 The toy CLIP (``ToyJudge``) reads every attribute: for each one, the score of a value is the log-sum-exp
 of the image's similarity to every caption with that value (marginalising the other attributes).
@@ -14,55 +14,64 @@ of the image's similarity to every caption with that value (marginalising the ot
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 from scipy import ndimage
 
 from workbench.errors import ConfigError
 from workbench.toyworld import scenes
 from workbench.toyworld.captions import parse_prompt
+from workbench.toyworld.reader import load_reader
 
 __all__ = [
     "AttributeJudgement",
     "Judgement",
+    "Reading",
     "ToyJudge",
     "accuracy",
     "judge_accuracy",
     "judge_image",
     "judge_images",
     "read_image",
+    "read_images",
 ]
 
 _BATCH = 256
-_SUPERSAMPLE = 4
-_ALPHA = 0.4  # share of the shape's colour that makes a pixel foreground
-_HOLLOW = 0.03  # share of the filled foreground an outline leaves empty: 0 for fills, >= 0.06 for sketches
-_CLOSE = 0.08  # IoU gap under which the best two shapes are refitted
-_NUDGES = list(itertools.product((-0.5, 0.0, 0.5), (-0.5, 0.0, 0.5), (0.9, 1.0, 1.1)))
-_SHADING = 0.12  # relative brightness drop across the shape: 0 for plain fills, >= 0.24 for photos
+_FIGURE, _STANDS_OUT = 8, 25.0  # fewer pixels than this that differ by more than that: no figure drawn
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One attribute read off an image: the value (None: no figure to read it from), the reader's calibrated
+    probability of it, and whether that is sure enough to judge by."""
+
+    value: str | None
+    probability: float
+    sure: bool
 
 
 @dataclass(frozen=True)
 class AttributeJudgement:
-    """One attribute: the prompt's value, the image's, and whether they agree."""
+    """One attribute: the prompt's value, the image's (the reader's best guess where unsure), and whether they
+    agree (None: unsure)."""
 
     expected: str
     read: str | None
-    right: bool
+    right: bool | None
 
 
 @dataclass(frozen=True)
 class Judgement:
-    """An image against its prompt: the judged attributes, and the share (``composition``) of them right.
+    """An image against its prompt: the judged attributes and the share (``composition``) of the sure ones right.
 
-    ``composition_all`` is 1.0 when every judged attribute is right, else 0.0. For a prompt outside the
-    toy world nothing is judged: both are None and ``reason`` says why.
+    ``composition_all`` is 1.0 when every judged attribute is surely right, 0.0 when one is surely wrong and
+    none is unsure, and None when any is unsure (``reason`` names them): such an image is neither accepted nor
+    caught. For a prompt outside the toy world nothing is judged: both are None and ``reason`` says why.
     """
 
     attributes: dict[str, AttributeJudgement]
@@ -71,140 +80,87 @@ class Judgement:
     reason: str | None = None
 
 
-def _shape_mask(shape: str, cx: float, cy: float, r: float, size: int = scenes.IMAGE_SIZE) -> np.ndarray:
-    """The coverage (0-1) of ``shape`` as the renderer draws it filled, at ``size`` x ``size``."""
-    k = _SUPERSAMPLE
-    mask = Image.new("L", (size * k, size * k), 0)
-    scenes._draw_shape(ImageDraw.Draw(mask), shape, cx * k, cy * k, r * k, fill=255)
-    return np.asarray(mask.resize((size, size), Image.Resampling.BOX), dtype=np.float64) / 255.0
-
-
-def _moments(shape: str) -> tuple[float, float]:
-    """Area and centroid's downward offset of ``shape`` at radius 1 (from a large drawing)."""
-    r = 100.0
-    mask = _shape_mask(shape, 128.0, 128.0, r, size=256)
-    centroid = float(((np.arange(256)[:, None] + 0.5) * mask).sum() / mask.sum())
-    return float(mask.sum()) / r**2, (centroid - 128.0) / r
-
-
-_MOMENTS = {shape: _moments(shape) for shape in scenes.SHAPES}
-
-
 def _pixels(image) -> np.ndarray:
     if isinstance(image, np.ndarray):
         image = Image.fromarray(np.asarray(image, dtype=np.uint8))
     if not isinstance(image, Image.Image):
         raise ConfigError(f"image must be a PIL image or an HxWx3 uint8 array, not {type(image).__name__}", "image")
-    return np.asarray(image.convert("RGB").resize((scenes.IMAGE_SIZE, scenes.IMAGE_SIZE)), dtype=np.float64)
+    return np.asarray(image.convert("RGB").resize((scenes.IMAGE_SIZE, scenes.IMAGE_SIZE)), dtype=np.uint8)
 
 
-def _foreground(pixels: np.ndarray) -> np.ndarray:
-    """How much of the shape's colour each pixel holds (0-1): its chroma over the shape's nearby.
-
-    Nearby (the 3x3 maximum), since a photo's light makes the shape's own chroma vary across it.
-    """
-    hi, lo = pixels.max(axis=2), pixels.min(axis=2)
-    chroma = hi - lo
-    saturated = (chroma / np.maximum(hi, 1.0) > 0.45) & (hi > 60)
-    if saturated.sum() < 4:
-        return np.zeros(chroma.shape)
-    floor = 0.5 * np.percentile(chroma[saturated], 75)
-    return np.clip(chroma / np.maximum(ndimage.maximum_filter(chroma, 3), floor), 0.0, 1.0)
+def _has_figure(pixels: np.ndarray) -> bool:
+    """Whether anything stands out from the background (the median border colour): at least ``_FIGURE`` pixels
+    that differ from it by more than ``_STANDS_OUT`` once each pixel is averaged with its neighbours (noise and
+    compression stay far below that on a blank image; a blurred outline stays far above)."""
+    smooth = ndimage.uniform_filter(pixels.astype(np.float64), size=(3, 3, 1))
+    border = np.concatenate([smooth[1], smooth[-2], smooth[:, 1], smooth[:, -2]])
+    distance = np.linalg.norm(smooth - np.median(border, axis=0), axis=2)
+    return int((distance > _STANDS_OUT).sum()) >= _FIGURE
 
 
-def _read_shape(filled: np.ndarray) -> tuple[str, float]:
-    """The shape whose renderer mask best overlaps ``filled``, and its fitted radius.
-
-    Each shape is placed and sized from the foreground's centroid and area; when the best two are close,
-    both are also tried half a pixel and a tenth of their size around that fit.
-    """
-    area = float(filled.sum())
-    ys, xs = np.nonzero(filled)
-    cx, cy = xs.mean() + 0.5, ys.mean() + 0.5
-
-    def iou(shape: str, dx: float = 0.0, dy: float = 0.0, scale: float = 1.0) -> tuple[float, float]:
-        unit_area, offset = _MOMENTS[shape]
-        r = np.sqrt(area / unit_area) * scale
-        template = _shape_mask(shape, cx + dx, cy + dy - offset * r, r) > 0.5
-        return float((template & filled).sum() / max((template | filled).sum(), 1)), r
-
-    fits = {shape: iou(shape) for shape in scenes.SHAPES}
-    ranked = sorted(fits, key=lambda s: fits[s][0], reverse=True)
-    if fits[ranked[0]][0] - fits[ranked[1]][0] < _CLOSE:
-        for shape in ranked[:2]:
-            fits[shape] = max(iou(shape, dx, dy, scale) for dx, dy, scale in _NUDGES)
-    best = max(ranked[:2], key=lambda s: fits[s][0])
-    return best, fits[best][1]
+def read_images(images: Sequence) -> list[dict[str, Reading]]:
+    """Every attribute of each toy world image (PIL images or HxWx3 uint8 arrays), read by the judge's reader."""
+    pixels = np.stack([_pixels(image) for image in images]) if len(images) else np.zeros((0, 32, 32, 3), np.uint8)
+    reader = load_reader()
+    readings = []
+    for image, read in zip(pixels, reader.read(pixels), strict=True):
+        figure = _has_figure(image)
+        readings.append({
+            a: Reading(read[a][0], read[a][1], read[a][1] >= reader.threshold)
+            if figure or a == "background" else Reading(None, 1.0, True)
+            for a in scenes.ATTRIBUTES
+        })  # fmt: skip
+    return readings
 
 
-def _read_style(pixels: np.ndarray, mask: np.ndarray, filled: np.ndarray, r: float) -> str:
-    if 1.0 - mask.sum() / filled.sum() > _HOLLOW:
-        return "sketch"
-    core = filled
-    for _ in range(2):
-        eroded = ndimage.binary_erosion(core)
-        if eroded.sum() < 6:
-            break
-        core = eroded
-    ys, xs = np.nonzero(core)
-    brightness = pixels.sum(axis=2)[core]
-    diagonal = (xs + ys).astype(np.float64)
-    if diagonal.std() == 0:
-        return "plain"
-    slope = np.polyfit(diagonal, brightness, 1)[0]
-    return "photo" if -slope * 2 * r / max(brightness.mean(), 1.0) > _SHADING else "plain"
+def read_image(image) -> dict[str, Reading]:
+    """``read_images`` of one image."""
+    return read_images([image])[0]
 
 
-def read_image(image) -> dict[str, str | None]:
-    """Every attribute of a toy world image read off its pixels (no model); None where no shape is found."""
-    pixels = _pixels(image)
-    result: dict[str, str | None] = dict(scenes.pixel_attributes(Image.fromarray(pixels.astype(np.uint8))))
-    mask = _foreground(pixels) > _ALPHA
-    filled = ndimage.binary_fill_holes(mask)
-    if filled.sum() < 4 or result["colour"] is None:
-        return {a: result.get(a) for a in scenes.ATTRIBUTES}
-    result["shape"], r = _read_shape(filled)
-    result["style"] = _read_style(pixels, mask, filled, r)
-    return {a: result[a] for a in scenes.ATTRIBUTES}
-
-
-def _judge(read: dict[str, str | None], expected: dict[str, str]) -> Judgement:
-    attributes = {a: AttributeJudgement(v, read[a], read[a] == v) for a, v in expected.items()}
-    right = [j.right for j in attributes.values()]
-    return Judgement(attributes, sum(right) / len(right), float(all(right)))
+def _judge(read: dict[str, Reading], expected: dict[str, str]) -> Judgement:
+    attributes = {
+        a: AttributeJudgement(v, read[a].value, read[a].value == v if read[a].sure else None)
+        for a, v in expected.items()
+    }
+    sure = [j.right for j in attributes.values() if j.right is not None]
+    unsure = [a for a, j in attributes.items() if j.right is None]
+    composition = sum(sure) / len(sure) if sure else None
+    if unsure:
+        guesses = ", ".join(f"{a} ({attributes[a].read}, p={read[a].probability:.2f})" for a in unsure)
+        return Judgement(attributes, composition, None, f"unsure of {guesses}")
+    return Judgement(attributes, composition, float(all(sure)))
 
 
 def judge_image(image, prompt: str) -> Judgement:
     """Judge ``image`` against the attributes ``prompt`` names (see ``captions.parse_prompt``)."""
-    parsed = parse_prompt(prompt)
-    if parsed.reason is not None:
-        return Judgement({}, None, None, parsed.reason)
-    return _judge(read_image(image), parsed.attributes)
+    return judge_images([image], [prompt])[0]
 
 
 def judge_images(images: Sequence, prompts: Sequence[str]) -> list[Judgement]:
-    """``judge_image`` over pairs (one prompt per image)."""
+    """``judge_image`` over pairs (one prompt per image), read in batches."""
     if isinstance(prompts, str) or len(images) != len(prompts):
         count = 1 if isinstance(prompts, str) else len(prompts)
         raise ConfigError(f"{len(images)} images but {count} prompts: give one prompt per image", "prompts")
     parsed = {p: parse_prompt(p) for p in dict.fromkeys(prompts)}
-    judgements = []
-    for image, prompt in zip(images, prompts, strict=True):
-        if parsed[prompt].reason is not None:
-            judgements.append(Judgement({}, None, None, parsed[prompt].reason))
-        else:
-            judgements.append(_judge(read_image(image), parsed[prompt].attributes))
-    return judgements
+    readings = read_images(images)
+    return [
+        Judgement({}, None, None, parsed[prompt].reason)
+        if parsed[prompt].reason is not None
+        else _judge(read, parsed[prompt].attributes)
+        for read, prompt in zip(readings, prompts, strict=True)
+    ]
 
 
 def judge_accuracy(n: int = 1000, seed: int = 0) -> dict[str, float]:
-    """The pixel judge's accuracy per attribute on ``n`` rendered scenes (seeded draws, jittered renders)."""
+    """The judge's accuracy per attribute on ``n`` rendered scenes (seeded draws, jittered renders): the share
+    surely right (an unsure reading counts against it)."""
     if n < 1:
         raise ConfigError(f"n must be >= 1 scene, got {n!r}", "n")
     truth = scenes.sample_scenes(n, seed=seed)
     rng = np.random.default_rng(seed)
     judgements = judge_images([scenes.render(s, rng) for s in truth], [scenes.caption(s) for s in truth])
-    return {a: float(np.mean([j.attributes[a].right for j in judgements])) for a in scenes.ATTRIBUTES}
+    return {a: float(np.mean([j.attributes[a].right is True for j in judgements])) for a in scenes.ATTRIBUTES}
 
 
 class ToyJudge:
@@ -254,13 +210,11 @@ class ToyJudge:
         return readings
 
     def judge(self, images: Sequence[Image.Image], truth: Sequence[scenes.Scene]) -> list[dict[str, bool]]:
-        """Per image, which attributes each judge got right (``clip_<attr>``, ``pixel_<attr>``, ``clip_caption``)."""
+        """Per image, which attributes the toy CLIP got right (``clip_<attr>``, and ``clip_caption``: all)."""
         rows = []
-        for image, scene, reading in zip(images, truth, self.read(images), strict=True):
+        for scene, reading in zip(truth, self.read(images), strict=True):
             row = {"clip_caption": reading["caption"] == scene}
             row |= {f"clip_{a}": reading[a] == getattr(scene, a) for a in scenes.ATTRIBUTES}
-            pixels = read_image(image)
-            row |= {f"pixel_{a}": pixels[a] == getattr(scene, a) for a in scenes.ATTRIBUTES}
             rows.append(row)
         return rows
 
