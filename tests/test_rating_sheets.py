@@ -75,3 +75,20 @@ def test_a_one_image_task_takes_every_image_of_a_run_with_several_settings_and_k
     assert len(set(made)) == 8
     with pytest.raises(ConfigError, match="several images of 'toyworld/sd-small'"):  # a pair needs one of each
         rating_task(folder, "pairwise", output_root=tmp_path)
+
+
+def test_a_reader_may_answer_some_questions_only_but_not_none(task, tmp_path):
+    index = contact_sheets(task, tmp_path / "sheets", per_sheet=4)
+    shapes = tmp_path / "shapes.csv"
+    shapes.write_text("sheet,number,shape\n1,1,square\n1,2,circle\n")
+    assert import_readings(task, shapes, index, "cat") == 2
+    assert {v.question for v in VoteStore(task).votes("cat")} == {"shape"}
+    nothing = tmp_path / "nothing.csv"
+    nothing.write_text("sheet,number,size\n1,1,small\n")
+    with pytest.raises(ConfigError, match=r"no column of the task's questions \['shape', 'colour'\]"):
+        import_readings(task, nothing, index, "dan")
+    blank = tmp_path / "blank.csv"
+    blank.write_text("sheet,number,shape\n1,1,\n")
+    with pytest.raises(ConfigError, match="line 2: shape must be one of"):
+        import_readings(task, blank, index, "dan")
+    assert VoteStore(task).votes("dan") == []

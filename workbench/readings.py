@@ -55,6 +55,7 @@ QUESTIONS = {attribute: [*VALUES[attribute], UNREADABLE] for attribute in scenes
 TASK_ID = "readings"
 READINGS = data_path("readings")  # the committed images and readings
 READERS = ("reader-1", "reader-2")
+STYLE_READERS = ("reader-3", "reader-4")  # style read again, under the protocol's amendment
 
 
 def make(folder: str | Path) -> RatingTask:
@@ -79,16 +80,19 @@ def readings_table(folder: str | Path = READINGS) -> pd.DataFrame:
     ``image_path``, ``model_id``, ``prompt``, ``steps``, ``guidance``), each reader's reading per attribute
     (``<attribute>_<reader>``), whether the two readers agreed (``<attribute>_agreed``) and the ``<attribute>``
     read in the end: the readers' shared answer, else the third look's (``readings/third-look.csv``, which must
-    decide every disagreement and nothing else)."""
+    decide every disagreement and nothing else).
+
+    Where style was read again (``STYLE_READERS``' votes, under the protocol's amendment; their third look in
+    ``readings/third-look-style.csv``), ``style`` and ``style_agreed`` are the second reading's and the first's
+    are kept as ``style_first`` and ``style_first_agreed``."""
     folder = Path(folder)
     task = RatingTask(folder / "ratings" / TASK_ID)
     with open(folder / "sheets" / "sheets.csv", newline="") as fh:
         place = {row["item_id"]: (int(row["sheet"]), int(row["number"])) for row in csv.DictReader(fh)}
-    third = pd.read_csv(folder / "readings" / "third-look.csv")
-    decided = {(int(r.sheet), int(r.number), r.attribute): r.decision for r in third.itertuples()}
-    if len(decided) != len(third):
-        raise ConfigError("third-look.csv decides one image's attribute more than once", "readings")
     said = {(v.rater, v.item_id, v.question): v.answer for v in VoteStore(task).votes()}
+    again = any(rater in STYLE_READERS for rater, _, _ in said)
+    decided = _third_look(folder / "readings" / "third-look.csv")
+    decided_again = _third_look(folder / "readings" / "third-look-style.csv")
     runs = {RunFolder(path).run_id: path for path in sorted((folder / "runs").iterdir()) if path.is_dir()}
     made = {run_id: RunFolder(path).results().set_index("image_path") for run_id, path in runs.items()}
     rows = []
@@ -100,41 +104,74 @@ def readings_table(folder: str | Path = READINGS) -> pd.DataFrame:
                  "image_path": image_path, "model_id": row["model_id"], "prompt": row["prompt"],
                  "steps": row["steps"], "guidance": row["guidance"]}  # fmt: skip
         for attribute in scenes.ATTRIBUTES:
-            answers = [said.get((reader, item.item_id, attribute)) for reader in READERS]
-            if None in answers:
-                raise ConfigError(f"image {place[item.item_id]} has no {attribute} reading from each of {READERS}")
-            entry |= {f"{attribute}_{reader}": answer for reader, answer in zip(READERS, answers, strict=True)}
-            entry[f"{attribute}_agreed"] = answers[0] == answers[1]
-            key = (*place[item.item_id], attribute)
-            if answers[0] != answers[1] and key not in decided:
-                raise ConfigError(f"the readers disagree on {attribute} of image {key[:2]}: no third look decides")
-            entry[attribute] = answers[0] if answers[0] == answers[1] else decided.pop(key)
+            entry |= _settled(attribute, READERS, item.item_id, place[item.item_id], said, decided)
+        if again:
+            entry |= {"style_first": entry["style"], "style_first_agreed": entry["style_agreed"]}
+            entry |= _settled("style", STYLE_READERS, item.item_id, place[item.item_id], said, decided_again)
         rows.append(entry)
-    if decided:
-        raise ConfigError(f"third-look.csv decides where the readers agreed: {sorted(decided)[:3]}", "readings")
+    for name, left in (("third-look.csv", decided), ("third-look-style.csv", decided_again)):
+        if left:
+            raise ConfigError(f"{name} decides where the readers agreed: {sorted(left)[:3]}", "readings")
     return pd.DataFrame(rows)
 
 
+def _third_look(path: Path) -> dict[tuple[int, int, str], str]:
+    """A third look's decisions, (sheet, number, attribute) -> value (none without the file)."""
+    if not path.is_file():
+        return {}
+    third = pd.read_csv(path)
+    decided = {(int(r.sheet), int(r.number), r.attribute): r.decision for r in third.itertuples()}
+    if len(decided) != len(third):
+        raise ConfigError(f"{path.name} decides one image's attribute more than once", "readings")
+    return decided
+
+
+def _settled(
+    attribute: str, readers: Sequence[str], item_id: str, place: tuple[int, int], said: dict, decided: dict
+) -> dict[str, Any]:  # fmt: skip
+    """Two readers' readings of an image's attribute, whether they agree and the reading settled (``decided``'s
+    decision, taken out of it, where they disagree)."""
+    answers = [said.get((reader, item_id, attribute)) for reader in readers]
+    if None in answers:
+        raise ConfigError(f"image {place} has no {attribute} reading from each of {tuple(readers)}")
+    key = (*place, attribute)
+    if answers[0] != answers[1] and key not in decided:
+        raise ConfigError(f"the readers disagree on {attribute} of image {place}: no third look decides")
+    return {**{f"{attribute}_{reader}": answer for reader, answer in zip(readers, answers, strict=True)},
+            f"{attribute}_agreed": answers[0] == answers[1],
+            attribute: answers[0] if answers[0] == answers[1] else decided.pop(key)}  # fmt: skip
+
+
+def _readings(table: pd.DataFrame) -> list[tuple[str, str, str, tuple[str, ...]]]:
+    """Each reading of an attribute in ``table``: its label, attribute, settled column and readers."""
+    passes = [(a, a, a, READERS) for a in scenes.ATTRIBUTES]
+    if "style_first" in table:
+        passes[scenes.ATTRIBUTES.index("style")] = ("style (first reading)", "style", "style_first", READERS)
+        passes.append(("style", "style", "style", STYLE_READERS))
+    return passes
+
+
 def reader_agreement(table: pd.DataFrame) -> pd.DataFrame:
-    """Per attribute, how far the two readers agree (``readings_table``'s rows): the share of images read alike,
-    Cohen's kappa (also on the images neither called unreadable, which that answer's agreement does not lift),
-    and the disagreements the third look settled."""
+    """Per attribute (and per reading, where style was read again), how far the two readers agree
+    (``readings_table``'s rows): the share of images read alike, Cohen's kappa (also on the images neither called
+    unreadable, which that answer's agreement does not lift), and the disagreements the third look settled."""
     from sklearn.metrics import cohen_kappa_score
 
     rows = []
-    for attribute in scenes.ATTRIBUTES:
-        first, second = (table[f"{attribute}_{reader}"] for reader in READERS)
+    for label, attribute, column, readers in _readings(table):
+        first, second = (table[f"{attribute}_{reader}"] for reader in readers)
         readable = (first != UNREADABLE) & (second != UNREADABLE)
-        rows.append({"attribute": attribute, "agreement": float((first == second).mean()),
+        rows.append({"attribute": label, "readers": " and ".join(readers), "agreement": float((first == second).mean()),
                      "kappa": float(cohen_kappa_score(first, second)),
                      "kappa_both_readable": float(cohen_kappa_score(first[readable], second[readable])),
                      "disagreements": int((first != second).sum()),
-                     "unreadable_after_third_look": int((table[attribute] == UNREADABLE).sum())})  # fmt: skip
+                     "unreadable_after_third_look": int((table[column] == UNREADABLE).sum())})  # fmt: skip
     return pd.DataFrame(rows)
 
 
 def judge_against_readings(folder: str | Path = READINGS, *, clip_dir: str | Path | None = None) -> dict[str, Any]:
-    """The judge (and the toy CLIP's zero-shot reading, ``ToyJudge``) against the readings: per attribute,
+    """The judge (and the toy CLIP's zero-shot reading, ``ToyJudge``) against the readings: per attribute (and
+    per reading, where style was read again: the first as "style (first reading)"),
     accuracy with its 95% interval over resampled prompts on the images both readers read alike, and on every
     image after the third look, leaving out those read ``unreadable`` (counted); the judge's accuracy is over the
     images it was sure of, and those it was unsure of are counted (``judge_unsure_*``) and shared
@@ -146,12 +183,12 @@ def judge_against_readings(folder: str | Path = READINGS, *, clip_dir: str | Pat
     judged = read_images(images)
     clip = ToyJudge(Path(clip_dir) if clip_dir else TOYWORLD_DIR / "clip").read(images)
     result: dict[str, Any] = {"images": len(table), "attributes": {}}
-    for attribute in scenes.ATTRIBUTES:
-        readable = table[attribute] != UNREADABLE
-        entry = {"unreadable": int((~readable).sum()), "readers_disagreed": int((~table[f"{attribute}_agreed"]).sum()),
-                 "kappa": float(agreement.loc[attribute, "kappa"])}  # fmt: skip
-        for name, chosen in (("agreed", readable & table[f"{attribute}_agreed"]), ("adjudicated", readable)):
-            truth = table.loc[chosen, attribute]
+    for label, attribute, column, _ in _readings(table):
+        readable = table[column] != UNREADABLE
+        entry = {"unreadable": int((~readable).sum()), "readers_disagreed": int((~table[f"{column}_agreed"]).sum()),
+                 "kappa": float(agreement.loc[label, "kappa"])}  # fmt: skip
+        for name, chosen in (("agreed", readable & table[f"{column}_agreed"]), ("adjudicated", readable)):
+            truth = table.loc[chosen, column]
             sure = [i for i in truth.index if judged[i][attribute].sure]
             right = [float(judged[i][attribute].value == truth[i]) for i in sure]
             entry[f"judge_{name}"] = _share(right, table.loc[sure, "prompt"])
@@ -159,7 +196,7 @@ def judge_against_readings(folder: str | Path = READINGS, *, clip_dir: str | Pat
             entry[f"toy_clip_{name}"] = _share(right, table.loc[chosen, "prompt"])
             entry[f"judge_unsure_{name}"] = len(truth) - len(sure)
             entry[f"judge_unsure_share_{name}"] = (len(truth) - len(sure)) / len(truth) if len(truth) else None
-        result["attributes"][attribute] = entry
+        result["attributes"][label] = entry
     agree, prompts, unsure = [], [], 0
     readable, right = _seen(table)  # an image the readers cannot read is neither right nor wrong
     judgements = judge_images(images, list(table["prompt"]))

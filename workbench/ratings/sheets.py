@@ -68,14 +68,20 @@ def _sheet(tiles: list[Image.Image], columns: int) -> Image.Image:
 
 
 def import_readings(task: RatingTask, readings: str | Path, index: str | Path, rater: str) -> int:
-    """Store ``rater``'s readings (a CSV: ``sheet``, ``number``, then one column per question of the task, each
-    value one of its answers or "skip") as votes, using the sheets' ``index``; returns how many were new. A
-    row naming no image of the sheets, a missing question or an answer the question does not allow is refused,
-    naming it, and nothing of the file is stored."""
+    """Store ``rater``'s readings (a CSV: ``sheet``, ``number``, then a column per question of the task the rater
+    answered, all of them or some, each value one of its answers or "skip") as votes, using the sheets'
+    ``index``; returns how many were new. A file with no question's column, a row naming no image of the sheets,
+    an empty answer or an answer the question does not allow is refused, naming it, and nothing of the file is
+    stored."""
     with open(index, newline="") as fh:
         where = {(int(r["sheet"]), int(r["number"])): r["item_id"] for r in csv.DictReader(fh)}
     with open(readings, newline="") as fh:
-        table = list(csv.DictReader(fh))
+        reader = csv.DictReader(fh)
+        table, header = list(reader), reader.fieldnames or []
+    questions = [question for question in task.questions if question.id in header]
+    if not questions:
+        known = [question.id for question in task.questions]
+        raise ConfigError(f"{readings} has no column of the task's questions {known}: its columns are {header}")
     votes = []
     for line, row in enumerate(table, start=2):
         try:
@@ -83,7 +89,7 @@ def import_readings(task: RatingTask, readings: str | Path, index: str | Path, r
         except (KeyError, TypeError, ValueError):
             where_said = f"{row.get('sheet')}/{row.get('number')}"
             raise ConfigError(f"{readings} line {line}: no image {where_said} on the sheets") from None
-        for question in task.questions:
+        for question in questions:
             answer = (row.get(question.id) or "").strip()
             if answer not in (*question.answers, SKIP):
                 allowed = [*question.answers, SKIP]
