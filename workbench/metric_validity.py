@@ -248,7 +248,8 @@ def validity(
 
             def value(rung: str, chosen: np.ndarray | None = None, table=table, position=position) -> float:
                 column = table[rung].to_numpy(dtype=float)
-                return float(np.nanmean(column if chosen is None else column[[position[p] for p in chosen]]))
+                column = column if chosen is None else column[[position[p] for p in chosen]]
+                return float(np.nanmean(column)) if np.isfinite(column).any() else np.nan  # all unsure: none
 
             scores = np.where(judged, sign * rows[name].to_numpy(dtype=float), np.nan)  # unsure: neither
             auc = stratified_auc(scores, right, rows["rung"].to_numpy())

@@ -170,13 +170,13 @@ def reader_agreement(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def judge_against_readings(folder: str | Path = READINGS, *, clip_dir: str | Path | None = None) -> dict[str, Any]:
-    """The judge (and the toy CLIP's zero-shot reading, ``ToyJudge``) against the readings: per attribute (and
-    per reading, where style was read again: the first as "style (first reading)"),
-    accuracy with its 95% interval over resampled prompts on the images both readers read alike, and on every
-    image after the third look, leaving out those read ``unreadable`` (counted); the judge's accuracy is over the
-    images it was sure of, and those it was unsure of are counted (``judge_unsure_*``) and shared
-    (``judge_unsure_share_*``). And ``composition_all`` against "every attribute the prompt names is what the
-    readers saw", on the images the readers could read and the judge was sure of (the others counted)."""
+    """The judge (and the toy CLIP's zero-shot reading, ``ToyJudge``) against the readings: per attribute (and per
+    reading, where style was read again: the first as "style (first reading)"), accuracy with its 95% interval
+    over resampled prompts on the images both readers read alike, and on every image after the third look,
+    leaving out those read ``unreadable`` (counted); the judge's accuracy is over the images it was sure of, and
+    those it was unsure of are counted (``judge_unsure_*``) and shared (``judge_unsure_share_*``). And
+    ``composition_all`` against "every attribute the prompt names is what the readers saw", on the images the
+    readers could read and the judge was sure of (the others counted)."""
     table = readings_table(folder)
     images = [Image.open(path).convert("RGB") for path in table["image"]]
     agreement = reader_agreement(table).set_index("attribute")

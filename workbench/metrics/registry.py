@@ -136,6 +136,11 @@ METRICS: dict[str, Metric] = {}
 _CLIP_PREPROCESSING = "the checkpoint's image processor (resize, centre crop); prompts cut at its text window"
 _JUDGED = "the image resized to 32x32 pixels; the prompt parsed as a toy world caption"
 _JUDGE_VERSION = "2"  # 1: pixel rules; 2: the learned reader, with unsure attributes
+_MMD_BIAS = (
+    "unbiased at any n for independent sets (slightly negative when they match); against a reference paired image "
+    "for image (the toy world's ground truth of the same prompts) it reads below zero, by the pairs' likeness: "
+    "compare values against one reference only"
+)
 _FEATURES_PREPROCESSING = "the extractor's own (Inception: 299x299 bilinear; CLIP: its image processor)"
 
 
@@ -190,14 +195,14 @@ for _entry in (
         (NEEDS_REFERENCE, "a feature extractor (features)"), weights="features",
         preprocessing=_FEATURES_PREPROCESSING,
         estimator="unbiased MMD², polynomial kernel (x.y/d + 1)^3, mean over equal-size subsets (torchmetrics)",
-        bias="unbiased at any n (can be slightly negative when the sets match)",
+        bias=_MMD_BIAS,
     ),
     Metric(
         "cmmd", "set", "CMMD: unbiased MMD² x 1000, Gaussian RBF kernel (sigma 10), on CLIP image embeddings",
         False, (NEEDS_REFERENCE, "a CLIP checkpoint (clip_model)"), weights="clip_model",
         preprocessing=_CLIP_PREPROCESSING,
         estimator="unbiased MMD² x 1000, Gaussian RBF kernel, sigma 10, unit-length CLIP embeddings",
-        bias="unbiased at any n (can be slightly negative when the sets match)",
+        bias=_MMD_BIAS,
     ),
 ):  # fmt: skip
     METRICS[_entry.name] = _entry
