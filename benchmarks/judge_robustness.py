@@ -1,11 +1,14 @@
 """The judge on rendered and degraded scenes: correct captions accepted, one-attribute changes caught, each
 attribute read right, how often it is unsure, and its time per image.
 
-    python benchmarks/judge_robustness.py [--scenes 1000] [--seed 0]
+    python benchmarks/judge_robustness.py [--scenes 1000] [--seed 12345]
 
 Scenes are drawn with ``scenes.sample_scenes`` and drawn twice: by the scene renderer (with its jitter) and by
 ``independent_render`` below, a second drawing of the same scenes written apart from the renderer and from the
-reader's training (signed distances, its own light, shadow and stroke) that the reader never saw. Each is judged
+reader's training, that the reader never saw. It differs in how it draws (signed distances at 8x8 samples a
+pixel, an outline centred on the edge, a box-blurred shadow) but shares the world's palette, places, sizes and
+the renderer's kind of light, all within the ranges the reader was trained on: it checks another drawing, not
+shapes or colours beyond the training's. Each is judged
 clean and through ``toyworld.degrade`` at the issue's limits (a shape off its template, blur, colour drift,
 noise, JPEG). For each image the judge reads its own caption (accepted: ``composition_all`` 1) and the caption
 with one attribute changed, the attribute and its new value drawn at random (caught: ``composition_all`` 0); an
@@ -30,10 +33,6 @@ from workbench.toyworld.degrade import LIMITS, degrade
 from workbench.toyworld.judge import judge_images, read_images
 
 RESULTS = Path(__file__).parent / "results" / "judge_robustness.json"
-VALUES = {
-    "shape": scenes.SHAPES, "colour": tuple(scenes.COLOURS), "background": tuple(scenes.BACKGROUNDS),
-    "size": tuple(scenes.SIZES), "position": tuple(scenes.POSITIONS), "style": scenes.STYLES,
-}  # fmt: skip
 
 
 def independent_render(scene: scenes.Scene, rng: np.random.Generator) -> Image.Image:
@@ -82,7 +81,7 @@ def measure(images, truth, rng) -> dict:
     changed = []
     for scene in truth:
         attribute = scenes.ATTRIBUTES[rng.integers(len(scenes.ATTRIBUTES))]
-        other = [v for v in VALUES[attribute] if v != getattr(scene, attribute)]
+        other = [v for v in scenes.VALUES[attribute] if v != getattr(scene, attribute)]
         changed.append(replace(scene, **{attribute: other[rng.integers(len(other))]}))
     own = judge_images(images, [scenes.caption(s) for s in truth])
     other = judge_images(images, [scenes.caption(s) for s in changed])
@@ -100,7 +99,7 @@ def measure(images, truth, rng) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenes", type=int, default=1000)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=12345)  # none the reader's training drew scenes from
     args = parser.parse_args()
     rng = np.random.default_rng(args.seed)
     truth = scenes.sample_scenes(args.scenes, seed=args.seed)

@@ -1,5 +1,5 @@
 """How far each metric agrees with the truth, at full size: the validity study of notebook 06 (a ladder of toy
-generators, many toy prompts, the pixel judge as the truth), run from the package.
+generators, many toy prompts, the judge as the truth), run from the package.
 
     python benchmarks/metric_validity.py [--prompts 300] [--draws 200] [--judge-scenes 2000] [--out DIR]
 

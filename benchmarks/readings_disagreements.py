@@ -8,8 +8,9 @@ photo's cue that does not depend on the background, the shading, measured as the
 from the figure's top left to its bottom right (a least-squares slope along the diagonal over the figure's
 eroded saturated pixels, times its diameter, over its mean brightness), by group, beside the same measure on
 the scene renderer's photos and plain fills. And ``composition_all``'s disagreements with the readings, by
-whether the style is among the attributes it got wrong. Prints the figures; writes
-benchmarks/results/readings_disagreements.json.
+whether the style is among the attributes it got wrong. Prints the figures, with
+``readings.judge_against_readings()`` (the judge's accuracy against the readings, as in the validity study's
+judge.json); writes benchmarks/results/readings_disagreements.json.
 """
 
 from __future__ import annotations
@@ -78,7 +79,8 @@ def main() -> None:
         if verdict.composition_all != float(all(row[a] == v for a, v in named.items())):
             differs = [a for a in named if row[a] != verdict.attributes[a].read]
             wrong_all["style among them" if "style" in differs else "style not among them"] += 1
-    result = {"disagreements": disagreements, "style_shading": drop, "composition_all_disagreements": wrong_all}
+    result = {"judge_against_readings": readings.judge_against_readings(), "disagreements": disagreements,
+              "style_shading": drop, "composition_all_disagreements": wrong_all}  # fmt: skip
     print(json.dumps(result, indent=2))
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")

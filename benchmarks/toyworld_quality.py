@@ -1,4 +1,4 @@
-"""Quality bars of the toy world: the toy CLIP on real scenes, and the generators judged three ways.
+"""Quality bars of the toy world: the toy CLIP on real scenes, and the generators judged two ways.
 
     python benchmarks/toyworld_quality.py [--weights DIR] [--per-split N] [--models sd-small sd-base dit-small]
 

@@ -51,6 +51,25 @@ def test_failed_rows_count_as_failed_not_as_speed():
     )
     row = summarize(df).iloc[0]
     assert row.images == 2 and row.failed == 1 and row.latency_mean_s == 1.0
+    assert row.clip_score_unscored == 0  # the failed image is a failure, not an unscored one
+
+
+def test_images_a_metric_left_unscored_are_counted_and_shown():
+    df = pd.DataFrame(
+        {
+            "model_id": ["m"] * 3 + ["n"] * 3,
+            "prompt_id": ["a", "b", "c"] * 2,
+            "seed": [0] * 6,
+            "latency_s": [1.0] * 6,
+            "peak_mem_mb": [10] * 6,
+            "composition_all": [1.0, None, None, 1.0, 0.0, 1.0],  # the judge unsure of two of m's images
+            "status": ["ok"] * 6,
+        }
+    )
+    summary = summarize(df)
+    assert list(summary["composition_all_unscored"]) == [2, 0] and summary["composition_all_mean"].iloc[0] == 1.0
+    cells = summary_table(summary).data["composition_all ↑ [95% CI]"]
+    assert cells.iloc[0].endswith("; 2 unscored") and "unscored" not in cells.iloc[1]
 
 
 def test_the_comparison_pairs_prompts_and_words_the_verdict(batched_rows, tmp_path):

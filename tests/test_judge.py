@@ -1,4 +1,6 @@
 import ast
+import hashlib
+import itertools
 import json
 import subprocess
 import sys
@@ -18,15 +20,10 @@ from workbench.toyworld.degrade import degrade
 from workbench.toyworld.reader import load_reader
 from workbench.toyworld.train_reader import train_reader
 
-VALUES = {
-    "shape": scenes.SHAPES, "colour": tuple(scenes.COLOURS), "background": tuple(scenes.BACKGROUNDS),
-    "size": tuple(scenes.SIZES), "position": tuple(scenes.POSITIONS), "style": scenes.STYLES,
-}  # fmt: skip
-
 
 def test_the_judge_reads_every_attribute_of_rendered_and_degraded_scenes():
     truth = scenes.sample_scenes(600, seed=21)
-    for attribute, values in VALUES.items():
+    for attribute, values in scenes.VALUES.items():
         assert {getattr(s, attribute) for s in truth} == set(values)
     rng = np.random.default_rng(21)
     rendered = [scenes.render(s, rng) for s in truth]
@@ -36,6 +33,12 @@ def test_the_judge_reads_every_attribute_of_rendered_and_degraded_scenes():
         print(f"judge on {len(truth)} {name} scenes:", {a: round(float(v), 4) for a, v in accuracy.items()})
         assert all(v >= floor for v in accuracy.values()), (name, accuracy)
         assert np.mean([j.composition_all == 1.0 for j in judgements]) >= floor - 0.02, name
+        changed = [  # each scene's caption with one attribute (in turn) moved to its next value
+            replace(s, **{a: scenes.VALUES[a][(scenes.VALUES[a].index(getattr(s, a)) + 1) % len(scenes.VALUES[a])]})
+            for s, a in zip(truth, itertools.cycle(scenes.ATTRIBUTES))
+        ]
+        caught = judge.judge_images(images, [scenes.caption(s) for s in changed])
+        assert np.mean([j.composition_all == 0.0 for j in caught]) >= floor - 0.02, name
 
 
 def test_every_caption_form_parses_back_to_its_scene():
@@ -115,7 +118,7 @@ def test_a_wrong_image_is_judged_wrong_on_exactly_that_attribute():
     cases = [
         (scene, attribute, value)
         for scene in scenes.sample_scenes(24, seed=5)
-        for attribute, values in VALUES.items()
+        for attribute, values in scenes.VALUES.items()
         for value in values
         if value != getattr(scene, attribute)
     ]
@@ -235,7 +238,9 @@ def test_the_reader_trains_from_its_seed_and_loads_as_saved(tmp_path):
     weights = [load_file(tmp_path / name / "model.safetensors") for name in ("a", "b")]
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])  # seeded: the same weights
     config = json.loads((tmp_path / "a" / "config.json").read_text())
-    assert config["seed"] == 3 and config["command"].startswith("python -m workbench.toyworld.train_reader --seed 3")
+    assert config["seed"] == 3
+    assert config["command"].startswith("python -m workbench.toyworld.train_reader --out DIR --seed 3")
+    assert config["sha256"] == hashlib.sha256((tmp_path / "a" / "model.safetensors").read_bytes()).hexdigest()
     assert set(config["held_out"]) == set(scenes.ATTRIBUTES) and config["threshold"] == trained.threshold
     pixels = np.stack([np.asarray(scenes.render(s)) for s in scenes.sample_scenes(8, seed=1)])
     assert load_reader(tmp_path / "a").read(pixels) == trained.read(pixels) == again.read(pixels)
@@ -244,5 +249,6 @@ def test_the_reader_trains_from_its_seed_and_loads_as_saved(tmp_path):
 def test_the_shipped_reader_says_how_it_was_trained():
     config = json.loads((reader.READER_DIR / "config.json").read_text())
     assert config["command"].startswith("python -m workbench.toyworld.train_reader")
-    assert {"seed", "training_images", "epochs", "training_limits", "held_out", "temperatures"} <= set(config)
+    assert {"seed", "training_images", "epochs", "training_limits", "held_out", "temperatures", "torch"} <= set(config)
+    assert config["sha256"] == hashlib.sha256((reader.READER_DIR / "model.safetensors").read_bytes()).hexdigest()
     assert all(figures["accuracy_sure"] >= 0.97 for figures in config["held_out"].values()), config["held_out"]

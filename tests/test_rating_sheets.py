@@ -85,8 +85,12 @@ def test_a_reader_may_answer_some_questions_only_but_not_none(task, tmp_path):
     assert {v.question for v in VoteStore(task).votes("cat")} == {"shape"}
     nothing = tmp_path / "nothing.csv"
     nothing.write_text("sheet,number,size\n1,1,small\n")
-    with pytest.raises(ConfigError, match=r"no column of the task's questions \['shape', 'colour'\]"):
+    with pytest.raises(ConfigError, match=r"some of the task's questions \['shape', 'colour'\].*\(size unknown\)"):
         import_readings(task, nothing, index, "dan")
+    misspelt = tmp_path / "misspelt.csv"
+    misspelt.write_text("sheet,number,shape,colur\n1,1,square,red\n")
+    with pytest.raises(ConfigError, match=r"\(colur unknown\)"):
+        import_readings(task, misspelt, index, "dan")
     blank = tmp_path / "blank.csv"
     blank.write_text("sheet,number,shape\n1,1,\n")
     with pytest.raises(ConfigError, match="line 2: shape must be one of"):

@@ -77,11 +77,12 @@ def summarize(
     """Per model: images, latency (mean, median with a CI, p95; the ratio to ``reference``, default the first
     model, with a CI; a note on the timing's noise), images per second, peak memory, each per-image metric's
     mean with a 95% CI over prompts (``<name>_mean``, ``_ci_low``, ``_ci_high``; seeds averaged within a prompt
-    first), and what an image costs self-hosted at the measured
-    time per image (batch time / images): on ``gpu_type`` (default: the hardware the rows ran on, when the
-    price table lists it; else no cost) or at ``gpu_hour_cost`` $/hour, busy ``utilisation`` of the time,
-    against every image API in ``prices`` (``workbench.costs``). Only rows with status ``ok`` count towards
-    quality, speed and cost."""
+    first) and the images it has no value for (``<name>_unscored``: a judge unsure of them, a prompt it cannot
+    read; they are left out of the mean, so a model with many of them is read with care), and what an image
+    costs self-hosted at the measured time per image (batch time / images): on ``gpu_type`` (default: the
+    hardware the rows ran on, when the price table lists it; else no cost) or at ``gpu_hour_cost`` $/hour, busy
+    ``utilisation`` of the time, against every image API in ``prices`` (``workbench.costs``). Only rows with
+    status ``ok`` count towards quality, speed and cost."""
     if df.empty:
         raise ConfigError("no results to summarize")
     prices = prices or load_prices()
@@ -107,6 +108,7 @@ def summarize(
             row |= timing.loc[model_id].dropna().to_dict()
         for name in image_metrics_in(ok):
             row |= mean_over_prompts(ok, name)
+            row[f"{name}_unscored"] = int(pd.to_numeric(ok[name], errors="coerce").isna().sum())
         if len(latency) and priced:
             batch = int(ok["batch_images"].median()) if ok.get("batch_images", pd.Series()).notna().any() else 1
             cost = self_hosting_cost(

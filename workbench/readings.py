@@ -47,11 +47,7 @@ __all__ = ["DIT_IMAGES", "LADDER", "PER_RUNG", "QUESTIONS", "judge_against_readi
 LADDER = (("toyworld/sd-small", "toyworld/sd-base"), (1, 2, 4, 8, 20), (1.0, 5.0))
 PER_RUNG, DIT_IMAGES = 20, 60
 UNREADABLE = "unreadable"  # the attribute cannot be told (no shape drawn, two colours, ...)
-VALUES = {
-    "shape": scenes.SHAPES, "colour": tuple(scenes.COLOURS), "background": tuple(scenes.BACKGROUNDS),
-    "size": tuple(scenes.SIZES), "position": tuple(scenes.POSITIONS), "style": scenes.STYLES,
-}  # fmt: skip
-QUESTIONS = {attribute: [*VALUES[attribute], UNREADABLE] for attribute in scenes.ATTRIBUTES}
+QUESTIONS = {attribute: [*scenes.VALUES[attribute], UNREADABLE] for attribute in scenes.ATTRIBUTES}
 TASK_ID = "readings"
 READINGS = data_path("readings")  # the committed images and readings
 READERS = ("reader-1", "reader-2")
@@ -176,7 +172,8 @@ def judge_against_readings(folder: str | Path = READINGS, *, clip_dir: str | Pat
     leaving out those read ``unreadable`` (counted); the judge's accuracy is over the images it was sure of, and
     those it was unsure of are counted (``judge_unsure_*``) and shared (``judge_unsure_share_*``). And
     ``composition_all`` against "every attribute the prompt names is what the readers saw", on the images the
-    readers could read and the judge was sure of (the others counted)."""
+    readers could read and the judge was sure of (the others counted): on those where both readers read every
+    attribute the prompt names alike (``composition_all_agreed``) and on all after the third look."""
     table = readings_table(folder)
     images = [Image.open(path).convert("RGB") for path in table["image"]]
     agreement = reader_agreement(table).set_index("attribute")
@@ -197,17 +194,20 @@ def judge_against_readings(folder: str | Path = READINGS, *, clip_dir: str | Pat
             entry[f"judge_unsure_{name}"] = len(truth) - len(sure)
             entry[f"judge_unsure_share_{name}"] = (len(truth) - len(sure)) / len(truth) if len(truth) else None
         result["attributes"][label] = entry
-    agree, prompts, unsure = [], [], 0
     readable, right = _seen(table)  # an image the readers cannot read is neither right nor wrong
+    agreed = np.array([all(getattr(row, f"{a}_agreed") for a in parse_prompt(row.prompt).attributes)
+                       for row in table.itertuples()])  # fmt: skip
     judgements = judge_images(images, list(table["prompt"]))
-    for index in np.flatnonzero(readable):
-        judgement = judgements[index]
-        if judgement.composition_all is None:
-            unsure += 1
-        else:
-            agree.append(float(judgement.composition_all == right[index]))
-            prompts.append(table["prompt"].iloc[index])
-    result["composition_all"] = {**_share(agree, prompts), "unreadable": int((~readable).sum()), "judge_unsure": unsure}
+    for name, chosen in (("composition_all_agreed", readable & agreed), ("composition_all", readable)):
+        agree, prompts, unsure = [], [], 0
+        for index in np.flatnonzero(chosen):
+            judgement = judgements[index]
+            if judgement.composition_all is None:
+                unsure += 1
+            else:
+                agree.append(float(judgement.composition_all == right[index]))
+                prompts.append(table["prompt"].iloc[index])
+        result[name] = {**_share(agree, prompts), "unreadable": int((~readable).sum()), "judge_unsure": unsure}
     return result
 
 
@@ -270,7 +270,7 @@ def readings_summary(result: dict[str, Any]) -> pd.DataFrame:
         rows.append({"attribute": attribute, "judge (readers agree)": said(entry["judge_agreed"]),
                      "judge (after third look)": said(entry["judge_adjudicated"]),
                      "toy CLIP (readers agree)": said(entry["toy_clip_agreed"]),
-                     "judge unsure": f"{entry['judge_unsure_adjudicated']} "
+                     "judge unsure (after third look)": f"{entry['judge_unsure_adjudicated']} "
                                      f"({entry['judge_unsure_share_adjudicated'] or 0:.1%})",
                      "unreadable": entry["unreadable"],
                      "readers disagreed": entry["readers_disagreed"],
@@ -296,10 +296,10 @@ def reference_sheet(path: str | Path, scale: int = 4) -> Path:
     """Clean renders, a row an attribute: each of its values on an otherwise fixed scene, named under it."""
     base = scenes.Scene("circle", "red", "white", "large", "centre", "plain")
     size, label, gap = scenes.IMAGE_SIZE * scale, 16, 8
-    columns = max(len(values) for values in VALUES.values())
-    sheet = Image.new("RGB", (120 + columns * (size + gap), len(VALUES) * (size + label + gap) + gap), "white")
+    columns = max(len(values) for values in scenes.VALUES.values())
+    sheet = Image.new("RGB", (120 + columns * (size + gap), len(scenes.VALUES) * (size + label + gap) + gap), "white")
     draw = ImageDraw.Draw(sheet)
-    for row, (attribute, values) in enumerate(VALUES.items()):
+    for row, (attribute, values) in enumerate(scenes.VALUES.items()):
         y = gap + row * (size + label + gap)
         draw.text((gap, y + size // 2), attribute, fill="black")
         for column, value in enumerate(values):

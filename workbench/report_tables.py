@@ -28,7 +28,7 @@ def _interval(value: float, low: float, high: float, digits: int) -> str:
 
 def summary_table(summary: pd.DataFrame):
     """The summary as a readable table: labelled columns with units, values with their 95% CIs, rounding; a
-    column per metric (↑ higher is better, ↓ lower)."""
+    column per metric (↑ higher is better, ↓ lower), saying how many images it left unscored where any."""
     columns = {
         "model": summary["model_id"],
         "images": summary["images"],
@@ -49,8 +49,11 @@ def summary_table(summary: pd.DataFrame):
         if value in summary and summary[value].notna().any():
             better = "↑" if METRICS[name].higher_is_better else "↓"
             digits = 3 if summary[value].abs().max() < 10 else 2
+            unscored = f"{name}_unscored"
             columns[f"{name} {better} [95% CI]"] = [
-                _interval(r[value], r.get(low), r.get(high), digits) for r in summary.to_dict("records")
+                _interval(r[value], r.get(low), r.get(high), digits)
+                + (f"; {r[unscored]:.0f} unscored" if r.get(unscored, 0) > 0 else "")
+                for r in summary.to_dict("records")
             ]
     if "usd_per_1000" in summary:
         columns["$ / 1,000 images"] = summary["usd_per_1000"].map("${:.4f}".format)

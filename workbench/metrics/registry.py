@@ -138,7 +138,7 @@ _JUDGED = "the image resized to 32x32 pixels; the prompt parsed as a toy world c
 _JUDGE_VERSION = "2"  # 1: pixel rules; 2: the learned reader, with unsure attributes
 _MMD_BIAS = (
     "unbiased at any n for independent sets (slightly negative when they match); against a reference paired image "
-    "for image (the toy world's ground truth of the same prompts) it reads below zero, by the pairs' likeness: "
+    "for image (the toy world's ground truth of the same prompts) it tends to read below zero, by the pairs' likeness: "
     "compare values against one reference only"
 )
 _FEATURES_PREPROCESSING = "the extractor's own (Inception: 299x299 bilinear; CLIP: its image processor)"
@@ -167,13 +167,15 @@ for _entry in (
         preprocessing=_CLIP_PREPROCESSING,
     ),
     Metric(
-        "composition", "image", "GenEval-style: the share of the prompt's attributes the judge reads right", True,
+        "composition", "image",
+        "GenEval-style: the share of the prompt's attributes the judge is sure of that it reads right", True,
         (NEEDS_TRUTH,), "composition", _composition, "share of attributes",
         lambda options: "judged by a small reader trained on renders only, sharing no weights with any CLIP",
         version=_JUDGE_VERSION, preprocessing=_JUDGED, bounds=(0.0, 1.0),
     ),
     Metric(
-        "composition_all", "image", "GenEval-style: 1 when the judge reads every attribute of the prompt right",
+        "composition_all", "image",
+        "GenEval-style: 1 when the judge reads every attribute of the prompt right (none when it is unsure of one)",
         True, (NEEDS_TRUTH,), "composition", _composition, "share of images", version=_JUDGE_VERSION,
         preprocessing=_JUDGED, bounds=(0.0, 1.0),
     ),

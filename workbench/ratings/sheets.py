@@ -72,16 +72,21 @@ def import_readings(task: RatingTask, readings: str | Path, index: str | Path, r
     answered, all of them or some, each value one of its answers or "skip") as votes, using the sheets'
     ``index``; returns how many were new. A file with no question's column, a row naming no image of the sheets,
     an empty answer or an answer the question does not allow is refused, naming it, and nothing of the file is
-    stored."""
+    stored; so is a column that is no question of the task (a misspelt one would otherwise go unread)."""
     with open(index, newline="") as fh:
         where = {(int(r["sheet"]), int(r["number"])): r["item_id"] for r in csv.DictReader(fh)}
     with open(readings, newline="") as fh:
         reader = csv.DictReader(fh)
         table, header = list(reader), reader.fieldnames or []
+    known = [question.id for question in task.questions]
+    unknown = [name for name in header if name not in ("sheet", "number", *known)]
+    if unknown or not set(header) & set(known):
+        raise ConfigError(
+            f"{readings}'s columns must be sheet, number and some of the task's questions {known}; "
+            f"got {header}" + (f" ({', '.join(unknown)} unknown)" if unknown else ""),
+            "readings",
+        )
     questions = [question for question in task.questions if question.id in header]
-    if not questions:
-        known = [question.id for question in task.questions]
-        raise ConfigError(f"{readings} has no column of the task's questions {known}: its columns are {header}")
     votes = []
     for line, row in enumerate(table, start=2):
         try:

@@ -9,6 +9,7 @@ degraded renders (a temperature per attribute); below ``threshold`` the reading 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,14 +79,16 @@ class Reader:
 
 
 def save_reader(reader: Reader, folder: str | Path, card: dict) -> None:
-    """The weights (safetensors) and ``config.json``: values, temperatures, threshold and ``card``'s training facts."""
+    """The weights (safetensors) and ``config.json``: values, temperatures, threshold, the weights' sha256 and
+    ``card``'s training facts."""
     from safetensors.torch import save_file
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in reader.net.state_dict().items()}, folder / "model.safetensors")
+    digest = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
     config = {"values": reader.values, "temperatures": reader.temperatures, "threshold": reader.threshold,
-              "net_width": reader.net.width, **card}  # fmt: skip
+              "net_width": reader.net.width, "sha256": digest, **card}  # fmt: skip
     (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
 
 

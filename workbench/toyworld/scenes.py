@@ -33,6 +33,7 @@ __all__ = [
     "SHAPES",
     "SIZES",
     "STYLES",
+    "VALUES",
     "Scene",
     "all_scenes",
     "caption",
@@ -65,6 +66,11 @@ POSITIONS = {
 }
 STYLES = ("plain", "photo", "sketch")
 ATTRIBUTES = ("shape", "colour", "background", "size", "position", "style")
+# Every attribute's values, in order.
+VALUES = {
+    "shape": SHAPES, "colour": tuple(COLOURS), "background": tuple(BACKGROUNDS), "size": tuple(SIZES),
+    "position": tuple(POSITIONS), "style": STYLES,
+}  # fmt: skip
 
 # Shape/colour pairs the generators never see in training (the CLIP sees everything): a probe of
 # compositional generalisation.

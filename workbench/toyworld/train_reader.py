@@ -1,6 +1,6 @@
 """Train the judge's reader (``toyworld.reader``) on renders only: never on generated images.
 
-    python -m workbench.toyworld.train_reader [--out workbench/toyworld/weights/reader] [--seed 0]
+    python -m workbench.toyworld.train_reader --out workbench/toyworld/weights/reader [--seed 0]
 
 Each training image is a scene drawn at random, rendered either by the scene renderer (a quarter) or by
 ``varied_render``, which varies what an independent artist (or a generator) might: the shape's proportions,
@@ -35,10 +35,6 @@ __all__ = ["THRESHOLD", "TRAINING_LIMITS", "train_reader", "training_images", "v
 TRAINING_LIMITS = {"rotation_deg": 8.0, "scale": 0.12, "blur_sigma": 1.4, "drift": 28.0, "noise_sigma": 11.0,
                    "jpeg": (55, 95)}  # fmt: skip
 THRESHOLD = 0.8  # a reading whose calibrated probability is below this is unsure
-VALUES = {
-    "shape": scenes.SHAPES, "colour": tuple(scenes.COLOURS), "background": tuple(scenes.BACKGROUNDS),
-    "size": tuple(scenes.SIZES), "position": tuple(scenes.POSITIONS), "style": scenes.STYLES,
-}  # fmt: skip
 _K = 4  # supersampling
 
 
@@ -143,12 +139,14 @@ def _chunk(arguments: tuple[int, int, str]) -> tuple[np.ndarray, np.ndarray]:
     else:  # held out: the scene renderer's images at the issue's limits, and varied ones at the training limits
         images = [degrade(scenes.render(s, rng), rng, LIMITS) if i % 2 else _training_image(s, rng, TRAINING_LIMITS)
                   for i, s in enumerate(drawn)]  # fmt: skip
-    labels = np.array([[VALUES[a].index(getattr(s, a)) for a in scenes.ATTRIBUTES] for s in drawn], dtype=np.int64)
+    labels = np.array(
+        [[scenes.VALUES[a].index(getattr(s, a)) for a in scenes.ATTRIBUTES] for s in drawn], dtype=np.int64
+    )
     return np.stack([np.asarray(image, dtype=np.uint8) for image in images]), labels
 
 
 def training_images(count: int, seed: int, kind: str = "train", workers: int = 2) -> tuple[np.ndarray, np.ndarray]:
-    """``count`` images (N x 32 x 32 x 3 uint8) and their labels (N x attributes, indices into ``VALUES``)."""
+    """``count`` images (N x 32 x 32 x 3 uint8) and their labels (N x attributes, indices into ``scenes.VALUES``)."""
     chunks = [(min(2000, count - start), seed * 1_000_003 + start, kind) for start in range(0, count, 2000)]
     with ProcessPoolExecutor(workers) as pool:
         parts = list(pool.map(_chunk, chunks))
@@ -158,7 +156,7 @@ def training_images(count: int, seed: int, kind: str = "train", workers: int = 2
 def _logits(net: ReaderNet, pixels: np.ndarray) -> dict[str, torch.Tensor]:
     with torch.no_grad():
         parts = [net(to_tensor(pixels[i : i + 1024])) for i in range(0, len(pixels), 1024)]
-    return {name: torch.cat([p[name] for p in parts]) for name in VALUES}
+    return {name: torch.cat([p[name] for p in parts]) for name in scenes.VALUES}
 
 
 def _temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
@@ -181,7 +179,7 @@ def held_out_figures(reader: Reader, pixels: np.ndarray, labels: np.ndarray) -> 
     readings = reader.read(pixels)
     figures = {}
     for j, name in enumerate(scenes.ATTRIBUTES):
-        right = np.array([r[name][0] == VALUES[name][t] for r, t in zip(readings, labels[:, j], strict=True)])
+        right = np.array([r[name][0] == scenes.VALUES[name][t] for r, t in zip(readings, labels[:, j], strict=True)])
         sure = np.array([r[name][1] >= reader.threshold for r in readings])
         figures[name] = {"accuracy": round(float(right.mean()), 4), "unsure": round(float(1 - sure.mean()), 4),
                          "accuracy_sure": round(float(right[sure].mean()), 4) if sure.any() else None}  # fmt: skip
@@ -189,17 +187,30 @@ def held_out_figures(reader: Reader, pixels: np.ndarray, labels: np.ndarray) -> 
 
 
 def train_reader(
-    out: str | Path = READER_DIR, *, seed: int = 0, images: int = 100_000, epochs: int = 10, width: int = 24,
-    held_out: int = 10_000, workers: int = 2, log=print,
+    out: str | Path, *, seed: int = 0, images: int = 100_000, epochs: int = 10, width: int = 24,
+    held_out: int = 10_000, workers: int = 2, threads: int = 2, log=print,
 ) -> Reader:  # fmt: skip
-    """Train, calibrate and save a reader in ``out``; returns it. See the module's docstring."""
+    """Train, calibrate and save a reader in ``out`` (``READER_DIR`` to replace the shipped one); returns it. See the
+    module's docstring. ``threads``: torch's CPU threads while training, restored after (floats differ with
+    them)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return _train(Path(out), seed, images, epochs, width, held_out, workers, log)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _train(
+    out: Path, seed: int, images: int, epochs: int, width: int, held_out: int, workers: int, log
+) -> Reader:  # fmt: skip
     torch.manual_seed(seed)
     started = time.perf_counter()
     pixels, labels = training_images(images, seed, "train", workers)
     calibration = training_images(held_out, seed + 1, "held_out", workers)
     test = training_images(held_out, seed + 2, "held_out", workers)
     log(f"{len(pixels)} training images in {time.perf_counter() - started:.0f} s")
-    net = ReaderNet({name: len(values) for name, values in VALUES.items()}, width=width)
+    net = ReaderNet({name: len(values) for name, values in scenes.VALUES.items()}, width=width)
     optimiser = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=1e-4)
     batches = -(-len(pixels) // 256)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=3e-3, total_steps=epochs * batches)
@@ -211,7 +222,7 @@ def train_reader(
         for batch in torch.randperm(len(pixels), generator=generator).split(256):
             logits = net(to_tensor(pixels[batch.numpy()]))
             loss = sum(torch.nn.functional.cross_entropy(logits[name], targets[batch, j])
-                       for j, name in enumerate(VALUES))  # fmt: skip
+                       for j, name in enumerate(scenes.VALUES))  # fmt: skip
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
@@ -221,13 +232,14 @@ def train_reader(
     net.eval()
     logits = _logits(net, calibration[0])
     temperatures = {name: _temperature(logits[name], torch.from_numpy(calibration[1][:, j]))
-                    for j, name in enumerate(VALUES)}  # fmt: skip
-    reader = Reader(net, {name: tuple(v) for name, v in VALUES.items()}, temperatures, THRESHOLD)
+                    for j, name in enumerate(scenes.VALUES)}  # fmt: skip
+    reader = Reader(net, {name: tuple(v) for name, v in scenes.VALUES.items()}, temperatures, THRESHOLD)
     figures = held_out_figures(reader, *test)
     log(f"held out: {figures}")
     card = {"seed": seed, "training_images": images, "epochs": epochs, "held_out_images": held_out,
             "training_limits": TRAINING_LIMITS, "held_out": figures,
-            "command": f"python -m workbench.toyworld.train_reader --seed {seed} --images {images} --epochs {epochs}",
+            "command": f"python -m workbench.toyworld.train_reader --out DIR --seed {seed} --images {images} "
+                       f"--epochs {epochs}", "torch": torch.__version__,
             "seconds": round(time.perf_counter() - started)}  # fmt: skip
     save_reader(reader, out, card)
     return reader
@@ -235,12 +247,11 @@ def train_reader(
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=str(READER_DIR))
+    parser.add_argument("--out", required=True, help=f"the folder to write; {READER_DIR} replaces the shipped reader")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--images", type=int, default=100_000)
     parser.add_argument("--epochs", type=int, default=10)
     args = parser.parse_args(argv)
-    torch.set_num_threads(2)
     train_reader(
         args.out, seed=args.seed, images=args.images, epochs=args.epochs, log=functools.partial(print, flush=True)
     )
