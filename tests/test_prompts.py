@@ -1,9 +1,15 @@
+import json
 import random
+from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from workbench.errors import ConfigError
+from workbench.local_pipeline import token_budget
 from workbench.prompts import (
+    PROMPT_DIR,
+    PROMPT_SETS,
     QUALITY_MODIFIERS,
     PromptOptimizer,
     StylePreset,
@@ -125,3 +131,50 @@ def test_templates_expand_combinatorially_and_sample_with_a_variant_seed():
     assert set(sample) <= set(everything)
     with pytest.raises(ConfigError, match=r"unknown wildcard\(s\) \['mood'\].*'colour'"):
         expand_template("a __mood__ circle")
+
+
+# --- the benchmark suites ---------------------------------------------------------------------------------
+
+
+def test_the_benchmark_suites_load_with_their_categories_metadata_and_licences(tmp_path):
+    geneval = load_prompts("geneval")
+    assert len(geneval) == 553 and geneval["prompt"].is_unique and geneval["prompt_id"].is_unique
+    tags = {"single_object", "two_object", "counting", "colors", "position", "color_attr"}
+    assert set(geneval["category"]) == tags
+    assert json.loads(geneval["include"].iloc[0]) == [{"class": "bench", "count": 1}]
+    counting = geneval[geneval["category"] == "counting"].iloc[0]
+    (clause,), (excluded,) = json.loads(counting["include"]), json.loads(counting["exclude"])
+    assert excluded == {"class": clause["class"], "count": clause["count"] + 1}  # "N" means exactly N
+    position = geneval[geneval["category"] == "position"].iloc[0]
+    assert json.loads(position["include"])[1]["position"][1] == 0  # [relation, index of the other clause]
+    geneval.to_parquet(tmp_path / "geneval.parquet")  # JSON text stores where the mixed lists would not
+    assert pd.read_parquet(tmp_path / "geneval.parquet").equals(geneval)
+    compbench = load_prompts("t2i-compbench", categories=["color", "numeracy"])
+    assert set(compbench["category"]) == {"color", "numeracy"} and compbench["prompt_id"].is_unique
+    assert set(load_prompts("t2i-compbench")["category"]) == {
+        "3d_spatial", "color", "complex", "non_spatial", "numeracy", "shape", "spatial", "texture"
+    }  # fmt: skip
+    dpg = load_prompts("dpg-bench")
+    assert len(dpg) == 1065 and set(dpg["category"]) == {"dense"} and dpg["prompt_id"].is_unique
+    for name in ("geneval", "t2i-compbench", "dpg-bench"):
+        folder = PROMPT_DIR / Path(PROMPT_SETS[name]).parts[0]
+        assert (folder / "LICENSE").is_file() and (folder / "SOURCE.md").is_file()
+
+
+def test_a_prompt_table_of_ones_own_needs_a_prompt_column(tmp_path):
+    (tmp_path / "mine.tsv").write_text("prompt\tnote\na red circle\tx\na blue square\ty\n")
+    mine = load_prompts(str(tmp_path / "mine.tsv"))
+    assert list(mine["prompt_id"]) == ["mine-0000", "mine-0001"] and set(mine["category"]) == {"all"}
+    (tmp_path / "bad.csv").write_text("text\na red circle\n")
+    with pytest.raises(ConfigError, match=r"has no prompt column; its columns are \['text'\]"):
+        load_prompts(str(tmp_path / "bad.csv"))
+    (tmp_path / "notes.txt").write_text("a red circle\n")
+    with pytest.raises(ConfigError, match="unknown prompt set"):
+        load_prompts(str(tmp_path / "notes.txt"))
+
+
+def test_dense_prompts_past_the_window_are_flagged_truncated(tiny_pipe):
+    dpg = load_prompts("dpg-bench", n=60, seed=0)
+    budgets = [token_budget(tiny_pipe, prompt) for prompt in dpg["prompt"]]
+    assert sum(b.count > b.limit for b in budgets) > 10  # most dense prompts overrun a 77-token window
+    assert all(b.truncated == (b.count > b.limit) for b in budgets)

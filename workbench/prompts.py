@@ -11,6 +11,7 @@ and templates with wildcards (through dynamicprompts).
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -45,17 +46,68 @@ QUALITY_MODIFIERS = ("highly detailed", "sharp focus", "high quality")
 BASE_NEGATIVE = "blurry, low quality, jpeg artifacts, watermark, text"
 PROMPT_SETS = {
     "partiprompts": "partiprompts/PartiPrompts.tsv",
+    "geneval": "geneval/evaluation_metadata.jsonl",
+    "t2i-compbench": "t2i-compbench",
+    "dpg-bench": "dpg-bench/prompts.tsv",
     "toyworld": "toyworld.csv",
     "smoke": "smoke.csv",
 }
 
 
-def _read(path: Path) -> pd.DataFrame:
-    if path.suffix == ".tsv":  # PartiPrompts: Prompt, Category, Challenge, Note
-        frame = pd.read_csv(path, sep="\t").rename(columns=str.lower)
-        frame.insert(0, "prompt_id", [f"parti-{i:04d}" for i in range(len(frame))])
-        return frame
-    return pd.read_csv(path)
+def _partiprompts(path: Path) -> pd.DataFrame:
+    """PartiPrompts: Prompt, Category, Challenge, Note."""
+    frame = pd.read_csv(path, sep="\t").rename(columns=str.lower)
+    frame.insert(0, "prompt_id", [f"parti-{i:04d}" for i in range(len(frame))])
+    return frame
+
+
+def _geneval(path: Path) -> pd.DataFrame:
+    """GenEval: a JSON object a line; ``tag`` is the category, ``include`` and ``exclude`` stay JSON text (their
+    lists mix types, which parquet does not store; no ``exclude`` is ``[]``)."""
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return pd.DataFrame({
+        "prompt_id": [f"geneval-{i:03d}" for i in range(len(records))],
+        "prompt": [r["prompt"] for r in records],
+        "category": [r["tag"] for r in records],
+        "include": [json.dumps(r["include"]) for r in records],
+        "exclude": [json.dumps(r.get("exclude", [])) for r in records],
+    })  # fmt: skip
+
+
+def _t2i_compbench(folder: Path) -> pd.DataFrame:
+    """T2I-CompBench: a prompt a line in ``<category>_val.txt``, the category the file's name."""
+    frames = []
+    for path in sorted(folder.glob("*_val.txt")):
+        category = path.name.removesuffix("_val.txt")
+        prompts = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        frames.append(pd.DataFrame({"prompt_id": [f"compbench-{category}-{i:03d}" for i in range(len(prompts))],
+                                    "prompt": prompts, "category": category}))  # fmt: skip
+    return pd.concat(frames, ignore_index=True)
+
+
+def _dpg_bench(path: Path) -> pd.DataFrame:
+    """DPG-Bench: id and prompt, one category (``dense``)."""
+    frame = pd.read_csv(path, sep="\t", dtype={"id": str}, keep_default_na=False)
+    return pd.DataFrame({"prompt_id": "dpg-" + frame["id"], "prompt": frame["prompt"], "category": "dense"})
+
+
+def _table(path: Path) -> pd.DataFrame:
+    """A prompt table of one's own: CSV, or TSV (tab-separated), with a ``prompt`` column (any case); a missing
+    ``prompt_id`` is numbered from the file's name, a missing ``category`` is ``all``."""
+    frame = pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",")
+    if "prompt" not in frame and "Prompt" in frame:  # PartiPrompts' own layout, or a copy of it
+        frame = frame.rename(columns=str.lower)
+    if "prompt" not in frame:
+        raise ConfigError(f"{path} has no prompt column; its columns are {list(frame.columns)}", "prompt_set")
+    if "prompt_id" not in frame:
+        frame.insert(0, "prompt_id", [f"{path.stem}-{i:04d}" for i in range(len(frame))])
+    if "category" not in frame:
+        frame["category"] = "all"
+    return frame
+
+
+_READERS = {"partiprompts": _partiprompts, "geneval": _geneval, "t2i-compbench": _t2i_compbench,
+            "dpg-bench": _dpg_bench}  # fmt: skip
 
 
 def load_prompts(
@@ -65,12 +117,13 @@ def load_prompts(
     n: int | None = None,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """A prompt set (a name in PROMPT_SETS or a CSV/TSV path) as prompt_id, prompt, category, ...;
-    optionally only some categories, and a seeded sample of ``n`` prompts (in the file's order)."""
+    """A prompt set as prompt_id, prompt, category, ...: a name in PROMPT_SETS (each read by its own reader; the
+    benchmark suites ship with their licence and source), or a CSV/TSV path of one's own; optionally only some
+    categories, and a seeded sample of ``n`` prompts (in the file's order)."""
     path = PROMPT_DIR / PROMPT_SETS[name] if name in PROMPT_SETS else Path(name)
-    if not path.is_file():
+    if not path.exists() or (name not in PROMPT_SETS and path.suffix not in (".csv", ".tsv")):
         raise ConfigError(f"unknown prompt set {name!r}; known sets: {sorted(PROMPT_SETS)} (or a .csv/.tsv path)")
-    frame = _read(path)
+    frame = _READERS[name](path) if name in _READERS else _table(path)
     if categories:
         unknown = sorted(set(categories) - set(frame["category"]))
         if unknown:
