@@ -124,3 +124,57 @@ def test_the_overall_score_is_the_mean_of_the_tags_shares():
     assert scores == {"counting": 0.0, "single_object": 0.75, "overall": 0.375}  # not 3/5 of the images
     with pytest.raises(ConfigError, match="no image has a geneval value"):
         summary_scores(rows.assign(geneval=None))
+
+
+def test_the_scorer_finds_a_prompts_metadata_by_its_text_and_scores_with_the_detector_it_is_given():
+    from PIL import Image
+
+    from workbench.metrics.geneval import GenevalScorer, geneval_metadata
+
+    metadata = geneval_metadata()
+    assert len(metadata) == 553 and metadata["a photo of a bench"] == {
+        "tag": "single_object", "include": [{"class": "bench", "count": 1}], "exclude": []
+    }  # fmt: skip
+    coloured = next(p for p, m in metadata.items() if m["tag"] == "colors")
+    wanted = metadata[coloured]["include"][0]
+    seen = {}  # image size -> what the hand-made detector "sees" there
+
+    def detector(images):
+        return [seen[image.size] for image in images]
+
+    def colours(image, found, name):
+        return [wanted["color"] if image.size == (2, 2) else "brown" for _ in found]
+
+    images = [Image.new("RGB", (s, s)) for s in (1, 2, 3, 4)]
+    seen[(1, 1)] = [Detection("bench", 0.8, box(0, 0))]
+    seen[(2, 2)] = seen[(3, 3)] = [Detection(wanted["class"], 0.8, box(0, 0))]
+    prompts = ["a photo of a bench", coloured, coloured, "a photo of a unicorn"]
+    scorer = GenevalScorer(detector, colours)
+    columns = scorer.score_columns(images, prompts)
+    assert columns["geneval"] == [1.0, 1.0, 0.0, None]
+    assert columns["geneval_reason"][:2] == ["", ""]
+    assert columns["geneval_reason"][2] == (
+        f"expected {wanted['color']} {wanted['class']}>=1, found 0 {wanted['color']}; and 1 brown"
+    )
+    assert columns["geneval_reason"][3].startswith("no GenEval metadata for this prompt")
+    given = {"a unicorn": {"tag": "single_object", "include": [{"class": "bench", "count": 1}]}}
+    own = GenevalScorer(detector, colours, given)
+    assert own.score_columns(images[:1], ["a unicorn"])["geneval"] == [1.0]
+
+
+def test_tag_scores_resample_prompts_within_tags_and_bound_a_unanimous_tag():
+    from workbench.metrics.geneval import tag_scores
+
+    rows = pd.DataFrame({
+        "prompt_id": [f"p{i // 4}" for i in range(40)] + [f"q{i // 4}" for i in range(40)],
+        "category": ["single_object"] * 40 + ["counting"] * 40,
+        "geneval": [1.0] * 40 + [float(i % 4 == 0 or i < 8) for i in range(40)],
+    })  # fmt: skip
+    table = tag_scores(rows, draws=400).set_index("tag")
+    assert table.loc["single_object", "score"] == 1.0 and table.loc["single_object", "ci_high"] == 1.0
+    assert table.loc["single_object", "ci_low"] == pytest.approx(0.025 ** (1 / 10))  # 10 prompts, all right
+    counting = table.loc["counting"]
+    assert counting["score"] == pytest.approx(0.4) and counting["ci_low"] < 0.4 < counting["ci_high"]
+    overall = table.loc["overall"]
+    assert overall["score"] == pytest.approx(0.7) and overall["prompts"] == 20 and overall["images"] == 80
+    assert overall["ci_low"] < 0.7 < overall["ci_high"]

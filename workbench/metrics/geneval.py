@@ -5,28 +5,38 @@ are in ``data/prompts/geneval/SOURCE.md``.
 
 The detector and the colour reader are the caller's: ``Detection`` is a class name, a confidence and a box (and
 whatever the colour reader needs, such as a mask); ``colours`` names the colour of each of a list of detections.
+``GenevalScorer`` scores images with them (``ImageScorer``: ``geneval`` 1/0 and GenEval's reason), finding each
+prompt's metadata by its text: the 553 GenEval prompts are unique, and other metadata can be given.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from PIL import Image
 
 from workbench.errors import ConfigError
+from workbench.stats import unanimous_bound
 
 __all__ = [
     "COLOURS",
     "TAGS",
     "Detection",
+    "Detector",
     "GenevalResult",
+    "GenevalScorer",
     "evaluate",
+    "geneval_metadata",
     "kept_detections",
     "relative_position",
     "summary_scores",
+    "tag_scores",
 ]
 
 COLOURS = ("red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white")
@@ -35,6 +45,8 @@ THRESHOLD, COUNTING_THRESHOLD = 0.3, 0.9  # the confidence a detection needs to 
 MAX_OBJECTS = 16  # kept per class, the most confident first
 POSITION_THRESHOLD = 0.1  # the share of the two boxes' sizes taken off their centres' offset
 Colours = Callable[[Sequence["Detection"], str], list[str]]
+Detector = Callable[[Sequence[Image.Image]], list[list["Detection"]]]  # images -> each image's detections
+ImageColours = Callable[[Image.Image, Sequence["Detection"], str], list[str]]  # colours of detections in an image
 
 
 @dataclass(frozen=True)
@@ -134,6 +146,74 @@ def _placed(found: list[Detection], targets: list[Detection], name: str, relatio
                 reasons.append(f"expected {name} {relation} target, found {_relations(relations)} target")
                 return False
     return True
+
+
+@functools.cache
+def geneval_metadata() -> dict[str, dict[str, Any]]:
+    """GenEval's metadata (``tag``, ``include``, ``exclude``) by prompt text, from the shipped prompt set."""
+    from workbench.prompts import load_prompts
+
+    table = load_prompts("geneval")
+    return {row.prompt: {"tag": row.category, "include": json.loads(row.include), "exclude": json.loads(row.exclude)}
+            for row in table.itertuples()}  # fmt: skip
+
+
+class GenevalScorer:
+    """``geneval`` per image (1.0 correct, 0.0 not; ``ImageScorer``) with ``geneval_reason`` (GenEval's reasons,
+    or why an image has no value), from a ``detector`` and a ``colours`` reader. A prompt's metadata is found by
+    its text in ``metadata`` (default: the GenEval prompts'); a prompt without any gets no value."""
+
+    metrics: tuple[str, ...] = ("geneval",)
+
+    def __init__(self, detector: Detector, colours: ImageColours, metadata: Mapping[str, Mapping] | None = None):
+        self.detector, self.colours = detector, colours
+        self.metadata = geneval_metadata() if metadata is None else metadata
+
+    def score_columns(self, images: Sequence[Image.Image], prompts: Sequence[str]) -> dict[str, list[Any]]:
+        known = [i for i, prompt in enumerate(prompts) if prompt in self.metadata]
+        found = self.detector([images[i] for i in known]) if known else []
+        if len(found) != len(known):
+            raise ConfigError(f"the detector returned {len(found)} lists of detections for {len(known)} images")
+        values: list[float | None] = [None] * len(images)
+        reasons = ["no GenEval metadata for this prompt (not one of GenEval's prompts, nor given)"] * len(images)
+        for i, detections in zip(known, found, strict=True):
+            image = images[i]
+            result = evaluate(detections, self.metadata[prompts[i]],
+                              lambda objects, name, image=image: self.colours(image, objects, name))  # fmt: skip
+            values[i], reasons[i] = float(result.correct), result.reason
+        return {"geneval": values, "geneval_reason": reasons}
+
+
+def tag_scores(rows: pd.DataFrame, column: str = "geneval", *, draws: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Per tag (a row's ``category``) and ``overall``: GenEval's score (``summary_scores``) with a 95% interval
+    from resampling prompts within each tag (a prompt's images stay together; a tag all right or all wrong gets
+    Clopper-Pearson's bound over its prompts instead), and the images and prompts behind it. Images without a
+    value are left out."""
+    scored = rows[rows[column].notna()]
+    point = summary_scores(scored, column)
+    groups = {tag: [g[column].to_numpy(dtype=float) for _, g in frame.groupby("prompt_id")]
+              for tag, frame in scored.groupby("category")}  # fmt: skip
+    rng = np.random.default_rng(seed)
+    drawn: dict[str, list[float]] = {tag: [] for tag in [*groups, "overall"]}
+    for _ in range(draws):
+        shares = {}
+        for tag, prompts in groups.items():
+            chosen = rng.integers(len(prompts), size=len(prompts))
+            shares[tag] = float(np.concatenate([prompts[k] for k in chosen]).mean())
+            drawn[tag].append(shares[tag])
+        drawn["overall"].append(float(np.mean(list(shares.values()))))
+    counts = scored.groupby("category").agg(images=(column, "size"), prompts=("prompt_id", "nunique"))
+    counts.loc["overall"] = counts.sum()
+    table = []
+    for tag, values in drawn.items():
+        low, high = np.quantile(values, [0.025, 0.975])
+        if low == high and point[tag] in (0.0, 1.0):  # all right (or all wrong): Clopper-Pearson over the prompts
+            bound = unanimous_bound(int(counts.loc[tag, "prompts"]))
+            low, high = (bound, 1.0) if point[tag] == 1.0 else (0.0, 1 - bound)
+        images, prompts = (int(v) for v in counts.loc[tag, ["images", "prompts"]])
+        table.append({"tag": tag, "score": point[tag], "ci_low": float(low), "ci_high": float(high),
+                      "images": images, "prompts": prompts})  # fmt: skip
+    return pd.DataFrame(table)
 
 
 def summary_scores(rows: pd.DataFrame, column: str = "geneval", tag: str = "category") -> dict[str, float]:
