@@ -1,10 +1,14 @@
 """GenEval's rules on hand-made detections: each outcome and reason text as data/prompts/geneval/SOURCE.md states."""
 
+from pathlib import Path
+
+import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from workbench.errors import ConfigError
-from workbench.metrics.geneval import Detection, evaluate, kept_detections, relative_position, summary_scores
+from workbench.metrics.geneval import COLOURS, Detection, evaluate, kept_detections, relative_position, summary_scores
 
 
 def box(x: float, y: float, size: float = 10.0) -> tuple[float, float, float, float]:
@@ -178,3 +182,128 @@ def test_tag_scores_resample_prompts_within_tags_and_bound_a_unanimous_tag():
     overall = table.loc["overall"]
     assert overall["score"] == pytest.approx(0.7) and overall["prompts"] == 20 and overall["images"] == 80
     assert overall["ci_low"] < 0.7 < overall["ci_high"]
+
+
+# --- the transformers detector and colour reader (random weights: the code path, not the accuracy) ----------
+
+
+def save_tiny_mask2former(folder: Path, names: list[str]) -> Path:
+    """A randomly initialised small Mask2Former labelled with ``names``, saved as a checkpoint in ``folder``."""
+    from transformers import (
+        Mask2FormerConfig,
+        Mask2FormerForUniversalSegmentation,
+        Mask2FormerImageProcessorPil,
+        SwinConfig,
+    )
+
+    torch.manual_seed(0)
+    backbone = SwinConfig(image_size=64, patch_size=4, embed_dim=32, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1],
+                          window_size=2, out_features=["stage1", "stage2", "stage3", "stage4"])  # fmt: skip
+    labels = {"id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}}
+    sizes = {"hidden_dim": 32, "feature_size": 32, "mask_feature_size": 32, "dim_feedforward": 64,
+             "encoder_feedforward_dim": 64}  # fmt: skip
+    config = Mask2FormerConfig(backbone_config=backbone, encoder_layers=1, decoder_layers=2, num_queries=12,
+                               num_attention_heads=2, common_stride=4, **sizes, **labels)  # fmt: skip
+    Mask2FormerForUniversalSegmentation(config).save_pretrained(folder)
+    Mask2FormerImageProcessorPil(size={"shortest_edge": 64, "longest_edge": 64}).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_mask2former(tmp_path_factory):
+    from workbench.metrics.geneval_detectors import object_names
+
+    return save_tiny_mask2former(tmp_path_factory.mktemp("mask2former"), list(object_names()))
+
+
+def test_the_transformers_detector_and_colour_reader_run_the_geneval_rules_end_to_end(tiny_mask2former):
+    from PIL import Image
+
+    from workbench.metrics.geneval import GenevalScorer, geneval_metadata
+    from workbench.metrics.geneval_detectors import CLIPColours, Mask2FormerDetector, object_names
+    from workbench.models import TOYWORLD_DIR
+
+    detector = Mask2FormerDetector(str(tiny_mask2former), device="cpu")
+    images = [Image.new("RGB", (48, 40), "white"), Image.new("RGB", (40, 40), "red")]
+    found = detector(images)
+    assert len(found) == 2 and all(found)  # random weights: a low score on every query, all kept for the rules
+    for image, detections in zip(images, found, strict=True):
+        for d in detections:
+            ys, xs = np.nonzero(d.mask)
+            assert d.mask.shape == (image.height, image.width) and d.label in object_names()
+            assert d.box == (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1) and 0 <= d.score <= 1
+    colours = CLIPColours(str(TOYWORLD_DIR / "clip"), device="cpu")  # any CLIP folder takes the same path
+    named = colours(images[0], found[0][:3], found[0][0].label)
+    assert len(named) == len(found[0][:3]) and set(named) <= set(COLOURS)
+    prompts = ["a photo of a bench", next(p for p, m in geneval_metadata().items() if m["tag"] == "colors")]
+    columns = GenevalScorer(detector, colours).score_columns(images, prompts)
+    assert set(columns["geneval"]) <= {0.0, 1.0} and all(isinstance(r, str) for r in columns["geneval_reason"])
+
+
+def test_a_detector_without_weights_or_without_the_coco_classes_is_refused_at_once(tmp_path):
+    import time
+
+    from workbench.metrics.geneval_detectors import CLIPColours, Mask2FormerDetector
+
+    started = time.perf_counter()
+    with pytest.raises(ConfigError, match=r"(?s)cannot load a Mask2Former from 'nobody/no-such-detector'.*hf download"):
+        Mask2FormerDetector("nobody/no-such-detector", device="cpu")
+    with pytest.raises(ConfigError, match=r"(?s)cannot load a CLIP from 'nobody/no-such-clip'.*hf download"):
+        CLIPColours("nobody/no-such-clip", device="cpu")
+    assert time.perf_counter() - started < 10
+    folder = save_tiny_mask2former(tmp_path / "few", ["person", "bicycle"])
+    with pytest.raises(ConfigError, match="does not label 78 of GenEval's 80 classes"):
+        Mask2FormerDetector(str(folder), device="cpu")
+
+
+def test_a_study_with_geneval_and_no_weights_fails_before_any_image_naming_the_download(tmp_path):
+    from workbench import GenerationConfig, ModelEvaluator, load_prompts
+
+    prompts = load_prompts("geneval", n=2)
+    evaluator = ModelEvaluator(prompts, ["toyworld/sd-small"], [0, 1, 2, 3], GenerationConfig(steps=2),
+                               output_dir=tmp_path / "run", metrics=["geneval"], warmup=False)  # fmt: skip
+    names = r"(?s)hf download facebook/mask2former-swin-small-coco-instance.*hf download openai/clip-vit-large-patch14"
+    with pytest.raises(ConfigError, match=names):  # both downloads named at once
+        evaluator.run()
+    assert not list((tmp_path / "run").rglob("*.png"))
+
+
+def test_geneval_is_a_metric_like_any_other_with_the_detector_it_is_given(tiny_mask2former, tmp_path):
+    from workbench import GenerationConfig, MetricOptions, ModelEvaluator, load_prompts
+    from workbench.models import TOYWORLD_DIR
+
+    prompts = load_prompts("geneval", categories=["single_object", "counting"], n=4, seed=1)
+    options = MetricOptions(geneval_detector=str(tiny_mask2former), geneval_clip=str(TOYWORLD_DIR / "clip"))
+    rows = ModelEvaluator(prompts, ["toyworld/sd-small"], [0], GenerationConfig(steps=2), output_dir=tmp_path / "run",
+                          metrics=["geneval"], metric_options=options, warmup=False).run()  # fmt: skip
+    assert set(rows["geneval"]) <= {0.0, 1.0} and rows["geneval_reason"].map(type).eq(str).all()
+    failed = rows[rows["geneval"] == 0.0]
+    assert failed["geneval_reason"].str.contains("expected").all()  # GenEval's words for what was missing
+
+
+def test_the_report_gives_geneval_per_tag_with_intervals_and_paired_comparisons(tmp_path):
+    import json
+
+    from workbench.evaluation_summary import evaluation_report
+    from workbench.run_folder import RunFolder
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for model, skill in (("a", 0.9), ("b", 0.4)):
+        for tag in ("single_object", "counting"):
+            for p in range(12):
+                for seed in range(4):
+                    rows.append({"model_id": model, "prompt_id": f"{tag}-{p}", "prompt": f"{tag} {p}", "seed": seed,
+                                 "category": tag, "status": "ok", "latency_s": 1.0, "peak_mem_mb": 1.0,
+                                 "geneval": float(rng.random() < (skill if tag == "counting" else 1.0))})  # fmt: skip
+    study = evaluation_report(pd.DataFrame(rows))
+    by = study.geneval.set_index(["model_id", "tag"])
+    assert by.loc[("a", "single_object"), "score"] == 1.0 and by.loc[("a", "single_object"), "ci_low"] < 1.0
+    overall = by.loc[("b", "overall")]
+    assert overall["score"] == pytest.approx((1.0 + by.loc[("b", "counting"), "score"]) / 2)
+    assert overall["ci_low"] < overall["score"] < overall["ci_high"] and overall["images"] == 96
+    counting = study.geneval_comparisons.set_index("metric").loc["geneval: counting"]
+    assert counting["model_id"] == "b" and counting["ci_high"] < 0  # b loses on counting, within the tag
+    study.save(pd.DataFrame(rows), tmp_path)
+    saved = json.loads((RunFolder(tmp_path).path / "summary.json").read_text())
+    assert {r["tag"] for r in saved["geneval"]} == {"single_object", "counting", "overall"}

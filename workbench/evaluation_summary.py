@@ -9,6 +9,7 @@ an ``EvaluationReport``, what the evaluation study reports (its tables: ``workbe
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,13 +165,17 @@ def paired_comparisons(
 @dataclass
 class EvaluationReport:
     """What the evaluation study reports: per-model ``summary``, paired ``comparisons`` with the reference
-    model, the ``verdict`` in words, and ``metrics``: what each reported metric is (``metric_notes``)."""
+    model, the ``verdict`` in words, and ``metrics``: what each reported metric is (``metric_notes``). Where the
+    rows have ``geneval`` values: ``geneval``, per model its score per tag and overall with intervals
+    (``metrics.geneval.tag_scores``), and ``geneval_comparisons``, the paired comparisons per tag."""
 
     summary: pd.DataFrame
     comparisons: pd.DataFrame
     reference: str
     verdict: str
     metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    geneval: pd.DataFrame = field(default_factory=pd.DataFrame)
+    geneval_comparisons: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def measured(self) -> list[str]:
         """The metrics the summary has values of, in registry order."""
@@ -189,9 +194,13 @@ class EvaluationReport:
     def write(self, folder: RunFolder, results: pd.DataFrame | None = None) -> None:
         """The report into ``folder``: its rows exported (``results``, default the folder's), summary.json
         and comparisons.json."""
+        extra = {}
+        if len(self.geneval):
+            extra = {"geneval": json.loads(self.geneval.to_json(orient="records")),
+                     "geneval_comparisons": json.loads(self.geneval_comparisons.to_json(orient="records"))}  # fmt: skip
         folder.finish(
             self.summary, comparisons=self.comparisons, results=results, reference_model=self.reference,
-            verdict=self.verdict, metrics=self.metrics,
+            verdict=self.verdict, metrics=self.metrics, **extra,
         )  # fmt: skip
 
 
@@ -251,4 +260,24 @@ def evaluation_report(
         words = f"nothing to compare: no scored images of {reference} and another model ({', '.join(image_metrics)})"
     set_names = [c for c in (set_metrics.columns if set_metrics is not None else []) if c in METRICS]
     notes = metric_notes([*image_metrics, *set_names], metric_options)
-    return EvaluationReport(summary, comparisons, reference, words, notes)
+    if "geneval" not in image_metrics:
+        return EvaluationReport(summary, comparisons, reference, words, notes)
+    return EvaluationReport(summary, comparisons, reference, words, notes, *geneval_by_tag(results, reference, alpha))
+
+
+def geneval_by_tag(results: pd.DataFrame, reference: str, alpha: float = 0.05) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """GenEval per model: each tag's score and the overall score (the mean over tags) with intervals
+    (``tag_scores``), and every model against ``reference`` within each tag (``paired_comparisons``, Holm within
+    the tag; ``metric`` reads "geneval: <tag>")."""
+    from workbench.metrics.geneval import tag_scores
+
+    scored = results[(results["status"] == "ok") & results["geneval"].notna()]
+    if scored.empty:
+        return pd.DataFrame(), pd.DataFrame()
+    by_model = scored.groupby("model_id", sort=False)
+    scores = pd.concat([tag_scores(group).assign(model_id=model) for model, group in by_model])
+    compared = [paired_comparisons(group, reference, metrics=["geneval"], alpha=alpha).assign(tag=tag)
+                for tag, group in scored.groupby("category")]  # fmt: skip
+    compared = [frame.assign(metric=f"geneval: {frame['tag'].iloc[0]}") for frame in compared if len(frame)]
+    comparisons = pd.concat(compared, ignore_index=True) if compared else pd.DataFrame()
+    return scores[["model_id", *scores.columns.drop("model_id")]].reset_index(drop=True), comparisons

@@ -26,6 +26,8 @@ from workbench.stats import unanimous_bound
 
 __all__ = [
     "COLOURS",
+    "GENEVAL_CLIP",
+    "GENEVAL_DETECTOR",
     "TAGS",
     "Detection",
     "Detector",
@@ -39,6 +41,8 @@ __all__ = [
     "tag_scores",
 ]
 
+GENEVAL_DETECTOR = "facebook/mask2former-swin-small-coco-instance"  # Swin-S, as in GenEval's paper
+GENEVAL_CLIP = "openai/clip-vit-large-patch14"
 COLOURS = ("red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white")
 TAGS = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
 THRESHOLD, COUNTING_THRESHOLD = 0.3, 0.9  # the confidence a detection needs to be kept

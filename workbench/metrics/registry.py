@@ -18,6 +18,7 @@ from PIL import Image
 
 from workbench.errors import ConfigError
 from workbench.metrics.clip import DEFAULT_CLIP
+from workbench.metrics.geneval import GENEVAL_CLIP, GENEVAL_DETECTOR
 
 __all__ = [
     "BUILT_IN",
@@ -50,7 +51,8 @@ class MetricOptions:
     laion/CLIP-ViT-H-14-laion2B-s32B-b79K's); ``features`` the extractor of ``fid`` and ``kid`` (a CLIP id
     or folder, or "inception[:weights file]"); ``reference_images`` a folder of reference images (None: for
     toy world prompts, the scene renderer's own images of the same prompts and seeds); ``subsets`` the
-    half-samples behind a per-set metric's interval."""
+    half-samples behind a per-set metric's interval; ``geneval_detector`` and ``geneval_clip`` the Mask2Former
+    (COCO instance) and CLIP of ``geneval``."""
 
     clip_model: str = DEFAULT_CLIP
     preference_model: str = DEFAULT_CLIP
@@ -58,6 +60,8 @@ class MetricOptions:
     features: str = DEFAULT_CLIP
     reference_images: str | None = None
     subsets: int = 50
+    geneval_detector: str = GENEVAL_DETECTOR
+    geneval_clip: str = GENEVAL_CLIP
 
 
 @runtime_checkable
@@ -115,6 +119,12 @@ def _composition(options: MetricOptions, device: str | None) -> ImageScorer:
     from workbench.metrics.composition import CompositionScorer
 
     return CompositionScorer()
+
+
+def _geneval(options: MetricOptions, device: str | None) -> ImageScorer:
+    from workbench.metrics.geneval_detectors import geneval_scorer
+
+    return geneval_scorer(options.geneval_detector, options.geneval_clip, device)
 
 
 def _pickscore(options: MetricOptions, device: str | None) -> ImageScorer:
@@ -178,6 +188,16 @@ for _entry in (
         "GenEval-style: 1 when the judge reads every attribute of the prompt right (none when it is unsure of one)",
         True, (NEEDS_TRUTH,), "composition", _composition, "share of images", version=_JUDGE_VERSION,
         preprocessing=_JUDGED, bounds=(0.0, 1.0),
+    ),
+    Metric(
+        "geneval", "image", "GenEval: 1 when the detected objects meet every clause of the prompt's GenEval metadata "
+        "(objects, counts, colours, positions)", True,
+        ("a Mask2Former COCO instance checkpoint (geneval_detector) and a CLIP (geneval_clip)",), "geneval",
+        _geneval, "share of images",
+        lambda options: "detected by transformers' Mask2Former, not mmdet's: scores may differ from the paper's by a "
+        "few points", weights="geneval_detector",
+        preprocessing="the detector's and CLIP's own processors; each object over #999 outside its mask, cropped",
+        bounds=(0.0, 1.0),
     ),
     Metric(
         "pickscore", "image", "PickScore: logit_scale x cos(image, prompt) of a preference-tuned CLIP", True,
