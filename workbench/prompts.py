@@ -50,6 +50,7 @@ PROMPT_SETS = {
     "t2i-compbench": "t2i-compbench",
     "dpg-bench": "dpg-bench/prompts.tsv",
     "toyworld": "toyworld.csv",
+    "toyworld-geneval": "toyworld-geneval.jsonl",
     "smoke": "smoke.csv",
 }
 
@@ -61,12 +62,12 @@ def _partiprompts(path: Path) -> pd.DataFrame:
     return frame
 
 
-def _geneval(path: Path) -> pd.DataFrame:
+def _geneval(path: Path, prefix: str = "geneval") -> pd.DataFrame:
     """GenEval: a JSON object a line; ``tag`` is the category, ``include`` and ``exclude`` stay JSON text (their
     lists mix types, which parquet does not store; no ``exclude`` is ``[]``)."""
     records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     return pd.DataFrame({
-        "prompt_id": [f"geneval-{i:03d}" for i in range(len(records))],
+        "prompt_id": [f"{prefix}-{i:03d}" for i in range(len(records))],
         "prompt": [r["prompt"] for r in records],
         "category": [r["tag"] for r in records],
         "include": [json.dumps(r["include"]) for r in records],
@@ -107,7 +108,8 @@ def _table(path: Path) -> pd.DataFrame:
 
 
 _READERS = {"partiprompts": _partiprompts, "geneval": _geneval, "t2i-compbench": _t2i_compbench,
-            "dpg-bench": _dpg_bench}  # fmt: skip
+            "dpg-bench": _dpg_bench,
+            "toyworld-geneval": lambda path: _geneval(path, "toy-geneval")}  # fmt: skip
 
 
 def load_prompts(

@@ -154,10 +154,11 @@ def _placed(found: list[Detection], targets: list[Detection], name: str, relatio
 
 @functools.cache
 def geneval_metadata() -> dict[str, dict[str, Any]]:
-    """GenEval's metadata (``tag``, ``include``, ``exclude``) by prompt text, from the shipped prompt set."""
+    """GenEval's metadata (``tag``, ``include``, ``exclude``) by prompt text, from the shipped prompt sets: GenEval's
+    553 and the toy world's (``toyworld-geneval``)."""
     from workbench.prompts import load_prompts
 
-    table = load_prompts("geneval")
+    table = pd.concat([load_prompts("geneval"), load_prompts("toyworld-geneval")])
     return {row.prompt: {"tag": row.category, "include": json.loads(row.include), "exclude": json.loads(row.exclude)}
             for row in table.itertuples()}  # fmt: skip
 

@@ -30,6 +30,7 @@ from workbench.resources import data_path
 __all__ = ["CLIPColours", "Mask2FormerDetector", "geneval_scorer", "object_names"]
 
 TEMPLATES = ("a photo of a {colour} {name}", "a photo of a {colour}-colored {name}", "a photo of a {colour} object")
+TOY_DETECTOR = "toyworld"  # geneval_detector for the toy world's detector and palette colours
 SCORE_FLOOR = 1e-4  # instance scores kept by the post-processing; GenEval's thresholds (0.3, 0.9) decide
 BACKGROUND = "#999999"
 
@@ -144,10 +145,15 @@ class CLIPColours:
 
 
 def geneval_scorer(detector: str = GENEVAL_DETECTOR, clip: str = GENEVAL_CLIP, device: str | None = None):
-    """``geneval.GenevalScorer`` with the transformers detector and colour reader; when weights are missing, one
-    refusal naming every download."""
+    """``geneval.GenevalScorer`` with the transformers detector and colour reader (when weights are missing, one
+    refusal naming every download), or with ``detector`` "toyworld": the toy world's detector and palette colours
+    (``toyworld.multi``), offline."""
     from workbench.metrics.geneval import GenevalScorer
 
+    if detector == TOY_DETECTOR:
+        from workbench.toyworld.multi import ToyDetector, palette_colours
+
+        return GenevalScorer(ToyDetector(), palette_colours)
     built, problems = [], []
     for make, model_id in ((Mask2FormerDetector, detector), (CLIPColours, clip)):
         try:
