@@ -3,7 +3,9 @@
     python benchmarks/metric_cost.py [--images 256] [--repeats 3]
 
 Per-image metrics: the scorer's time over ``--images`` toy images in the engine's batches (best of
-``--repeats``, after a warm-up; loading the weights is reported apart). Per-set metrics: extracting the
+``--repeats``, after a warm-up; loading the weights is reported apart); ``geneval`` twice: with its default
+detector (not measured where its weights are not on this machine) and with the toy detector on 64-pixel
+multi-object renders of the toy GenEval prompts. Per-set metrics: extracting the
 features of the images and of as many reference images, then the value with its interval (50 half-samples),
 over the images. Prints the table; writes benchmarks/results/metric_cost.json.
 """
@@ -14,6 +16,7 @@ import argparse
 import json
 import platform
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -23,6 +26,7 @@ from workbench.metrics import METRICS, MetricOptions, image_scorers
 from workbench.metrics.reference import ground_truth_image
 from workbench.metrics.sets import feature_extractor, set_metric
 from workbench.toyworld import scenes
+from workbench.toyworld.multi import render_multi, toy_geneval_prompts
 
 RESULTS = Path(__file__).parent / "results" / "metric_cost.json"
 BATCH = 16  # the engine scores a batch of images at a time
@@ -37,23 +41,29 @@ def main() -> None:
     images = [ground_truth_image(p, 0) for p in prompts]
     reference = [ground_truth_image(p, 1) for p in prompts]
     options = MetricOptions()
+    toy = [e for e in toy_geneval_prompts(20, seed=0)]  # geneval with the toy detector: multi-object renders
+    toy = (toy * (args.images // len(toy) + 1))[: args.images]
+    toy_images, toy_prompts = [render_multi(e["scene"]) for e in toy], [e["prompt"] for e in toy]
+    cases = [(name, name, entry, options, images, prompts) for name, entry in METRICS.items()]
+    cases.insert([c[0] for c in cases].index("geneval") + 1, ("geneval (toy detector)", "geneval", METRICS["geneval"],
+                 replace(options, geneval_detector="toyworld"), toy_images, toy_prompts))  # fmt: skip
     rows = []
-    for name, entry in METRICS.items():
+    for label, name, entry, chosen, scored, said in cases:
         if entry.kind == "image":
             started = time.perf_counter()
             try:
-                (scorer,) = image_scorers([name], options)
+                (scorer,) = image_scorers([name], chosen)
             except ConfigError as error:  # weights that are not on this machine (geneval's detector offline)
-                print(f"{name}: not measured: {error}")
-                rows.append({"metric": name, "kind": entry.kind, "not_measured": str(error)})
+                print(f"{label}: not measured: {error}")
+                rows.append({"metric": label, "kind": entry.kind, "not_measured": str(error)})
                 continue
             load = time.perf_counter() - started
-            scorer.score_columns(images[:BATCH], prompts[:BATCH])  # warm-up
+            scorer.score_columns(scored[:BATCH], said[:BATCH])  # warm-up
             best = float("inf")
             for _ in range(args.repeats):
                 started = time.perf_counter()
-                for i in range(0, len(images), BATCH):
-                    scorer.score_columns(images[i : i + BATCH], prompts[i : i + BATCH])
+                for i in range(0, len(scored), BATCH):
+                    scorer.score_columns(scored[i : i + BATCH], said[i : i + BATCH])
                 best = min(best, time.perf_counter() - started)
         else:
             started = time.perf_counter()
@@ -64,7 +74,7 @@ def main() -> None:
                 started = time.perf_counter()
                 set_metric(name, images, reference, extractor=extract, subsets=options.subsets)
                 best = min(best, time.perf_counter() - started)
-        rows.append({"metric": name, "kind": entry.kind, "ms_per_image": 1000 * best / len(images),
+        rows.append({"metric": label, "kind": entry.kind, "ms_per_image": 1000 * best / len(images),
                      "load_s": load})  # fmt: skip
     print(f"{args.images} toy images (32 x 32), {torch.get_num_threads()} CPU threads, {platform.processor()}")
     print(f"{'metric':<16}{'per':<7}{'ms / image':>12}{'load (s)':>10}")
