@@ -307,3 +307,32 @@ def test_the_report_gives_geneval_per_tag_with_intervals_and_paired_comparisons(
     study.save(pd.DataFrame(rows), tmp_path)
     saved = json.loads((RunFolder(tmp_path).path / "summary.json").read_text())
     assert {r["tag"] for r in saved["geneval"]} == {"single_object", "counting", "overall"}
+
+
+def test_geneval_metadata_gives_people_a_checklist_of_what_it_checks(tmp_path):
+    from workbench.metrics.geneval import geneval_checklist, geneval_metadata
+
+    metadata = geneval_metadata()
+    assert geneval_checklist(metadata["a photo of a bench"]) == ["object: a bench"]
+    clocks = ["count: two clocks", "count: fewer than three clocks"]
+    assert geneval_checklist(metadata["a photo of two clocks"]) == clocks
+    assert geneval_checklist(metadata["a photo of a purple wine glass and a black apple"]) == [
+        "colour: a purple wine glass", "colour: a black apple"
+    ]  # fmt: skip
+    assert geneval_checklist(metadata["a photo of a dog right of a teddy bear"]) == [
+        "object: a teddy bear", "object: a dog", "position: the dog is right of the teddy bear"
+    ]  # fmt: skip
+    assert geneval_checklist(metadata["a photo of an orange circle"]) == ["colour: an orange circle"]
+    assert all(geneval_checklist(m) for m in metadata.values())
+
+
+def test_an_alignment_task_asks_people_what_geneval_checks(tmp_path):
+    from workbench import GenerationConfig, ModelEvaluator, load_prompts, rating_task
+
+    prompts = load_prompts("toyworld-geneval", categories=["counting", "position"], n=3, seed=0)
+    run = tmp_path / "run"
+    ModelEvaluator(prompts, ["toyworld/sd-small"], [0], GenerationConfig(steps=2), output_dir=run, warmup=False).run()
+    task = rating_task(run, "alignment", output_root=tmp_path, checklist="geneval", gold_share=0, repeat_share=0)
+    parts = {p for item in task.items.values() for p in item.checklist}
+    assert any(p.startswith("count: fewer than") for p in parts) or any(p.startswith("position:") for p in parts)
+    assert all(item.checklist for item in task.items.values())

@@ -34,6 +34,7 @@ __all__ = [
     "GenevalResult",
     "GenevalScorer",
     "evaluate",
+    "geneval_checklist",
     "geneval_metadata",
     "kept_detections",
     "relative_position",
@@ -161,6 +162,39 @@ def geneval_metadata() -> dict[str, dict[str, Any]]:
     table = pd.concat([load_prompts("geneval"), load_prompts("toyworld-geneval")])
     return {row.prompt: {"tag": row.category, "include": json.loads(row.include), "exclude": json.loads(row.exclude)}
             for row in table.itertuples()}  # fmt: skip
+
+
+_NUMBERS = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six"}
+
+
+def _plural(name: str) -> str:
+    return name + ("es" if name.endswith(("s", "x", "ch", "sh")) else "s")
+
+
+def _objects(count: int, name: str, colour: str | None = None) -> str:
+    words = f"{colour} {name}" if colour else name
+    if count > 1:
+        return f"{_NUMBERS.get(count, count)} {_plural(words)}"
+    return f"{'an' if words[0] in 'aeiou' else 'a'} {words}"
+
+
+def geneval_checklist(metadata: Mapping[str, Any]) -> list[str]:
+    """What GenEval checks of a prompt, as parts people can be asked about one by one (step 15's alignment
+    checklist; a part's name before its colon): "object: a bench", "count: two clocks", "colour: a purple wine
+    glass", "position: the dog is right of the teddy bear", and an exclude clause "count: fewer than three
+    clocks"."""
+    include = list(metadata.get("include", []))
+    parts = []
+    for clause in include:
+        name, count, colour = clause["class"], clause["count"], clause.get("color")
+        kind = "colour" if colour else ("count" if count > 1 else "object")
+        parts.append(f"{kind}: {_objects(count, name, colour)}")
+        if "position" in clause:
+            relation, target = clause["position"]
+            parts.append(f"position: the {name} is {relation} the {include[target]['class']}")
+    for clause in metadata.get("exclude", []):
+        parts.append(f"count: fewer than {_NUMBERS.get(clause['count'], clause['count'])} {_plural(clause['class'])}")
+    return parts
 
 
 class GenevalScorer:

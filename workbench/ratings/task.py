@@ -199,8 +199,9 @@ def rating_task(
     is opened as it is (so a notebook can run again), when it was made of the same runs and kind. ``strategy``:
     ``uniform`` (each rater's own random order) or, for pairwise tasks, ``adaptive`` (the next item where it tells
     most; ``workbench.ratings.schedule``). ``checklist`` (alignment): the parts of each prompt, each then asked
-    about with yes / no after the main question: ``"toyworld"`` (the attributes a toy world prompt names), a
-    mapping of prompt id to its parts (a prompt table's metadata column), or a function of the prompt's text."""
+    about with yes / no after the main question: ``"toyworld"`` (the attributes a toy world prompt names),
+    ``"geneval"`` (what GenEval checks of a GenEval or toy GenEval prompt: ``metrics.geneval.geneval_checklist``),
+    a mapping of prompt id to its parts (a prompt table's metadata column), or a function of the prompt's text."""
     if kind not in KINDS:
         raise ConfigError(f"kind must be one of {list(KINDS)}, got {kind!r}", "kind")
     if strategy not in STRATEGIES or (strategy == "adaptive" and kind != "pairwise"):
@@ -299,11 +300,16 @@ def _checklist(checklist, kind: str) -> Callable[[str, str], list[str]]:
         from workbench.toyworld.captions import parse_prompt
 
         return lambda prompt_id, prompt: [f"{a}: {v}" for a, v in parse_prompt(prompt).attributes.items()]
+    if isinstance(checklist, str) and checklist == "geneval":
+        from workbench.metrics.geneval import geneval_checklist, geneval_metadata
+
+        known = geneval_metadata()
+        return lambda prompt_id, prompt: geneval_checklist(known[prompt]) if prompt in known else []
     if isinstance(checklist, Mapping):
         return lambda prompt_id, prompt: _parts(checklist.get(prompt_id, ()), prompt_id)
     if callable(checklist):
         return lambda prompt_id, prompt: _parts(checklist(prompt), prompt_id)
-    allowed = "'toyworld', a mapping of prompt id to parts, or a function of the prompt"
+    allowed = "'toyworld', 'geneval', a mapping of prompt id to parts, or a function of the prompt"
     raise ConfigError(f"checklist must be {allowed}, got {checklist!r}", "checklist")
 
 
