@@ -136,7 +136,7 @@ def test_the_scorer_finds_a_prompts_metadata_by_its_text_and_scores_with_the_det
     from workbench.metrics.geneval import GenevalScorer, geneval_metadata
 
     metadata = geneval_metadata()
-    assert len(metadata) == 553 and metadata["a photo of a bench"] == {
+    assert len(metadata) == 553 + 88 and metadata["a photo of a bench"] == {  # GenEval's and the toy world's
         "tag": "single_object", "include": [{"class": "bench", "count": 1}], "exclude": []
     }  # fmt: skip
     coloured = next(p for p, m in metadata.items() if m["tag"] == "colors")
@@ -167,7 +167,7 @@ def test_the_scorer_finds_a_prompts_metadata_by_its_text_and_scores_with_the_det
 
 
 def test_tag_scores_resample_prompts_within_tags_and_bound_a_unanimous_tag():
-    from workbench.metrics.geneval import tag_scores
+    from workbench.evaluation_summary import tag_scores
 
     rows = pd.DataFrame({
         "prompt_id": [f"p{i // 4}" for i in range(40)] + [f"q{i // 4}" for i in range(40)],

@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from workbench.metrics.geneval import evaluate
+from workbench.metrics.geneval_detectors import ToyDetector, palette_colours
 from workbench.prompts import PROMPT_DIR, load_prompts
 from workbench.toyworld import multi
 from workbench.toyworld.degrade import degrade
@@ -17,7 +18,7 @@ OPPOSITE = {"left of": "right of", "right of": "left of", "above": "below", "bel
 
 @pytest.fixture(scope="module")
 def detector():
-    return multi.ToyDetector()
+    return ToyDetector()
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +28,7 @@ def entries():
 
 def judged(detector, scene, entry, rng=None):
     image = multi.render_multi(scene, rng)
-    return evaluate(detector([image])[0], entry, lambda found, name: multi.palette_colours(image, found, name))
+    return evaluate(detector([image])[0], entry, lambda found, name: palette_colours(image, found, name))
 
 
 def test_the_shipped_toy_set_is_the_generators_and_has_every_tag(entries):
@@ -46,7 +47,7 @@ def test_renders_of_the_right_scene_pass_clean_and_mostly_degraded(detector, ent
     for e in entries:
         image = degrade(multi.render_multi(e["scene"], rng), rng)
         found = detector([image])[0]
-        degraded.append(evaluate(found, e, lambda f, n, image=image: multi.palette_colours(image, f, n)).correct)
+        degraded.append(evaluate(found, e, lambda f, n, image=image: palette_colours(image, f, n)).correct)
     assert np.mean(degraded) >= 0.85
 
 

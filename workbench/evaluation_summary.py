@@ -15,25 +15,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from workbench.costs import Prices, load_prices, priced_gpu, self_hosting_cost
 from workbench.errors import ConfigError
 from workbench.latency import latency_summary
 from workbench.metrics import METRICS, MetricOptions, metric_bounds
+from workbench.metrics.geneval import summary_scores
 from workbench.metrics.sets import set_metric_notes
 from workbench.run_folder import RunFolder
-from workbench.stats import compare_groups, holm, mean_over_prompts, verdict
+from workbench.stats import compare_groups, holm, mean_over_prompts, unanimous_bound, verdict
 
 __all__ = [
     "EvaluationReport",
     "evaluation_report",
+    "geneval_by_tag",
     "image_metrics_in",
     "metric_notes",
     "metric_summary_columns",
     "paired_comparisons",
     "prompt_differences",
     "summarize",
+    "tag_scores",
 ]
 
 
@@ -265,12 +269,42 @@ def evaluation_report(
     return EvaluationReport(summary, comparisons, reference, words, notes, *geneval_by_tag(results, reference, alpha))
 
 
+def tag_scores(rows: pd.DataFrame, column: str = "geneval", *, draws: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Per tag (a row's ``category``) and ``overall``: GenEval's score (``metrics.geneval.summary_scores``) with a
+    95% interval from resampling prompts within each tag (a prompt's images stay together; a tag all right or all
+    wrong gets Clopper-Pearson's bound over its prompts instead), and the images and prompts behind it. Images
+    without a value are left out."""
+    scored = rows[rows[column].notna()]
+    point = summary_scores(scored, column)
+    groups = {tag: [g[column].to_numpy(dtype=float) for _, g in frame.groupby("prompt_id")]
+              for tag, frame in scored.groupby("category")}  # fmt: skip
+    rng = np.random.default_rng(seed)
+    drawn: dict[str, list[float]] = {tag: [] for tag in [*groups, "overall"]}
+    for _ in range(draws):
+        shares = {}
+        for tag, prompts in groups.items():
+            chosen = rng.integers(len(prompts), size=len(prompts))
+            shares[tag] = float(np.concatenate([prompts[k] for k in chosen]).mean())
+            drawn[tag].append(shares[tag])
+        drawn["overall"].append(float(np.mean(list(shares.values()))))
+    counts = scored.groupby("category").agg(images=(column, "size"), prompts=("prompt_id", "nunique"))
+    counts.loc["overall"] = counts.sum()
+    table = []
+    for tag, values in drawn.items():
+        low, high = np.quantile(values, [0.025, 0.975])
+        if low == high and point[tag] in (0.0, 1.0):  # all right (or all wrong): Clopper-Pearson over the prompts
+            bound = unanimous_bound(int(counts.loc[tag, "prompts"]))
+            low, high = (bound, 1.0) if point[tag] == 1.0 else (0.0, 1 - bound)
+        images, prompts = (int(v) for v in counts.loc[tag, ["images", "prompts"]])
+        table.append({"tag": tag, "score": point[tag], "ci_low": float(low), "ci_high": float(high),
+                      "images": images, "prompts": prompts})  # fmt: skip
+    return pd.DataFrame(table)
+
+
 def geneval_by_tag(results: pd.DataFrame, reference: str, alpha: float = 0.05) -> tuple[pd.DataFrame, pd.DataFrame]:
     """GenEval per model: each tag's score and the overall score (the mean over tags) with intervals
     (``tag_scores``), and every model against ``reference`` within each tag (``paired_comparisons``, Holm within
     the tag; ``metric`` reads "geneval: <tag>")."""
-    from workbench.metrics.geneval import tag_scores
-
     scored = results[(results["status"] == "ok") & results["geneval"].notna()]
     if scored.empty:
         return pd.DataFrame(), pd.DataFrame()

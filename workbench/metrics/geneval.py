@@ -22,7 +22,6 @@ import pandas as pd
 from PIL import Image
 
 from workbench.errors import ConfigError
-from workbench.stats import unanimous_bound
 
 __all__ = [
     "COLOURS",
@@ -39,7 +38,6 @@ __all__ = [
     "kept_detections",
     "relative_position",
     "summary_scores",
-    "tag_scores",
 ]
 
 GENEVAL_DETECTOR = "facebook/mask2former-swin-small-coco-instance"  # Swin-S, as in GenEval's paper
@@ -221,38 +219,6 @@ class GenevalScorer:
                               lambda objects, name, image=image: self.colours(image, objects, name))  # fmt: skip
             values[i], reasons[i] = float(result.correct), result.reason
         return {"geneval": values, "geneval_reason": reasons}
-
-
-def tag_scores(rows: pd.DataFrame, column: str = "geneval", *, draws: int = 1000, seed: int = 0) -> pd.DataFrame:
-    """Per tag (a row's ``category``) and ``overall``: GenEval's score (``summary_scores``) with a 95% interval
-    from resampling prompts within each tag (a prompt's images stay together; a tag all right or all wrong gets
-    Clopper-Pearson's bound over its prompts instead), and the images and prompts behind it. Images without a
-    value are left out."""
-    scored = rows[rows[column].notna()]
-    point = summary_scores(scored, column)
-    groups = {tag: [g[column].to_numpy(dtype=float) for _, g in frame.groupby("prompt_id")]
-              for tag, frame in scored.groupby("category")}  # fmt: skip
-    rng = np.random.default_rng(seed)
-    drawn: dict[str, list[float]] = {tag: [] for tag in [*groups, "overall"]}
-    for _ in range(draws):
-        shares = {}
-        for tag, prompts in groups.items():
-            chosen = rng.integers(len(prompts), size=len(prompts))
-            shares[tag] = float(np.concatenate([prompts[k] for k in chosen]).mean())
-            drawn[tag].append(shares[tag])
-        drawn["overall"].append(float(np.mean(list(shares.values()))))
-    counts = scored.groupby("category").agg(images=(column, "size"), prompts=("prompt_id", "nunique"))
-    counts.loc["overall"] = counts.sum()
-    table = []
-    for tag, values in drawn.items():
-        low, high = np.quantile(values, [0.025, 0.975])
-        if low == high and point[tag] in (0.0, 1.0):  # all right (or all wrong): Clopper-Pearson over the prompts
-            bound = unanimous_bound(int(counts.loc[tag, "prompts"]))
-            low, high = (bound, 1.0) if point[tag] == 1.0 else (0.0, 1 - bound)
-        images, prompts = (int(v) for v in counts.loc[tag, ["images", "prompts"]])
-        table.append({"tag": tag, "score": point[tag], "ci_low": float(low), "ci_high": float(high),
-                      "images": images, "prompts": prompts})  # fmt: skip
-    return pd.DataFrame(table)
 
 
 def summary_scores(rows: pd.DataFrame, column: str = "geneval", tag: str = "category") -> dict[str, float]:

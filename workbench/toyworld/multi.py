@@ -1,5 +1,6 @@
 """Toy world scenes with one to four objects, for GenEval's rules: scenes, captions in GenEval's forms with their
-metadata in GenEval's schema, a renderer, and a toy detector that reads objects from the pixels alone.
+metadata in GenEval's schema, and a renderer (the detector that reads them is ``metrics.geneval_detectors``'s
+``ToyDetector``).
 
 Multi-object scenes are drawn at 64 x 64 (four objects do not fit at 32), plain fills on a plain background, the
 objects apart from each other. The six tags, as GenEval words them::
@@ -11,32 +12,21 @@ objects apart from each other. The six tags, as GenEval words them::
     position       a photo of a green cross left of a yellow circle
     color_attr     a photo of a red circle and a blue square
 
-``ToyDetector`` finds objects as connected regions that stand out from the background, names each region's shape
-from its outline (how much of its box it fills, how far its centre of mass sits below its box's centre) and gives
-a confidence: the region's area over the smallest object the renderer draws, capped at 1. So every drawn object
-scores about 1 and a speck of noise far less; GenEval's 0.9 counting threshold was set for Mask2Former's scores
-and here only drops regions under 90% of the smallest object. ``palette_colours`` names an object's colour by
-the toy palette hue nearest its pixels' median (in place of CLIP). ``data/prompts/toyworld-geneval.jsonl`` is
-``toy_geneval_prompts(20, seed=0)`` without its scenes (a test checks).
+``data/prompts/toyworld-geneval.jsonl`` is ``toy_geneval_prompts(20, seed=0)`` without its scenes (a test checks).
 """
 
 from __future__ import annotations
 
-import colorsys
 import itertools
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageDraw
-from scipy import ndimage
 
 from workbench.errors import ConfigError
-from workbench.metrics.geneval import Detection
 from workbench.toyworld import scenes
 
-__all__ = ["MULTI_SIZE", "RADII", "TAGS", "MultiScene", "Thing", "ToyDetector", "palette_colours", "render_multi",
-           "toy_geneval_prompts"]  # fmt: skip
+__all__ = ["MULTI_SIZE", "RADII", "TAGS", "MultiScene", "Thing", "render_multi", "toy_geneval_prompts"]
 
 MULTI_SIZE = 64
 RADII = {"small": 6.0, "large": 9.0}  # pixels at MULTI_SIZE
@@ -44,7 +34,6 @@ TAGS = ("single_object", "two_object", "counting", "colors", "position", "color_
 NUMBERS = {2: "two", 3: "three", 4: "four"}
 _MARGIN = 3.0  # pixels between two objects' outlines, at the least
 _K = 4  # supersampling
-_STANDS_OUT = 30.0  # a pixel this far (RGB distance) from the background belongs to an object's region
 _REACH = 1.25  # how far a shape reaches from its centre, in radii (a square's and a triangle's corners: ~1.2)
 
 
@@ -166,86 +155,3 @@ def _draw(tag: str, rng: np.random.Generator) -> dict:
             include = [{"class": first, "count": 1}, {"class": second, "count": 1, "position": [relation, 0]}]
     scene = MultiScene(_place(things, rng, relation), background)
     return {"tag": tag, "include": include, "exclude": exclude, "prompt": prompt, "scene": scene}
-
-
-def _hue(rgb: np.ndarray) -> float:
-    return colorsys.rgb_to_hsv(*(np.clip(rgb, 0, 255) / 255.0))[0]
-
-
-_PALETTE_HUES = {name: _hue(np.array(rgb, dtype=np.float64)) for name, rgb in scenes.COLOURS.items()}
-
-
-def _distance(pixels: np.ndarray) -> np.ndarray:
-    """Each pixel's RGB distance from the background (the median border colour)."""
-    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
-    return np.linalg.norm(pixels - np.median(border, axis=0), axis=2)
-
-
-class ToyDetector:
-    """Objects of toy world images, from the pixels alone (module docstring): ``geneval.Detection`` per object,
-    its class the shape's name, with its mask."""
-
-    def __init__(self):  # the smallest object's area, as this detector sees it: each shape small, on each background
-        every = itertools.product(scenes.SHAPES, scenes.COLOURS, scenes.BACKGROUNDS)
-        drawn = [render_multi(MultiScene((Thing(shape, colour, "small", 32.0, 32.0),), background))
-                 for shape, colour, background in every]  # fmt: skip
-        self.smallest = min(mask.sum() for image in drawn for mask in _masks(np.asarray(image, dtype=np.float64)))
-
-    def __call__(self, images: Sequence[Image.Image]) -> list[list[Detection]]:
-        return [self._detect(np.asarray(image.convert("RGB"), dtype=np.float64)) for image in images]
-
-    def _detect(self, pixels: np.ndarray) -> list[Detection]:
-        scale = (pixels.shape[0] * pixels.shape[1]) / MULTI_SIZE**2  # areas are measured at MULTI_SIZE
-        detections = []
-        for mask in _masks(pixels):
-            ys, xs = np.nonzero(mask)
-            box = (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))
-            confidence = min(1.0, len(xs) / scale / self.smallest)
-            detections.append(Detection(_shape(mask, box), float(confidence), box, mask))
-        return detections
-
-
-def _masks(pixels: np.ndarray) -> list[np.ndarray]:
-    """Each object's mask: a connected region that stands out from the background, narrowed to where it stands
-    out by half its contrast or more (so a faint object's outline is read as a bold one's); specks of under 4
-    pixels left out."""
-    distance = _distance(ndimage.uniform_filter(pixels, size=(3, 3, 1)))
-    regions, count = ndimage.label(distance > _STANDS_OUT, structure=np.ones((3, 3)))
-    masks = []
-    for index in range(1, count + 1):
-        region = regions == index
-        mask = region & (distance > 0.5 * np.percentile(distance[region], 90))
-        if mask.sum() >= 4:
-            masks.append(mask)
-    return masks
-
-
-def _shape(mask: np.ndarray, box: tuple[float, float, float, float]) -> str:
-    """A region's shape from how much of each corner of its box it fills (a quarter of the box's width and
-    height): a triangle fills its bottom corners and not its top ones, a cross none, a square all of them, a
-    circle a little of each; between square and circle, how much of its box it fills decides too."""
-    x0, y0, x1, y1 = (int(v) for v in box)
-    inside = mask[y0:y1, x0:x1]
-    h, w = max(1, round(inside.shape[0] / 4)), max(1, round(inside.shape[1] / 4))
-    top = (inside[:h, :w].mean() + inside[:h, -w:].mean()) / 2
-    bottom = (inside[-h:, :w].mean() + inside[-h:, -w:].mean()) / 2
-    if bottom - top > _TRIANGLE_BOTTOM:
-        return "triangle"
-    corners = (top + bottom) / 2
-    if corners < _CROSS_CORNERS:
-        return "cross"
-    return "square" if corners + inside.mean() > _SQUARE_SUM else "circle"
-
-
-_TRIANGLE_BOTTOM, _CROSS_CORNERS, _SQUARE_SUM = 0.4, 0.18, 1.35  # measured on clean and degraded renders
-
-
-def palette_colours(image: Image.Image, found: Sequence[Detection], name: str) -> list[str]:
-    """Each object's colour: the toy palette name whose hue is nearest the hue of its pixels' median."""
-    pixels = np.asarray(image.convert("RGB"), dtype=np.float64)
-    named = []
-    for detection in found:
-        hue = _hue(np.median(pixels[np.asarray(detection.mask, bool)], axis=0))
-        gaps = {n: min(abs(hue - h), 1 - abs(hue - h)) for n, h in _PALETTE_HUES.items()}
-        named.append(min(gaps, key=gaps.get))
-    return named
