@@ -77,9 +77,9 @@ def main() -> None:
         rows.append({"metric": label, "kind": entry.kind, "ms_per_image": 1000 * best / len(images),
                      "load_s": load})  # fmt: skip
     print(f"{args.images} toy images (32 x 32), {torch.get_num_threads()} CPU threads, {platform.processor()}")
-    print(f"{'metric':<16}{'per':<7}{'ms / image':>12}{'load (s)':>10}")
+    print(f"{'metric':<24}{'per':<7}{'ms / image':>12}{'load (s)':>10}")
     for row in (r for r in rows if "ms_per_image" in r):
-        print(f"{row['metric']:<16}{row['kind']:<7}{row['ms_per_image']:>12.2f}{row['load_s']:>10.2f}")
+        print(f"{row['metric']:<24}{row['kind']:<7}{row['ms_per_image']:>12.2f}{row['load_s']:>10.2f}")
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(
         json.dumps({"images": args.images, "threads": torch.get_num_threads(), "metrics": rows}, indent=2)
