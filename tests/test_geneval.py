@@ -213,7 +213,8 @@ def save_tiny_mask2former(folder: Path, names: list[str]) -> Path:
 def tiny_mask2former(tmp_path_factory):
     from workbench.metrics.geneval_detectors import object_names
 
-    return save_tiny_mask2former(tmp_path_factory.mktemp("mask2former"), list(object_names()))
+    coco = {"computer mouse": "mouse", "tv remote": "remote", "computer keyboard": "keyboard"}  # COCO's own names
+    return save_tiny_mask2former(tmp_path_factory.mktemp("mask2former"), [coco.get(n, n) for n in object_names()])
 
 
 def test_the_transformers_detector_and_colour_reader_run_the_geneval_rules_end_to_end(tiny_mask2former):
@@ -240,8 +241,11 @@ def test_the_transformers_detector_and_colour_reader_run_the_geneval_rules_end_t
     assert set(columns["geneval"]) <= {0.0, 1.0} and all(isinstance(r, str) for r in columns["geneval_reason"])
 
 
-def test_a_detector_without_weights_or_without_the_coco_classes_is_refused_at_once(tmp_path):
+def test_a_detector_without_weights_or_without_the_coco_classes_is_refused_at_once(tmp_path, monkeypatch):
     import time
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # offline, with an empty cache: nothing can come from the hub
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
 
     from workbench.metrics.geneval_detectors import CLIPColours, Mask2FormerDetector
 
@@ -256,8 +260,11 @@ def test_a_detector_without_weights_or_without_the_coco_classes_is_refused_at_on
         Mask2FormerDetector(str(folder), device="cpu")
 
 
-def test_a_study_with_geneval_and_no_weights_fails_before_any_image_naming_the_download(tmp_path):
+def test_a_study_with_geneval_and_no_weights_fails_before_any_image_naming_the_download(tmp_path, monkeypatch):
     from workbench import GenerationConfig, ModelEvaluator, load_prompts
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
 
     prompts = load_prompts("geneval", n=2)
     evaluator = ModelEvaluator(prompts, ["toyworld/sd-small"], [0, 1, 2, 3], GenerationConfig(steps=2),

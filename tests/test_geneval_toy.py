@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from workbench.metrics.geneval import evaluate
+from workbench.errors import ConfigError
+from workbench.metrics.geneval import Detection, evaluate
 from workbench.metrics.geneval_detectors import ToyDetector, palette_colours
 from workbench.prompts import PROMPT_DIR, load_prompts
 from workbench.toyworld import multi
@@ -88,6 +89,8 @@ def test_the_toy_detector_reads_counts_and_confidences_from_pixels(detector, ent
     pixels[10:12, 10:13] = (215, 35, 35)  # six red pixels: far under the smallest object
     (dot,) = detector([Image.fromarray(pixels)])[0]
     assert dot.score < 0.2
+    with pytest.raises(ConfigError, match="reads an object's pixels through its mask"):
+        palette_colours(speck, [Detection("circle", 1.0, (0.0, 0.0, 4.0, 4.0))], "circle")
 
 
 def test_a_study_scores_toy_geneval_offline_end_to_end(tmp_path):

@@ -165,6 +165,9 @@ def test_a_prompt_table_of_ones_own_needs_a_prompt_column(tmp_path):
     (tmp_path / "mine.tsv").write_text("prompt\tnote\na red circle\tx\na blue square\ty\n")
     mine = load_prompts(str(tmp_path / "mine.tsv"))
     assert list(mine["prompt_id"]) == ["mine-0000", "mine-0001"] and set(mine["category"]) == {"all"}
+    (tmp_path / "Parti.TSV").write_text("Prompt\tCategory\nbond\tAbstract\n")  # PartiPrompts' layout, as before
+    parti = load_prompts(str(tmp_path / "Parti.TSV"))
+    assert list(parti["prompt_id"]) == ["parti-0000"] and list(parti["category"]) == ["Abstract"]
     (tmp_path / "bad.csv").write_text("text\na red circle\n")
     with pytest.raises(ConfigError, match=r"has no prompt column; its columns are \['text'\]"):
         load_prompts(str(tmp_path / "bad.csv"))

@@ -171,7 +171,7 @@ class EvaluationReport:
     """What the evaluation study reports: per-model ``summary``, paired ``comparisons`` with the reference
     model, the ``verdict`` in words, and ``metrics``: what each reported metric is (``metric_notes``). Where the
     rows have ``geneval`` values: ``geneval``, per model its score per tag and overall with intervals
-    (``metrics.geneval.tag_scores``), and ``geneval_comparisons``, the paired comparisons per tag."""
+    (``tag_scores``), and ``geneval_comparisons``, the paired comparisons per tag."""
 
     summary: pd.DataFrame
     comparisons: pd.DataFrame

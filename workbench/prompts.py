@@ -93,15 +93,18 @@ def _dpg_bench(path: Path) -> pd.DataFrame:
 
 
 def _table(path: Path) -> pd.DataFrame:
-    """A prompt table of one's own: CSV, or TSV (tab-separated), with a ``prompt`` column (any case); a missing
-    ``prompt_id`` is numbered from the file's name, a missing ``category`` is ``all``."""
-    frame = pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",")
-    if "prompt" not in frame and "Prompt" in frame:  # PartiPrompts' own layout, or a copy of it
-        frame = frame.rename(columns=str.lower)
+    """A prompt table of one's own: CSV, or TSV (tab-separated), with a ``prompt`` column (any case: columns are
+    read in lower case); a missing ``prompt_id`` is numbered (``parti-0000`` ... for a PartiPrompts TSV, as
+    before, else from the file's name), a missing ``category`` is ``all``."""
+    tab = path.suffix.lower() == ".tsv" or path.name.lower().endswith((".tsv.gz", ".tsv.zip"))
+    frame = pd.read_csv(path, sep="\t" if tab else ",")
+    parti = list(frame.columns[:2]) == ["Prompt", "Category"]
+    frame = frame.rename(columns=str.lower)
     if "prompt" not in frame:
         raise ConfigError(f"{path} has no prompt column; its columns are {list(frame.columns)}", "prompt_set")
     if "prompt_id" not in frame:
-        frame.insert(0, "prompt_id", [f"{path.stem}-{i:04d}" for i in range(len(frame))])
+        prefix = "parti" if parti else path.name.split(".")[0]
+        frame.insert(0, "prompt_id", [f"{prefix}-{i:04d}" for i in range(len(frame))])
     if "category" not in frame:
         frame["category"] = "all"
     return frame
@@ -123,7 +126,8 @@ def load_prompts(
     benchmark suites ship with their licence and source), or a CSV/TSV path of one's own; optionally only some
     categories, and a seeded sample of ``n`` prompts (in the file's order)."""
     path = PROMPT_DIR / PROMPT_SETS[name] if name in PROMPT_SETS else Path(name)
-    if not path.exists() or (name not in PROMPT_SETS and path.suffix not in (".csv", ".tsv")):
+    tables = (".csv", ".tsv", ".csv.gz", ".tsv.gz", ".csv.zip", ".tsv.zip")
+    if not path.exists() or (name not in PROMPT_SETS and not path.name.lower().endswith(tables)):
         raise ConfigError(f"unknown prompt set {name!r}; known sets: {sorted(PROMPT_SETS)} (or a .csv/.tsv path)")
     frame = _READERS[name](path) if name in _READERS else _table(path)
     if categories:

@@ -8,9 +8,11 @@ mmdet's); labels are the checkpoint's ``id2label`` names, which must cover GenEv
 normalised, averaged over templates and normalised again), on each object composited over #999 outside its mask
 and cropped to its box, through CLIP's own preprocessing.
 
-This detector's outputs differ from mmdet's Mask2Former (other post-processing code, other resizing), so scores
-may differ by a few points from the paper's. Weights load from a folder, or the hub's cache (from the hub when
-online); offline without them, building either is refused at once, naming the download.
+This detector's outputs differ from mmdet's Mask2Former (transformers' post-processing thresholds the masks at
+384 x 384 and the checkpoint's processor sets the input size, where mmdet works at 1333 x 800), so scores may
+differ from the paper's; by how much has not been measured here (no weights offline). Weights load from a
+folder, or the hub's cache (from the hub when online); offline without them, building either is refused at once,
+naming the download.
 """
 
 from __future__ import annotations
@@ -68,6 +70,15 @@ def _load(loader, model_id: str, what: str):
         raise ConfigError(f"cannot load {what} from {model_id!r} ({error}){hint}", "geneval") from None
 
 
+_ALIASES = {"mouse": "computer mouse", "remote": "tv remote", "keyboard": "computer keyboard"}  # COCO -> GenEval
+
+
+def _geneval_name(label: str) -> str:
+    """A checkpoint's class name as GenEval's ``object_names.txt`` spells it (it renames three COCO classes)."""
+    name = str(label).strip().lower().replace("-", " ")
+    return _ALIASES.get(name, name)
+
+
 def _device(device: str | None) -> torch.device:
     from workbench.models import pick_device
 
@@ -84,9 +95,7 @@ class Mask2FormerDetector:
         self.model = _load(Mask2FormerForUniversalSegmentation, model_id, "a Mask2Former").eval().to(self.device)
         self.processor = _load(Mask2FormerImageProcessorPil, model_id, "a Mask2Former image processor")
         wanted = set(object_names())
-        names = {
-            int(i): str(label).strip().lower().replace("-", " ") for i, label in self.model.config.id2label.items()
-        }
+        names = {int(i): _geneval_name(label) for i, label in self.model.config.id2label.items()}
         missing = sorted(wanted - set(names.values()))
         if missing:
             raise ConfigError(
@@ -262,6 +271,8 @@ def palette_colours(image: Image.Image, found: Sequence[Detection], name: str) -
     pixels = np.asarray(image.convert("RGB"), dtype=np.float64)
     named = []
     for detection in found:
+        if detection.mask is None or not np.asarray(detection.mask, bool).any():
+            raise ConfigError(f"palette_colours reads an object's pixels through its mask; {detection} has none")
         hue = _hue(np.median(pixels[np.asarray(detection.mask, bool)], axis=0))
         gaps = {n: min(abs(hue - h), 1 - abs(hue - h)) for n, h in _PALETTE_HUES.items()}
         named.append(min(gaps, key=gaps.get))

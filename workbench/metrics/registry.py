@@ -127,6 +127,15 @@ def _geneval(options: MetricOptions, device: str | None) -> ImageScorer:
     return geneval_scorer(options.geneval_detector, options.geneval_clip, device)
 
 
+def _geneval_note(options: MetricOptions) -> str:
+    if options.geneval_detector == "toyworld":
+        return "the toy world's detector (objects from the pixels) and palette colours, on toy GenEval prompts"
+    return (
+        f"objects by transformers' Mask2Former ({options.geneval_detector}), not mmdet's, colours by "
+        f"{options.geneval_clip}: scores may differ from the paper's (by how much is not measured here)"
+    )
+
+
 def _pickscore(options: MetricOptions, device: str | None) -> ImageScorer:
     from workbench.metrics.preference import PickScorer
 
@@ -194,8 +203,7 @@ for _entry in (
         "(objects, counts, colours, positions)", True,
         ("a Mask2Former COCO instance checkpoint (geneval_detector) and a CLIP (geneval_clip)",), "geneval",
         _geneval, "share of images",
-        lambda options: "detected by transformers' Mask2Former, not mmdet's: scores may differ from the paper's by a "
-        "few points", weights="geneval_detector",
+        _geneval_note, weights="geneval_detector",
         preprocessing="the detector's and CLIP's own processors; each object over #999 outside its mask, cropped",
         bounds=(0.0, 1.0),
     ),
