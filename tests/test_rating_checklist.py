@@ -63,5 +63,5 @@ def test_a_checklist_from_prompt_metadata_and_bad_checklists_refused(run, tmp_pa
         rating_task(run, "alignment", output_root=tmp_path, checklist={"p000": "red"})
     with pytest.raises(ConfigError, match="a checklist goes with alignment tasks, not pairwise ones"):
         rating_task(run, "pairwise", output_root=tmp_path, checklist="toyworld")
-    with pytest.raises(ConfigError, match="checklist must be 'toyworld', a mapping"):
-        rating_task(run, "alignment", output_root=tmp_path, checklist="geneval")
+    with pytest.raises(ConfigError, match="checklist must be 'toyworld', 'geneval', a mapping"):
+        rating_task(run, "alignment", output_root=tmp_path, checklist="t2i-compbench")
