@@ -156,6 +156,7 @@ def test_the_scorer_finds_a_prompts_metadata_by_its_text_and_scores_with_the_det
     scorer = GenevalScorer(detector, colours)
     columns = scorer.score_columns(images, prompts)
     assert columns["geneval"] == [1.0, 1.0, 0.0, None]
+    assert columns["geneval_tag"] == ["single_object", "colors", "colors", None]
     assert columns["geneval_reason"][:2] == ["", ""]
     assert columns["geneval_reason"][2] == (
         f"expected {wanted['color']} {wanted['class']}>=1, found 0 {wanted['color']}; and 1 brown"
@@ -305,6 +306,8 @@ def test_the_report_gives_geneval_per_tag_with_intervals_and_paired_comparisons(
                                  "geneval": float(rng.random() < (skill if tag == "counting" else 1.0))})  # fmt: skip
     study = evaluation_report(pd.DataFrame(rows))
     by = study.geneval.set_index(["model_id", "tag"])
+    mixed = pd.DataFrame(rows).assign(geneval_tag=lambda f: f["category"], category="all")  # a table of one's own
+    assert evaluation_report(mixed).geneval.equals(study.geneval)  # GenEval's tags, whatever the category
     assert by.loc[("a", "single_object"), "score"] == 1.0 and by.loc[("a", "single_object"), "ci_low"] < 1.0
     overall = by.loc[("b", "overall")]
     assert overall["score"] == pytest.approx((1.0 + by.loc[("b", "counting"), "score"]) / 2)

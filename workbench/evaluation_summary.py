@@ -270,14 +270,15 @@ def evaluation_report(
 
 
 def tag_scores(rows: pd.DataFrame, column: str = "geneval", *, draws: int = 1000, seed: int = 0) -> pd.DataFrame:
-    """Per tag (a row's ``category``) and ``overall``: GenEval's score (``metrics.geneval.summary_scores``) with a
-    95% interval from resampling prompts within each tag (a prompt's images stay together; a tag all right or all
-    wrong gets Clopper-Pearson's bound over its prompts instead), and the images and prompts behind it. Images
-    without a value are left out."""
+    """Per tag (a row's ``geneval_tag``, else its ``category``) and ``overall``: GenEval's score
+    (``metrics.geneval.summary_scores``) with a 95% interval from resampling prompts within each tag (a prompt's
+    images stay together; a tag all right or all wrong gets Clopper-Pearson's bound over its prompts instead), and
+    the images and prompts behind it. Images without a value are left out."""
     scored = rows[rows[column].notna()]
-    point = summary_scores(scored, column)
+    by = _tag_column(scored)
+    point = summary_scores(scored, column, tag=by)
     groups = {tag: [g[column].to_numpy(dtype=float) for _, g in frame.groupby("prompt_id")]
-              for tag, frame in scored.groupby("category")}  # fmt: skip
+              for tag, frame in scored.groupby(by)}  # fmt: skip
     rng = np.random.default_rng(seed)
     drawn: dict[str, list[float]] = {tag: [] for tag in [*groups, "overall"]}
     for _ in range(draws):
@@ -287,7 +288,7 @@ def tag_scores(rows: pd.DataFrame, column: str = "geneval", *, draws: int = 1000
             shares[tag] = float(np.concatenate([prompts[k] for k in chosen]).mean())
             drawn[tag].append(shares[tag])
         drawn["overall"].append(float(np.mean(list(shares.values()))))
-    counts = scored.groupby("category").agg(images=(column, "size"), prompts=("prompt_id", "nunique"))
+    counts = scored.groupby(by).agg(images=(column, "size"), prompts=("prompt_id", "nunique"))
     counts.loc["overall"] = counts.sum()
     table = []
     for tag, values in drawn.items():
@@ -301,6 +302,11 @@ def tag_scores(rows: pd.DataFrame, column: str = "geneval", *, draws: int = 1000
     return pd.DataFrame(table)
 
 
+def _tag_column(rows: pd.DataFrame) -> str:
+    """GenEval's own tag where the rows carry it (``geneval_tag``), else the prompt table's ``category``."""
+    return "geneval_tag" if "geneval_tag" in rows and rows["geneval_tag"].notna().all() else "category"
+
+
 def geneval_by_tag(results: pd.DataFrame, reference: str, alpha: float = 0.05) -> tuple[pd.DataFrame, pd.DataFrame]:
     """GenEval per model: each tag's score and the overall score (the mean over tags) with intervals
     (``tag_scores``), and every model against ``reference`` within each tag (``paired_comparisons``, Holm within
@@ -311,7 +317,7 @@ def geneval_by_tag(results: pd.DataFrame, reference: str, alpha: float = 0.05) -
     by_model = scored.groupby("model_id", sort=False)
     scores = pd.concat([tag_scores(group).assign(model_id=model) for model, group in by_model])
     compared = [paired_comparisons(group, reference, metrics=["geneval"], alpha=alpha).assign(tag=tag)
-                for tag, group in scored.groupby("category")]  # fmt: skip
+                for tag, group in scored.groupby(_tag_column(scored))]  # fmt: skip
     compared = [frame.assign(metric=f"geneval: {frame['tag'].iloc[0]}") for frame in compared if len(frame)]
     comparisons = pd.concat(compared, ignore_index=True) if compared else pd.DataFrame()
     return scores[["model_id", *scores.columns.drop("model_id")]].reset_index(drop=True), comparisons

@@ -197,8 +197,9 @@ def geneval_checklist(metadata: Mapping[str, Any]) -> list[str]:
 
 class GenevalScorer:
     """``geneval`` per image (1.0 correct, 0.0 not; ``ImageScorer``) with ``geneval_reason`` (GenEval's reasons,
-    or why an image has no value), from a ``detector`` and a ``colours`` reader. A prompt's metadata is found by
-    its text in ``metadata`` (default: the GenEval prompts'); a prompt without any gets no value."""
+    or why an image has no value) and ``geneval_tag`` (the prompt's GenEval tag, whatever its category), from a
+    ``detector`` and a ``colours`` reader. A prompt's metadata is found by its text in ``metadata`` (default: the
+    GenEval prompts'); a prompt without any gets no value."""
 
     metrics: tuple[str, ...] = ("geneval",)
 
@@ -218,7 +219,8 @@ class GenevalScorer:
             result = evaluate(detections, self.metadata[prompts[i]],
                               lambda objects, name, image=image: self.colours(image, objects, name))  # fmt: skip
             values[i], reasons[i] = float(result.correct), result.reason
-        return {"geneval": values, "geneval_reason": reasons}
+        tags = [self.metadata[p].get("tag") if p in self.metadata else None for p in prompts]
+        return {"geneval": values, "geneval_reason": reasons, "geneval_tag": tags}
 
 
 def summary_scores(rows: pd.DataFrame, column: str = "geneval", tag: str = "category") -> dict[str, float]:
