@@ -17,7 +17,6 @@ naming the download.
 
 from __future__ import annotations
 
-import colorsys
 import functools
 import itertools
 from collections.abc import Sequence
@@ -193,12 +192,7 @@ def geneval_scorer(detector: str = GENEVAL_DETECTOR, clip: str = GENEVAL_CLIP, d
 # names an object's colour by the toy palette hue nearest its pixels' median (in place of CLIP).
 
 
-def _hue(rgb: np.ndarray) -> float:
-    return colorsys.rgb_to_hsv(*(np.clip(rgb, 0, 255) / 255.0))[0]
-
-
 _STANDS_OUT = 30.0  # a pixel this far (RGB distance) from the background belongs to an object's region
-_PALETTE_HUES = {name: _hue(np.array(rgb, dtype=np.float64)) for name, rgb in scenes.COLOURS.items()}
 
 
 def _distance(pixels: np.ndarray) -> np.ndarray:
@@ -273,7 +267,5 @@ def palette_colours(image: Image.Image, found: Sequence[Detection], name: str) -
     for detection in found:
         if detection.mask is None or not np.asarray(detection.mask, bool).any():
             raise ConfigError(f"palette_colours reads an object's pixels through its mask; {detection} has none")
-        hue = _hue(np.median(pixels[np.asarray(detection.mask, bool)], axis=0))
-        gaps = {n: min(abs(hue - h), 1 - abs(hue - h)) for n, h in _PALETTE_HUES.items()}
-        named.append(min(gaps, key=gaps.get))
+        named.append(scenes.nearest_colour(np.median(pixels[np.asarray(detection.mask, bool)], axis=0)))
     return named

@@ -37,6 +37,7 @@ __all__ = [
     "Scene",
     "all_scenes",
     "caption",
+    "nearest_colour",
     "pixel_attributes",
     "render",
     "sample_scenes",
@@ -230,6 +231,12 @@ _LARGE_EXTENT = 12.5  # pixels: small shapes span 8.5-10, large ones 15-18
 _COLOUR_HUES = {name: _hue(np.array(rgb, dtype=np.float64)) for name, rgb in COLOURS.items()}
 
 
+def nearest_colour(rgb: np.ndarray) -> str:
+    """The palette colour whose hue is nearest ``rgb``'s (0-255), round the hue circle."""
+    hue = _hue(np.asarray(rgb, dtype=np.float64))
+    return min(_COLOUR_HUES, key=lambda n: min(abs(hue - _COLOUR_HUES[n]), 1 - abs(hue - _COLOUR_HUES[n])))
+
+
 def pixel_attributes(image: Image.Image) -> dict[str, str | None]:
     """Read colour, background, size and position straight off the pixels (no model involved).
 
@@ -247,8 +254,7 @@ def pixel_attributes(image: Image.Image) -> dict[str, str | None]:
     if foreground.sum() < 4:
         return {**result, "colour": None, "size": None, "position": None}
     median = np.median(pixels[foreground], axis=0)
-    hue = _hue(median)
-    result["colour"] = min(_COLOUR_HUES, key=lambda n: min(abs(hue - _COLOUR_HUES[n]), 1 - abs(hue - _COLOUR_HUES[n])))
+    result["colour"] = nearest_colour(median)
     ys, xs = np.nonzero(foreground)
     extent = max(xs.max() - xs.min(), ys.max() - ys.min()) + 1
     result["size"] = "large" if extent >= _LARGE_EXTENT else "small"
