@@ -18,7 +18,8 @@ objects apart from each other. The six tags, as GenEval words them::
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -26,12 +27,14 @@ from PIL import Image, ImageDraw
 from workbench.errors import ConfigError
 from workbench.toyworld import scenes
 
-__all__ = ["MULTI_SIZE", "RADII", "TAGS", "MultiScene", "Thing", "render_multi", "toy_geneval_prompts"]
+__all__ = ["MULTI_SIZE", "RADII", "TAGS", "MultiScene", "Thing", "alterations", "draw_entry", "render_multi",
+           "toy_geneval_prompts"]  # fmt: skip
 
 MULTI_SIZE = 64
 RADII = {"small": 6.0, "large": 9.0}  # pixels at MULTI_SIZE
 TAGS = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
 NUMBERS = {2: "two", 3: "three", 4: "four"}
+OPPOSITE = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
 _MARGIN = 3.0  # pixels between two objects' outlines, at the least
 _K = 4  # supersampling
 _REACH = 1.25  # how far a shape reaches from its centre, in radii (a square's and a triangle's corners: ~1.2)
@@ -111,7 +114,7 @@ def toy_geneval_prompts(per_tag: int = 20, seed: int = 0) -> list[dict]:
     for tag in TAGS:
         count = 0
         for _ in range(50 * per_tag):
-            entry = _draw(tag, rng)
+            entry = draw_entry(tag, rng)
             if entry["prompt"] not in made:
                 made[entry["prompt"]] = entry
                 count += 1
@@ -120,7 +123,8 @@ def toy_geneval_prompts(per_tag: int = 20, seed: int = 0) -> list[dict]:
     return list(made.values())
 
 
-def _draw(tag: str, rng: np.random.Generator) -> dict:
+def draw_entry(tag: str, rng: np.random.Generator) -> dict:
+    """One prompt of ``tag`` drawn at random, in GenEval's schema, with a ``scene`` that is right for it."""
     shapes, colours = list(scenes.SHAPES), list(scenes.COLOURS)
     background = str(rng.choice(list(scenes.BACKGROUNDS)))
     pick = lambda options: str(rng.choice(options))
@@ -155,3 +159,45 @@ def _draw(tag: str, rng: np.random.Generator) -> dict:
             include = [{"class": first, "count": 1}, {"class": second, "count": 1, "position": [relation, 0]}]
     scene = MultiScene(_place(things, rng, relation), background)
     return {"tag": tag, "include": include, "exclude": exclude, "prompt": prompt, "scene": scene}
+
+
+def alterations(entry: dict, rng: np.random.Generator) -> list[tuple[str, MultiScene, str]]:
+    """Scenes that are wrong for ``entry`` (a ``draw_entry``), each with what was altered and a pattern that the
+    first line of GenEval's reason for it matches: an object removed or its shape changed, its colour changed, one
+    object too few or too many, two objects' colours swapped, a relation reversed."""
+    scene, include = entry["scene"], entry["include"]
+    first = include[0]["class"]
+    things = [{"shape": t.shape, "colour": t.colour, "size": t.size} for t in scene.things]
+    missing = re.escape(f"expected {first}>=1, found 0")
+    tag, made = entry["tag"], []
+    if tag in ("single_object", "colors"):
+        other = str(rng.choice([s for s in scenes.SHAPES if s != first]))
+        reshaped = replace(scene, things=(replace(scene.things[0], shape=other),))
+        made += [("removed", replace(scene, things=()), missing), ("shape changed", reshaped, missing)]
+    if tag == "colors":
+        colour = include[0]["color"]
+        hue = str(rng.choice([c for c in scenes.COLOURS if c != colour]))
+        made.append(("colour changed", replace(scene, things=(replace(scene.things[0], colour=hue),)),
+                     re.escape(f"expected {colour} {first}>=1, found 0 {colour}; and 1 {hue}")))  # fmt: skip
+    elif tag == "counting":
+        count = include[0]["count"]
+        made += [("one too few", replace(scene, things=scene.things[:-1]),
+                  re.escape(f"expected {first}>={count}, found {count - 1}")),
+                 ("one too many", replace(scene, things=_place([*things, things[0]], rng)),
+                  re.escape(f"expected {first}<{count + 1}, found {count + 1}"))]  # fmt: skip
+    elif tag in ("two_object", "color_attr", "position"):
+        second = include[1]["class"]
+        made += [("first removed", replace(scene, things=scene.things[1:]), missing),
+                 ("second removed", replace(scene, things=scene.things[:1]),
+                  re.escape(f"expected {second}>=1, found 0"))]  # fmt: skip
+        if tag == "color_attr":
+            a, b = scene.things
+            swapped = (replace(a, colour=b.colour), replace(b, colour=a.colour))
+            reason = f"expected {a.colour} {first}>=1, found 0 {a.colour}; and 1 {b.colour}"
+            made.append(("colours swapped", replace(scene, things=swapped), re.escape(reason)))
+        if tag == "position":
+            relation = include[1]["position"][0]
+            reversed_ = replace(scene, things=_place(things, rng, OPPOSITE[relation]))
+            found = rf"(.+ and )?{OPPOSITE[relation]}( and .+)?"
+            made.append(("relation reversed", reversed_, rf"expected {second} {relation} target, found {found} target"))
+    return made
