@@ -336,13 +336,30 @@ def test_geneval_metadata_gives_people_a_checklist_of_what_it_checks(tmp_path):
     assert all(geneval_checklist(m) for m in metadata.values())
 
 
-def test_an_alignment_task_asks_people_what_geneval_checks(tmp_path):
-    from workbench import GenerationConfig, ModelEvaluator, load_prompts, rating_task
+def test_an_alignment_task_asks_people_what_geneval_checks_and_measures_geneval_against_them(tmp_path):
+    from workbench import GenerationConfig, MetricOptions, ModelEvaluator, load_prompts, rating_task
+    from workbench.ratings import VoteStore, analyze_ratings
+    from workbench.ratings.schedule import next_view
 
-    prompts = load_prompts("toyworld-geneval", categories=["counting", "position"], n=3, seed=0)
+    prompts = load_prompts("toyworld-geneval", categories=["single_object", "counting", "position"], n=4, seed=0)
     run = tmp_path / "run"
-    ModelEvaluator(prompts, ["toyworld/sd-small"], [0], GenerationConfig(steps=2), output_dir=run, warmup=False).run()
+    ModelEvaluator(prompts, ["toyworld/sd-small"], [0, 1], GenerationConfig(steps=2), output_dir=run, warmup=False,
+                   metrics=["geneval"], metric_options=MetricOptions(geneval_detector="toyworld")).run()  # fmt: skip
     task = rating_task(run, "alignment", output_root=tmp_path, checklist="geneval", gold_share=0, repeat_share=0)
     parts = {p for item in task.items.values() for p in item.checklist}
     assert any(p.startswith("count: fewer than") for p in parts) or any(p.startswith("position:") for p in parts)
     assert all(item.checklist for item in task.items.values())
+    store, flipped = VoteStore(task), None
+    while (view := next_view(task, "ana")) is not None:  # people see what geneval saw, but for one image
+        right = task.items[view.item_id].scores[0]["geneval"] == 1.0
+        if flipped is None:
+            flipped, right = view.item_id, not right
+        for question in view.questions:
+            answer = "yes" if question.id == "alignment" or right or question.id != "part_0" else "no"
+            store.add("ana", view.item_id, question.id, answer, shown=view.images)
+    (agreement,) = analyze_ratings(task, draws=20)["checklist_agreement"]
+    n = len(task.items)
+    assert agreement["metric"] == "geneval" and agreement["images"] == n
+    assert agreement["agreement"] == pytest.approx((n - 1) / n)
+    assert agreement["metric_only"] + agreement["people_only"] == 1
+    assert agreement["both_right"] + agreement["both_wrong"] == n - 1

@@ -18,8 +18,8 @@ from workbench.ratings.votes import VoteStore
 from workbench.run_folder import json_records
 
 __all__ = ["ALIGNMENT_SCORES", "alignment_metrics", "alignment_table", "analyze_single_images", "answers",
-           "checklist_table", "coded_answers", "labels", "over_prompts", "single_image_alpha",
-           "single_image_raters"]  # fmt: skip
+           "checklist_agreement", "checklist_table", "coded_answers", "labels", "over_prompts",
+           "single_image_alpha", "single_image_raters"]  # fmt: skip
 
 ALIGNMENT_SCORES = {"yes": 1.0, "partly": 0.5, "no": 0.0}  # an alignment answer as a number (ordinal)
 
@@ -130,6 +130,40 @@ def checklist_table(task: RatingTask, *, draws: int = 200, seed: int = 0) -> pd.
     return pd.DataFrame(table, columns=["target", "part", "shown", "ci_low", "ci_high", "answers"])
 
 
+def checklist_agreement(task: RatingTask, *, draws: int = 200, seed: int = 0) -> pd.DataFrame:
+    """Per all-or-nothing per-image metric (its values only 0 and 1, as ``geneval`` and ``composition_all``): on
+    the images with checklist votes, how often its verdict agrees with people's, with a 95% interval over resampled
+    prompts, Cohen's kappa and the four counts. People call an image right when the majority of the answers on
+    each part of its checklist is yes; an image with a part split evenly is left out, as are checks."""
+    from sklearn.metrics import cohen_kappa_score
+
+    votes = [(vote.item_id, vote.question, vote.answer == "yes") for vote in VoteStore(task).votes()
+             if vote.question.startswith(CHECKLIST) and vote.answer != SKIP
+             and task.items[vote.item_id].check is None]  # fmt: skip
+    given = pd.DataFrame(votes, columns=["item_id", "part", "yes"])
+    parts = given.groupby(["item_id", "part"])["yes"].agg(majority).reset_index()
+    said = parts.groupby("item_id")["yes"].agg(lambda v: None if v.isna().any() else bool(v.all())).dropna()
+    items = [task.items[item_id] for item_id in said.index]
+    names = sorted({m for item in items for m, v in (item.scores[0] if item.scores else {}).items()})
+    columns = ["metric", "images", "agreement", "ci_low", "ci_high", "kappa", "both_right", "metric_only",
+               "people_only", "both_wrong"]  # fmt: skip
+    rng, rows = np.random.default_rng(seed), []
+    for name in names:
+        values = [(item.prompt_id, item.scores[0].get(name), said[item.item_id]) for item in items if item.scores]
+        pairs = pd.DataFrame([v for v in values if v[1] is not None], columns=["prompt_id", "metric", "people"])
+        if pairs.empty or not set(pairs["metric"]) <= {0.0, 1.0}:
+            continue
+        metric, people = pairs["metric"].astype(bool), pairs["people"].astype(bool)
+        pairs["agree"] = (metric == people).astype(float)
+        low, high = over_prompts(pairs, "agree", rng, draws)
+        kappa = cohen_kappa_score(metric, people) if metric.nunique() + people.nunique() > 2 else float("nan")
+        rows.append({"metric": name, "images": len(pairs), "agreement": pairs["agree"].mean(), "ci_low": low,
+                     "ci_high": high, "kappa": float(kappa), "both_right": int((metric & people).sum()),
+                     "metric_only": int((metric & ~people).sum()), "people_only": int((~metric & people).sum()),
+                     "both_wrong": int((~metric & ~people).sum())})  # fmt: skip
+    return pd.DataFrame(rows, columns=columns)
+
+
 def over_prompts(frame: pd.DataFrame, column: str, rng: np.random.Generator, draws: int) -> tuple[float, float]:
     """The 95% percentile interval of ``column``'s mean over ``draws`` resamples of the prompts."""
     by_prompt = [g.to_numpy() for _, g in frame.groupby("prompt_id")[column]]
@@ -175,5 +209,8 @@ def analyze_single_images(task: RatingTask, *, draws: int, seed: int) -> dict[st
     checklist = checklist_table(task, draws=draws, seed=seed) if task.kind == "alignment" else pd.DataFrame()
     if not checklist.empty:
         result["checklist"] = json_records(checklist)
+        agreement = checklist_agreement(task, draws=draws, seed=seed)
+        if not agreement.empty:
+            result["checklist_agreement"] = json_records(agreement)
     (task.path / "human.json").write_text(json.dumps(result, indent=2, default=float))
     return result
