@@ -282,8 +282,12 @@ def test_geneval_is_a_metric_like_any_other_with_the_detector_it_is_given(tiny_m
 
     prompts = load_prompts("geneval", categories=["single_object", "counting"], n=4, seed=1)
     options = MetricOptions(geneval_detector=str(tiny_mask2former), geneval_clip=str(TOYWORLD_DIR / "clip"))
-    rows = ModelEvaluator(prompts, ["toyworld/sd-small"], [0], GenerationConfig(steps=2), output_dir=tmp_path / "run",
-                          metrics=["geneval"], metric_options=options, warmup=False).run()  # fmt: skip
+    evaluator = ModelEvaluator(prompts, ["toyworld/sd-small"], [0], GenerationConfig(steps=2), warmup=False,
+                               output_dir=tmp_path / "run", metrics=["geneval"], metric_options=options)  # fmt: skip
+    rows = evaluator.run()
+    (provenance,) = evaluator.folder.provenance().values()  # both checkpoints named, each with its files' hash
+    assert provenance["checkpoint"] == str(tiny_mask2former) and provenance["colour_checkpoint"].endswith("clip")
+    assert provenance["weights"] and provenance["colour_weights"]
     assert set(rows["geneval"]) <= {0.0, 1.0} and rows["geneval_reason"].map(type).eq(str).all()
     failed = rows[rows["geneval"] == 0.0]
     assert failed["geneval_reason"].str.contains("expected").all()  # GenEval's words for what was missing

@@ -55,6 +55,8 @@ def metric_provenance(
             record["checkpoint"], record["weights"] = _checkpoint(getattr(options, entry.weights))
             if entry.weights == "preference_model" and options.preference_processor:
                 record["processor"] = options.preference_processor
+            if entry.weights == "geneval_detector" and options.geneval_detector != "toyworld":
+                record["colour_checkpoint"], record["colour_weights"] = _checkpoint(options.geneval_clip)
         if entry.kind == "set":
             record["reference"] = options.reference_images or "the toy world's renders of the same prompts and seeds"
         records[name] = {**record, **shared}
@@ -66,6 +68,7 @@ def differences(a: dict[str, Any], b: dict[str, Any], *, ignore: Sequence[str] =
     its files' hash: the same weights under another id are the same checkpoint (the id is compared only where
     a hash is missing)."""
     keys = [k for k in dict.fromkeys([*a, *b]) if k not in ignore and k != "metric"]
-    if a.get("weights") and b.get("weights"):
-        keys.remove("checkpoint")
+    for checkpoint, digest in (("checkpoint", "weights"), ("colour_checkpoint", "colour_weights")):
+        if a.get(digest) and b.get(digest):
+            keys.remove(checkpoint)
     return [f"{key}: {a.get(key)!r} vs {b.get(key)!r}" for key in keys if a.get(key) != b.get(key)]
