@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ATTENTION_BACKENDS",
+    "AUTO_BATCH_SIZE",
     "ROUTED",
     "SCHEDULERS",
     "TRANSFORMER_CACHES",
@@ -56,6 +57,7 @@ TRANSFORMER_CACHES = (
 
 MAX_SIDE = 4096
 MAX_STEPS = 1000
+AUTO_BATCH_SIZE = "auto"  # a batch size the evaluation engine picks by a probe (workbench.batch_probe)
 
 
 def _is_int(value: Any) -> bool:
@@ -105,7 +107,7 @@ class GenerationConfig(_Settings):
     height: int | None = None
     negative_prompt: str | None = None
     scheduler: str | None = None  # a key of SCHEDULERS
-    batch_size: int = 1  # images per pipeline call; results do not depend on it
+    batch_size: int | str = 1  # images per pipeline call, or "auto" (the engine picks it); results do not depend on it
 
     def __post_init__(self) -> None:
         if not _is_int(self.steps) or not 1 <= self.steps <= MAX_STEPS:
@@ -134,8 +136,8 @@ class GenerationConfig(_Settings):
                 f"scheduler must be one of {sorted(SCHEDULERS)} (or None for the model's own), got {self.scheduler!r}",
                 "scheduler",
             )
-        if not _is_int(self.batch_size) or self.batch_size < 1:
-            raise ConfigError(f"batch_size must be an integer >= 1, got {self.batch_size!r}", "batch_size")
+        if self.batch_size != AUTO_BATCH_SIZE and (not _is_int(self.batch_size) or self.batch_size < 1):
+            raise ConfigError(f"batch_size must be an integer >= 1 or 'auto', got {self.batch_size!r}", "batch_size")
 
 
 @dataclass(frozen=True)

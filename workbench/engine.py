@@ -7,8 +7,8 @@
              so a machine that slows down or speeds up part-way hits every model alike
           ─► an executor: inline (this process), local worker processes (one per device), or Ray actors;
              each runs batches with a BatchRunner: warm up once per plan and batch shape (untimed) ->
-             generate the batch (each image its own seeded generator) -> score -> rows with the batch's
-             time, size and the machine's load meanwhile
+             generate the batch (each image its own seeded generator; out of memory: halve and retry) ->
+             score -> rows with the batch's time, size and the machine's load meanwhile
           ─► ``sink``: the driver alone saves the PNGs and appends the rows, batch by batch
 
 A batch's images do not depend on where it runs (at the same CPU thread count); per-image latency is the batch's
@@ -31,7 +31,10 @@ from typing import Any
 
 import torch
 
+from workbench.batch_probe import BatchProbe, probe_batch_size, probe_key, probed
+from workbench.config import AUTO_BATCH_SIZE
 from workbench.deprecation import renamed_attributes
+from workbench.device_memory import is_out_of_memory, release_memory
 from workbench.errors import ConfigError, WorkbenchError, WorkerLost
 from workbench.metrics import MetricOptions, image_scorers
 from workbench.models import PipelineCache, default_cache, pick_device
@@ -52,6 +55,7 @@ __all__ = [
     "check_workers",
     "execute",
     "plan_batches",
+    "sized_units",
     "worker_devices",
 ]
 
@@ -94,7 +98,8 @@ class Batch:
 
 @dataclass
 class BatchResult:
-    """A finished batch: its rows, and the records whose images the driver saves (none for a failed batch)."""
+    """A finished batch: its rows, and the records whose images the driver saves, one per row (None for an image
+    that failed; none at all where no image was made)."""
 
     rows: list[Row]
     records: list[GenerationRecord] = field(default_factory=list)
@@ -108,17 +113,56 @@ def _group_key(unit: Unit) -> tuple:
     return (unit.label, unit.variant, plan.model_id, plan.config.to_json(), repr(acceleration), id(plan.pipeline))
 
 
+def _groups(units: Sequence[Unit]) -> dict[tuple, list[Unit]]:
+    """Units by what they share in a batch (target, variant, model, settings, toggles), in order of first
+    appearance."""
+    groups: dict[tuple, list[Unit]] = {}
+    for unit in units:
+        groups.setdefault(_group_key(unit), []).append(unit)
+    return groups
+
+
+def sized_units(
+    units: Sequence[Unit], runner: BatchRunner, recorded: Mapping[str, BatchProbe] | None = None
+) -> tuple[list[Unit], list[BatchProbe]]:
+    """``units`` with each ``batch_size="auto"`` replaced by the size a probe chose for its plan on ``runner``'s
+    device (``batch_probe``; a probe in ``recorded``, a run's, is taken as it is), and the probes behind them.
+    A shape the probe just ran needs no warm-up of its own."""
+    recorded, probes, sizes = dict(recorded or {}), {}, {}
+    for key, members in _groups(units).items():
+        plan = members[0].plan
+        if plan.config.batch_size != AUTO_BATCH_SIZE:
+            continue
+        probe_id = probe_key(plan, runner.load_device)
+        probe = recorded.get(probe_id) or probes.get(probe_id)
+        if probe is None:
+            fresh = not probed(probe_id)
+            jobs = [(u.prompt, u.seed) for u in members]
+            probe = probe_batch_size(plan, jobs, device=runner.load_device, run_device=runner.device,
+                                     cache=runner.cache)  # fmt: skip
+            if fresh:  # the probe warmed each size it tried up
+                sized_key = _group_key(replace(members[0], plan=_sized(plan, probe.chosen)))
+                runner._warmed.update((*sized_key, size) for size in probe.sizes)
+        probes[probe_id], sizes[key] = probe, probe.chosen
+    sized = [replace(u, plan=_sized(u.plan, sizes[k])) if (k := _group_key(u)) in sizes else u for u in units]
+    return sized, list(probes.values())
+
+
+def _sized(plan: Plan, size: int) -> Plan:
+    return replace(plan, config=plan.config.replace(batch_size=size))
+
+
 def plan_batches(units: Sequence[Unit], *, first_batch: int = 0, first_round: int = 0) -> list[Batch]:
     """Units in batches (see the module docstring): groups in order of first appearance, each split into
     batches of its plan's ``batch_size``; round r holds every group's r-th batch, starting at group r mod G.
     Batches and rounds are numbered from ``first_batch`` and ``first_round`` (a resumed study goes on from
-    the numbers it had stored, so a batch is known by its number within the run)."""
-    groups: dict[tuple, list[Unit]] = {}
-    for unit in units:
-        groups.setdefault(_group_key(unit), []).append(unit)
+    the numbers it had stored, so a batch is known by its number within the run). A size of "auto" is chosen
+    first (``sized_units``)."""
     chunks = []
-    for members in groups.values():
+    for members in _groups(units).values():
         size = members[0].plan.config.batch_size
+        if size == AUTO_BATCH_SIZE:
+            raise ConfigError("batch_size 'auto' is chosen by a probe (engine.sized_units) before batches are planned")
         chunks.append([tuple(members[i : i + size]) for i in range(0, len(members), size)])
     batches: list[Batch] = []
     for round_ in range(max((len(c) for c in chunks), default=0)):
@@ -149,7 +193,13 @@ class RunnerSpec:
 class BatchRunner:
     """Runs batches in one process with its own pipelines (``cache``) and ``scorers`` (``ImageScorer``s),
     on ``device``. ``timed(batch)``, where given, is a context manager entered around each batch's timed
-    generation only (the acceleration benchmark's denoiser clock)."""
+    generation only (the acceleration benchmark's denoiser clock).
+
+    A batch that runs out of device memory is split in two and each half tried (``device_memory``), down to
+    one image: only an image that fails alone becomes an error row. The plan's later batches are split before
+    they run, to the size that last fitted. Rows say the batch size asked for (``batch_asked``: the plan's),
+    the images in the call that made them (``batch_images``) and how many times their batch was split
+    (``batch_splits``)."""
 
     def __init__(self, spec: RunnerSpec, *, scorers=(), device=None, cache=default_cache, worker="main", timed=None):
         self.spec, self.scorers, self.device, self.cache, self.worker = spec, list(scorers), device, cache, worker
@@ -157,14 +207,47 @@ class BatchRunner:
         self.load_device = str(pick_device(device))
         self.device_name = device_name(self.load_device)
         self._warmed: set[tuple] = set()
+        self._too_big: dict[tuple, int] = {}  # per plan, the smallest batch that ran out of memory
 
     def __call__(self, batch: Batch) -> BatchResult:
-        units, plan = batch.units, replace(batch.plan, context={})  # each unit's own context is added below
+        result = BatchResult([], [], batch)
+        self._run(batch, batch.units, 0, result)
+        if all(record is None for record in result.records):
+            result.records = []  # nothing made: a failed batch
+        return result
+
+    def _run(self, batch: Batch, units: tuple[Unit, ...], splits: int, result: BatchResult) -> None:
+        """Make ``units`` (part of ``batch``, split ``splits`` times) into ``result``; halve them where this plan
+        ran out of memory at their size, or where they do now."""
+        key = _group_key(units[0])
+        if 1 < len(units) >= self._too_big.get(key, len(units) + 1):
+            failure = None
+        else:
+            outcome = self._attempt(batch, units, splits)
+            if not isinstance(outcome, BaseException):
+                rows, records, warmup_s = outcome
+                result.rows += rows
+                result.records += records
+                if warmup_s is not None:
+                    result.warmup_s = (result.warmup_s or 0.0) + warmup_s
+                return
+            failure = outcome  # out of memory; the failed call's traceback is gone
+            release_memory(self.load_device)
+            self._too_big[key] = min(self._too_big.get(key, len(units)), len(units))
+        if len(units) == 1:
+            result.rows += self._failed(batch, units, splits, failure)
+            result.records += [None]
+            return
+        half = (len(units) + 1) // 2
+        self._run(batch, units[:half], splits + 1, result)
+        self._run(batch, units[half:], splits + 1, result)
+
+    def _attempt(self, batch: Batch, units: tuple[Unit, ...], splits: int):
+        """``units`` made in one call: (rows, records, warm-up seconds), or the out-of-memory error (without
+        its traceback) where the device ran out. Any other error makes the units' rows failed ones."""
+        plan = replace(units[0].plan, context={})  # each unit's own context is added below
         prompts, seeds = [u.prompt for u in units], [u.seed for u in units]
-        batch_columns = {
-            "batch_id": batch.batch_id, "batch_round": batch.round, "batch_images": len(units),
-            "device_name": self.device_name,
-        }  # fmt: skip
+        out_of_memory = None
         # 1. Warm up, untimed, once per plan and batch shape.
         try:
             shape, warmup_s = (*_group_key(units[0]), len(units)), None
@@ -182,16 +265,11 @@ class BatchRunner:
         except WorkbenchError:
             raise
         except Exception as error:  # keep the study going; the rows record what happened
-            rows = [
-                Row.failed(
-                    error, target=u.label, run_id=self.spec.run_id, prompt_id=u.prompt_id, prompt=u.prompt,
-                    category=u.category, seed=u.seed, settings_hash=self.spec.settings_hash, config=u.plan.config,
-                    variant=u.variant,
-                    **_extra_columns(batch_columns, {"worker": self.worker}, u.plan.context, u.columns),
-                )
-                for u in units
-            ]  # fmt: skip
-            return BatchResult(rows, batch=batch, warmup_s=warmup_s)
+            if not is_out_of_memory(error):
+                return self._failed(batch, units, splits, error), [None] * len(units), warmup_s
+            out_of_memory = _without_traceback(error)
+        if out_of_memory is not None:
+            return out_of_memory
         # 3. Each image with its own unit's context (a route decision is per prompt) beside what the backend
         # recorded (a server's URL); score; rows.
         records = [replace(r, context={**r.context, **u.plan.context}) for r, u in zip(records, units, strict=True)]
@@ -202,18 +280,41 @@ class BatchRunner:
             for scorer in self.scorers
             for column, values in scorer.score_columns(images, against).items()
         }
+        columns = {**self._batch_columns(batch, units, splits), "batch_started": started, "worker": self.worker}
         rows = [
             Row.made(
                 record, target=unit.label, run_id=self.spec.run_id, prompt_id=unit.prompt_id,
                 category=unit.category, settings_hash=self.spec.settings_hash, variant=unit.variant,
                 scores={column: values[i] for column, values in scores.items()},
-                **_extra_columns(
-                    batch_columns, {"batch_started": started, "worker": self.worker}, load.values, unit.columns
-                ),
+                **_extra_columns(columns, load.values, unit.columns),
             )
             for i, (record, unit) in enumerate(zip(records, units, strict=True))
         ]  # fmt: skip
-        return BatchResult(rows, records, batch, warmup_s)
+        return rows, records, warmup_s
+
+    def _batch_columns(self, batch: Batch, units: tuple[Unit, ...], splits: int) -> dict[str, Any]:
+        return {"batch_id": batch.batch_id, "batch_round": batch.round, "batch_images": len(units),
+                "batch_asked": batch.plan.config.batch_size, "batch_splits": splits,
+                "device_name": self.device_name}  # fmt: skip
+
+    def _failed(self, batch: Batch, units: tuple[Unit, ...], splits: int, error: BaseException) -> list[Row]:
+        columns = {**self._batch_columns(batch, units, splits), "worker": self.worker}
+        return [
+            Row.failed(
+                error, target=u.label, run_id=self.spec.run_id, prompt_id=u.prompt_id, prompt=u.prompt,
+                category=u.category, seed=u.seed, settings_hash=self.spec.settings_hash, config=u.plan.config,
+                variant=u.variant, **_extra_columns(columns, u.plan.context, u.columns),
+            )
+            for u in units
+        ]  # fmt: skip
+
+
+def _without_traceback(error: BaseException) -> BaseException:
+    """A copy of ``error`` that holds no frames (its traceback would keep the failed call's tensors alive)."""
+    try:
+        return type(error)(*error.args)
+    except Exception:
+        return RuntimeError(str(error))
 
 
 # --- executors ------------------------------------------------------------------------------------

@@ -24,10 +24,21 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from workbench.config import GenerationConfig
+from workbench.config import AUTO_BATCH_SIZE, GenerationConfig
 from workbench.costs import Prices
 from workbench.deprecation import moved_attributes, renamed, renamed_keyword
-from workbench.engine import BatchResult, BatchRunner, RunnerSpec, Unit, check_workers, execute, plan_batches
+from workbench.device_memory import release_memory
+from workbench.engine import (
+    BatchResult,
+    BatchRunner,
+    RunnerSpec,
+    Unit,
+    check_workers,
+    execute,
+    plan_batches,
+    sized_units,
+    worker_devices,
+)
 from workbench.errors import ConfigError
 from workbench.evaluation_summary import EvaluationReport, evaluation_report
 from workbench.generation import as_list, check_seeds
@@ -42,6 +53,7 @@ from workbench.metrics import (
 from workbench.metrics.provenance import metric_provenance
 from workbench.metrics.registry import BUILT_IN, rebuildable, scorer_options
 from workbench.metrics.sets import set_metrics_by_model
+from workbench.models import PipelineCache, pick_device
 from workbench.plan import ROUTED, resolve, target_label
 from workbench.row import ROW_KEY, Row, settings_hash
 from workbench.run_folder import RunFolder
@@ -183,7 +195,7 @@ class ModelEvaluator:
         """Make and store what is missing (images; per-image metrics asked for after their images were made),
         export the run's rows (results.parquet), then return this evaluation's rows (``results()``)."""
         self.folder.write_provenance(self._provenance())
-        units = self.units()
+        units = self._sized(self.units())
         stored = self.folder.results()
         numbered = {  # a resumed run numbers its batches and rounds on from the stored ones
             f"first_{key}": int(stored[column].max()) + 1 if column in stored and stored[column].notna().any() else 0
@@ -207,6 +219,22 @@ class ModelEvaluator:
         self.folder.write_provenance(self._provenance())  # again: a checkpoint fetched while scoring has a hash now
         self.folder.finish()
         return self.results()
+
+    def _sized(self, units: list[Unit]) -> list[Unit]:
+        """``units`` with ``batch_size="auto"`` chosen per plan (``engine.sized_units``), the probes recorded in
+        the run folder; a resumed run takes the probes it recorded. Workers in processes or on Ray are probed
+        for in this process, on the first worker's device (local) or this machine's (Ray)."""
+        if not any(u.plan.config.batch_size == AUTO_BATCH_SIZE for u in units):
+            return units
+        inline = self.pool == "local" and self.workers == 1
+        device = worker_devices(self.workers)[0] if self.pool == "local" else self.device
+        runner = self.runner if inline else BatchRunner(self.spec, device=device, cache=PipelineCache(), worker="probe")
+        units, probes = sized_units(units, runner, self.folder.batch_probes())
+        self.folder.write_batch_probes(probes)
+        if not inline:
+            del runner
+            release_memory(pick_device(device))
+        return units
 
     def _provenance(self) -> dict[str, dict[str, Any]]:
         return metric_provenance(self.metrics, self.metric_options, self.prompts, images_per_prompt=len(self.seeds))

@@ -23,7 +23,7 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from workbench.backends import Cancel, ImageBackend, ProgressCallback
-from workbench.config import AccelerationConfig, GenerationConfig
+from workbench.config import AUTO_BATCH_SIZE, AccelerationConfig, GenerationConfig
 from workbench.errors import ConfigError, ImageMetadataError
 from workbench.local_pipeline import LocalPipeline, measure_mag_ratios
 from workbench.models import load, pick_device
@@ -123,6 +123,11 @@ def generate(
     """
     if config is not None and not isinstance(config, GenerationConfig):
         raise ConfigError(f"config must be a GenerationConfig, got {type(config).__name__}")
+    if config is not None and config.batch_size == AUTO_BATCH_SIZE:
+        raise ConfigError(
+            "batch_size 'auto' is chosen by the evaluation engine's probe (ModelEvaluator, studies, A/B tests); "
+            "generate takes a number of images per call", "batch_size",
+        )  # fmt: skip
     if hasattr(prompts, "columns") and "prompt" in prompts.columns:  # a prompt table (load_prompts): its texts
         prompts = list(prompts["prompt"])
     prompts = as_list(prompts, str, "prompts")

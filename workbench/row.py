@@ -42,7 +42,11 @@ __all__ = [
 # 4: the settings' hash column is settings_hash (version 3's settings); every row has every Row column; rows
 # carry the run id of the run folder's manifest; provenance.json says what produced each metric
 # 5: rows have a variant (an A/B arm, an acceleration variant; "" in a model evaluation), part of ROW_KEY
-SCHEMA_VERSION = 5
+# 6: rows say the batch size asked for (batch_asked) and how many times a batch that ran out of memory was
+# split (batch_splits); batch_size may be "auto" (the engine probes for one; the rows' batch_size is the size
+# chosen, the settings hash that of "auto"), the default of the studies, whose images therefore differ from
+# runs at their earlier fixed size by batch-mate rounding (within 2/255); energy_wh where the GPU reports it
+SCHEMA_VERSION = 6
 
 ROW_KEY = ("model_id", "variant", "prompt_id", "seed", "settings_hash")  # what makes a row unique within a run
 # What differs between two runs of the same units on the same batches: which run, when and how fast they ran,
@@ -61,6 +65,10 @@ ADDED_COLUMNS: dict[int, dict[str, Any]] = {
         **dict.fromkeys(LOAD_COLUMNS, float("nan")),  # the machine's load meanwhile (system_load)
     },
     5: {"variant": ""},  # the A/B arm or acceleration variant that made the image (rows of one run apart)
+    6: {
+        "batch_asked": float("nan"),  # the batch size asked for (the plan's, or the one the probe chose)
+        "batch_splits": float("nan"),  # how many times the batch was halved after running out of memory
+    },
 }
 
 
@@ -106,6 +114,8 @@ class Row:
     batch_id: int | None = None
     batch_round: int | None = None
     batch_images: int | None = None
+    batch_asked: int | None = None
+    batch_splits: int | None = None
     batch_started: float | None = None
     worker: str | None = None
     device_name: str | None = None
@@ -183,7 +193,8 @@ _GROUPS = {"config", "load", "context", "scores"}
 
 
 # The Row fields a row's maker passes as keyword columns (the batch's, the worker's); made and failed set the rest.
-BATCH_FIELDS = frozenset({"batch_id", "batch_round", "batch_images", "batch_started", "worker", "device_name"})
+BATCH_FIELDS = frozenset({"batch_id", "batch_round", "batch_images", "batch_asked", "batch_splits", "batch_started",
+                          "worker", "device_name"})  # fmt: skip
 
 
 def check_context(columns: Mapping[str, Any]) -> None:

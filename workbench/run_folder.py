@@ -9,6 +9,7 @@
     <run>/summary.json      per model or arm (``{"schema_version", "rows", ...}``)
     <run>/comparisons.json  paired comparisons, one row per compared group and metric
     <run>/provenance.json   what produced each metric's values (``workbench.metrics.provenance``)
+    <run>/batch_sizes.json  the probes behind ``batch_size="auto"`` (``workbench.batch_probe``), by probe key
     <run>/manifest.json     the study run: parameters, environment, outcome (``workbench.studies``)
 
 Its rows are ``workbench.row.Row``s. ``SCHEMA_VERSION`` is carried by every row, by summary.json and by the
@@ -29,6 +30,7 @@ from typing import Any
 
 import pandas as pd
 
+from workbench.batch_probe import BatchProbe
 from workbench.deprecation import renamed
 from workbench.errors import ConfigError
 from workbench.generation import save_image
@@ -72,7 +74,7 @@ class RunFolder:
     row always has its PNG."""
 
     RESULTS, EXPORT, SUMMARY, COMPARISONS = "results.jsonl", "results.parquet", "summary.json", "comparisons.json"
-    PROVENANCE, MANIFEST = "provenance.json", "manifest.json"
+    PROVENANCE, MANIFEST, BATCH_SIZES = "provenance.json", "manifest.json", "batch_sizes.json"
 
     def __init__(self, path: str | Path, run_id: str | None = None):
         self.path = Path(path)
@@ -133,6 +135,10 @@ class RunFolder:
         """provenance.json: per metric, what produced its values (merged into what the folder has)."""
         self.write_json(self.PROVENANCE, {**self.provenance(), **provenance})
 
+    def write_batch_probes(self, probes: Sequence[BatchProbe]) -> None:
+        """batch_sizes.json: the probes that chose this run's "auto" batch sizes (merged into what it has)."""
+        self.write_json(self.BATCH_SIZES, {**self._batch_sizes(), **{p.key: p.to_dict() for p in probes}})
+
     def write_text(self, name: str, text: str) -> None:
         """A file of the study's own (verdict.txt) in the folder."""
         self._write(name, lambda file: file.write_text(text))
@@ -186,6 +192,14 @@ class RunFolder:
         file = self.path / self.PROVENANCE
         return json.loads(file.read_text()) if file.is_file() else {}
 
+    def batch_probes(self) -> dict[str, BatchProbe]:
+        """The probes that chose this run's "auto" batch sizes, by probe key (a resumed run reuses them)."""
+        return {key: BatchProbe.from_dict(probe) for key, probe in self._batch_sizes().items()}
+
+    def _batch_sizes(self) -> dict[str, Any]:
+        file = self.path / self.BATCH_SIZES
+        return json.loads(file.read_text()) if file.is_file() else {}
+
     def manifest(self) -> dict[str, Any]:
         return read_manifest(self.path)
 
@@ -195,8 +209,11 @@ class RunFolder:
 
     def manifest_facts(self) -> dict[str, Any]:
         """What the manifest and the run index show of the rows and summary: images, model ids, seeds, the CLIP
-        checkpoint, and the summary rows."""
+        checkpoint, the summary rows, and the probes behind "auto" batch sizes (sizes tried, time per image at
+        each, the choice)."""
         facts: dict[str, Any] = {}
+        if probes := self._batch_sizes():
+            facts["batch_sizes"] = list(probes.values())
         if (self.path / self.SUMMARY).is_file():
             facts["summary"] = read_summary(self.path)["rows"]
         if (self.path / self.RESULTS).is_file() or (self.path / self.EXPORT).is_file():

@@ -1,0 +1,152 @@
+"""``batch_size="auto"``: the batch size a plan makes images fastest at on a device, found by a short probe.
+
+Before timing starts, the plan runs a few denoising steps at batch sizes 1, 2, 4, ... (each shape warmed up
+first, all of it untimed), up to the most images the plan has to make. It stops when a batch no longer gains
+``MIN_GAIN`` in time per image over the best smaller one, when the next size's memory, extrapolated from the
+last two, would pass the budget (``device_memory.memory_budget_mb``), or when a size runs out of memory. The
+choice is the size with the best time per image. A probe is kept per plan (model, settings but the batch size,
+image size, toggles) and device for the rest of the process, and a run records its probes (``RunFolder``), so
+a resumed run batches as its first part did.
+
+Images depend on their batch mates within floating-point rounding (2/255 at most on the toy world), so the
+images of a run at ``"auto"`` match a run at the chosen size, not at another.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from workbench.device_memory import is_out_of_memory, memory_budget_mb, release_memory
+from workbench.models import PipelineCache, default_cache
+from workbench.plan import Plan, run_plan
+
+__all__ = ["MIN_GAIN", "PROBE_STEPS", "BatchProbe", "forget_probes", "probe_batch_size", "probe_key", "probed"]
+
+PROBE_STEPS = 2  # denoising steps of a timed probe call (its warm-up call takes one)
+MIN_GAIN = 0.05  # a larger batch must cut the time per image by this share to be tried further
+_probes: dict[str, BatchProbe] = {}  # this process's probes by key
+
+
+@dataclass(frozen=True)
+class BatchProbe:
+    """What a probe tried (``sizes``, with the time per image and peak memory of each), why it stopped, what
+    it chose, and how long it took."""
+
+    key: str
+    model_id: str
+    device: str
+    sizes: tuple[int, ...]
+    seconds_per_image: tuple[float, ...]
+    peak_mb: tuple[float, ...]
+    budget_mb: float | None
+    chosen: int
+    stopped: str
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BatchProbe:
+        fields = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in fields})
+
+
+def probe_key(plan: Plan, device: str) -> str:
+    """What a probe's choice holds for: the plan's model, settings but the batch size (the image size among
+    them), toggles, and the device."""
+    settings = {
+        "model_id": plan.model_id,
+        "config": plan.config.replace(batch_size=1).to_dict(),
+        "acceleration": plan.acceleration.to_dict() if plan.acceleration else None,
+        "device": device,
+    }
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def forget_probes() -> None:
+    """Drop this process's probes (the next ``"auto"`` plan is probed again)."""
+    _probes.clear()
+
+
+def probe_batch_size(
+    plan: Plan,
+    jobs: Sequence[tuple[str, int]],
+    *,
+    device: str,
+    run_device: str | None,
+    cache: PipelineCache | None = default_cache,
+) -> BatchProbe:
+    """The probe of ``plan`` on ``device`` (see the module docstring), on up to all of ``jobs`` (the plan's
+    (prompt, seed) pairs: sizes stop at their number); this process's earlier probe of the same key, if any.
+    ``run_device`` and ``cache``: what ``run_plan`` loads the model with (the batch runner's)."""
+    key = probe_key(plan, device)
+    if key in _probes:
+        return _probes[key]
+    started = time.perf_counter()
+    budget = memory_budget_mb(device)
+    sizes: list[int] = []
+    times: list[float] = []
+    peaks: list[float] = []
+    stopped, size = f"every size up to the plan's {len(jobs)} image(s)", 1
+    while size <= len(jobs):
+        if budget is not None and len(peaks) >= 2 and _next_peak(sizes, peaks, size) > budget:
+            stopped = f"{size} would pass the memory budget ({budget:.0f} MiB)"
+            break
+        measured = _measure(plan, jobs[:size], run_device, cache)
+        if measured is None:
+            release_memory(device)
+            stopped = f"{size} ran out of memory"
+            break
+        sizes.append(size)
+        times.append(measured[0])
+        peaks.append(measured[1])
+        if len(times) > 1 and times[-1] > min(times[:-1]) * (1 - MIN_GAIN):
+            stopped = f"{size} gained under {MIN_GAIN:.0%} in time per image"
+            break
+        size *= 2
+    chosen = sizes[times.index(min(times))] if sizes else 1
+    probe = BatchProbe(key, plan.model_id, device, tuple(sizes), tuple(round(t, 6) for t in times),
+                       tuple(round(p, 1) for p in peaks), None if budget is None else round(budget, 1), chosen,
+                       stopped, round(time.perf_counter() - started, 3))  # fmt: skip
+    _probes[key] = probe
+    return probe
+
+
+def probed(key: str) -> bool:
+    """Whether this process has probed ``key`` already."""
+    return key in _probes
+
+
+def _measure(plan: Plan, jobs: Sequence[tuple[str, int]], device: str | None, cache) -> tuple[float, float] | None:
+    """Seconds per image and peak memory (MiB) of ``jobs`` in one call of ``PROBE_STEPS`` steps, after a
+    one-step warm-up of the same shape; None where the device ran out of memory."""
+    prompts, seeds = [p for p, _ in jobs], [s for _, s in jobs]
+    out_of_memory = False
+    try:
+        for steps in (1, PROBE_STEPS):
+            call = replace(plan, config=plan.config.replace(steps=min(steps, plan.config.steps), batch_size=len(jobs)))
+            start = time.perf_counter()
+            records = run_plan(call, prompts, seeds, pairs=True, device=device, cache=cache)
+            elapsed = time.perf_counter() - start
+    except Exception as error:
+        if not is_out_of_memory(error):
+            raise
+        out_of_memory = True
+    if out_of_memory:
+        return None
+    peak = max((r.peak_mem_mb for r in records if r.peak_mem_mb == r.peak_mem_mb), default=math.nan)
+    return elapsed / len(jobs), peak
+
+
+def _next_peak(sizes: list[int], peaks: list[float], size: int) -> float:
+    """The peak memory at ``size``, extrapolated along the line through the last two sizes' peaks."""
+    per_image = (peaks[-1] - peaks[-2]) / (sizes[-1] - sizes[-2])
+    return peaks[-1] + max(per_image, 0.0) * (size - sizes[-1])
