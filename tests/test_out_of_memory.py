@@ -7,6 +7,7 @@ from PIL import Image
 
 import workbench as wb
 from workbench.device_memory import is_out_of_memory
+from workbench.latency import latency_summary
 from workbench.local_pipeline import LocalPipeline
 
 PROMPTS = ["a red circle", "a blue square", "a green triangle", "a yellow cross", "a purple circle", "an orange square"]
@@ -50,6 +51,8 @@ def test_a_batch_that_runs_out_of_memory_is_halved_until_it_fits_losing_nothing(
     assert (first["batch_splits"] == 2).all() and (second["batch_splits"] == 1).all()  # 8 -> 4 -> 2; 4 -> 2 at once
     assert (rows["batch_asked"] == 8).all() and (rows["batch_images"] == 2).all()
     assert [images for images, steps, ran in backend.calls if not ran] == [8, 4]  # the plan's later batch not tried
+    (note,) = latency_summary(rows)["timing_note"]
+    assert "2 batch(es) ran out of memory and were split: it ran at batch sizes 2 (asked for 8)" in note
     # The same images, pixel for pixel, as a run that never ran out, at the size that was used.
     same = wb.ModelEvaluator(PROMPTS, [RunsOut(fits=99)], [0, 1], config.replace(batch_size=2),
                              output_dir=tmp_path / "fits").run()  # fmt: skip

@@ -28,7 +28,7 @@ import pandas as pd
 from PIL import Image
 
 from workbench.config import GenerationConfig
-from workbench.engine import BatchResult, BatchRunner, RunnerSpec, Unit, execute, plan_batches
+from workbench.engine import BatchResult, BatchRunner, RunnerSpec, Unit, execute, plan_batches, sized_units
 from workbench.errors import ConfigError
 from workbench.evaluation import prompt_frame
 from workbench.metrics import METRICS, MetricOptions, metric_bounds
@@ -214,6 +214,9 @@ class PromptABTester:
                                       against, columns))  # fmt: skip
         spec = RunnerSpec(self.run_id, settings)
         runner = BatchRunner(spec, scorers=[self.scorer], device=self.device, cache=self.cache)
+        units, probes = sized_units(units, runner, self.folder.batch_probes() if self.folder else None)
+        if self.folder and probes:
+            self.folder.write_batch_probes(probes)
         made: dict[tuple, tuple] = {}
 
         def store(result: BatchResult) -> None:

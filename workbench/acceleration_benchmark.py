@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from workbench.config import AccelerationConfig, GenerationConfig
+from workbench.config import AUTO_BATCH_SIZE, AccelerationConfig, GenerationConfig
 from workbench.engine import BATCH_WARMUP_STEPS, BatchResult, BatchRunner, RunnerSpec, Unit, execute, plan_batches
 from workbench.errors import ConfigError
 from workbench.generation import as_backend
@@ -208,6 +208,9 @@ def benchmark_acceleration(
     if per_set:
         raise ConfigError(f"metrics must be per-image metrics here (each image against its baseline), got {per_set}")
     config = config or GenerationConfig()
+    if config.batch_size == AUTO_BATCH_SIZE:
+        raise ConfigError("the acceleration benchmark times every variant at one batch size: give batch_size a "
+                          "number, not 'auto'", "batch_size")  # fmt: skip
     variants = _variants(configs, config)
     labels = list(variants)
     prompts, seeds = list(prompts), list(seeds)

@@ -4,8 +4,8 @@ Before timing starts, the plan runs a few denoising steps at batch sizes 1, 2, 4
 first, all of it untimed), up to the most images the plan has to make. It stops when a batch no longer gains
 ``MIN_GAIN`` in time per image over the best smaller one, when the next size's memory, extrapolated from the
 last two, would pass the budget (``device_memory.memory_budget_mb``), or when a size runs out of memory. The
-choice is the size with the best time per image. A probe is kept per plan (model, settings but the batch size,
-image size, toggles) and device for the rest of the process, and a run records its probes (``RunFolder``), so
+choice is the size with the best time per image. A probe is kept per plan (model, settings, image size,
+toggles: ``probe_key``) and device for the rest of the process, and a run records its probes (``RunFolder``), so
 a resumed run batches as its first part did.
 
 Images depend on their batch mates within floating-point rounding (2/255 at most on the toy world), so the
@@ -60,11 +60,12 @@ class BatchProbe:
 
 
 def probe_key(plan: Plan, device: str) -> str:
-    """What a probe's choice holds for: the plan's model, settings but the batch size (the image size among
-    them), toggles, and the device."""
+    """What a probe's choice holds for: the plan's model, settings (the image size among them; not the batch
+    size, the step count or the negative prompt, which do not change what a step costs), toggles, and the
+    device. A/B arms that differ in their negative prompts share a probe."""
     settings = {
         "model_id": plan.model_id,
-        "config": plan.config.replace(batch_size=1).to_dict(),
+        "config": plan.config.replace(batch_size=1, steps=1, negative_prompt=None).to_dict(),
         "acceleration": plan.acceleration.to_dict() if plan.acceleration else None,
         "device": device,
     }

@@ -21,16 +21,31 @@ BUSY = 0.25  # other processes' median CPU share above this: the machine was bus
 
 
 def batch_latencies(rows: pd.DataFrame) -> pd.DataFrame:
-    """One row per batch: its per-image latency, round, size and the other processes' CPU share (rows made
-    before batches were recorded count one batch per row)."""
-    rows = rows.assign(**{c: rows.get(c, np.nan) for c in ("batch_id", "batch_round", "cpu_busy_other")})
+    """One row per pipeline call (a batch, or each part of a batch split after running out of memory): its
+    per-image latency, round, size, the size asked for, how often it was split, and the other processes' CPU
+    share (rows made before batches were recorded count one call per row)."""
+    columns = ("batch_id", "batch_round", "batch_started", "batch_asked", "batch_splits", "cpu_busy_other")
+    rows = rows.assign(**{c: rows.get(c, np.nan) for c in columns})
     rows["batch_id"] = rows["batch_id"].fillna(pd.Series(-1 - np.arange(len(rows)), index=rows.index))
-    return rows.groupby("batch_id").agg(
+    calls = rows.groupby(["batch_id", "batch_started"], dropna=False).agg(
         latency_s=("latency_s", "first"),
         batch_round=("batch_round", "first"),
         cpu_busy_other=("cpu_busy_other", "first"),
         images=("latency_s", "size"),
+        asked=("batch_asked", "first"),
+        splits=("batch_splits", "first"),
     )
+    return calls.reset_index(level="batch_started", drop=True)
+
+
+def _sizes_note(batches: pd.DataFrame) -> str:
+    """The batch sizes a model ran at, in words, where its batches were split after running out of memory."""
+    split = batches[batches["splits"].fillna(0) > 0]
+    if split.empty:
+        return ""
+    sizes = ", ".join(str(int(n)) for n in sorted(batches["images"].unique()))
+    return (f"{split.index.nunique()} batch(es) ran out of memory and were split: it ran at batch sizes {sizes} "
+            f"(asked for {int(batches['asked'].max())})")  # fmt: skip
 
 
 def _timing_note(batches: pd.DataFrame) -> str:
@@ -88,7 +103,14 @@ def latency_summary(rows: pd.DataFrame, reference: str | None = None) -> pd.Data
         if reference in batches and model != reference:
             keys = ("latency_ratio", "latency_ratio_ci_low", "latency_ratio_ci_high")
             row |= dict(zip(keys, _ratio(batches[reference], own), strict=True))
+        if note := _sizes_note(own):
+            row["timing_note"] += f"; {note}"
         out.append(row)
+    asked = {model: own["asked"].fillna(own["images"]).max() for model, own in batches.items()}
+    if len(set(asked.values())) > 1:  # a per-image latency depends on the batch size
+        sizes = ", ".join(f"{model} {int(size)}" for model, size in asked.items())
+        for row in out:
+            row["timing_note"] += f"; the models ran at different batch sizes ({sizes}), which their latencies reflect"
     return pd.DataFrame(out)
 
 

@@ -1,0 +1,113 @@
+"""batch_size="auto": a short probe of batch sizes per plan and device, its choice used, recorded and reused."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import workbench as wb
+from workbench import batch_probe
+from workbench.batch_probe import forget_probes, probe_batch_size
+from workbench.errors import ConfigError
+from workbench.plan import resolve
+
+PROMPTS = ["a red circle", "a blue square", "a green triangle", "a yellow cross", "a purple circle", "an orange square"]
+
+
+@pytest.fixture(autouse=True)
+def fresh_probes():
+    forget_probes()
+    yield
+    forget_probes()
+
+
+def scripted(monkeypatch, seconds: dict, peaks: dict | None = None, budget: float | None = None) -> list[int]:
+    """The probe's measurements as given per size (None: out of memory), and the memory budget; the sizes
+    it measured."""
+    measured = []
+
+    def measure(plan, jobs, device, cache):
+        measured.append(len(jobs))
+        value = seconds[len(jobs)]
+        return None if value is None else (value, (peaks or {}).get(len(jobs), 100.0))
+
+    monkeypatch.setattr(batch_probe, "_measure", measure)
+    monkeypatch.setattr(batch_probe, "memory_budget_mb", lambda device: budget)
+    return measured
+
+
+PLAN = resolve("toyworld/sd-small", "a red circle", wb.GenerationConfig(steps=20, batch_size="auto"))
+JOBS = [(prompt, seed) for prompt in PROMPTS for seed in range(8)]  # 48
+
+
+def test_the_probe_doubles_until_a_batch_gains_under_five_percent_and_takes_the_fastest(monkeypatch):
+    measured = scripted(monkeypatch, {1: 1.0, 2: 0.6, 4: 0.5, 8: 0.49, 16: 0.3})
+    probe = probe_batch_size(PLAN, JOBS, device="cpu", run_device=None)
+    assert measured == [1, 2, 4, 8] and probe.sizes == (1, 2, 4, 8) and probe.chosen == 8
+    assert probe.stopped == "8 gained under 5% in time per image" and probe.seconds_per_image[-1] == 0.49
+    assert probe_batch_size(PLAN, JOBS, device="cpu", run_device=None) is probe and measured == [1, 2, 4, 8]
+    other = resolve("toyworld/sd-small", "a blue square", wb.GenerationConfig(steps=4, negative_prompt="blurry"))
+    assert probe_batch_size(other, JOBS, device="cpu", run_device=None) is probe  # steps, negatives: one probe
+
+
+def test_the_probe_stops_before_the_memory_budget_out_of_memory_or_the_plans_images(monkeypatch):
+    scripted(monkeypatch, dict.fromkeys([1, 2, 4, 8], 0.5))
+    probe = probe_batch_size(PLAN, JOBS, device="cpu", run_device=None)
+    assert probe.stopped == "2 gained under 5% in time per image" and probe.chosen == 1  # flat: ties go small
+    forget_probes()
+    steep = {1: 1.0, 2: 0.5, 4: 0.25, 8: 0.125}
+    measured = scripted(monkeypatch, steep, peaks={1: 100, 2: 150, 4: 250}, budget=400)
+    probe = probe_batch_size(PLAN, JOBS, device="cpu", run_device=None)
+    assert measured == [1, 2, 4] and probe.chosen == 4 and probe.budget_mb == 400
+    assert probe.stopped == "8 would pass the memory budget (400 MiB)"  # 250 + 4 x 50 > 400
+    forget_probes()
+    scripted(monkeypatch, {**steep, 4: None})
+    probe = probe_batch_size(PLAN, JOBS, device="cpu", run_device=None)
+    assert probe.sizes == (1, 2) and probe.chosen == 2 and probe.stopped == "4 ran out of memory"
+    forget_probes()
+    scripted(monkeypatch, steep)
+    probe = probe_batch_size(PLAN, JOBS[:5], device="cpu", run_device=None)
+    assert probe.sizes == (1, 2, 4) and probe.stopped == "every size up to the plan's 5 image(s)"
+
+
+def test_auto_runs_at_the_size_probed_records_it_and_makes_the_same_images_as_that_size(tmp_path):
+    config = wb.GenerationConfig(steps=4, batch_size="auto")
+    rows = wb.ModelEvaluator(PROMPTS, ["toyworld/sd-small"], [0, 1], config, output_dir=tmp_path / "auto").run()
+    (probe,) = json.loads((tmp_path / "auto" / "batch_sizes.json").read_text()).values()
+    assert probe["sizes"][:3] == [1, 2, 4] and len(probe["seconds_per_image"]) == len(probe["sizes"])
+    chosen = probe["chosen"]
+    assert chosen in probe["sizes"] and (rows["batch_size"] == chosen).all() and (rows["batch_asked"] == chosen).all()
+    fixed = wb.ModelEvaluator(PROMPTS, ["toyworld/sd-small"], [0, 1], config.replace(batch_size=chosen),
+                              output_dir=tmp_path / "fixed").run()  # fmt: skip
+    for ours, theirs in zip(rows.itertuples(), fixed.itertuples(), strict=True):
+        a, b = (
+            np.asarray(Image.open(tmp_path / run / row.image_path)) for run, row in (("auto", ours), ("fixed", theirs))
+        )
+        assert np.array_equal(a, b)
+    assert rows["settings_hash"].nunique() == 1 and rows["settings_hash"].iloc[0] != fixed["settings_hash"].iloc[0]
+    assert wb.RunFolder(tmp_path / "auto").manifest_facts()["batch_sizes"] == [probe]
+
+
+def test_a_resumed_run_batches_as_its_first_part_did(tmp_path, monkeypatch):
+    config = wb.GenerationConfig(steps=2, batch_size="auto")
+    wb.ModelEvaluator(PROMPTS[:3], ["toyworld/sd-small"], [0], config, output_dir=tmp_path).run()
+    (recorded,) = wb.RunFolder(tmp_path).batch_probes().values()
+    forget_probes()
+
+    def no_probe(*args, **kwargs):
+        raise AssertionError("a resumed run probed again")
+
+    monkeypatch.setattr("workbench.engine.probe_batch_size", no_probe)
+    rows = wb.ModelEvaluator(PROMPTS, ["toyworld/sd-small"], [0, 1], config, output_dir=tmp_path).run()
+    assert len(rows) == 12 and (rows["batch_size"] == recorded.chosen).all()
+
+
+def test_auto_is_the_engines_and_a_bad_batch_size_is_refused():
+    with pytest.raises(ConfigError, match="batch_size must be an integer >= 1 or 'auto', got 'big'"):
+        wb.GenerationConfig(batch_size="big")
+    pipe = wb.load("toyworld/sd-small")
+    with pytest.raises(ConfigError, match="batch_size 'auto' is chosen by the evaluation engine's probe"):
+        wb.generate(pipe, "a red circle", wb.GenerationConfig(batch_size="auto"))
+    with pytest.raises(ConfigError, match="times every variant at one batch size"):
+        wb.benchmark_acceleration(pipe, ["a red circle"], [0], [], config=wb.GenerationConfig(batch_size="auto"))
