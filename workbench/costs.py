@@ -59,12 +59,14 @@ class ApiPrice:
 
 @dataclass(frozen=True)
 class Prices:
-    """GPU and API prices with the defaults for utilisation and the minimum hours rented a month."""
+    """GPU and API prices with the defaults for utilisation, the minimum hours rented a month and the price of
+    electricity."""
 
     gpus: dict[str, GpuPrice]
     apis: dict[str, ApiPrice]
     utilisation: float
     minimum_hours_per_month: float
+    usd_per_kwh: float = 0.0  # electricity, for the energy an image takes where the GPU reports it
 
     def gpu(self, name: str) -> tuple[str, GpuPrice]:
         """The GPU of that name (any case) as ``(name as listed, price)``."""
@@ -201,7 +203,8 @@ def _utilisation(value: Any, field: str) -> float:
     return float(value)
 
 
-_DEFAULTS = {"utilisation": "a share of the time in (0, 1]", "minimum_hours_per_month": "a number of hours, 0 or more"}
+_DEFAULTS = {"utilisation": "a share of the time in (0, 1]", "minimum_hours_per_month": "a number of hours, 0 or more",
+             "usd_per_kwh": "a price in dollars per kWh, 0 or more"}  # fmt: skip
 
 
 def _parse(path: Path) -> tuple[dict[str, GpuPrice], dict[str, ApiPrice], dict[str, float]]:

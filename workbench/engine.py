@@ -42,7 +42,7 @@ from workbench.plan import Plan, run_plan
 from workbench.progress import reported
 from workbench.records import GenerationRecord
 from workbench.row import Row, check_context
-from workbench.system_load import device_name, measure_load
+from workbench.system_load import device_name, energy_counter, measure_load
 
 __all__ = [
     "BATCH_WARMUP_STEPS",
@@ -199,7 +199,8 @@ class BatchRunner:
     one image: only an image that fails alone becomes an error row. The plan's later batches are split before
     they run, to the size that last fitted. Rows say the batch size asked for (``batch_asked``: the plan's),
     the images in the call that made them (``batch_images``) and how many times their batch was split
-    (``batch_splits``)."""
+    (``batch_splits``). Where the GPU reports its energy (``system_load.energy_counter``), rows carry the
+    batch's energy per image (``energy_wh``, the whole board's: see ``system_load``)."""
 
     def __init__(self, spec: RunnerSpec, *, scorers=(), device=None, cache=default_cache, worker="main", timed=None):
         self.spec, self.scorers, self.device, self.cache, self.worker = spec, list(scorers), device, cache, worker
@@ -208,6 +209,7 @@ class BatchRunner:
         self.device_name = device_name(self.load_device)
         self._warmed: set[tuple] = set()
         self._too_big: dict[tuple, int] = {}  # per plan, the smallest batch that ran out of memory
+        self.energy = energy_counter(self.load_device)  # NVML's, on an NVIDIA GPU that reports it
 
     def __call__(self, batch: Batch) -> BatchResult:
         result = BatchResult([], [], batch)
@@ -260,7 +262,7 @@ class BatchRunner:
             # 2. Generate, timed, with the machine's load meanwhile.
             started = time.time()
             timed = self.timed(batch) if self.timed is not None else contextlib.nullcontext()
-            with measure_load(self.load_device, study=self.spec.study) as load, timed:
+            with measure_load(self.load_device, study=self.spec.study, energy=self.energy) as load, timed:
                 records = run_plan(plan, prompts, seeds, pairs=True, device=self.device, cache=self.cache)
         except WorkbenchError:
             raise
@@ -281,6 +283,8 @@ class BatchRunner:
             for column, values in scorer.score_columns(images, against).items()
         }
         columns = {**self._batch_columns(batch, units, splits), "batch_started": started, "worker": self.worker}
+        if load.energy_j is not None:  # where the device reports it: absent (not zero) elsewhere
+            columns["energy_wh"] = load.energy_j / 3600 / len(units)
         rows = [
             Row.made(
                 record, target=unit.label, run_id=self.spec.run_id, prompt_id=unit.prompt_id,

@@ -86,8 +86,9 @@ def summarize(
     read; they are left out of the mean, so a model with many of them is read with care), and what an image
     costs self-hosted at the measured time per image (batch time / images): on ``gpu_type`` (default: the
     hardware the rows ran on, when the price table lists it; else no cost) or at ``gpu_hour_cost`` $/hour, busy
-    ``utilisation`` of the time, against every image API in ``prices`` (``workbench.costs``). Only rows with
-    status ``ok`` count towards quality, speed and cost."""
+    ``utilisation`` of the time, against every image API in ``prices`` (``workbench.costs``); where the GPU
+    reported its energy (NVML, rows' ``energy_wh``), the energy per image and its electricity at the prices'
+    ``usd_per_kwh`` (absent elsewhere). Only rows with status ``ok`` count towards quality, speed and cost."""
     if df.empty:
         raise ConfigError("no results to summarize")
     prices = prices or load_prices()
@@ -114,6 +115,11 @@ def summarize(
         for name in image_metrics_in(ok):
             row |= mean_over_prompts(ok, name)
             row[f"{name}_unscored"] = int(pd.to_numeric(ok[name], errors="coerce").isna().sum())
+        if "energy_wh" in ok and ok["energy_wh"].notna().any():  # where the GPU reported its energy
+            energy = ok["energy_wh"].dropna().astype(float)
+            row |= {"energy_wh_per_image": energy.mean(), "energy_images": len(energy),
+                    "usd_per_kwh": prices.usd_per_kwh,
+                    "electricity_usd_per_image": energy.mean() / 1000 * prices.usd_per_kwh}  # fmt: skip
         if len(latency) and priced:
             batch = int(ok["batch_images"].median()) if ok.get("batch_images", pd.Series()).notna().any() else 1
             cost = self_hosting_cost(

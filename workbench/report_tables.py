@@ -133,6 +133,12 @@ def cost_table(summary: pd.DataFrame):
             "$ / 1,000": summary["usd_per_1000"].map("${:.4f}".format),
         }
     )
+    if "electricity_usd_per_image" in summary:  # where the GPU reported its energy
+        table["electricity / image"] = [
+            "not reported" if pd.isna(usd) else f"${usd:.6f} ({wh:.4f} Wh at ${kwh}/kWh; the whole board, NVML)"
+            for usd, wh, kwh in summary[["electricity_usd_per_image", "energy_wh_per_image", "usd_per_kwh"]]
+            .itertuples(index=False)
+        ]  # fmt: skip
     for api in apis:
         volume = summary[f"breakeven_images_per_month_{api}"]
         times = summary[f"times_cheaper_than_{api}"]

@@ -10,22 +10,30 @@
 block: the machine's busy time minus the study's own (this process and its children, or a sharded study's
 driver and all its workers), over the wall time times the cores. ``gpu_util`` is the
 device's utilisation in percent from NVML (None without it); ``load_avg_1m`` the 1-minute load average.
+
+Given an ``EnergyCounter`` (``energy_counter``: NVML's total energy counter of a CUDA device), the block's
+energy in joules (``LoadSample.energy_j``), for blocks of ``MIN_ENERGY_SECONDS`` or longer. NVML reads the
+whole board (its idle power and other processes' work included) and updates its counter coarsely, so a short
+block is not read at all.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import psutil
 
-__all__ = ["LOAD_COLUMNS", "LoadSample", "device_name", "measure_load"]
+__all__ = ["LOAD_COLUMNS", "MIN_ENERGY_SECONDS", "EnergyCounter", "LoadSample", "device_name", "energy_counter",
+           "measure_load"]  # fmt: skip
 
 LOAD_COLUMNS = ("load_avg_1m", "cpu_busy_other", "gpu_util")
+MIN_ENERGY_SECONDS = 1.0  # blocks shorter than this get no energy reading
+EnergyCounter = Callable[[], float]  # a device's energy used since a fixed point, in joules
 
 
 @dataclass
@@ -33,6 +41,7 @@ class LoadSample:
     """The load around one block; ``values`` is filled when the block ends."""
 
     values: dict[str, Any] = field(default_factory=lambda: dict.fromkeys(LOAD_COLUMNS))
+    energy_j: float | None = None  # the device's energy over the block, where a counter was given and read
 
 
 def _busy_seconds(times) -> float:
@@ -65,6 +74,25 @@ def _gpu_util(device: str | None) -> float | None:
         return None
 
 
+def energy_counter(device: str | None) -> EnergyCounter | None:
+    """NVML's total energy counter of the CUDA ``device`` (``nvmlDeviceGetTotalEnergyConsumption``: millijoules
+    since the driver loaded; Volta and later), in joules; None where there is none: not a CUDA device, no
+    ``nvidia-ml-py``, or a board or virtual machine that does not report it."""
+    if not device or not str(device).startswith("cuda"):
+        return None
+    try:
+        import pynvml
+        import torch
+
+        pynvml.nvmlInit()
+        uuid = str(torch.cuda.get_device_properties(device).uuid)
+        handle = pynvml.nvmlDeviceGetHandleByUUID(uuid if uuid.startswith("GPU-") else f"GPU-{uuid}")
+        pynvml.nvmlDeviceGetTotalEnergyConsumption(handle)  # refused on boards without the counter
+    except Exception:  # no NVML, or no counter: energy is unknown, not zero
+        return None
+    return lambda: pynvml.nvmlDeviceGetTotalEnergyConsumption(handle) / 1000.0
+
+
 def device_name(device: str) -> str:
     """What the hardware is called: the CUDA device's name ("NVIDIA H200"), else the device type ("cpu")."""
     if str(device).startswith("cuda"):
@@ -75,17 +103,22 @@ def device_name(device: str) -> str:
 
 
 @contextmanager
-def measure_load(device: str | None = None, *, study: int | None = None) -> Iterator[LoadSample]:
+def measure_load(
+    device: str | None = None, *, study: int | None = None, energy: EnergyCounter | None = None
+) -> Iterator[LoadSample]:
     """Sample the machine's load over the block (see the module docstring). ``study``: the process id at the
     root of the work being measured (a sharded study's driver), whose descendants, this process's sibling
-    workers among them, are not "other" processes; default this process."""
+    workers among them, are not "other" processes; default this process. ``energy``: the device's counter."""
     sample = LoadSample()
     root = psutil.Process(study) if study else psutil.Process()
+    start_energy = energy() if energy is not None else None
     start_wall, start_busy, start_own = time.perf_counter(), _busy_seconds(psutil.cpu_times()), _family_seconds(root)
     try:
         yield sample
     finally:
         wall = time.perf_counter() - start_wall
+        if start_energy is not None and wall >= MIN_ENERGY_SECONDS:
+            sample.energy_j = energy() - start_energy
         busy = _busy_seconds(psutil.cpu_times()) - start_busy
         own = sum(seconds - start_own.get(pid, 0.0) for pid, seconds in _family_seconds(root).items())
         capacity = wall * (psutil.cpu_count() or 1)
