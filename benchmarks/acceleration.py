@@ -48,6 +48,15 @@ GPU_PRESETS = {  # by model
             AccelerationConfig(deepcache_interval=3),
         ],
     },
+    "arch/tiny-flux": {  # the FLUX preset's path on the CPU, for benchmarks/gpu_check.py --dry-run
+        "steps": 4,
+        "size": 64,
+        "dtype": "float32",
+        "configs": [
+            AccelerationConfig(first_block_cache=10.0),
+            AccelerationConfig(mag_cache=10.0, mag_ratios=FLUX_MAG_RATIOS[:4]),
+        ],
+    },
     "arch/flux": {
         "steps": 28,
         "size": 1024,
@@ -79,6 +88,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--no-compile", action="store_true", help="leave torch.compile out (it takes minutes)")
+    parser.add_argument("--out", type=Path, help="the results file (default: benchmarks/results/acceleration_...)")
     args = parser.parse_args()
     if args.seeds < 1 or args.prompts < 1:
         parser.error(f"--prompts and --seeds must be at least 1, got {args.prompts} and {args.seeds}")
@@ -127,8 +137,8 @@ def main() -> None:
     if torch.cuda.is_available():
         print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
     suffix = ("_gpu" if gpu else "") + (f"_{args.tag}" if args.tag else "")
-    out = RESULTS / f"acceleration_{name.split('/')[-1]}{suffix}.json"
-    RESULTS.mkdir(exist_ok=True)
+    out = args.out or RESULTS / f"acceleration_{name.split('/')[-1]}{suffix}.json"
+    out.parent.mkdir(exist_ok=True)
     summary = {
         "model": name,
         "denoiser": type(denoiser(pipe)).__name__,

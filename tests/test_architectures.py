@@ -5,6 +5,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 
 import workbench as wb
 from workbench import architectures
@@ -30,13 +31,17 @@ def test_architectures_have_the_published_sizes():
 
 
 def test_a_build_that_would_not_fit_is_refused_before_anything_is_built(monkeypatch):
-    monkeypatch.setattr(architectures, "_available_memory", lambda: 40e9)
+    monkeypatch.setattr(architectures, "_available_memory", lambda device: 40e9)
     assert 67e9 < architecture_bytes("flux") < 68e9  # fp32, with T5-XXL
-    with pytest.raises(ConfigError, match=r"arch/flux needs 67\.5 GB .* 40\.0 GB is available"):
+    with pytest.raises(ConfigError, match=r"arch/flux needs 67\.5 GB of cpu memory .* 40\.0 GB is available"):
         build_architecture("flux")
+    with pytest.raises(ConfigError, match=r"arch/flux needs 33\.7 GB of cpu memory for its torch.bfloat16"):
+        build_architecture("flux", dtype=torch.bfloat16)  # half the bytes, still over 80% of 40 GB
     with pytest.raises(ConfigError, match=r"arch/sd3 needs 32\.5 GB"):
         load("arch/sd3", device="cpu", cache=None)
     assert type(build_architecture("tiny")).__name__ == "StableDiffusionPipeline"
+    half = build_architecture("tiny", dtype=torch.bfloat16)  # made in its dtype (as on a GPU), the default kept
+    assert half.unet.dtype == half.text_encoder.dtype == torch.bfloat16 and torch.get_default_dtype() == torch.float32
 
 
 def test_every_architecture_is_listed_and_unknown_ones_name_the_others():

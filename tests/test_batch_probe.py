@@ -27,7 +27,7 @@ def scripted(monkeypatch, seconds: dict, peaks: dict | None = None, budget: floa
     it measured."""
     measured = []
 
-    def measure(plan, jobs, device, cache):
+    def measure(plan, jobs, run_device, device, cache):
         measured.append(len(jobs))
         value = seconds[len(jobs)]
         return None if value is None else (value, (peaks or {}).get(len(jobs), 100.0))

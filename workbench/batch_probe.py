@@ -1,12 +1,12 @@
 """``batch_size="auto"``: the batch size a plan makes images fastest at on a device, found by a short probe.
 
-Before timing starts, the plan runs a few denoising steps at batch sizes 1, 2, 4, ... (each shape warmed up
-first, all of it untimed), up to the most images the plan has to make. It stops when a batch no longer gains
-``MIN_GAIN`` in time per image over the best smaller one, when the next size's memory, extrapolated from the
-last two, would pass the budget (``device_memory.memory_budget_mb``), or when a size runs out of memory. The
-choice is the size with the best time per image. A probe is kept per plan (model, settings, image size,
-toggles: ``probe_key``) and device for the rest of the process, and a run records its probes (``RunFolder``), so
-a resumed run batches as its first part did.
+Before timing starts, the plan runs a few denoising steps at batch sizes 1, 2, 4, ..., up to the most images
+the plan has to make (on an accelerator each shape is warmed up first; none of it is timed in the study). It
+stops when a batch no longer gains ``MIN_GAIN`` in time per image over the best smaller one, when the next
+size's memory, extrapolated from the last two, would pass the budget (``device_memory.memory_budget_mb``), or
+when a size runs out of memory. The choice is the size with the best time per image. A probe is kept per plan
+(model, settings, image size, toggles: ``probe_key``) and device for the rest of the process, and a run
+records its probes (``RunFolder``), so a resumed run batches as its first part did.
 
 Images depend on their batch mates within floating-point rounding (2/255 at most on the toy world), so the
 images of a run at ``"auto"`` match a run at the chosen size, not at another.
@@ -101,7 +101,7 @@ def probe_batch_size(
         if budget is not None and len(peaks) >= 2 and _next_peak(sizes, peaks, size) > budget:
             stopped = f"{size} would pass the memory budget ({budget:.0f} MiB)"
             break
-        measured = _measure(plan, jobs[:size], run_device, cache)
+        measured = _measure(plan, jobs[:size], run_device, device, cache)
         if measured is None:
             release_memory(device)
             stopped = f"{size} ran out of memory"
@@ -126,16 +126,20 @@ def probed(key: str) -> bool:
     return key in _probes
 
 
-def _measure(plan: Plan, jobs: Sequence[tuple[str, int]], device: str | None, cache) -> tuple[float, float] | None:
+def _measure(
+    plan: Plan, jobs: Sequence[tuple[str, int]], run_device: str | None, device: str, cache
+) -> tuple[float, float] | None:
     """Seconds per image and peak memory (MiB) of ``jobs`` in one call of ``PROBE_STEPS`` steps, after a
-    one-step warm-up of the same shape; None where the device ran out of memory."""
+    one-step warm-up of the same shape on an accelerator (kernel choice, allocator; on the CPU a first call at
+    a new shape costs little more, so none); None where the device ran out of memory."""
     prompts, seeds = [p for p, _ in jobs], [s for _, s in jobs]
     out_of_memory = False
+    calls = (PROBE_STEPS,) if device == "cpu" else (1, PROBE_STEPS)
     try:
-        for steps in (1, PROBE_STEPS):
+        for steps in calls:
             call = replace(plan, config=plan.config.replace(steps=min(steps, plan.config.steps), batch_size=len(jobs)))
             start = time.perf_counter()
-            records = run_plan(call, prompts, seeds, pairs=True, device=device, cache=cache)
+            records = run_plan(call, prompts, seeds, pairs=True, device=run_device, cache=cache)
             elapsed = time.perf_counter() - start
     except Exception as error:
         if not is_out_of_memory(error):

@@ -227,6 +227,8 @@ def loader_for(model_id: str) -> ModelLoader:
 
 
 def _load_arch(model_id: str, device: torch.device, dtype: torch.dtype):
+    if device.type == "cuda":  # built there in its dtype: FLUX's fp32 weights would need 67 GB of RAM first
+        return build_architecture(model_id.removeprefix("arch/"), device=device, dtype=dtype)
     pipe = build_architecture(model_id.removeprefix("arch/"))
     return pipe.to(dtype=dtype) if dtype != torch.float32 else pipe
 
