@@ -183,6 +183,8 @@ def test_tag_scores_resample_prompts_within_tags_and_bound_a_unanimous_tag():
     overall = table.loc["overall"]
     assert overall["score"] == pytest.approx(0.7) and overall["prompts"] == 20 and overall["images"] == 80
     assert overall["ci_low"] < 0.7 < overall["ci_high"]
+    both = tag_scores(rows.assign(geneval=1.0), draws=400).set_index("tag").loc["overall"]  # every tag unanimous
+    assert both["score"] == 1.0 and 0.025 ** (1 / 10) < both["ci_low"] < 0.99 and both["ci_high"] == 1.0
 
 
 # --- the transformers detector and colour reader (random weights: the code path, not the accuracy) ----------

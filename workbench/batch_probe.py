@@ -4,7 +4,8 @@ Before timing starts, the plan runs a few denoising steps at batch sizes 1, 2, 4
 the plan has to make (on an accelerator each shape is warmed up first; none of it is timed in the study). It
 stops when a batch no longer gains ``MIN_GAIN`` in time per image over the best smaller one, when the next
 size's memory, extrapolated from the last two, would pass the budget (``device_memory.memory_budget_mb``), or
-when a size runs out of memory. The choice is the size with the best time per image. A probe is kept per plan
+when a size runs out of memory. The choice is the last size that gained: the fastest per image, where a larger
+batch within ``MIN_GAIN`` of it (measurement noise, on a few steps) is not taken. A probe is kept per plan
 (model, settings, image size, toggles: ``probe_key``) and device for the rest of the process, and a run
 records its probes (``RunFolder``), so a resumed run batches as its first part did.
 
@@ -30,7 +31,7 @@ from workbench.plan import Plan, run_plan
 __all__ = ["MIN_GAIN", "PROBE_STEPS", "BatchProbe", "forget_probes", "probe_batch_size", "probe_key", "probed"]
 
 PROBE_STEPS = 2  # denoising steps of a timed probe call (its warm-up call takes one)
-MIN_GAIN = 0.05  # a larger batch must cut the time per image by this share to be tried further
+MIN_GAIN = 0.05  # a larger batch must cut the best time per image by this share to be taken and tried further
 _probes: dict[str, BatchProbe] = {}  # this process's probes by key
 
 
@@ -113,7 +114,8 @@ def probe_batch_size(
             stopped = f"{size} gained under {MIN_GAIN:.0%} in time per image"
             break
         size *= 2
-    chosen = sizes[times.index(min(times))] if sizes else 1
+    gained = [i for i, t in enumerate(times) if i == 0 or t <= min(times[:i]) * (1 - MIN_GAIN)]
+    chosen = sizes[gained[-1]] if sizes else 1
     probe = BatchProbe(key, plan.model_id, device, tuple(sizes), tuple(round(t, 6) for t in times),
                        tuple(round(p, 1) for p in peaks), None if budget is None else round(budget, 1), chosen,
                        stopped, round(time.perf_counter() - started, 3))  # fmt: skip

@@ -278,20 +278,26 @@ def evaluation_report(
 def tag_scores(rows: pd.DataFrame, column: str = "geneval", *, draws: int = 1000, seed: int = 0) -> pd.DataFrame:
     """Per tag (a row's ``geneval_tag``, else its ``category``) and ``overall``: GenEval's score
     (``metrics.geneval.summary_scores``) with a 95% interval from resampling prompts within each tag (a prompt's
-    images stay together; a tag all right or all wrong gets Clopper-Pearson's bound over its prompts instead), and
-    the images and prompts behind it. Images without a value are left out."""
+    images stay together; a tag all right or all wrong gets Clopper-Pearson's bound over its prompts instead, and
+    in the overall score's draws a share from Beta(prompts, 1), whose 2.5% quantile is that bound, so that it
+    adds its uncertainty there too), and the images and prompts behind it. Images without a value are left out."""
     scored = rows[rows[column].notna()]
     by = _tag_column(scored)
     point = summary_scores(scored, column, tag=by)
     groups = {tag: [g[column].to_numpy(dtype=float) for _, g in frame.groupby("prompt_id")]
               for tag, frame in scored.groupby(by)}  # fmt: skip
+    unanimous = {tag for tag, prompts in groups.items() if len(set(np.concatenate(prompts))) == 1}
     rng = np.random.default_rng(seed)
     drawn: dict[str, list[float]] = {tag: [] for tag in [*groups, "overall"]}
     for _ in range(draws):
         shares = {}
         for tag, prompts in groups.items():
-            chosen = rng.integers(len(prompts), size=len(prompts))
-            shares[tag] = float(np.concatenate([prompts[k] for k in chosen]).mean())
+            if tag in unanimous and point[tag] in (0.0, 1.0):
+                share = float(rng.beta(len(prompts), 1))
+                shares[tag] = share if point[tag] == 1.0 else 1.0 - share
+            else:
+                chosen = rng.integers(len(prompts), size=len(prompts))
+                shares[tag] = float(np.concatenate([prompts[k] for k in chosen]).mean())
             drawn[tag].append(shares[tag])
         drawn["overall"].append(float(np.mean(list(shares.values()))))
     counts = scored.groupby(by).agg(images=(column, "size"), prompts=("prompt_id", "nunique"))
@@ -299,9 +305,10 @@ def tag_scores(rows: pd.DataFrame, column: str = "geneval", *, draws: int = 1000
     table = []
     for tag, values in drawn.items():
         low, high = np.quantile(values, [0.025, 0.975])
-        if low == high and point[tag] in (0.0, 1.0):  # all right (or all wrong): Clopper-Pearson over the prompts
+        if tag in unanimous and point[tag] in (0.0, 1.0):  # all right (or all wrong): Clopper-Pearson over the prompts
             bound = unanimous_bound(int(counts.loc[tag, "prompts"]))
             low, high = (bound, 1.0) if point[tag] == 1.0 else (0.0, 1 - bound)
+        low, high = min(low, point[tag]), max(high, point[tag])  # the score itself is always in its interval
         images, prompts = (int(v) for v in counts.loc[tag, ["images", "prompts"]])
         table.append({"tag": tag, "score": point[tag], "ci_low": float(low), "ci_high": float(high),
                       "images": images, "prompts": prompts})  # fmt: skip
