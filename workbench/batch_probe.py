@@ -1,11 +1,12 @@
 """``batch_size="auto"``: the batch size a plan makes images fastest at on a device, found by a short probe.
 
 Before timing starts, the plan runs a few denoising steps at batch sizes 1, 2, 4, ..., up to the most images
-the plan has to make (on an accelerator each shape is warmed up first; none of it is timed in the study). It
-stops when a batch no longer gains ``MIN_GAIN`` in time per image over the best smaller one, when the next
-size's memory, extrapolated from the last two, would pass the budget (``device_memory.memory_budget_mb``), or
-when a size runs out of memory. The choice is the last size that gained: the fastest per image, where a larger
-batch within ``MIN_GAIN`` of it (measurement noise, on a few steps) is not taken. A probe is kept per plan
+the plan has to make (on an accelerator each shape is warmed up first; none of it is timed in the study), each
+size's time per image carried over to the plan's step count from its last step. It stops when a batch no longer
+gains ``MIN_GAIN`` in time per image over the best smaller one, when the next size's memory, extrapolated from
+the last two, would pass the budget (``device_memory.memory_budget_mb``), or when a size runs out of memory.
+The choice is the last size that gained: the fastest per image, where a larger batch within ``MIN_GAIN`` of
+it (measurement noise, on a few steps) is not taken. A probe is kept per plan
 (model, settings, image size, toggles: ``probe_key``) and device for the rest of the process, and a run
 records its probes (``RunFolder``), so a resumed run batches as its first part did.
 
@@ -23,6 +24,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
+
+import torch
 
 from workbench.device_memory import is_out_of_memory, memory_budget_mb, release_memory
 from workbench.models import PipelineCache, default_cache
@@ -131,17 +134,26 @@ def probed(key: str) -> bool:
 def _measure(
     plan: Plan, jobs: Sequence[tuple[str, int]], run_device: str | None, device: str, cache
 ) -> tuple[float, float] | None:
-    """Seconds per image and peak memory (MiB) of ``jobs`` in one call of ``PROBE_STEPS`` steps, after a
-    one-step warm-up of the same shape on an accelerator (kernel choice, allocator; on the CPU a first call at
-    a new shape costs little more, so none); None where the device ran out of memory."""
+    """Seconds per image of ``jobs`` at the plan's step count, and peak memory (MiB), from one call of
+    ``PROBE_STEPS`` steps (after a one-step warm-up of the same shape on an accelerator: kernel choice,
+    allocator; on the CPU a first call at a new shape costs little more, so none): the call's time with its
+    last step's time added for each step the plan has beyond the probe's (the call's fixed costs, text
+    encoding and decoding, weigh as much as they do in the plan's calls); None where the device ran out of
+    memory."""
     prompts, seeds = [p for p, _ in jobs], [s for _, s in jobs]
-    out_of_memory = False
-    calls = (PROBE_STEPS,) if device == "cpu" else (1, PROBE_STEPS)
+    steps = min(PROBE_STEPS, plan.config.steps)
+    out_of_memory, marks = False, []
+
+    def step_ended(step: int, total: int) -> None:
+        _synchronize(device)
+        marks.append(time.perf_counter())
+
     try:
-        for steps in calls:
-            call = replace(plan, config=plan.config.replace(steps=min(steps, plan.config.steps), batch_size=len(jobs)))
+        for warm_up in ([True] if device != "cpu" else []) + [False]:
+            call = replace(plan, config=plan.config.replace(steps=1 if warm_up else steps, batch_size=len(jobs)))
+            marks.clear()
             start = time.perf_counter()
-            records = run_plan(call, prompts, seeds, pairs=True, device=run_device, cache=cache)
+            records = run_plan(call, prompts, seeds, pairs=True, device=run_device, cache=cache, progress=step_ended)
             elapsed = time.perf_counter() - start
     except Exception as error:
         if not is_out_of_memory(error):
@@ -149,8 +161,18 @@ def _measure(
         out_of_memory = True
     if out_of_memory:
         return None
+    step = (marks[-1] - marks[0]) / (len(marks) - 1) if len(marks) > 1 else 0.0
     peak = max((r.peak_mem_mb for r in records if r.peak_mem_mb == r.peak_mem_mb), default=math.nan)
-    return elapsed / len(jobs), peak
+    return (elapsed + (plan.config.steps - steps) * step) / len(jobs), peak
+
+
+def _synchronize(device: str) -> None:
+    """Wait for the device's queued work (a step's end is then when its kernels finished)."""
+    kind = device.split(":")[0]
+    if kind == "cuda":
+        torch.cuda.synchronize(device)
+    elif kind == "mps":
+        torch.mps.synchronize()
 
 
 def _next_peak(sizes: list[int], peaks: list[float], size: int) -> float:
