@@ -30,6 +30,8 @@ def scripted(monkeypatch, seconds: dict, peaks: dict | None = None, budget: floa
     def measure(plan, jobs, run_device, device, cache):
         measured.append(len(jobs))
         value = seconds[len(jobs)]
+        if isinstance(value, list):  # one value per measurement of that size
+            value = value[measured.count(len(jobs)) - 1]
         return None if value is None else (value, (peaks or {}).get(len(jobs), 100.0))
 
     monkeypatch.setattr(batch_probe, "_measure", measure)
@@ -55,6 +57,10 @@ def test_the_probe_stops_before_the_memory_budget_out_of_memory_or_the_plans_ima
     scripted(monkeypatch, dict.fromkeys([1, 2, 4, 8], 0.5))
     probe = probe_batch_size(PLAN, JOBS, device="cpu", run_device=None)
     assert probe.stopped == "2 gained under 5% in time per image" and probe.chosen == 1  # flat: ties go small
+    forget_probes()
+    measured = scripted(monkeypatch, {1: 1.0, 2: 0.5, 4: [0.9, 0.3], 8: [0.35, 0.29]})  # 4: a busy moment
+    probe = probe_batch_size(PLAN, JOBS, device="cpu", run_device=None)
+    assert measured == [1, 2, 4, 4, 8, 8] and probe.seconds_per_image == (1.0, 0.5, 0.3, 0.29) and probe.chosen == 4
     forget_probes()
     steep = {1: 1.0, 2: 0.5, 4: 0.25, 8: 0.125}
     measured = scripted(monkeypatch, steep, peaks={1: 100, 2: 150, 4: 250}, budget=400)
@@ -111,3 +117,22 @@ def test_auto_is_the_engines_and_a_bad_batch_size_is_refused():
         wb.generate(pipe, "a red circle", wb.GenerationConfig(batch_size="auto"))
     with pytest.raises(ConfigError, match="times every variant at one batch size"):
         wb.benchmark_acceleration(pipe, ["a red circle"], [0], [], config=wb.GenerationConfig(batch_size="auto"))
+
+
+def test_worker_processes_batch_at_the_size_probed_in_the_driver(tmp_path):
+    config = wb.GenerationConfig(steps=2, batch_size="auto")
+    rows = wb.ModelEvaluator(PROMPTS[:4], ["toyworld/sd-small"], [0], config, output_dir=tmp_path, workers=2).run()
+    (probe,) = wb.RunFolder(tmp_path).batch_probes().values()
+    assert len(rows) == 4 and (rows["status"] == "ok").all() and (rows["batch_size"] == probe.chosen).all()
+    assert probe.device == "cpu" and set(rows["worker"]) <= {"worker0:cpu", "worker1:cpu"}
+
+
+def test_the_studies_take_auto_or_a_number_and_default_to_auto():
+    from workbench.study_parameters import check_parameters, notebook_parameters
+
+    for study in ("01_model_evaluation", "02_routing", "03_prompt_optimization", "04_ab_test"):
+        assert notebook_parameters(study)["batch_size"]["default"] == '"auto"'
+        check_parameters(study, {"batch_size": "auto"})
+        check_parameters(study, {"batch_size": 8})
+        with pytest.raises(ConfigError, match=r"parameter 'batch_size' must be int \| Literal\[\"auto\"\].*'big'"):
+            check_parameters(study, {"batch_size": "big"})

@@ -6,7 +6,8 @@ size's time per image carried over to the plan's step count from its last step. 
 gains ``MIN_GAIN`` in time per image over the best smaller one, when the next size's memory, extrapolated from
 the last two, would pass the budget (``device_memory.memory_budget_mb``), or when a size runs out of memory.
 The choice is the last size that gained: the fastest per image, where a larger batch within ``MIN_GAIN`` of
-it (measurement noise, on a few steps) is not taken. A probe is kept per plan
+it (measurement noise, on a few steps) is not taken; a size slower than a smaller one is measured twice, the
+faster kept (a machine busy for a moment should not end the probe). A probe is kept per plan
 (model, settings, image size, toggles: ``probe_key``) and device for the rest of the process, and a run
 records its probes (``RunFolder``), so a resumed run batches as its first part did.
 
@@ -110,6 +111,9 @@ def probe_batch_size(
             release_memory(device)
             stopped = f"{size} ran out of memory"
             break
+        if times and measured[0] > min(times):  # slower than a smaller batch: more often a busy machine than the
+            again = _measure(plan, jobs[:size], run_device, device, cache)  # batch, so measured once more
+            measured = measured if again is None else (min(measured[0], again[0]), max(measured[1], again[1]))
         sizes.append(size)
         times.append(measured[0])
         peaks.append(measured[1])
