@@ -168,7 +168,8 @@ def main() -> None:
         tried = ", ".join(
             f"{n}: {t * 1000:.1f} ms" for n, t in zip(probe["sizes"], probe["seconds_per_image"], strict=True)
         )
-        print(f"probe ({probe['seconds']:.2f} s): per image at {tried}; chose {probe['chosen']} ({probe['stopped']})")
+        chose = f"chose {probe['chosen']} ({probe['stopped']})"
+        print(f"probe ({probe['probe_seconds']:.2f} s): per image at {tried}; {chose}")
     for baseline in ("naive loop", "lean loop"):
         print(f"{baseline}: {statistics.median(seconds[baseline]):.2f} s")
         for name, speedup in result[f"speedup_over_{baseline.replace(' ', '_')}"].items():

@@ -49,8 +49,10 @@ def test_the_probe_doubles_until_a_batch_gains_under_five_percent_and_takes_the_
     assert measured == [1, 2, 4, 8] and probe.sizes == (1, 2, 4, 8) and probe.chosen == 4  # 8: 2% is noise
     assert probe.stopped == "8 gained under 5% in time per image" and probe.seconds_per_image[-1] == 0.49
     assert probe_batch_size(PLAN, JOBS, device="cpu", run_device=None) is probe and measured == [1, 2, 4, 8]
-    other = resolve("toyworld/sd-small", "a blue square", wb.GenerationConfig(steps=4, negative_prompt="blurry"))
-    assert probe_batch_size(other, JOBS, device="cpu", run_device=None) is probe  # steps, negatives: one probe
+    arm = resolve("toyworld/sd-small", "a blue square", wb.GenerationConfig(steps=20, negative_prompt="blurry"))
+    assert probe_batch_size(arm, JOBS, device="cpu", run_device=None) is probe  # A/B arms' negatives: one probe
+    fewer = resolve("toyworld/sd-small", "a red circle", wb.GenerationConfig(steps=4))
+    assert probe_batch_size(fewer, JOBS, device="cpu", run_device=None) is not probe  # another step count
 
 
 def test_the_probe_stops_before_the_memory_budget_out_of_memory_or_the_plans_images(monkeypatch):
@@ -136,3 +138,37 @@ def test_the_studies_take_auto_or_a_number_and_default_to_auto():
         check_parameters(study, {"batch_size": 8})
         with pytest.raises(ConfigError, match=r"parameter 'batch_size' must be int \| Literal\[\"auto\"\].*'big'"):
             check_parameters(study, {"batch_size": "big"})
+
+
+def test_the_real_probe_stops_where_the_device_runs_out_and_a_failing_plan_still_makes_error_rows(tmp_path):
+    from test_out_of_memory import RunsOut
+
+    backend = RunsOut(fits=4)
+    config = wb.GenerationConfig(steps=4, batch_size="auto")
+    rows = wb.ModelEvaluator(PROMPTS, [backend], [0, 1], config, output_dir=tmp_path / "oom").run()
+    (probe,) = wb.RunFolder(tmp_path / "oom").batch_probes().values()
+    assert probe.sizes[0] == 1 and probe.stopped.endswith("ran out of memory") and probe.chosen <= 4
+    assert (rows["status"] == "ok").all() and (rows["batch_splits"] == 0).all()  # the study never ran out
+    assert probe.seconds_per_image[0] > 0 and not probe.capped
+    at_chosen = [steps for images, steps, ran in backend.calls if images == probe.chosen and ran]
+    assert at_chosen.count(2) == 1 and at_chosen.count(4) == 12 // probe.chosen  # the probe's call was the warm-up
+    forget_probes()  # the same model, settings and device: the first probe would hold
+    broken = RunsOut(fits=99, error="device-side assert triggered", kind=RuntimeError, poison=PROMPTS[0])
+    rows = wb.ModelEvaluator(PROMPTS, [broken], [0], config, output_dir=tmp_path / "broken").run()
+    (probe,) = wb.RunFolder(tmp_path / "broken").batch_probes().values()
+    assert probe.sizes == () and probe.chosen == 1 and probe.stopped.startswith("1 failed (RuntimeError")
+    assert rows.loc[rows["prompt_id"] == "p000", "status"].str.contains("device-side assert").all()
+    assert (rows.loc[rows["prompt_id"] != "p000", "status"] == "ok").all()  # the study went on
+
+
+def test_routed_prompts_are_probed_per_route_and_a_larger_plan_probes_again(tmp_path, monkeypatch):
+    router = wb.Router("toyworld", "keyword")
+    prompts = ["a watercolor of a red circle", "an oil painting of a blue square", "a photo of a green triangle"]
+    rows = wb.ModelEvaluator(prompts, [router], [0, 1], wb.GenerationConfig(steps=2, batch_size="auto"),
+                             output_dir=tmp_path / "routed").run()  # fmt: skip
+    probes = wb.RunFolder(tmp_path / "routed").batch_probes()
+    assert (rows["status"] == "ok").all() and len(probes) == rows["routed_model_id"].nunique()
+    small = probe_batch_size(PLAN, JOBS[:2], device="cpu", run_device=None)
+    assert small.capped and small.sizes == (1, 2)  # still gaining where two images ran out
+    assert probe_batch_size(PLAN, JOBS[:3], device="cpu", run_device=None) is small  # no room for 4
+    assert probe_batch_size(PLAN, JOBS[:8], device="cpu", run_device=None) is not small

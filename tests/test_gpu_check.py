@@ -22,4 +22,5 @@ def test_the_gpu_check_runs_dry_on_the_cpu_and_reports_each_section(tmp_path):
     assert oom["simulated"] and oom["ok"] == oom["images"] == 16 and oom["sizes_used"] == [2] and oom["splits"] == [3]
     assert [row["config"] for row in sections["flux"]["table"]] == ["baseline", "first_block_cache=10.0",
                                                                     "mag_cache=10.0"]  # fmt: skip
-    assert "out of memory (simulated): 16/16 images made" in done.stdout and "arch/tiny-flux baseline" in done.stdout
+    assert oom["ran_out"] and "out of memory (simulated): 16/16 images made" in done.stdout
+    assert "arch/tiny-flux baseline" in done.stdout and "failed" not in done.stdout

@@ -52,7 +52,7 @@ def test_a_batch_that_runs_out_of_memory_is_halved_until_it_fits_losing_nothing(
     assert (rows["batch_asked"] == 8).all() and (rows["batch_images"] == 2).all()
     assert [images for images, steps, ran in backend.calls if not ran] == [8, 4]  # the plan's later batch not tried
     (note,) = latency_summary(rows)["timing_note"]
-    assert "2 batch(es) ran out of memory and were split: it ran at batch sizes 2 (asked for 8)" in note
+    assert "6 of its calls were smaller than asked, to fit in memory: it ran at batch sizes 2 (asked for 8)" in note
     # The same images, pixel for pixel, as a run that never ran out, at the size that was used.
     same = wb.ModelEvaluator(PROMPTS, [RunsOut(fits=99)], [0, 1], config.replace(batch_size=2),
                              output_dir=tmp_path / "fits").run()  # fmt: skip
@@ -86,3 +86,33 @@ def test_a_failed_cpu_allocation_is_out_of_memory_and_other_errors_are_not(tmp_p
     other = RunsOut(fits=1, error="mat1 and mat2 shapes cannot be multiplied", kind=RuntimeError)  # not split
     rows = wb.ModelEvaluator(PROMPTS[:2], [other], [0], config, output_dir=tmp_path / "b", warmup=False).run()
     assert rows["status"].str.startswith("error: RuntimeError: mat1").all() and (rows["batch_splits"] == 0).all()
+
+
+def test_after_running_out_the_rest_of_the_batch_goes_on_at_the_size_that_fitted(tmp_path):
+    config = wb.GenerationConfig(steps=2, batch_size=6)  # 6 -> 3 -> 1: never 2, 1, 2, 1
+    rows = wb.ModelEvaluator(PROMPTS, [RunsOut(fits=2)], [0], config, output_dir=tmp_path / "a", warmup=False).run()
+    assert (rows["status"] == "ok").all() and (rows["batch_images"] == 1).all() and (rows["batch_splits"] == 2).all()
+    alone = wb.ModelEvaluator(PROMPTS, [RunsOut(fits=1)], [0], config.replace(batch_size=1),
+                              output_dir=tmp_path / "b", warmup=False).run()  # fmt: skip
+    ours, theirs = pixels(tmp_path / "a", rows), pixels(tmp_path / "b", alone)
+    assert all(np.array_equal(ours[k], theirs[k]) for k in ours)
+
+
+class ScoresUpTo:
+    """The toy CLIP scorer, running out of memory when given more than ``fits`` images at once."""
+
+    def __init__(self, fits: int):
+        self.inner, self.fits = wb.CLIPScorer("toyworld/clip"), fits
+        self.metrics, self.model_id = self.inner.metrics, self.inner.model_id
+
+    def score_columns(self, images, prompts):
+        if len(images) > self.fits:
+            raise torch.OutOfMemoryError("CUDA out of memory (scoring)")
+        return self.inner.score_columns(images, prompts)
+
+
+def test_a_scorer_that_runs_out_of_memory_makes_the_batch_smaller_too(tmp_path):
+    config = wb.GenerationConfig(steps=2, batch_size=4)
+    rows = wb.ModelEvaluator(PROMPTS[:4], ["toyworld/sd-small"], [0], config, output_dir=tmp_path,
+                             scorer=ScoresUpTo(2), warmup=False).run()  # fmt: skip
+    assert (rows["status"] == "ok").all() and rows["clip_score"].notna().all() and (rows["batch_images"] == 2).all()

@@ -28,7 +28,7 @@ from workbench.metrics.provenance import metric_provenance
 from workbench.metrics.registry import scorer_options
 from workbench.models import denoiser, denoiser_slot, separate_guidance_calls
 from workbench.plan import Plan
-from workbench.row import is_error, settings_hash
+from workbench.row import settings_hash
 from workbench.run_folder import RunFolder
 from workbench.stats import difference_ci
 
@@ -231,7 +231,7 @@ def benchmark_acceleration(
     def denoiser_clock(batch):
         with _DenoiserTimer(pipe) as clock:
             yield
-        denoiser_s[batch.batch_id] = denoiser_s.get(batch.batch_id, 0.0) + clock.seconds  # a split batch: its calls
+        denoiser_s[batch.batch_id] = clock.seconds
 
     folder = RunFolder(output_dir) if output_dir is not None else None
     if folder is not None:
@@ -245,14 +245,17 @@ def benchmark_acceleration(
 
     def store(result: BatchResult) -> None:
         label = result.batch.units[0].variant
-        if not result.records or any(record is None for record in result.records):  # its rows say why
-            failed.extend(row.status for row in result.rows if is_error(row.status))
+        if any(row.batch_splits for row in result.rows):  # variants compared at one batch size, or not at all
+            raise ConfigError(f"{label} ran out of memory at batch size {config.batch_size}: the benchmark times "
+                              "every variant at one size, so give a smaller batch_size", "batch_size")  # fmt: skip
+        if not result.records:  # a failed batch: its rows say why
+            failed.extend(row.status for row in result.rows)
             return
-        seconds = sum(row.latency_s for row in result.rows)  # the batch's calls (more than one if it was split)
-        timings.append((len(passes) - 1, label, len(result.rows), seconds / len(result.rows),
+        timings.append((len(passes) - 1, label, len(result.rows), result.rows[0].latency_s,
                         denoiser_s[result.batch.batch_id]))  # fmt: skip
         if result.warmup_s is not None:
-            warmups.setdefault(label, (result.warmup_s, seconds, result.rows[0].config.steps))
+            warmups.setdefault(label, (result.warmup_s, result.rows[0].latency_s * len(result.rows),
+                                       result.rows[0].config.steps))  # fmt: skip
         if len(passes) == 1:
             rows = folder.add(result.rows, result.records) if folder else result.rows
             made.update({(label, r.prompt, r.seed): (row, r) for row, r in zip(rows, result.records, strict=True)})

@@ -346,7 +346,8 @@ def build_architecture(
     name: str, seed: int = 0, *, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
 ):
     """A pipeline of architecture ``name`` (a key of ARCHITECTURES) with seeded random weights, made on ``device``
-    in ``dtype`` (default fp32; on a GPU, building in fp16 or bf16 there spares the CPU FLUX's 67 GB of fp32).
+    in ``dtype`` (default fp32; on a GPU, building in fp16 or bf16 there spares the CPU FLUX's 67 GB of fp32). The
+    same seed gives the same weights on the same device and dtype only: a GPU's random numbers are not the CPU's.
 
     Prompts work (the toy tokenizer's ids are valid in every vocabulary); images are noise. SD 1.5 takes a few
     seconds to build on the CPU, SDXL about a minute. Raises ConfigError, before building anything, when the

@@ -9,7 +9,10 @@ The choice is the last size that gained: the fastest per image, where a larger b
 it (measurement noise, on a few steps) is not taken; a size slower than a smaller one is measured twice, the
 faster kept (a machine busy for a moment should not end the probe). A probe is kept per plan
 (model, settings, image size, toggles: ``probe_key``) and device for the rest of the process, and a run
-records its probes (``RunFolder``), so a resumed run batches as its first part did.
+records its probes (``RunFolder``), so a resumed run batches as its first part did. A probe that stopped at
+its plan's image count while still gaining is made again for a plan with twice as many images or more. A
+probe call that fails for another reason than memory ends the probe (the study's own calls then fail alike,
+as error rows).
 
 Images depend on their batch mates within floating-point rounding (2/255 at most on the toy world), so the
 images of a run at ``"auto"`` match a run at the chosen size, not at another.
@@ -29,8 +32,10 @@ from typing import Any
 import torch
 
 from workbench.device_memory import is_out_of_memory, memory_budget_mb, release_memory
+from workbench.errors import WorkbenchError
 from workbench.models import PipelineCache, default_cache
 from workbench.plan import Plan, run_plan
+from workbench.system_load import device_name
 
 __all__ = ["MIN_GAIN", "PROBE_STEPS", "BatchProbe", "forget_probes", "probe_batch_size", "probe_key", "probed"]
 
@@ -53,7 +58,9 @@ class BatchProbe:
     budget_mb: float | None
     chosen: int
     stopped: str
-    seconds: float
+    probe_seconds: float
+    images: int = 0  # the plan's images when it was probed
+    capped: bool = False  # it stopped at the plan's image count, still gaining: a larger plan is probed again
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
@@ -65,14 +72,19 @@ class BatchProbe:
 
 
 def probe_key(plan: Plan, device: str) -> str:
-    """What a probe's choice holds for: the plan's model, settings (the image size among them; not the batch
-    size, the step count or the negative prompt, which do not change what a step costs), toggles, and the
-    device. A/B arms that differ in their negative prompts share a probe."""
+    """What a probe's choice holds for: the plan's model (and a given pipeline's dtype), settings (the image
+    size and step count among them; not the batch size, or the negative prompt, which costs what an empty one
+    does), toggles, and the device with its hardware's name. A/B arms that differ in their negative prompts
+    share a probe."""
+    if device == "cuda":
+        device = f"cuda:{torch.cuda.current_device()}"
     settings = {
         "model_id": plan.model_id,
-        "config": plan.config.replace(batch_size=1, steps=1, negative_prompt=None).to_dict(),
+        "dtype": str(getattr(plan.pipeline, "dtype", None)),
+        "config": plan.config.replace(batch_size=1, negative_prompt=None).to_dict(),
         "acceleration": plan.acceleration.to_dict() if plan.acceleration else None,
         "device": device,
+        "hardware": device_name(device),
     }
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -94,19 +106,26 @@ def probe_batch_size(
     (prompt, seed) pairs: sizes stop at their number); this process's earlier probe of the same key, if any.
     ``run_device`` and ``cache``: what ``run_plan`` loads the model with (the batch runner's)."""
     key = probe_key(plan, device)
-    if key in _probes:
-        return _probes[key]
+    known = _probes.get(key)
+    if known is not None and not (known.capped and len(jobs) >= 2 * known.sizes[-1]):
+        return known
     started = time.perf_counter()
     budget = memory_budget_mb(device)
     sizes: list[int] = []
     times: list[float] = []
     peaks: list[float] = []
-    stopped, size = f"every size up to the plan's {len(jobs)} image(s)", 1
+    stopped, size, capped = f"every size up to the plan's {len(jobs)} image(s)", 1, False
     while size <= len(jobs):
         if budget is not None and len(peaks) >= 2 and _next_peak(sizes, peaks, size) > budget:
             stopped = f"{size} would pass the memory budget ({budget:.0f} MiB)"
             break
-        measured = _measure(plan, jobs[:size], run_device, device, cache)
+        try:
+            measured = _measure(plan, jobs[:size], run_device, device, cache)
+        except WorkbenchError:
+            raise
+        except Exception as error:  # the study's own calls will fail the same way, as error rows
+            stopped = f"{size} failed ({type(error).__name__}: {str(error)[:200]})"
+            break
         if measured is None:
             release_memory(device)
             stopped = f"{size} ran out of memory"
@@ -121,11 +140,13 @@ def probe_batch_size(
             stopped = f"{size} gained under {MIN_GAIN:.0%} in time per image"
             break
         size *= 2
+    else:
+        capped = bool(sizes)  # still gaining where the plan's images ran out
     gained = [i for i, t in enumerate(times) if i == 0 or t <= min(times[:i]) * (1 - MIN_GAIN)]
     chosen = sizes[gained[-1]] if sizes else 1
     probe = BatchProbe(key, plan.model_id, device, tuple(sizes), tuple(round(t, 6) for t in times),
                        tuple(round(p, 1) for p in peaks), None if budget is None else round(budget, 1), chosen,
-                       stopped, round(time.perf_counter() - started, 3))  # fmt: skip
+                       stopped, round(time.perf_counter() - started, 3), len(jobs), capped)  # fmt: skip
     _probes[key] = probe
     return probe
 
@@ -140,7 +161,8 @@ def _measure(
 ) -> tuple[float, float] | None:
     """Seconds per image of ``jobs`` at the plan's step count, and peak memory (MiB), from one call of
     ``PROBE_STEPS`` steps (after a one-step warm-up of the same shape on an accelerator: kernel choice,
-    allocator; on the CPU a first call at a new shape costs little more, so none): the call's time with its
+    allocator; on the CPU only before the first size, whose call loads the model, since a first call at a new
+    shape costs little more there): the call's time with its
     last step's time added for each step the plan has beyond the probe's (the call's fixed costs, text
     encoding and decoding, weigh as much as they do in the plan's calls); None where the device ran out of
     memory."""
@@ -153,7 +175,7 @@ def _measure(
         marks.append(time.perf_counter())
 
     try:
-        for warm_up in ([True] if device != "cpu" else []) + [False]:
+        for warm_up in ([True] if device != "cpu" or len(jobs) == 1 else []) + [False]:
             call = replace(plan, config=plan.config.replace(steps=1 if warm_up else steps, batch_size=len(jobs)))
             marks.clear()
             start = time.perf_counter()

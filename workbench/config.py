@@ -107,7 +107,7 @@ class GenerationConfig(_Settings):
     height: int | None = None
     negative_prompt: str | None = None
     scheduler: str | None = None  # a key of SCHEDULERS
-    batch_size: int | str = 1  # images per pipeline call, or "auto" (the engine picks it); results do not depend on it
+    batch_size: int | str = 1  # images per pipeline call, or "auto" (the engine picks); images move within 2/255
 
     def __post_init__(self) -> None:
         if not _is_int(self.steps) or not 1 <= self.steps <= MAX_STEPS:

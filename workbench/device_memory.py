@@ -13,7 +13,9 @@ import gc
 import psutil
 import torch
 
-__all__ = ["MEMORY_SHARE", "is_out_of_memory", "memory_budget_mb", "release_memory"]
+__all__ = ["MEMORY_SHARE", "OutOfMemoryError", "is_out_of_memory", "memory_budget_mb", "release_memory"]
+
+OutOfMemoryError = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)  # torch.OutOfMemoryError: 2.5+
 
 # The share of what is free that a batch size chosen by probing may fill, per device type.
 MEMORY_SHARE = {"cuda": 0.8, "mps": 0.5, "cpu": 0.5}
@@ -22,7 +24,7 @@ _ALLOCATION_FAILED = ("DefaultCPUAllocator: can't allocate memory", "out of memo
 
 def is_out_of_memory(error: BaseException) -> bool:
     """Whether ``error`` says the device ran out of memory (and a smaller batch may fit)."""
-    if isinstance(error, torch.OutOfMemoryError):
+    if isinstance(error, OutOfMemoryError):
         return True
     return isinstance(error, RuntimeError) and any(text in str(error) for text in _ALLOCATION_FAILED)
 
@@ -40,15 +42,16 @@ def release_memory(device: torch.device | str) -> None:
 
 def memory_budget_mb(device: torch.device | str) -> float | None:
     """The most memory (MiB, as ``PeakMemory`` measures it on ``device``) a batch may reach: what is in use now
-    plus ``MEMORY_SHARE`` of what is free (free GPU memory on CUDA, the driver's recommended limit on MPS,
-    available RAM on the CPU); None where it cannot be told."""
+    plus ``MEMORY_SHARE`` of what is free (free GPU memory on CUDA, torch's unused cache included; the driver's
+    recommended limit on MPS; available RAM on the CPU); None where it cannot be told."""
     device = torch.device(device)
     share = MEMORY_SHARE.get(device.type)
     if share is None:
         return None
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return (torch.cuda.memory_allocated(device) + share * free) / 2**20
+    if device.type == "cuda":  # free: the driver's, and what torch holds in its cache but does not use
+        allocated = torch.cuda.memory_allocated(device)
+        free = torch.cuda.mem_get_info(device)[0] + torch.cuda.memory_reserved(device) - allocated
+        return (allocated + share * free) / 2**20
     if device.type == "mps":
         used = torch.mps.driver_allocated_memory()
         return (used + share * max(torch.mps.recommended_max_memory() - used, 0)) / 2**20

@@ -140,9 +140,8 @@ def sized_units(
             jobs = [(u.prompt, u.seed) for u in members]
             probe = probe_batch_size(plan, jobs, device=runner.load_device, run_device=runner.device,
                                      cache=runner.cache)  # fmt: skip
-            if fresh:  # the probe warmed each size it tried up
-                sized_key = _group_key(replace(members[0], plan=_sized(plan, probe.chosen)))
-                runner._warmed.update((*sized_key, size) for size in probe.sizes)
+            if fresh:  # the probe ran each size it tried
+                runner.mark_warmed(replace(members[0], plan=_sized(plan, probe.chosen)), probe.sizes)
         probes[probe_id], sizes[key] = probe, probe.chosen
     sized = [replace(u, plan=_sized(u.plan, sizes[k])) if (k := _group_key(u)) in sizes else u for u in units]
     return sized, list(probes.values())
@@ -195,10 +194,10 @@ class BatchRunner:
     on ``device``. ``timed(batch)``, where given, is a context manager entered around each batch's timed
     generation only (the acceleration benchmark's denoiser clock).
 
-    A batch that runs out of device memory is split in two and each half tried (``device_memory``), down to
-    one image: only an image that fails alone becomes an error row. The plan's later batches are split before
-    they run, to the size that last fitted. Rows say the batch size asked for (``batch_asked``: the plan's),
-    the images in the call that made them (``batch_images``) and how many times their batch was split
+    A batch that runs out of device memory (``device_memory``), generating or scoring, goes on in calls of half
+    the size, down to one image: only an image that fails alone becomes an error row. The plan's later batches
+    run in calls of the size that last fitted. Rows say the batch size asked for (``batch_asked``: the plan's),
+    the images in the call that made them (``batch_images``) and how many times the size was halved
     (``batch_splits``). Where the GPU reports its energy (``system_load.energy_counter``), rows carry the
     batch's energy per image (``energy_wh``, the whole board's: see ``system_load``)."""
 
@@ -208,45 +207,46 @@ class BatchRunner:
         self.load_device = str(pick_device(device))
         self.device_name = device_name(self.load_device)
         self._warmed: set[tuple] = set()
-        self._too_big: dict[tuple, int] = {}  # per plan, the smallest batch that ran out of memory
+        self._fits: dict[tuple, int] = {}  # per plan that ran out of memory, the batch size that fitted since
         self.energy = energy_counter(self.load_device)  # NVML's, on an NVIDIA GPU that reports it
 
     def __call__(self, batch: Batch) -> BatchResult:
-        result = BatchResult([], [], batch)
-        self._run(batch, batch.units, 0, result)
+        """Make ``batch``'s images in calls of the size that last fitted its plan (all of them at once until one
+        runs out of memory): after an out-of-memory error the size is halved and the rest of the batch goes on
+        in calls of it, down to one image; an image that fails alone gets an error row."""
+        result, units = BatchResult([], [], batch), batch.units
+        key = _group_key(units[0])
+        size, splits, start = len(units), 0, 0
+        while size > self._fits.get(key, size):  # the plan ran out of memory at this size before
+            size, splits = max(1, size // 2), splits + 1
+        while start < len(units):
+            part = units[start : start + size]
+            outcome = self._attempt(batch, part, splits)
+            if isinstance(outcome, BaseException):  # out of memory; the failed call's traceback is gone
+                release_memory(self.load_device)
+                if size > 1:
+                    size, splits = max(1, size // 2), splits + 1
+                    self._fits[key] = size
+                    continue
+                outcome = self._failed(batch, part, splits, outcome), [None], None
+            rows, records, warmup_s = outcome
+            result.rows += rows
+            result.records += records
+            if warmup_s is not None:
+                result.warmup_s = (result.warmup_s or 0.0) + warmup_s
+            start += len(part)
         if all(record is None for record in result.records):
             result.records = []  # nothing made: a failed batch
         return result
 
-    def _run(self, batch: Batch, units: tuple[Unit, ...], splits: int, result: BatchResult) -> None:
-        """Make ``units`` (part of ``batch``, split ``splits`` times) into ``result``; halve them where this plan
-        ran out of memory at their size, or where they do now."""
-        key = _group_key(units[0])
-        if 1 < len(units) >= self._too_big.get(key, len(units) + 1):
-            failure = None
-        else:
-            outcome = self._attempt(batch, units, splits)
-            if not isinstance(outcome, BaseException):
-                rows, records, warmup_s = outcome
-                result.rows += rows
-                result.records += records
-                if warmup_s is not None:
-                    result.warmup_s = (result.warmup_s or 0.0) + warmup_s
-                return
-            failure = outcome  # out of memory; the failed call's traceback is gone
-            release_memory(self.load_device)
-            self._too_big[key] = min(self._too_big.get(key, len(units)), len(units))
-        if len(units) == 1:
-            result.rows += self._failed(batch, units, splits, failure)
-            result.records += [None]
-            return
-        half = (len(units) + 1) // 2
-        self._run(batch, units[:half], splits + 1, result)
-        self._run(batch, units[half:], splits + 1, result)
+    def mark_warmed(self, unit: Unit, sizes: Sequence[int]) -> None:
+        """Take ``unit``'s plan as warmed up at batch ``sizes`` (a probe ran them): no warm-up call of its own."""
+        self._warmed.update((*_group_key(unit), size) for size in sizes)
 
     def _attempt(self, batch: Batch, units: tuple[Unit, ...], splits: int):
-        """``units`` made in one call: (rows, records, warm-up seconds), or the out-of-memory error (without
-        its traceback) where the device ran out. Any other error makes the units' rows failed ones."""
+        """``units`` made and scored in one call: (rows, records, warm-up seconds), or the out-of-memory error
+        (without its traceback) where the device ran out, generating or scoring. Any other error in generating
+        makes the units' rows failed ones."""
         plan = replace(units[0].plan, context={})  # each unit's own context is added below
         prompts, seeds = [u.prompt for u in units], [u.seed for u in units]
         out_of_memory = None
@@ -277,11 +277,18 @@ class BatchRunner:
         records = [replace(r, context={**r.context, **u.plan.context}) for r, u in zip(records, units, strict=True)]
         images = [r.image for r in records]
         against = [u.scored_against if u.scored_against is not None else u.prompt for u in units]
-        scores = {
-            column: values
-            for scorer in self.scorers
-            for column, values in scorer.score_columns(images, against).items()
-        }
+        try:
+            scores = {
+                column: values
+                for scorer in self.scorers
+                for column, values in scorer.score_columns(images, against).items()
+            }
+        except Exception as error:  # a scorer running out of memory at this size: the call is made again smaller
+            if not is_out_of_memory(error):
+                raise
+            out_of_memory = _without_traceback(error)
+        if out_of_memory is not None:
+            return out_of_memory
         columns = {**self._batch_columns(batch, units, splits), "batch_started": started, "worker": self.worker}
         if load.energy_j is not None:  # where the device reports it: absent (not zero) elsewhere
             columns["energy_wh"] = load.energy_j / 3600 / len(units)

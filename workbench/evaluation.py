@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 from PIL import Image
 
 from workbench.config import AUTO_BATCH_SIZE, GenerationConfig
@@ -223,17 +224,25 @@ class ModelEvaluator:
     def _sized(self, units: list[Unit]) -> list[Unit]:
         """``units`` with ``batch_size="auto"`` chosen per plan (``engine.sized_units``), the probes recorded in
         the run folder; a resumed run takes the probes it recorded. Workers in processes or on Ray are probed
-        for in this process, on the first worker's device (local) or this machine's (Ray)."""
+        for in this process, on the first worker's device (local) or this machine's (Ray: give a number where
+        the actors' machines differ from it), at a worker's CPU thread count."""
         if not any(u.plan.config.batch_size == AUTO_BATCH_SIZE for u in units):
             return units
-        inline = self.pool == "local" and self.workers == 1
-        device = worker_devices(self.workers)[0] if self.pool == "local" else self.device
-        runner = self.runner if inline else BatchRunner(self.spec, device=device, cache=PipelineCache(), worker="probe")
-        units, probes = sized_units(units, runner, self.folder.batch_probes())
+        if self.pool == "local" and self.workers == 1:
+            units, probes = sized_units(units, self.runner, self.folder.batch_probes())
+        else:
+            devices = worker_devices(self.workers) if self.pool == "local" else [str(pick_device(self.device))]
+            sharing = sum(d == "cpu" for d in devices) if self.pool == "local" else self.workers
+            threads, before = self.threads or max(1, (os.cpu_count() or 1) // max(sharing, 1)), torch.get_num_threads()
+            runner = BatchRunner(self.spec, device=devices[0], cache=PipelineCache(), worker="probe")
+            try:
+                torch.set_num_threads(threads if devices[0] == "cpu" else before)
+                units, probes = sized_units(units, runner, self.folder.batch_probes())
+            finally:
+                torch.set_num_threads(before)
+                del runner
+                release_memory(pick_device(devices[0]))
         self.folder.write_batch_probes(probes)
-        if not inline:
-            del runner
-            release_memory(pick_device(device))
         return units
 
     def _provenance(self) -> dict[str, dict[str, Any]]:

@@ -39,13 +39,13 @@ def batch_latencies(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def _sizes_note(batches: pd.DataFrame) -> str:
-    """The batch sizes a model ran at, in words, where its batches were split after running out of memory."""
-    split = batches[batches["splits"].fillna(0) > 0]
-    if split.empty:
+    """The batch sizes a model ran at, in words, where some of its batches ran in smaller calls after the
+    device ran out of memory."""
+    if not (batches["splits"].fillna(0) > 0).any():
         return ""
     sizes = ", ".join(str(int(n)) for n in sorted(batches["images"].unique()))
-    return (f"{split.index.nunique()} batch(es) ran out of memory and were split: it ran at batch sizes {sizes} "
-            f"(asked for {int(batches['asked'].max())})")  # fmt: skip
+    return (f"{int((batches['splits'].fillna(0) > 0).sum())} of its calls were smaller than asked, to fit in "
+            f"memory: it ran at batch sizes {sizes} (asked for {int(batches['asked'].max())})")  # fmt: skip
 
 
 def _timing_note(batches: pd.DataFrame) -> str:
@@ -106,9 +106,9 @@ def latency_summary(rows: pd.DataFrame, reference: str | None = None) -> pd.Data
         if note := _sizes_note(own):
             row["timing_note"] += f"; {note}"
         out.append(row)
-    asked = {model: own["asked"].fillna(own["images"]).max() for model, own in batches.items()}
-    if len(set(asked.values())) > 1:  # a per-image latency depends on the batch size
-        sizes = ", ".join(f"{model} {int(size)}" for model, size in asked.items())
+    largest = {model: own["images"].max() for model, own in batches.items()}  # the size each model ran at
+    if len(set(largest.values())) > 1:  # a per-image latency depends on the batch size
+        sizes = ", ".join(f"{model} {int(size)}" for model, size in largest.items())
         for row in out:
             row["timing_note"] += f"; the models ran at different batch sizes ({sizes}), which their latencies reflect"
     return pd.DataFrame(out)

@@ -13,8 +13,8 @@ device's utilisation in percent from NVML (None without it); ``load_avg_1m`` the
 
 Given an ``EnergyCounter`` (``energy_counter``: NVML's total energy counter of a CUDA device), the block's
 energy in joules (``LoadSample.energy_j``), for blocks of ``MIN_ENERGY_SECONDS`` or longer. NVML reads the
-whole board (its idle power and other processes' work included) and updates its counter coarsely, so a short
-block is not read at all.
+whole board (its idle power and other processes' work included: two workers on one GPU each count it all) and
+updates its counter coarsely, so a short block is not read at all.
 """
 
 from __future__ import annotations
@@ -93,6 +93,14 @@ def energy_counter(device: str | None) -> EnergyCounter | None:
     return lambda: pynvml.nvmlDeviceGetTotalEnergyConsumption(handle) / 1000.0
 
 
+def _read(counter: EnergyCounter | None) -> float | None:
+    """The counter's reading, or None (no counter, or it failed this time: energy unknown, the batch fine)."""
+    try:
+        return counter() if counter is not None else None
+    except Exception:
+        return None
+
+
 def device_name(device: str) -> str:
     """What the hardware is called: the CUDA device's name ("NVIDIA H200"), else the device type ("cpu")."""
     if str(device).startswith("cuda"):
@@ -111,14 +119,14 @@ def measure_load(
     workers among them, are not "other" processes; default this process. ``energy``: the device's counter."""
     sample = LoadSample()
     root = psutil.Process(study) if study else psutil.Process()
-    start_energy = energy() if energy is not None else None
+    start_energy = _read(energy)
     start_wall, start_busy, start_own = time.perf_counter(), _busy_seconds(psutil.cpu_times()), _family_seconds(root)
     try:
         yield sample
     finally:
         wall = time.perf_counter() - start_wall
-        if start_energy is not None and wall >= MIN_ENERGY_SECONDS:
-            sample.energy_j = energy() - start_energy
+        end_energy = _read(energy) if start_energy is not None and wall >= MIN_ENERGY_SECONDS else None
+        sample.energy_j = end_energy - start_energy if end_energy is not None else None
         busy = _busy_seconds(psutil.cpu_times()) - start_busy
         own = sum(seconds - start_own.get(pid, 0.0) for pid, seconds in _family_seconds(root).items())
         capacity = wall * (psutil.cpu_count() or 1)
