@@ -1,6 +1,7 @@
 """batch_size="auto": a short probe of batch sizes per plan and device, its choice used, recorded and reused."""
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -8,7 +9,7 @@ from PIL import Image
 
 import workbench as wb
 from workbench import batch_probe
-from workbench.batch_probe import forget_probes, probe_batch_size
+from workbench.batch_probe import BatchProbe, forget_probes, known_probe, probe_batch_size
 from workbench.errors import ConfigError
 from workbench.plan import resolve
 
@@ -32,6 +33,8 @@ def scripted(monkeypatch, seconds: dict, peaks: dict | None = None, budget: floa
         value = seconds[len(jobs)]
         if isinstance(value, list):  # one value per measurement of that size
             value = value[measured.count(len(jobs)) - 1]
+        if isinstance(value, Exception):
+            raise value
         return None if value is None else (value, (peaks or {}).get(len(jobs), 100.0))
 
     monkeypatch.setattr(batch_probe, "_measure", measure)
@@ -76,14 +79,30 @@ def test_the_probe_stops_before_the_memory_budget_out_of_memory_or_the_plans_ima
     forget_probes()
     scripted(monkeypatch, steep)
     probe = probe_batch_size(PLAN, JOBS[:5], device="cpu", run_device=None)
-    assert probe.sizes == (1, 2, 4) and probe.stopped == "every size up to the plan's 5 image(s)"
+    assert probe.sizes == (1, 2, 4) and probe.stopped == "every size up to the plan's 5 image(s)" and probe.capped
+    assert probe_batch_size(PLAN, JOBS[:7], device="cpu", run_device=None) is probe  # no room for 8 yet
+    assert probe_batch_size(PLAN, JOBS[:8], device="cpu", run_device=None).sizes == (1, 2, 4, 8)  # probed again
+
+
+def test_a_failing_probe_ends_without_stopping_the_study_and_is_not_kept(monkeypatch):
+    assert_fails = RuntimeError("device-side assert triggered")
+    scripted(monkeypatch, {1: 1.0, 2: [1.5, assert_fails]})  # slower at 2, and failing when measured again
+    probe = probe_batch_size(PLAN, JOBS, device="cpu", run_device=None)
+    assert probe.sizes == (1,) and probe.chosen == 1 and probe.stopped.startswith("2 failed (RuntimeError")
+    forget_probes()
+    scripted(monkeypatch, {1: assert_fails})
+    probe = probe_batch_size(PLAN, JOBS, device="cpu", run_device=None)
+    assert probe.sizes == () and probe.chosen == 1 and known_probe(probe.key) is None  # tried again next time
+    unreported = BatchProbe("k", "m", "cpu", (1,), (0.5,), (math.nan,), None, 1, "every size", 0.1, 1, False)
+    written = json.dumps(unreported.to_dict(), allow_nan=False)  # a backend that reports no peak: stored as null
+    assert math.isnan(BatchProbe.from_dict(json.loads(written)).peak_mb[0])
 
 
 def test_auto_runs_at_the_size_probed_records_it_and_makes_the_same_images_as_that_size(tmp_path):
     config = wb.GenerationConfig(steps=4, batch_size="auto")
     rows = wb.ModelEvaluator(PROMPTS, ["toyworld/sd-small"], [0, 1], config, output_dir=tmp_path / "auto").run()
     (probe,) = json.loads((tmp_path / "auto" / "batch_sizes.json").read_text()).values()
-    assert probe["sizes"][:3] == [1, 2, 4] and len(probe["seconds_per_image"]) == len(probe["sizes"])
+    assert probe["sizes"][:2] == [1, 2] and len(probe["seconds_per_image"]) == len(probe["sizes"])
     chosen = probe["chosen"]
     assert chosen in probe["sizes"] and (rows["batch_size"] == chosen).all() and (rows["batch_asked"] == chosen).all()
     fixed = wb.ModelEvaluator(PROMPTS, ["toyworld/sd-small"], [0, 1], config.replace(batch_size=chosen),
@@ -143,32 +162,31 @@ def test_the_studies_take_auto_or_a_number_and_default_to_auto():
 def test_the_real_probe_stops_where_the_device_runs_out_and_a_failing_plan_still_makes_error_rows(tmp_path):
     from test_out_of_memory import RunsOut
 
-    backend = RunsOut(fits=4)
+    backend = RunsOut(fits=1)
     config = wb.GenerationConfig(steps=4, batch_size="auto")
     rows = wb.ModelEvaluator(PROMPTS, [backend], [0, 1], config, output_dir=tmp_path / "oom").run()
     (probe,) = wb.RunFolder(tmp_path / "oom").batch_probes().values()
-    assert probe.sizes[0] == 1 and probe.stopped.endswith("ran out of memory") and probe.chosen <= 4
+    assert probe.sizes == (1,) and probe.stopped == "2 ran out of memory" and probe.chosen == 1
     assert (rows["status"] == "ok").all() and (rows["batch_splits"] == 0).all()  # the study never ran out
     assert probe.seconds_per_image[0] > 0 and not probe.capped
-    at_chosen = [steps for images, steps, ran in backend.calls if images == probe.chosen and ran]
-    assert at_chosen.count(2) == 1 and at_chosen.count(4) == 12 // probe.chosen  # the probe's call was the warm-up
+    made = [steps for images, steps, ran in backend.calls if ran]
+    assert made == [1, 2] + [4] * 12  # the probe's calls at 1 were the study's warm-up: none of its own
     forget_probes()  # the same model, settings and device: the first probe would hold
     broken = RunsOut(fits=99, error="device-side assert triggered", kind=RuntimeError, poison=PROMPTS[0])
     rows = wb.ModelEvaluator(PROMPTS, [broken], [0], config, output_dir=tmp_path / "broken").run()
-    (probe,) = wb.RunFolder(tmp_path / "broken").batch_probes().values()
-    assert probe.sizes == () and probe.chosen == 1 and probe.stopped.startswith("1 failed (RuntimeError")
+    assert wb.RunFolder(tmp_path / "broken").batch_probes() == {}  # nothing measured: not kept for a resume
+    assert (rows["batch_size"] == 1).all()
     assert rows.loc[rows["prompt_id"] == "p000", "status"].str.contains("device-side assert").all()
     assert (rows.loc[rows["prompt_id"] != "p000", "status"] == "ok").all()  # the study went on
 
 
-def test_routed_prompts_are_probed_per_route_and_a_larger_plan_probes_again(tmp_path, monkeypatch):
+def test_routed_prompts_are_probed_per_route(tmp_path):
     router = wb.Router("toyworld", "keyword")
     prompts = ["a watercolor of a red circle", "an oil painting of a blue square", "a photo of a green triangle"]
     rows = wb.ModelEvaluator(prompts, [router], [0, 1], wb.GenerationConfig(steps=2, batch_size="auto"),
                              output_dir=tmp_path / "routed").run()  # fmt: skip
     probes = wb.RunFolder(tmp_path / "routed").batch_probes()
     assert (rows["status"] == "ok").all() and len(probes) == rows["routed_model_id"].nunique()
-    small = probe_batch_size(PLAN, JOBS[:2], device="cpu", run_device=None)
-    assert small.capped and small.sizes == (1, 2)  # still gaining where two images ran out
-    assert probe_batch_size(PLAN, JOBS[:3], device="cpu", run_device=None) is small  # no room for 4
-    assert probe_batch_size(PLAN, JOBS[:8], device="cpu", run_device=None) is not small
+    for route, group in rows.groupby("routed_model_id"):
+        (probe,) = (p for p in probes.values() if p.model_id == route)
+        assert (group["batch_size"] == probe.chosen).all()

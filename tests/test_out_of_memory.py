@@ -48,7 +48,7 @@ def test_a_batch_that_runs_out_of_memory_is_halved_until_it_fits_losing_nothing(
     warmed = [images for images, steps, ran in backend.calls if ran and steps == 2]
     assert warmed == [2]  # the split shape warmed up once, untimed
     first, second = rows[rows["batch_id"] == 0], rows[rows["batch_id"] == 1]
-    assert (first["batch_splits"] == 2).all() and (second["batch_splits"] == 1).all()  # 8 -> 4 -> 2; 4 -> 2 at once
+    assert (first["batch_splits"] == 2).all() and (second["batch_splits"] == 2).all()  # 8 -> 4 -> 2; then 2 at once
     assert (rows["batch_asked"] == 8).all() and (rows["batch_images"] == 2).all()
     assert [images for images, steps, ran in backend.calls if not ran] == [8, 4]  # the plan's later batch not tried
     (note,) = latency_summary(rows)["timing_note"]
@@ -89,10 +89,10 @@ def test_a_failed_cpu_allocation_is_out_of_memory_and_other_errors_are_not(tmp_p
 
 
 def test_after_running_out_the_rest_of_the_batch_goes_on_at_the_size_that_fitted(tmp_path):
-    config = wb.GenerationConfig(steps=2, batch_size=6)  # 6 -> 3 -> 1: never 2, 1, 2, 1
+    config = wb.GenerationConfig(steps=2, batch_size=6)  # 6 -> 3 -> 2, then 2, 2: never 2, 1, 2, 1
     rows = wb.ModelEvaluator(PROMPTS, [RunsOut(fits=2)], [0], config, output_dir=tmp_path / "a", warmup=False).run()
-    assert (rows["status"] == "ok").all() and (rows["batch_images"] == 1).all() and (rows["batch_splits"] == 2).all()
-    alone = wb.ModelEvaluator(PROMPTS, [RunsOut(fits=1)], [0], config.replace(batch_size=1),
+    assert (rows["status"] == "ok").all() and (rows["batch_images"] == 2).all() and (rows["batch_splits"] == 2).all()
+    alone = wb.ModelEvaluator(PROMPTS, [RunsOut(fits=2)], [0], config.replace(batch_size=2),
                               output_dir=tmp_path / "b", warmup=False).run()  # fmt: skip
     ours, theirs = pixels(tmp_path / "a", rows), pixels(tmp_path / "b", alone)
     assert all(np.array_equal(ours[k], theirs[k]) for k in ours)

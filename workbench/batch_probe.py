@@ -37,7 +37,7 @@ from workbench.models import PipelineCache, default_cache
 from workbench.plan import Plan, run_plan
 from workbench.system_load import device_name
 
-__all__ = ["MIN_GAIN", "PROBE_STEPS", "BatchProbe", "forget_probes", "probe_batch_size", "probe_key", "probed"]
+__all__ = ["MIN_GAIN", "PROBE_STEPS", "BatchProbe", "forget_probes", "known_probe", "probe_batch_size", "probe_key"]
 
 PROBE_STEPS = 2  # denoising steps of a timed probe call (its warm-up call takes one)
 MIN_GAIN = 0.05  # a larger batch must cut the best time per image by this share to be taken and tried further
@@ -63,11 +63,15 @@ class BatchProbe:
     capped: bool = False  # it stopped at the plan's image count, still gaining: a larger plan is probed again
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        """JSON-ready: tuples as lists, a peak a backend did not report (NaN) as None."""
+        plain = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        plain["peak_mb"] = [None if p != p else p for p in plain["peak_mb"]]
+        return plain
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BatchProbe:
         fields = {f.name for f in dataclasses.fields(cls)}
+        data = {**data, "peak_mb": [math.nan if p is None else p for p in data.get("peak_mb", [])]}
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in fields})
 
 
@@ -121,6 +125,10 @@ def probe_batch_size(
             break
         try:
             measured = _measure(plan, jobs[:size], run_device, device, cache)
+            if measured is not None and times and measured[0] > min(times):
+                # slower than a smaller batch: more often a busy machine than the batch, so measured once more
+                again = _measure(plan, jobs[:size], run_device, device, cache)
+                measured = None if again is None else (min(measured[0], again[0]), max(measured[1], again[1]))
         except WorkbenchError:
             raise
         except Exception as error:  # the study's own calls will fail the same way, as error rows
@@ -130,9 +138,6 @@ def probe_batch_size(
             release_memory(device)
             stopped = f"{size} ran out of memory"
             break
-        if times and measured[0] > min(times):  # slower than a smaller batch: more often a busy machine than the
-            again = _measure(plan, jobs[:size], run_device, device, cache)  # batch, so measured once more
-            measured = measured if again is None else (min(measured[0], again[0]), max(measured[1], again[1]))
         sizes.append(size)
         times.append(measured[0])
         peaks.append(measured[1])
@@ -147,13 +152,14 @@ def probe_batch_size(
     probe = BatchProbe(key, plan.model_id, device, tuple(sizes), tuple(round(t, 6) for t in times),
                        tuple(round(p, 1) for p in peaks), None if budget is None else round(budget, 1), chosen,
                        stopped, round(time.perf_counter() - started, 3), len(jobs), capped)  # fmt: skip
-    _probes[key] = probe
+    if sizes:  # a probe that measured nothing (its plan failed, or ran out at one image) is made again next time
+        _probes[key] = probe
     return probe
 
 
-def probed(key: str) -> bool:
-    """Whether this process has probed ``key`` already."""
-    return key in _probes
+def known_probe(key: str) -> BatchProbe | None:
+    """This process's probe of ``key``, if any."""
+    return _probes.get(key)
 
 
 def _measure(

@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from workbench.batch_probe import BatchProbe, probe_batch_size, probe_key, probed
+from workbench.batch_probe import BatchProbe, known_probe, probe_batch_size, probe_key
 from workbench.config import AUTO_BATCH_SIZE
 from workbench.deprecation import renamed_attributes
 from workbench.device_memory import is_out_of_memory, release_memory
@@ -134,15 +134,17 @@ def sized_units(
         if plan.config.batch_size != AUTO_BATCH_SIZE:
             continue
         probe_id = probe_key(plan, runner.load_device)
-        probe = recorded.get(probe_id) or probes.get(probe_id)
+        probe = recorded.get(probe_id)
         if probe is None:
-            fresh = not probed(probe_id)
+            before = known_probe(probe_id)
             jobs = [(u.prompt, u.seed) for u in members]
             probe = probe_batch_size(plan, jobs, device=runner.load_device, run_device=runner.device,
                                      cache=runner.cache)  # fmt: skip
-            if fresh:  # the probe ran each size it tried
+            if probe is not before:  # the probe just ran each size it tried
                 runner.mark_warmed(replace(members[0], plan=_sized(plan, probe.chosen)), probe.sizes)
-        probes[probe_id], sizes[key] = probe, probe.chosen
+        if probe.sizes:  # a probe that measured nothing (its plan failed) is not kept for a resume
+            probes[probe_id] = probe
+        sizes[key] = probe.chosen
     sized = [replace(u, plan=_sized(u.plan, sizes[k])) if (k := _group_key(u)) in sizes else u for u in units]
     return sized, list(probes.values())
 
@@ -196,10 +198,12 @@ class BatchRunner:
 
     A batch that runs out of device memory (``device_memory``), generating or scoring, goes on in calls of half
     the size, down to one image: only an image that fails alone becomes an error row. The plan's later batches
-    run in calls of the size that last fitted. Rows say the batch size asked for (``batch_asked``: the plan's),
-    the images in the call that made them (``batch_images``) and how many times the size was halved
-    (``batch_splits``). Where the GPU reports its energy (``system_load.energy_counter``), rows carry the
-    batch's energy per image (``energy_wh``, the whole board's: see ``system_load``)."""
+    run in calls of the size that fitted, in this runner (with several workers, only the one that ran out: its
+    images then differ from the others' by batch-mate rounding); it does not grow back. Rows say the batch size
+    asked for (``batch_asked``: the plan's), the images in the call that made them (``batch_images``) and how
+    many times the size was halved (``batch_splits``). Where the GPU reports its energy
+    (``system_load.energy_counter``), rows carry the batch's energy per image (``energy_wh``, the whole
+    board's: see ``system_load``)."""
 
     def __init__(self, spec: RunnerSpec, *, scorers=(), device=None, cache=default_cache, worker="main", timed=None):
         self.spec, self.scorers, self.device, self.cache, self.worker = spec, list(scorers), device, cache, worker
@@ -207,28 +211,29 @@ class BatchRunner:
         self.load_device = str(pick_device(device))
         self.device_name = device_name(self.load_device)
         self._warmed: set[tuple] = set()
-        self._fits: dict[tuple, int] = {}  # per plan that ran out of memory, the batch size that fitted since
+        self._fits: dict[tuple, tuple[int, int]] = {}  # per plan that ran out of memory: the size that fitted then, and
+        # how many halvings from the asked size it took
         self.energy = energy_counter(self.load_device)  # NVML's, on an NVIDIA GPU that reports it
 
     def __call__(self, batch: Batch) -> BatchResult:
         """Make ``batch``'s images in calls of the size that last fitted its plan (all of them at once until one
-        runs out of memory): after an out-of-memory error the size is halved and the rest of the batch goes on
-        in calls of it, down to one image; an image that fails alone gets an error row."""
+        runs out of memory): after an out-of-memory error the call is halved (rounding up) and the rest of the
+        batch goes on in calls of that size, down to one image; an image that fails alone gets an error row."""
         result, units = BatchResult([], [], batch), batch.units
         key = _group_key(units[0])
-        size, splits, start = len(units), 0, 0
-        while size > self._fits.get(key, size):  # the plan ran out of memory at this size before
-            size, splits = max(1, size // 2), splits + 1
+        fitted, splits = self._fits.get(key, (len(units), 0))
+        size, start = min(len(units), fitted), 0
         while start < len(units):
             part = units[start : start + size]
             outcome = self._attempt(batch, part, splits)
             if isinstance(outcome, BaseException):  # out of memory; the failed call's traceback is gone
                 release_memory(self.load_device)
-                if size > 1:
-                    size, splits = max(1, size // 2), splits + 1
-                    self._fits[key] = size
+                if len(part) > 1:
+                    size, splits = (len(part) + 1) // 2, splits + 1
                     continue
                 outcome = self._failed(batch, part, splits, outcome), [None], None
+            elif size < self._fits.get(key, (len(units) + 1, 0))[0] and splits:
+                self._fits[key] = (size, splits)  # the size that fitted after running out: the plan's from now
             rows, records, warmup_s = outcome
             result.rows += rows
             result.records += records
