@@ -45,6 +45,33 @@ def test_parameters_are_checked_before_any_kernel_starts(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
+def test_a_kernel_that_dies_starting_is_started_again_and_other_errors_are_not(tmp_path, monkeypatch):
+    import papermill
+
+    real, calls = papermill.execute_notebook, []
+
+    def dies_once(*args, **kwargs):  # as when a kernel starting beside it took its port
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("Kernel died before replying to kernel_info")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(papermill, "execute_notebook", dies_once)
+    with pytest.raises(NotebookRunError, match="boom on purpose"):  # the second kernel ran the cells
+        run_study(BROKEN, {}, output_root=tmp_path, progress=False)
+    assert len(calls) == 2
+
+    def fails(*args, **kwargs):
+        calls.append(1)
+        raise RuntimeError("something else")
+
+    monkeypatch.setattr(papermill, "execute_notebook", fails)
+    calls.clear()
+    with pytest.raises(RuntimeError, match="something else"):
+        run_study(BROKEN, {}, output_root=tmp_path / "other", progress=False)
+    assert len(calls) == 1
+
+
 def test_a_failing_cell_leaves_the_executed_notebook_and_says_which_cell(tmp_path):
     with pytest.raises(NotebookRunError) as error:
         run_study(BROKEN, {}, output_root=tmp_path, progress=False)

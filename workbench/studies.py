@@ -47,6 +47,11 @@ __all__ = [
     "write_index",
 ]
 
+# A kernel can die while starting, before any cell runs (a port another kernel starting beside it took, as
+# happens to sweep points started together): the run then starts another, up to this many in all.
+KERNEL_STARTS = 3
+_KERNEL_DIED = "Kernel died before replying to kernel_info"
+
 
 @dataclass(frozen=True)
 class StudyRun:
@@ -151,17 +156,23 @@ def run_study(
     start = time.perf_counter()
     shown = watching(sys.stderr) if progress else nullcontext()
     with shown as watch, interpreter_kernel(watch.environment if watch else None) as kernel:
-        try:
-            papermill.execute_notebook(
-                str(notebook),
-                str(executed),
-                parameters=parameters,
-                kernel_name=kernel,
-                progress_bar=watch.cell_bar if watch else False,
-                cwd=str(Path.cwd()),
-            )
-        except PapermillExecutionError as error:
-            failure = NotebookRunError(executed, error.cell_index, error.ename, error.evalue)
+        for attempt in range(KERNEL_STARTS):
+            try:
+                papermill.execute_notebook(
+                    str(notebook),
+                    str(executed),
+                    parameters=parameters,
+                    kernel_name=kernel,
+                    progress_bar=watch.cell_bar if watch else False,
+                    cwd=str(Path.cwd()),
+                )
+            except PapermillExecutionError as error:
+                failure = NotebookRunError(executed, error.cell_index, error.ename, error.evalue)
+            except RuntimeError as error:  # a kernel that died starting, before any cell ran: start another
+                if _KERNEL_DIED not in str(error) or attempt == KERNEL_STARTS - 1:
+                    raise
+                continue
+            break
     # 3-5. Report, manifest, index: written for failed runs too.
     _render_report(executed, report)
     manifest |= {
