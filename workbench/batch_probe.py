@@ -168,10 +168,9 @@ def _measure(
     """Seconds per image of ``jobs`` at the plan's step count, and peak memory (MiB), from one call of
     ``PROBE_STEPS`` steps (after a one-step warm-up of the same shape on an accelerator: kernel choice,
     allocator; on the CPU only before the first size, whose call loads the model, since a first call at a new
-    shape costs little more there): the call's time with its
-    last step's time added for each step the plan has beyond the probe's (the call's fixed costs, text
-    encoding and decoding, weigh as much as they do in the plan's calls); None where the device ran out of
-    memory."""
+    shape costs little more there): the call's time with its last step's time added for each step the plan has
+    beyond the probe's (the call's fixed costs, text encoding and decoding, weigh as much as they do in the
+    plan's calls); None where the device ran out of memory."""
     prompts, seeds = [p for p, _ in jobs], [s for _, s in jobs]
     steps = min(PROBE_STEPS, plan.config.steps)
     out_of_memory, marks = False, []

@@ -57,6 +57,7 @@ __all__ = [
     "plan_batches",
     "sized_units",
     "worker_devices",
+    "worker_threads",
 ]
 
 BATCH_WARMUP_STEPS = 2  # a warm-up batch has the real batch's shapes; its step count does not change them
@@ -211,8 +212,8 @@ class BatchRunner:
         self.load_device = str(pick_device(device))
         self.device_name = device_name(self.load_device)
         self._warmed: set[tuple] = set()
-        self._fits: dict[tuple, tuple[int, int]] = {}  # per plan that ran out of memory: the size that fitted then, and
-        # how many halvings from the asked size it took
+        # per plan that ran out of memory: the size that fitted then, and how many halvings from the asked size
+        self._fits: dict[tuple, tuple[int, int]] = {}
         self.energy = energy_counter(self.load_device)  # NVML's, on an NVIDIA GPU that reports it
 
     def __call__(self, batch: Batch) -> BatchResult:
@@ -542,11 +543,18 @@ def execute(
             "workers load their own pipelines: give model ids (or a Router), not pipeline objects", "workers"
         )
     if pool == "ray":
-        _ray_actors(batches, spec, workers, threads or max(1, (os.cpu_count() or 1) // workers), sink)
+        _ray_actors(batches, spec, workers, worker_threads(workers, pool, threads), sink)
         return
-    devices = worker_devices(workers)
-    on_cpu = sum(d == "cpu" for d in devices) or 1
-    _local_processes(batches, spec, devices, threads or max(1, (os.cpu_count() or 1) // on_cpu), sink)
+    _local_processes(batches, spec, worker_devices(workers), worker_threads(workers, pool, threads), sink)
+
+
+def worker_threads(workers: int | Sequence[str], pool: str, threads: int | None = None) -> int:
+    """CPU threads per worker: ``threads``, else the cores shared out among the workers on the CPU (every Ray
+    actor; the local workers whose device is the CPU)."""
+    if threads:
+        return threads
+    sharing = workers if pool == "ray" else sum(d == "cpu" for d in worker_devices(workers)) or 1
+    return max(1, (os.cpu_count() or 1) // sharing)
 
 
 __getattr__ = renamed_attributes(

@@ -39,6 +39,7 @@ from workbench.engine import (
     plan_batches,
     sized_units,
     worker_devices,
+    worker_threads,
 )
 from workbench.errors import ConfigError
 from workbench.evaluation_summary import EvaluationReport, evaluation_report
@@ -232,17 +233,18 @@ class ModelEvaluator:
             units, probes = sized_units(units, self.runner, self.folder.batch_probes())
         else:
             devices = worker_devices(self.workers) if self.pool == "local" else [str(pick_device(self.device))]
-            sharing = sum(d == "cpu" for d in devices) if self.pool == "local" else self.workers
-            threads, before = self.threads or max(1, (os.cpu_count() or 1) // max(sharing, 1)), torch.get_num_threads()
+            before = torch.get_num_threads()
             runner = BatchRunner(self.spec, device=devices[0], cache=PipelineCache(), worker="probe")
             try:
-                torch.set_num_threads(threads if devices[0] == "cpu" else before)
+                if devices[0] == "cpu":
+                    torch.set_num_threads(worker_threads(self.workers, self.pool, self.threads))
                 units, probes = sized_units(units, runner, self.folder.batch_probes())
             finally:
                 torch.set_num_threads(before)
                 del runner
                 release_memory(pick_device(devices[0]))
-        self.folder.write_batch_probes(probes)
+        if probes:
+            self.folder.write_batch_probes(probes)
         return units
 
     def _provenance(self) -> dict[str, dict[str, Any]]:

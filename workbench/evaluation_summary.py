@@ -286,13 +286,13 @@ def tag_scores(rows: pd.DataFrame, column: str = "geneval", *, draws: int = 1000
     point = summary_scores(scored, column, tag=by)
     groups = {tag: [g[column].to_numpy(dtype=float) for _, g in frame.groupby("prompt_id")]
               for tag, frame in scored.groupby(by)}  # fmt: skip
-    unanimous = {tag for tag, prompts in groups.items() if len(set(np.concatenate(prompts))) == 1}
+    unanimous = {tag for tag in groups if point[tag] in (0.0, 1.0)}  # every image right, or every one wrong
     rng = np.random.default_rng(seed)
     drawn: dict[str, list[float]] = {tag: [] for tag in [*groups, "overall"]}
     for _ in range(draws):
         shares = {}
         for tag, prompts in groups.items():
-            if tag in unanimous and point[tag] in (0.0, 1.0):
+            if tag in unanimous:
                 share = float(rng.beta(len(prompts), 1))
                 shares[tag] = share if point[tag] == 1.0 else 1.0 - share
             else:
@@ -305,7 +305,7 @@ def tag_scores(rows: pd.DataFrame, column: str = "geneval", *, draws: int = 1000
     table = []
     for tag, values in drawn.items():
         low, high = np.quantile(values, [0.025, 0.975])
-        if tag in unanimous and point[tag] in (0.0, 1.0):  # all right (or all wrong): Clopper-Pearson over the prompts
+        if tag in unanimous:  # Clopper-Pearson over the prompts
             bound = unanimous_bound(int(counts.loc[tag, "prompts"]))
             low, high = (bound, 1.0) if point[tag] == 1.0 else (0.0, 1 - bound)
         low, high = min(low, point[tag]), max(high, point[tag])  # the score itself is always in its interval
