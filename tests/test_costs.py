@@ -129,6 +129,8 @@ def test_bad_assumptions_are_refused(kwargs, field):
         ("apis: {x: cheap}", "apis.x", "must be a price"),
         ("defaults: {utilisation: 2}", "defaults.utilisation", r"\(0, 1\], not 2"),
         ("defaults: {minimum_hours_per_month: -5}", "defaults.minimum_hours_per_month", "0 or more"),
+        ("defaults: {usd_per_kwh: -0.1}", "defaults.usd_per_kwh", "a price in dollars per kWh, 0 or more"),
+        ("defaults: {usd_per_kwh: cheap}", "defaults.usd_per_kwh", "not 'cheap'"),
         ("defaults: {hours: 5}", "defaults", "may set utilisation"),
         ("gpu: {H100: 2}", "path", "top level may hold"),
         ("gpus: [H100]", "gpus", "must map names"),
